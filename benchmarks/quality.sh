@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Train the default and the seed003 pipelines on the full MVTec screw train set, in one session,
+# and evaluate both on test_matched/, raw test/ and exposure-jittered test_matched/.
+# Usage: bash benchmarks/quality.sh [OUT_DIR] [SEED]
+set -euo pipefail
+data=${INSPECTOR_DATA:-../shared/data/mvtec_screw}
+out=${1:-benchmarks/results}
+seed=${2:-0}
+mkdir -p "$out"
+for pipeline in screw seed003; do
+  model="$out/model-$pipeline-$seed"
+  inspector train "$data/train/good" --out "$model" --pipeline "$pipeline" --seed "$seed" --force --json \
+    > "$out/train-$pipeline-$seed.json"
+  inspector evaluate "$model" --good "$data/test_matched/good" --defect "$data/test_matched/defect" \
+    --report "$out/eval-$pipeline-$seed-matched" --json > "$out/eval-$pipeline-$seed-matched.json"
+  inspector evaluate "$model" --good "$data/test/good" --defect "$data/test/defect" \
+    --report "$out/eval-$pipeline-$seed-raw" --json > "$out/eval-$pipeline-$seed-raw.json"
+  inspector evaluate "$model" --good "$data/test_matched/good" --defect "$data/test_matched/defect" \
+    --exposure-jitter --json > "$out/eval-$pipeline-$seed-jitter.json"
+done
+python - "$out" "$seed" <<'PY'
+import json, sys
+out, seed = sys.argv[1], sys.argv[2]
+print(f"| pipeline | train s | AUROC test_matched (95% CI) | AUROC raw test | AUROC jitter | AP matched | recall / false rejects @thr (matched) |")
+print("|---|---|---|---|---|---|---|")
+for p in ("screw", "seed003"):
+    t = json.load(open(f"{out}/train-{p}-{seed}.json"))
+    m, r, j = (json.load(open(f"{out}/eval-{p}-{seed}-{k}.json")) for k in ("matched", "raw", "jitter"))
+    c = m["confusion"]
+    print(f"| {p} | {t['train_seconds']:.0f} | {m['auroc']:.3f} ({m['auroc_ci95'][0]:.2f}-{m['auroc_ci95'][1]:.2f}) "
+          f"| {r['auroc']:.3f} | {j['auroc']:.3f} | {m['average_precision']:.3f} "
+          f"| {c['recall']:.2f} / {c['false_positive']} of {m['good']} |")
+PY

@@ -1,0 +1,179 @@
+"""Threshold policies and detection metrics (ROC AUC, average precision, confusion).
+
+A part is judged a defect when its score is strictly greater than the threshold.
+
+Adaptive policies (from good scores only): `mean_std` (mean + k * population std),
+`mean_multiple` (factor * mean), `quantile` (the (1 - false_reject_rate) quantile, linear
+interpolation). Supervised policies (need defect scores): `best_f1` and `target_recall`, which
+place the threshold halfway between two neighbouring observed scores.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import SUPERVISED_POLICIES, ThresholdConfig
+
+
+class CalibrationError(ValueError):
+    """A threshold cannot be chosen from the data given (too few scores, missing defects)."""
+
+
+@dataclass(frozen=True)
+class Confusion:
+    true_positive: int  # defect flagged
+    false_negative: int  # defect passed
+    false_positive: int  # good part rejected
+    true_negative: int  # good part passed
+
+    @property
+    def precision(self) -> float:
+        flagged = self.true_positive + self.false_positive
+        return self.true_positive / flagged if flagged else 0.0
+
+    @property
+    def recall(self) -> float:
+        defects = self.true_positive + self.false_negative
+        return self.true_positive / defects if defects else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def false_reject_rate(self) -> float:
+        good = self.false_positive + self.true_negative
+        return self.false_positive / good if good else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "true_positive": self.true_positive, "false_negative": self.false_negative,
+            "false_positive": self.false_positive, "true_negative": self.true_negative,
+            "precision": self.precision, "recall": self.recall, "f1": self.f1,
+            "false_reject_rate": self.false_reject_rate,
+        }
+
+
+def confusion(good: np.ndarray, defect: np.ndarray, threshold: float) -> Confusion:
+    good, defect = np.asarray(good, float), np.asarray(defect, float)
+    tp = int((defect > threshold).sum())
+    fp = int((good > threshold).sum())
+    return Confusion(tp, len(defect) - tp, fp, len(good) - fp)
+
+
+def choose_threshold(good: np.ndarray, defect: np.ndarray | None, config: ThresholdConfig) -> float:
+    """The threshold the policy in `config` picks from good (and, if needed, defect) scores."""
+    good = np.asarray(good, dtype=np.float64)
+    if good.size < 2:
+        raise CalibrationError(f"need at least 2 good images to calibrate, got {good.size}")
+    policy = config.policy
+    if policy == "mean_std":
+        return float(good.mean() + config.k * good.std())
+    if policy == "mean_multiple":
+        return float(config.factor * good.mean())
+    if policy == "quantile":
+        return float(np.quantile(good, 1.0 - config.false_reject_rate))
+    defect = np.asarray(defect if defect is not None else [], dtype=np.float64)
+    if defect.size == 0:
+        raise CalibrationError(f"policy {policy!r} needs defect images (--defect DIR)")
+    if policy == "best_f1":
+        return _best_f1(good, defect)
+    return _target_recall(good, defect, config.target_recall)
+
+
+def needs_defects(policy: str) -> bool:
+    return policy in SUPERVISED_POLICIES
+
+
+def _candidates(good: np.ndarray, defect: np.ndarray) -> np.ndarray:
+    """Thresholds between each pair of neighbouring distinct scores, and one above them all."""
+    values = np.unique(np.concatenate([good, defect]))
+    midpoints = (values[:-1] + values[1:]) / 2.0
+    below = values[0] - 1.0
+    return np.concatenate([[below], midpoints, [values[-1]]])
+
+
+def _best_f1(good: np.ndarray, defect: np.ndarray) -> float:
+    best, best_f1 = None, -1.0
+    for t in _candidates(good, defect):  # ascending: ties keep the lowest threshold
+        f1 = confusion(good, defect, t).f1
+        if f1 > best_f1:
+            best, best_f1 = t, f1
+    return float(best)
+
+
+def _target_recall(good: np.ndarray, defect: np.ndarray, target: float) -> float:
+    """The highest threshold that still catches at least `target` of the defects.
+
+    The highest such threshold rejects the fewest good parts.
+    """
+    needed = max(1, math.ceil(target * defect.size - 1e-9))
+    ranked = np.sort(defect)[::-1]
+    weakest_caught = ranked[needed - 1]
+    lower = np.concatenate([good, defect])
+    lower = lower[lower < weakest_caught]
+    if lower.size:
+        return float((weakest_caught + lower.max()) / 2.0)
+    return float(weakest_caught - max(abs(weakest_caught) * 1e-6, 1e-12))
+
+
+def roc_auc(good: np.ndarray, defect: np.ndarray) -> float:
+    """Probability that a random defect scores above a random good part (ties count half)."""
+    good, defect = np.asarray(good, float), np.asarray(defect, float)
+    if good.size == 0 or defect.size == 0:
+        raise CalibrationError("ROC AUC needs both good and defect scores")
+    greater = (defect[:, None] > good[None, :]).sum()
+    ties = (defect[:, None] == good[None, :]).sum()
+    return float((greater + 0.5 * ties) / (good.size * defect.size))
+
+
+def roc_curve(good: np.ndarray, defect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False-positive rate and true-positive rate as the threshold sweeps down all scores."""
+    thresholds = np.concatenate([[np.inf], np.unique(np.concatenate([good, defect]))[::-1]])
+    fpr = np.array([(good >= t).mean() for t in thresholds])
+    tpr = np.array([(defect >= t).mean() for t in thresholds])
+    return fpr, tpr
+
+
+def average_precision(good: np.ndarray, defect: np.ndarray) -> float:
+    """Area under the precision-recall curve as a step sum over distinct thresholds."""
+    good, defect = np.asarray(good, float), np.asarray(defect, float)
+    ap, last_recall = 0.0, 0.0
+    for t in np.unique(np.concatenate([good, defect]))[::-1]:
+        tp = (defect >= t).sum()
+        fp = (good >= t).sum()
+        recall = tp / defect.size
+        ap += (recall - last_recall) * (tp / (tp + fp))
+        last_recall = recall
+    return float(ap)
+
+
+def bootstrap_auc_interval(
+    good: np.ndarray, defect: np.ndarray, rounds: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ROC AUC, resampling good and defect parts separately."""
+    good, defect = np.asarray(good, float), np.asarray(defect, float)
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(rounds)
+    for i in range(rounds):
+        aucs[i] = roc_auc(rng.choice(good, good.size), rng.choice(defect, defect.size))
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(aucs, tail)), float(np.quantile(aucs, 1.0 - tail))
+
+
+def score_statistics(scores: np.ndarray) -> dict:
+    scores = np.asarray(scores, dtype=np.float64)
+    return {
+        "count": int(scores.size),
+        "mean": float(scores.mean()),
+        "std": float(scores.std()),
+        "min": float(scores.min()),
+        "max": float(scores.max()),
+        "p50": float(np.quantile(scores, 0.5)),
+        "p95": float(np.quantile(scores, 0.95)),
+        "p99": float(np.quantile(scores, 0.99)),
+    }

@@ -1,0 +1,409 @@
+"""The `inspector` command line. Each command's docstring is its --help text."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__
+from .bundle import BundleError
+from .calibration import CalibrationError
+from .config import POLICIES, ConfigError
+from .preprocess import ImageError
+
+log = logging.getLogger("inspector")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    log.setLevel(level)
+
+
+def verbose_option(f):
+    return click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(f)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(f)
+
+
+def _fail_cleanly(func):
+    """Turn the package's expected errors into one-line click errors (exit code 1)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (BundleError, ConfigError, CalibrationError, ImageError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _emit(data: dict, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=float) if as_json else text)
+
+
+def _load(model_dir: Path):
+    from .bundle import load_bundle
+
+    return load_bundle(model_dir)
+
+
+def _folder_images(folder: Path, what: str) -> list[Path]:
+    from .preprocess import list_images
+
+    paths = list_images(folder)
+    if not paths:
+        raise click.ClickException(f"no images found in {what} folder {folder}")
+    return paths
+
+
+def _score_folder(inferencer, folder: Path, what: str, exposure_for=None):
+    """Scores of every readable image in a folder, with a progress bar; errors are reported."""
+    paths = _folder_images(folder, what)
+    results = []
+    with click.progressbar(length=len(paths), label=f"Scoring {what}", file=sys.stderr) as bar:
+        for result in inferencer.judge(paths, exposure_for=exposure_for):
+            results.append(result)
+            bar.update(1)
+    for r in results:
+        if r.verdict == "error":
+            click.echo(f"warning: skipped {r.path}: {r.error}", err=True)
+    scored = [r for r in results if r.score is not None]
+    if not scored:
+        raise click.ClickException(f"no readable images in {folder}")
+    return scored, np.array([r.score for r in scored])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="inspector")
+def cli():
+    """Visual inspection of parts with a convolutional autoencoder trained on good parts.
+
+    \b
+    Typical session:
+      inspector train sample_data/train/good --out models/screw
+      inspector evaluate models/screw --good sample_data/test/good --defect sample_data/test/defect
+      inspector score models/screw part.png --heatmaps heatmaps/
+    """
+
+
+@cli.command()
+@click.argument("good_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write the model bundle to.")
+@click.option("--pipeline", "-p", default="screw", show_default=True,
+              help="Pipeline TOML file, or the name of one in pipelines/ (screw, seed003).")
+@click.option("--epochs", type=click.IntRange(1), help="Override the pipeline's number of epochs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (split, weights, shuffling).")
+@click.option("--force", is_flag=True, help="Overwrite an existing bundle in --out.")
+@verbose_option
+@json_option
+@_fail_cleanly
+def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
+    """Train a model on a folder of good images and save a bundle.
+
+    Part of the good images is held out of training; the threshold is calibrated on their
+    scores with the pipeline's threshold policy. The same seed and images give the same
+    threshold.
+
+    \b
+    Examples:
+      inspector train ../shared/data/mvtec_screw/train/good --out models/screw
+      inspector train sample_data/train/good --out m --pipeline seed003 --epochs 3
+      inspector train good/ --out m --pipeline my_line.toml --seed 7 --json
+    """
+    _setup_logging(verbose)
+    from .bundle import META_FILE
+    from .config import resolve_pipeline
+    from .training import load_folder, train_bundle
+
+    config = resolve_pipeline(pipeline)
+    if (out / META_FILE).exists() and not force:
+        raise click.ClickException(f"{out} already holds a model bundle; use --force to overwrite it")
+    paths = _folder_images(good_dir, "good")
+    with click.progressbar(length=len(paths), label="Loading images", file=sys.stderr) as bar:
+        images = load_folder(good_dir, config, on_image=lambda: bar.update(1))
+    for path, reason in images.skipped:
+        click.echo(f"warning: skipped {path}: {reason}", err=True)
+    total = epochs or config.model.epochs
+    with click.progressbar(length=total, label=f"Training {config.model.architecture}",
+                           file=sys.stderr, item_show_func=lambda loss: loss) as bar:
+        bundle, summary = train_bundle(
+            images, out, config, seed=seed, epochs=epochs,
+            on_epoch=lambda epoch, loss: bar.update(1, f"loss {loss:.5f}"),
+        )
+    _emit(summary, as_json, "\n".join([
+        f"Model saved to {out}",
+        f"  pipeline       {summary['pipeline']} ({summary['architecture']})",
+        f"  trained on     {summary['trained_on']} images, {summary['held_out']} held out for calibration",
+        f"  epochs         {summary['epochs']}, final loss {summary['final_loss']:.6f}",
+        f"  training time  {summary['train_seconds']:.1f} s",
+        f"  threshold      {summary['threshold']:.6g} ({summary['policy']})",
+    ]))
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--good", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of good images to calibrate on (not the training images).")
+@click.option("--defect", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of labelled defect images (needed by best_f1 and target_recall).")
+@click.option("--policy", type=click.Choice(POLICIES), help="Threshold policy (default: the pipeline's).")
+@click.option("--k", type=float, help="mean_std: threshold = mean + k * std of good scores.")
+@click.option("--factor", type=float, help="mean_multiple: threshold = factor * mean of good scores.")
+@click.option("--false-reject-rate", type=click.FloatRange(0, 1),
+              help="quantile: share of good parts allowed to be rejected.")
+@click.option("--target-recall", type=click.FloatRange(0, 1),
+              help="target_recall: share of defects that must be caught.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the score histogram PNG [default: MODEL_DIR/calibration.png].")
+@click.option("--dry-run", is_flag=True, help="Show the new threshold without saving it.")
+@verbose_option
+@json_option
+@_fail_cleanly
+def calibrate(model_dir, good, defect, policy, k, factor, false_reject_rate, target_recall, plot,
+              dry_run, verbose, as_json):
+    """Recompute a bundle's threshold from good (and optionally defect) images.
+
+    \b
+    Policies:
+      mean_std       mean + k * std of good scores (k = 2.5, 1, ...)
+      mean_multiple  factor * mean of good scores ("2 x mean")
+      quantile       keeps the false-reject rate on good images at or below a target
+      best_f1        best F1 on good + defect images (needs --defect)
+      target_recall  highest threshold that still catches the target share of defects
+
+    \b
+    Examples:
+      inspector calibrate models/screw --good line_good/ --policy mean_std --k 2.5
+      inspector calibrate models/screw --good g/ --policy quantile --false-reject-rate 0.02
+      inspector calibrate models/screw --good g/ --defect d/ --policy best_f1 --json
+    """
+    _setup_logging(verbose)
+    from .bundle import save_bundle
+    from .calibration import choose_threshold, confusion, score_statistics
+    from .inference import Inferencer
+    from .plots import score_histogram
+    from .training import threshold_info
+
+    bundle = _load(model_dir)
+    changes = {name: value for name, value in [
+        ("policy", policy), ("k", k), ("factor", factor),
+        ("false_reject_rate", false_reject_rate), ("target_recall", target_recall),
+    ] if value is not None}
+    pipeline = bundle.pipeline.replace("threshold", **changes)
+    with Inferencer(bundle) as inferencer:
+        _, good_scores = _score_folder(inferencer, good, "good")
+        defect_scores = _score_folder(inferencer, defect, "defect")[1] if defect else None
+    old = bundle.threshold
+    new = choose_threshold(good_scores, defect_scores, pipeline.threshold)
+    source = f"{len(good_scores)} good images in {good}" + (
+        f" and {len(defect_scores)} defect images in {defect}" if defect else "")
+    bundle.pipeline = pipeline
+    bundle.threshold = new
+    bundle.threshold_info = threshold_info(pipeline, source)
+    bundle.calibration.update({
+        "good": score_statistics(good_scores),
+        "good_scores": [float(s) for s in good_scores],
+        "defect_scores": [float(s) for s in defect_scores] if defect_scores is not None else [],
+    })
+    plot = plot or model_dir / "calibration.png"
+    score_histogram(plot, good_scores, defect_scores, new, f"{pipeline.name}: {pipeline.threshold.policy}")
+    if not dry_run:
+        save_bundle(bundle)
+    stats = confusion(good_scores, defect_scores if defect_scores is not None else [], new)
+    data = {"old_threshold": old, "threshold": new, "policy": pipeline.threshold.policy,
+            "good": len(good_scores), "defect": 0 if defect_scores is None else len(defect_scores),
+            "confusion": stats.to_dict(), "histogram": str(plot), "saved": not dry_run}
+    lines = [
+        f"Threshold {old:.6g} -> {new:.6g} ({pipeline.threshold.policy}){' [dry run, not saved]' if dry_run else ''}",
+        f"False rejects on good images: {stats.false_positive}/{len(good_scores)}",
+    ]
+    if defect_scores is not None:
+        lines += _confusion_lines(stats) + [
+            f"Precision {stats.precision:.3f}  recall {stats.recall:.3f}  F1 {stats.f1:.3f}"]
+    lines.append(f"Histogram written to {plot}")
+    _emit(data, as_json, "\n".join(lines))
+
+
+def _confusion_lines(stats) -> list[str]:
+    return [
+        "                 judged defect  judged ok",
+        f"  defect parts   {stats.true_positive:13d}  {stats.false_negative:9d}",
+        f"  good parts     {stats.false_positive:13d}  {stats.true_negative:9d}",
+    ]
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path),
+              help="Write NAME_heatmap.png and NAME_overlay.png for each image into this folder.")
+@click.option("--batch", type=click.IntRange(1, 1024), default=32, show_default=True, help="Images per model batch.")
+@verbose_option
+@json_option
+@_fail_cleanly
+def score(model_dir, paths, heatmaps, batch, verbose, as_json):
+    """Judge image files (or every image in folders): verdict, score and threshold.
+
+    \b
+    Examples:
+      inspector score models/screw part_0001.png
+      inspector score models/screw incoming/ --heatmaps heat/ --json
+    """
+    _setup_logging(verbose)
+    from .inference import Inferencer
+    from .preprocess import list_images
+
+    files: list[Path] = []
+    for path in paths:
+        files.extend(list_images(path) if path.is_dir() else [path])
+    if not files:
+        raise click.ClickException("no images found")
+    bundle = _load(model_dir)
+    rows = []
+    with Inferencer(bundle) as inferencer:
+        for result in inferencer.judge(files, batch_size=batch, keep_maps=heatmaps is not None):
+            row = {"path": str(result.path), "verdict": result.verdict, "score": result.score,
+                   "threshold": bundle.threshold, "error": result.error}
+            if heatmaps is not None and result.error_map is not None:
+                row.update(_write_heatmaps(heatmaps, result, inferencer.heat_scale))
+            log.info("%s %s %s", result.path, result.verdict, result.score)
+            rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        detail = f"error: {row['error']}" if row["verdict"] == "error" else (
+            f"score {row['score']:.6g}  threshold {row['threshold']:.6g}")
+        click.echo(f"{row['verdict']:7s} {detail}  {row['path']}")
+
+
+def _write_heatmaps(folder: Path, result, scale: float) -> dict:
+    from .preprocess import cv2
+    from .scoring import heatmap_image, overlay_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    heat = folder / f"{result.path.stem}_heatmap.png"
+    over = folder / f"{result.path.stem}_overlay.png"
+    cv2.imwrite(str(heat), heatmap_image(result.error_map, scale))
+    cv2.imwrite(str(over), overlay_image(result.model_input, result.error_map, scale))
+    return {"heatmap": str(heat), "overlay": str(over)}
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--good", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of good test images.")
+@click.option("--defect", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of defect test images.")
+@click.option("--report", type=click.Path(file_okay=False, path_type=Path),
+              help="Write roc.png, histogram.png, scores.csv and metrics.json into this folder.")
+@click.option("--exposure-jitter", is_flag=True,
+              help="Change every image's lighting at random (gain 0.85-1.15, offset -15..15 grey levels).")
+@click.option("--jitter-seed", type=int, default=0, show_default=True, help="Seed of the exposure jitter.")
+@verbose_option
+@json_option
+@_fail_cleanly
+def evaluate(model_dir, good, defect, report, exposure_jitter, jitter_seed, verbose, as_json):
+    """Measure detection quality on labelled good and defect images.
+
+    Prints image ROC AUC with a 95% bootstrap interval, average precision, and the confusion
+    matrix at the bundle's threshold.
+
+    \b
+    Examples:
+      inspector evaluate models/screw --good test/good --defect test/defect --report report/
+      inspector evaluate models/screw --good g/ --defect d/ --exposure-jitter --json
+    """
+    _setup_logging(verbose)
+    from .calibration import average_precision, bootstrap_auc_interval, confusion, roc_auc, roc_curve
+    from .inference import Inferencer
+
+    bundle = _load(model_dir)
+    exposure_for = _jitter(jitter_seed) if exposure_jitter else None
+    with Inferencer(bundle) as inferencer:
+        good_results, good_scores = _score_folder(inferencer, good, "good", exposure_for)
+        defect_results, defect_scores = _score_folder(inferencer, defect, "defect", exposure_for)
+    auc = roc_auc(good_scores, defect_scores)
+    low, high = bootstrap_auc_interval(good_scores, defect_scores)
+    ap = average_precision(good_scores, defect_scores)
+    stats = confusion(good_scores, defect_scores, bundle.threshold)
+    data = {
+        "model_dir": str(model_dir), "pipeline": bundle.pipeline.name,
+        "good": len(good_scores), "defect": len(defect_scores),
+        "exposure_jitter": exposure_jitter,
+        "auroc": auc, "auroc_ci95": [low, high], "average_precision": ap,
+        "threshold": bundle.threshold, "confusion": stats.to_dict(),
+    }
+    if report is not None:
+        data["report"] = _write_report(report, bundle, good_results, defect_results, data)
+    lines = [
+        f"{bundle.pipeline.name}: {len(good_scores)} good, {len(defect_scores)} defect images"
+        + (" (exposure jitter)" if exposure_jitter else ""),
+        f"AUROC {auc:.3f} (95% bootstrap interval {low:.3f}-{high:.3f})",
+        f"Average precision {ap:.3f}",
+        f"At threshold {bundle.threshold:.6g}:",
+        *_confusion_lines(stats),
+        f"Recall {stats.recall:.3f}  precision {stats.precision:.3f}  "
+        f"false rejects {stats.false_positive}/{len(good_scores)}",
+    ]
+    if report is not None:
+        lines.append(f"Report written to {report}")
+    _emit(data, as_json, "\n".join(lines))
+
+
+def _jitter(seed: int):
+    """A random exposure per image, fixed by the seed and the file name."""
+    import zlib
+
+    from .preprocess import Exposure
+
+    def exposure_for(path: Path) -> Exposure:
+        rng = np.random.default_rng([seed, zlib.crc32(str(path.name).encode())])
+        return Exposure(gain=float(rng.uniform(0.85, 1.15)), offset=float(rng.uniform(-15, 15)))
+
+    return exposure_for
+
+
+def _write_report(folder: Path, bundle, good_results, defect_results, data: dict) -> dict:
+    from .calibration import roc_curve
+    from .plots import roc_plot, score_histogram
+
+    folder.mkdir(parents=True, exist_ok=True)
+    good = np.array([r.score for r in good_results])
+    defect = np.array([r.score for r in defect_results])
+    fpr, tpr = roc_curve(good, defect)
+    files = {
+        "roc": str(roc_plot(folder / "roc.png", fpr, tpr, data["auroc"], bundle.pipeline.name)),
+        "histogram": str(score_histogram(folder / "histogram.png", good, defect, bundle.threshold,
+                                         bundle.pipeline.name)),
+        "scores": str(folder / "scores.csv"),
+        "metrics": str(folder / "metrics.json"),
+    }
+    with open(folder / "scores.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "score", "verdict"])
+        for label, results in (("good", good_results), ("defect", defect_results)):
+            for r in results:
+                writer.writerow([str(r.path), label, f"{r.score:.8g}", r.verdict])
+    (folder / "metrics.json").write_text(json.dumps({**data, "report": files}, indent=2, default=float))
+    return files
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Scoring images with a trained bundle: pre_process -> forward -> error maps -> scores.
+
+Used by `score`, `evaluate`, `calibrate` and the daemon. It never imports training code.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .bundle import Bundle
+from .config import ScoringConfig
+from .preprocess import Exposure, ImageError, preprocess
+from .scoring import error_maps, image_scores
+
+
+@dataclass
+class Result:
+    """The outcome for one image: a score and verdict, or an error with its reason."""
+
+    path: Path
+    verdict: str  # "ok", "defect" or "error"
+    score: float | None = None
+    error: str | None = None
+    model_input: np.ndarray | None = None
+    error_map: np.ndarray | None = None
+
+
+def reconstruct(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Run the autoencoder over (N, S, S) arrays in chunks; returns (N, S, S)."""
+    outputs = []
+    for start in range(0, len(batch), batch_size):
+        chunk = batch[start:start + batch_size, ..., None].astype(np.float32)
+        outputs.append(np.asarray(model(chunk, training=False))[..., 0])
+    return np.concatenate(outputs) if outputs else np.empty((0,) + batch.shape[1:], np.float32)
+
+
+def score_arrays(model, arrays: np.ndarray, scoring: ScoringConfig, batch_size: int = 32):
+    """Scores and error maps of preprocessed arrays (N, S, S) under a model."""
+    maps = error_maps(arrays, reconstruct(model, arrays, batch_size), scoring)
+    return image_scores(maps, scoring), maps
+
+
+class Inferencer:
+    """Judges images with one bundle: `pre_process` a file, `forward` a batch, `judge` files."""
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        if bundle.model is None:
+            raise ValueError("the bundle's model is not loaded; use load_bundle()")
+        self.bundle = bundle
+        self.threshold = bundle.threshold
+        self.pipeline = bundle.pipeline
+        self.heat_scale = float(bundle.calibration.get("heat_scale", 1.0))
+        # Decoding PNGs dominates; OpenCV releases the GIL, so threads decode in parallel.
+        self._pool = ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Inferencer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def pre_process(self, source, exposure: Exposure | None = None) -> np.ndarray:
+        return preprocess(source, self.pipeline.preprocess, exposure)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        return reconstruct(self.bundle.model, batch)
+
+    def verdict(self, score: float) -> str:
+        return "defect" if score > self.threshold else "ok"
+
+    def judge(
+        self,
+        paths: Iterable[Path],
+        batch_size: int = 32,
+        exposure_for: Callable[[Path], Exposure | None] | None = None,
+        keep_maps: bool = False,
+    ) -> Iterator[Result]:
+        """Score files in batches, in order; unreadable files come back as `error` results."""
+        batch: list[Path] = []
+        for path in paths:
+            batch.append(Path(path))
+            if len(batch) == batch_size:
+                yield from self._judge_batch(batch, exposure_for, keep_maps)
+                batch = []
+        if batch:
+            yield from self._judge_batch(batch, exposure_for, keep_maps)
+
+    def _load(self, path: Path, exposure_for) -> np.ndarray | ImageError:
+        try:
+            return self.pre_process(path, exposure_for(path) if exposure_for else None)
+        except ImageError as exc:
+            return exc
+
+    def _judge_batch(self, paths: list[Path], exposure_for, keep_maps: bool) -> list[Result]:
+        loaded = list(self._pool.map(lambda p: self._load(p, exposure_for), paths))
+        good = [i for i, item in enumerate(loaded) if not isinstance(item, ImageError)]
+        results = [
+            Result(path, "error", error=item.reason) if isinstance(item, ImageError) else None
+            for path, item in zip(paths, loaded)
+        ]
+        if good:
+            arrays = np.stack([loaded[i] for i in good])
+            maps = error_maps(arrays, self.forward(arrays), self.pipeline.scoring)
+            scores = image_scores(maps, self.pipeline.scoring)
+            for j, i in enumerate(good):
+                results[i] = Result(
+                    paths[i], self.verdict(float(scores[j])), score=float(scores[j]),
+                    model_input=arrays[j] if keep_maps else None,
+                    error_map=maps[j] if keep_maps else None,
+                )
+        return results

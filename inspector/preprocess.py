@@ -1,0 +1,175 @@
+"""File -> normalized square array: the one place images are read.
+
+Training, scoring, evaluation and the daemon all call `preprocess` with the pipeline's
+`[preprocess]` settings stored in the model bundle, so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import PreprocessConfig
+
+# Refuse images whose header declares more pixels than this before decoding them, so a
+# crafted 50000x50000 PNG cannot exhaust memory. 1024x1024 line cameras are far below it.
+MAX_PIXELS = 10_000 * 10_000
+MAX_FILE_BYTES = 256 * 1024 * 1024
+# OpenCV's own guard, in case a format slips past the header check (read when cv2 loads).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+
+import cv2  # noqa: E402  (must come after the environment setting above)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class ImageError(Exception):
+    """An input file cannot be used as an image; `reason` says why, in words for a log."""
+
+    def __init__(self, path: str | os.PathLike | None, reason: str):
+        self.path = str(path) if path is not None else None
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """A change of lighting applied to a raw image: gain times intensity plus offset (grey levels)."""
+
+    gain: float = 1.0
+    offset: float = 0.0
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in `folder`, sorted by name; hidden files are skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(folder, "not a folder")
+    return sorted(
+        p for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """Read a file, refusing empty and oversized ones with an `ImageError`."""
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            raise ImageError(path, "empty file")
+        if size > MAX_FILE_BYTES:
+            raise ImageError(path, f"file too large ({size} bytes, limit {MAX_FILE_BYTES})")
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ImageError(path, f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG or BMP header without decoding; None if not found."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if data[:2] == b"BM" and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(width), abs(height)
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    pos = 2
+    while pos + 9 < len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        # Start-of-frame markers carry the dimensions (not DHT C4, JPG C8, DAC CC).
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            return width, height
+        pos += 2 + length
+    return None
+
+
+def decode(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
+    """Decode image bytes to a float32 grey image in [0, 1] at its own resolution.
+
+    Accepts 8- and 16-bit images, grey, RGB or RGBA (alpha is ignored).
+    """
+    size = declared_size(data)
+    if size is not None:
+        width, height = size
+        if width == 0 or height == 0:
+            raise ImageError(path, "image header declares zero size")
+        if width * height > MAX_PIXELS:
+            raise ImageError(path, f"image too large ({width}x{height} pixels, limit {MAX_PIXELS})")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ImageError(path, f"cannot decode image: {str(exc).strip().splitlines()[-1]}") from None
+    if image is None or image.size == 0:
+        raise ImageError(path, "not a readable image (corrupt, truncated or unsupported format)")
+    if image.dtype == np.uint8:
+        scale = 255.0
+    elif image.dtype == np.uint16:
+        scale = 65535.0
+    elif image.dtype == np.float32:
+        scale = 1.0
+    else:
+        raise ImageError(path, f"unsupported pixel type {image.dtype}")
+    if image.ndim == 3:
+        channels = image.shape[2]
+        if channels == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+        elif channels == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        elif channels == 1:
+            image = image[:, :, 0]
+        else:
+            raise ImageError(path, f"unsupported number of channels: {channels}")
+    return image.astype(np.float32) / np.float32(scale)
+
+
+def normalize(gray: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Resize a [0, 1] grey image to the pipeline's square size and normalize its intensities."""
+    size = config.size
+    interpolation = cv2.INTER_AREA if min(gray.shape) >= size else cv2.INTER_LINEAR
+    resized = cv2.resize(gray, (size, size), interpolation=interpolation)
+    if config.normalize == "standardize":
+        std = float(resized.std())
+        resized = 0.5 + config.target_std * (resized - float(resized.mean())) / max(std, 1e-6)
+    return np.clip(resized, 0.0, 1.0).astype(np.float32)
+
+
+def apply_exposure(gray: np.ndarray, exposure: Exposure) -> np.ndarray:
+    return np.clip(gray * exposure.gain + exposure.offset / 255.0, 0.0, 1.0).astype(np.float32)
+
+
+def preprocess(
+    source: str | os.PathLike | bytes,
+    config: PreprocessConfig,
+    exposure: Exposure | None = None,
+) -> np.ndarray:
+    """A file (path or bytes) -> float32 array of shape (size, size) ready for the model.
+
+    Raises `ImageError` with the reason when the file is empty, too large, corrupt or not an image.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError(None, "empty file")
+        data, path = bytes(source), None
+    else:
+        data, path = read_bytes(source), source
+    gray = decode(data, path)
+    if exposure is not None:
+        gray = apply_exposure(gray, exposure)
+    return normalize(gray, config)

@@ -1,0 +1,68 @@
+"""Model output -> per-pixel error map -> one image score; heatmap and overlay pictures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .preprocess import cv2
+from .config import ScoringConfig
+
+
+def error_maps(inputs: np.ndarray, reconstructions: np.ndarray, config: ScoringConfig) -> np.ndarray:
+    """Per-pixel reconstruction error, shape (N, H, W), float32, larger = more anomalous."""
+    inputs = _squeeze(inputs)
+    reconstructions = _squeeze(reconstructions)
+    if config.error == "squared":
+        return np.square(inputs - reconstructions, dtype=np.float32)
+    if config.error == "absolute":
+        return np.abs(inputs - reconstructions, dtype=np.float32)
+    # ssim: local structural dissimilarity, (1 - SSIM) / 2 in [0, 1]
+    from skimage.metrics import structural_similarity
+
+    maps = []
+    for image, recon in zip(inputs, reconstructions):
+        _, similarity = structural_similarity(image, recon, data_range=1.0, full=True)
+        maps.append((1.0 - similarity) / 2.0)
+    return np.asarray(maps, dtype=np.float32)
+
+
+def image_scores(maps: np.ndarray, config: ScoringConfig) -> np.ndarray:
+    """Reduce error maps (N, H, W) to one score per image, shape (N,), float64."""
+    flat = maps.reshape(len(maps), -1)
+    if config.reduce == "mean":
+        return flat.mean(axis=1, dtype=np.float64)
+    if config.reduce == "max":
+        return flat.max(axis=1).astype(np.float64)
+    if config.reduce == "topk_mean":
+        k = max(1, int(round(flat.shape[1] * config.topk_fraction)))
+        top = np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:]
+        return top.mean(axis=1, dtype=np.float64)
+    # smoothed_max: a defect is a blob, not one noisy pixel
+    return np.array(
+        [cv2.GaussianBlur(m, (0, 0), config.smooth_sigma).max() for m in maps], dtype=np.float64
+    )
+
+
+def heatmap_image(error_map: np.ndarray, scale: float) -> np.ndarray:
+    """A BGR uint8 colour picture of an error map; `scale` is the error drawn at full red.
+
+    The scale comes from the bundle (calibration images), so colours compare across parts.
+    """
+    level = np.clip(error_map / max(scale, 1e-12), 0.0, 1.0)
+    return cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
+
+
+def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, alpha: float = 0.45) -> np.ndarray:
+    """The heatmap blended over the (preprocessed) input image, BGR uint8."""
+    grey = (np.clip(_squeeze(model_input[None])[0], 0, 1) * 255).astype(np.uint8)
+    base = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    return cv2.addWeighted(heatmap_image(error_map, scale), alpha, base, 1.0 - alpha, 0.0)
+
+
+def heat_scale(maps: np.ndarray) -> float:
+    """Display scale for heatmaps: well above the error of good parts, so they stay cool."""
+    return float(np.percentile(maps, 99.9) * 2.0) if maps.size else 1.0
+
+
+def _squeeze(batch: np.ndarray) -> np.ndarray:
+    return batch[..., 0] if batch.ndim == 4 else batch

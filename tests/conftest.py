@@ -1,0 +1,90 @@
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "sample_data"
+SHARED = REPO.parent / "shared" / "data" / "mvtec_screw"
+
+# A pipeline small enough to train in seconds: the real code path with a tiny model.
+TINY_PIPELINE = """
+name = "tiny"
+[preprocess]
+size = 64
+normalize = "standardize"
+[model]
+architecture = "compact"
+filters = [4, 8]
+latent_filters = 4
+epochs = 2
+batch_size = 8
+[scoring]
+error = "squared"
+reduce = "smoothed_max"
+[threshold]
+policy = "mean_std"
+k = 2.5
+"""
+
+
+def child_pids() -> set[int]:
+    """Live (non-zombie) child processes of this process, read from /proc."""
+    me, children = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == me and fields[0] != "Z":
+            children.add(int(entry))
+    return children
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads_or_processes():
+    """Fail a test that leaves a thread or a child process running behind it."""
+    threads_before = set(threading.enumerate())
+    children_before = child_pids()
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        leaked = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+        children = child_pids() - children_before
+        if not leaked and not children:
+            return
+        time.sleep(0.05)
+    assert not leaked, f"test leaked threads: {[t.name for t in leaked]}"
+    assert not children, f"test leaked child processes: {sorted(children)}"
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pipelines") / "tiny.toml"
+    path.write_text(TINY_PIPELINE)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_pipeline_file) -> Path:
+    """A tiny model trained once on sample_data/train/good through the real CLI."""
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    result = CliRunner().invoke(cli, [
+        "train", str(SAMPLE / "train" / "good"), "--out", str(out),
+        "--pipeline", str(tiny_pipeline_file), "--seed", "1",
+    ])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def needs_shared_data():
+    return pytest.mark.skipif(not SHARED.is_dir(), reason=f"full data set not found at {SHARED}")

@@ -1,0 +1,61 @@
+import pytest
+
+from inspector.config import ConfigError, load_pipeline, pipeline_from_dict, resolve_pipeline
+from conftest import REPO
+
+
+def test_shipped_pipelines_load():
+    screw = load_pipeline(REPO / "pipelines" / "screw.toml")
+    assert screw.preprocess.size == 200
+    assert screw.model.architecture == "compact"
+    seed = resolve_pipeline("seed003")
+    assert seed.model.architecture == "seed003"
+    assert seed.scoring.reduce == "mean" and seed.preprocess.normalize == "unit"
+
+
+def test_round_trip_through_dict():
+    screw = resolve_pipeline("screw")
+    assert pipeline_from_dict(screw.to_dict()) == screw
+
+
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("[model]\nepochz = 3\n", "unknown key 'model.epochz'"),
+        ("colour = 'red'\n", "unknown key 'colour'"),
+        ("[scoring]\nreduce = 'median'\n", "'scoring.reduce' must be one of"),
+        ("[preprocess]\nsize = 8\n", "'preprocess.size' must be between"),
+        ("[model]\nepochs = 'ten'\n", "'model.epochs' must be of type int"),
+        ("[model]\nfilters = [16, 0]\n", "model.filters must be a non-empty list"),
+        ("[threshold]\npolicy = 'guess'\n", "'threshold.policy' must be one of"),
+        ("[threshold]\nk = true\n", "'threshold.k' must be of type float"),
+        ("model = 3\n", "[model] must be a table"),
+        ("[model\n", "not valid TOML"),
+    ],
+)
+def test_bad_pipeline_names_the_key(tmp_path, toml, message):
+    path = tmp_path / "line.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_ints_are_accepted_for_floats(tmp_path):
+    path = tmp_path / "line.toml"
+    path.write_text("[threshold]\nk = 3\n")
+    assert load_pipeline(path).threshold.k == 3.0
+
+
+def test_unknown_pipeline_name_lists_known_ones():
+    with pytest.raises(ConfigError) as info:
+        resolve_pipeline("bolts")
+    assert "no pipeline named 'bolts'" in str(info.value) and "seed003" in str(info.value)
+
+
+def test_replace_validates():
+    screw = resolve_pipeline("screw")
+    assert screw.replace("threshold", k=1.0).threshold.k == 1.0
+    with pytest.raises(ConfigError):
+        screw.replace("threshold", policy="nonsense")

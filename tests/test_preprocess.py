@@ -1,0 +1,126 @@
+import resource
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from inspector.config import PreprocessConfig
+from inspector.preprocess import Exposure, ImageError, cv2, list_images, preprocess
+
+UNIT = PreprocessConfig(size=200, normalize="unit")
+
+
+def _gradient(height=240, width=320) -> np.ndarray:
+    """A grey test picture: a horizontal ramp with a dark square, 8-bit."""
+    image = np.tile(np.linspace(20, 235, width), (height, 1)).astype(np.uint8)
+    image[60:120, 80:160] = 10
+    return image
+
+
+def _write(path, image, params=()):
+    assert cv2.imwrite(str(path), image, list(params)), f"could not write {path}"
+    return path
+
+
+FORMATS = {
+    "png8_gray": ("a.png", lambda g: g),
+    "png16_gray": ("a.png", lambda g: g.astype(np.uint16) * 257),
+    "png_rgb": ("a.png", lambda g: cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)),
+    "png_rgba": ("a.png", lambda g: cv2.cvtColor(g, cv2.COLOR_GRAY2BGRA)),
+    "jpeg_gray": ("a.jpg", lambda g: g),
+    "jpeg_rgb": ("a.jpeg", lambda g: cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)),
+    "bmp_rgb": ("a.bmp", lambda g: cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)),
+    "tiff8": ("a.tif", lambda g: g),
+    "tiff16_rgb": ("a.tiff", lambda g: cv2.cvtColor(g.astype(np.uint16) * 257, cv2.COLOR_GRAY2BGR)),
+}
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_every_format_gives_the_same_normalized_array(tmp_path, kind):
+    name, convert = FORMATS[kind]
+    gray = _gradient()
+    reference = cv2.resize(gray.astype(np.float32) / 255, (200, 200), interpolation=cv2.INTER_AREA)
+    out = preprocess(_write(tmp_path / name, convert(gray)), UNIT)
+    assert out.shape == (200, 200) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    tolerance = 0.03 if name.endswith((".jpg", ".jpeg")) else 0.005  # JPEG is lossy
+    assert np.abs(out - reference).mean() < tolerance
+
+
+def test_bytes_and_path_give_the_same_array(tmp_path):
+    path = _write(tmp_path / "a.png", _gradient())
+    assert np.array_equal(preprocess(path, UNIT), preprocess(path.read_bytes(), UNIT))
+
+
+def test_standardize_cancels_gain_and_offset(tmp_path):
+    config = PreprocessConfig(size=64, normalize="standardize")
+    path = _write(tmp_path / "a.png", _gradient())
+    plain = preprocess(path, config)
+    lit = preprocess(path, config, Exposure(gain=1.1, offset=-12))
+    assert abs(float(plain.mean()) - 0.5) < 0.02
+    assert np.abs(plain - lit).max() < 0.01
+
+
+def test_unit_normalization_follows_exposure(tmp_path):
+    path = _write(tmp_path / "a.png", _gradient())
+    darker = preprocess(path, UNIT, Exposure(gain=0.8))
+    assert preprocess(path, UNIT).mean() - darker.mean() > 0.05
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("empty.png", b"", "empty file"),
+        ("notes.png", b"this is a shift report, not a picture\n" * 20, "not a readable image"),
+    ],
+)
+def test_broken_files_raise_image_error(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ImageError) as info:
+        preprocess(path, UNIT)
+    assert reason in info.value.reason
+    assert str(path) in str(info.value)
+
+
+def test_truncated_png_is_refused(tmp_path):
+    good = _write(tmp_path / "good.png", _gradient())
+    data = good.read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError) as info:
+        preprocess(cut, UNIT)
+    assert "not a readable image" in info.value.reason
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A tiny file whose header declares a gigantic 8-bit grey image."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+
+
+def test_huge_dimension_png_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(huge_png(50_000, 50_000))
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    with pytest.raises(ImageError) as info:
+        preprocess(path, UNIT)
+    assert "too large" in info.value.reason and "50000x50000" in info.value.reason
+    # Refused from the header: the 2.5 GB pixel buffer was never allocated.
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 500_000
+
+
+def test_missing_file_is_an_image_error(tmp_path):
+    with pytest.raises(ImageError) as info:
+        preprocess(tmp_path / "nope.png", UNIT)
+    assert "cannot read file" in info.value.reason
+
+
+def test_list_images_skips_hidden_and_other_files(tmp_path):
+    for name in ["b.png", "a.JPG", ".hidden.png", "notes.txt", "c.tiff"]:
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png", "c.tiff"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -399,6 +400,205 @@ def _write_report(folder: Path, bundle, good_results, defect_results, data: dict
                 writer.writerow([str(r.path), label, f"{r.score:.8g}", r.verdict])
     (folder / "metrics.json").write_text(json.dumps({**data, "report": files}, indent=2, default=float))
     return files
+
+
+def db_option(f):
+    return click.option("--db", envvar="INSPECTOR_DB", default="inspector.db", show_default=True,
+                        help="SQLite file or SQLAlchemy URL [env: INSPECTOR_DB].")(f)
+
+
+def _store(db: str):
+    from .store import Store
+
+    return Store(db)
+
+
+@cli.command()
+@click.argument("inbox", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_dir", envvar="INSPECTOR_MODEL", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Model bundle directory [env: INSPECTOR_MODEL].")
+@db_option
+@click.option("--out", envvar="INSPECTOR_OUT", default="inspector-out", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where heatmaps, archive/, rejected/ and duplicates/ go [env: INSPECTOR_OUT].")
+@click.option("--polling", is_flag=True, help="Poll the folder instead of OS events (network filesystems).")
+@click.option("--batch", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Most images scored together in one model call.")
+@click.option("--on-done", type=click.Choice(["move", "keep"]), default="move", show_default=True,
+              help="After the verdict: move the image to OUT/archive/<date>/, or leave it in the inbox.")
+@click.option("--settle", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="Seconds a file's size and time must stay unchanged before it is taken.")
+@click.option("--incomplete-timeout", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Seconds an unfinished-looking PNG/JPEG may stay unchanged before it is judged as broken.")
+@click.option("--summary-every", type=click.FloatRange(0.1), default=60.0, show_default=True,
+              help="Seconds between one-line summaries on stderr.")
+@click.option("--exit-when-idle", type=click.FloatRange(0.1),
+              help="Exit after this many seconds with nothing to do (for batch runs and demos).")
+@verbose_option
+@_fail_cleanly
+def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
+          exit_when_idle, verbose):
+    """Judge every image that lands in INBOX, once, with verdicts in the database.
+
+    Images already in INBOX are taken first, then every new one. A file is taken when it is
+    complete (size and time stable, and a PNG/JPEG has its end marker); names ending in .tmp or
+    .part and dot-files are left alone until renamed. Each verdict is committed with its heatmap
+    and overlay (OUT/heatmaps/), then the image moves to OUT/archive/<date>/. Unreadable files
+    get an error row and move to OUT/rejected/; a second copy of an image already judged moves
+    to OUT/duplicates/. SIGINT or SIGTERM finishes the batch in hand and exits 0. A restart
+    after a crash finishes what was in flight, scoring nothing twice.
+
+    \b
+    Examples:
+      inspector watch /srv/line1/inbox --model models/screw --out /srv/line1/out -v
+      INSPECTOR_DB=postgresql+psycopg://qa@db/inspector inspector watch inbox/ --model m
+      inspector watch /mnt/share/inbox --model m --polling
+    """
+    _setup_logging(max(verbose, 0))
+    logging.getLogger("inspector").setLevel(logging.INFO if verbose else logging.WARNING)
+    from .watcher import WatchOptions, Watcher
+
+    bundle = _load(model_dir)
+    store = _store(db)
+    options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
+                           incomplete_timeout=incomplete_timeout, summary_every=summary_every)
+    watcher = Watcher(inbox, bundle, store, options)
+    click.echo(f"watching {inbox} with {bundle.pipeline.name} (threshold {bundle.threshold:.6g}); "
+               f"verdicts in {store.url}", err=True)
+    try:
+        watcher.run(max_idle=exit_when_idle)
+    finally:
+        store.close()
+
+
+@cli.group()
+def review():
+    """QA review of inspections: list, show, label.
+
+    \b
+    Examples:
+      inspector review list --flagged --since 12h
+      inspector review show 42
+      inspector review label 42 ok --note "dust on the lens"
+    """
+
+
+@review.command("list")
+@db_option
+@click.option("--flagged", is_flag=True, help="Only parts judged defective.")
+@click.option("--verdict", type=click.Choice(["ok", "defect", "error"]), help="Only this verdict.")
+@click.option("--unreviewed", is_flag=True, help="Only parts without a review.")
+@click.option("--since", help="Received since a date (2026-11-23) or a span back from now (30m, 12h, 7d).")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@json_option
+@_fail_cleanly
+def review_list(db, flagged, verdict, unreviewed, since, limit, as_json):
+    """List inspections, newest first.
+
+    \b
+    Examples:
+      inspector review list --flagged --since 7d
+      inspector review list --verdict error --json
+    """
+    from .review import as_dict, parse_since, table
+
+    store = _store(db)
+    try:
+        rows = store.inspections(flagged=flagged, verdict=verdict, since=parse_since(since),
+                                 reviewed=False if unreviewed else None, limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([as_dict(r) for r in rows], indent=2))
+    else:
+        click.echo(table(rows) if rows else "no inspections match")
+
+
+@review.command("show")
+@click.argument("inspection_id", type=int)
+@db_option
+@json_option
+@_fail_cleanly
+def review_show(inspection_id, db, as_json):
+    """Show one inspection: image, heatmap and overlay paths, score, threshold, reviews.
+
+    \b
+    Example:
+      inspector review show 42
+    """
+    from .review import as_dict
+
+    store = _store(db)
+    try:
+        row = store.get(inspection_id)
+    finally:
+        store.close()
+    if row is None:
+        raise click.ClickException(f"no inspection with id {inspection_id}")
+    data = as_dict(row)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key in ("id", "source_name", "status", "verdict", "score", "threshold", "error_reason", "stored_path",
+                "heatmap_path", "overlay_path", "received_at", "scored_at", "review"):
+        if data[key] is not None:
+            click.echo(f"{key:14} {data[key]}")
+    for r in data["reviews"]:
+        click.echo(f"{'reviewed':14} {r['created_at']} {r['label']} by {r['reviewer'] or 'unknown'}: {r['note']}")
+
+
+@review.command("label")
+@click.argument("inspection_id", type=int)
+@click.argument("label", type=click.Choice(["defect", "ok"]))
+@click.option("--note", default="", help="Why: what QA saw.")
+@click.option("--reviewer", envvar="INSPECTOR_REVIEWER", default=lambda: os.environ.get("USER", ""),
+              help="Who reviewed [env: INSPECTOR_REVIEWER, default: $USER].")
+@db_option
+@_fail_cleanly
+def review_label(inspection_id, label, note, reviewer, db):
+    """Record a QA decision: LABEL is defect (confirmed) or ok (false alarm).
+
+    \b
+    Examples:
+      inspector review label 42 defect --note "thread damaged"
+      inspector review label 43 ok --note "dust, part is fine"
+    """
+    store = _store(db)
+    try:
+        store.add_review(inspection_id, label, reviewer=reviewer, note=note)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"inspection {inspection_id} labelled {label}")
+
+
+@cli.command()
+@db_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for index.html and its images.")
+@click.option("--since", help="Received since a date or a span back from now (12h, 7d).")
+@click.option("--all", "include_all", is_flag=True, help="Every inspection, not only flagged ones.")
+@_fail_cleanly
+def report(db, out_dir, since, include_all):
+    """Write a static HTML page of flagged parts with overlays, scores and review state.
+
+    \b
+    Examples:
+      inspector report --out qa-report/
+      inspector report --out today/ --since 24h
+    """
+    from .review import parse_since, write_report
+
+    store = _store(db)
+    try:
+        rows = store.inspections(flagged=not include_all, since=parse_since(since))
+    finally:
+        store.close()
+    rows = [r for r in rows if r.score is not None]
+    page = write_report(rows, out_dir, "Flagged parts" if not include_all else "Inspections")
+    click.echo(f"{len(rows)} parts in {page}")
 
 
 def main() -> None:

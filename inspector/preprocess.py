@@ -99,6 +99,18 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def looks_complete(data: bytes) -> bool:
+    """Whether a PNG or JPEG file has its end marker: a writer may still be writing it.
+
+    Other formats cannot be checked this cheaply and count as complete.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return data.endswith(b"IEND\xaeB`\x82")
+    if data[:2] == b"\xff\xd8":
+        return data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    return bool(data)
+
+
 def decode(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
     """Decode image bytes to a float32 grey image in [0, 1] at its own resolution.
 

@@ -1,0 +1,113 @@
+"""QA review: listing inspections, labelling them, and a static HTML report of flagged parts."""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from .store import Inspection, utcnow
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """'2026-11-23', '2026-11-23T08:00', or a span back from now: '30m', '12h', '7d'."""
+    if not text:
+        return None
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if text[-1:] in units and text[:-1].isdigit():
+        return utcnow() - timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError:
+        raise ValueError(f"cannot read --since {text!r}: use a date (2026-11-23) or a span (12h, 7d)") from None
+
+
+def review_state(row: Inspection) -> str:
+    """'confirmed' (defect), 'dismissed' (false alarm) or 'unreviewed'; the newest review wins."""
+    if not row.reviews:
+        return "unreviewed"
+    return "confirmed" if row.reviews[-1].label == "defect" else "dismissed"
+
+
+def as_dict(row: Inspection) -> dict:
+    return {
+        "id": row.id,
+        "source_name": row.source_name,
+        "source_path": row.source_path,
+        "stored_path": row.stored_path,
+        "status": row.status,
+        "verdict": row.verdict,
+        "score": row.score,
+        "threshold": row.threshold,
+        "error_reason": row.error_reason,
+        "heatmap_path": row.heatmap_path,
+        "overlay_path": row.overlay_path,
+        "received_at": row.received_at.isoformat() if row.received_at else None,
+        "scored_at": row.scored_at.isoformat() if row.scored_at else None,
+        "processing_ms": row.processing_ms,
+        "model_id": row.model_id,
+        "review": review_state(row),
+        "reviews": [
+            {"label": r.label, "reviewer": r.reviewer, "note": r.note, "created_at": r.created_at.isoformat()}
+            for r in row.reviews
+        ],
+    }
+
+
+def table(rows: list[Inspection]) -> str:
+    lines = [f"{'ID':>6}  {'received (UTC)':19}  {'verdict':7}  {'score':>10}  {'threshold':>10}  {'review':10}  name"]
+    for r in rows:
+        score = f"{r.score:10.5g}" if r.score is not None else f"{'-':>10}"
+        threshold = f"{r.threshold:10.5g}" if r.threshold is not None else f"{'-':>10}"
+        lines.append(
+            f"{r.id:6d}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.verdict or r.status:7}  {score}  {threshold}  "
+            f"{review_state(r):10}  {r.source_name}" + (f"  ({r.error_reason})" if r.error_reason else "")
+        )
+    return "\n".join(lines)
+
+
+def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts") -> Path:
+    """A static HTML page of flagged parts: overlay, score, threshold and review state.
+
+    Overlays are copied next to the page so the folder can be moved or mailed as it is.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    images = out / "images"
+    images.mkdir(exist_ok=True)
+    cards = []
+    for r in rows:
+        picture = ""
+        if r.overlay_path and os.path.isfile(r.overlay_path):
+            copy = images / f"{r.id}_overlay.png"
+            shutil.copyfile(r.overlay_path, copy)
+            picture = f'<img src="images/{copy.name}" alt="overlay of inspection {r.id}">'
+        notes = "".join(
+            f"<li>{html.escape(v.label)} by {html.escape(v.reviewer or 'unknown')}: {html.escape(v.note)}</li>"
+            for v in r.reviews
+        )
+        cards.append(
+            f'<div class="card {review_state(r)}">{picture}'
+            f"<h2>#{r.id} {html.escape(r.source_name)}</h2>"
+            f"<p>score <b>{r.score:.5g}</b> / threshold {r.threshold:.5g}</p>"
+            f"<p>received {r.received_at:%Y-%m-%d %H:%M:%S} UTC</p>"
+            f'<p class="state">{review_state(r)}</p>'
+            + (f"<ul>{notes}</ul>" if notes else "") + "</div>"
+        )
+    page = out / "index.html"
+    page.write_text(
+        "<!doctype html><html><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;margin:1.5em;background:#f4f4f4}"
+        ".grid{display:flex;flex-wrap:wrap;gap:1em}"
+        ".card{background:#fff;padding:.8em;border-radius:6px;width:240px;border-top:5px solid #c33}"
+        ".card.dismissed{border-top-color:#393}.card.confirmed{border-top-color:#800}"
+        ".card img{width:240px;height:240px}.card h2{font-size:1em;word-break:break-all}"
+        ".state{font-weight:bold;text-transform:uppercase;font-size:.8em}"
+        "</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{len(rows)} parts, generated {utcnow():%Y-%m-%d %H:%M} UTC</p>"
+        f'<div class="grid">{"".join(cards) or "<p>No flagged parts.</p>"}</div></body></html>\n',
+        encoding="utf-8",
+    )
+    return page

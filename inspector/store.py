@@ -1,0 +1,230 @@
+"""The database: SQLAlchemy 2 models, engine set-up, migrations and the queries the rooms need.
+
+The inspections table is the truth about every part: a row is claimed (status `pending`) before
+a file is scored, so a crash leaves a row that the next start finishes. `content_hash` is unique:
+the same bytes are never scored twice, whatever their name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional, TypeVar
+
+from sqlalchemy import (
+    CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+log = logging.getLogger("inspector.store")
+
+DEFAULT_DB = "sqlite:///inspector.db"
+STATUSES = ("pending", "done", "error")
+VERDICTS = ("ok", "defect", "error")
+LABELS = ("defect", "ok")
+
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    """Naive UTC: every timestamp in the database is UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelRecord(Base):
+    """A trained bundle that judged parts."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    threshold: Mapped[float] = mapped_column(Float)
+    loaded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Inspection(Base):
+    """One image that landed in the inbox, and what became of it."""
+
+    __tablename__ = "inspections"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'done', 'error')", name="ck_inspections_status"),
+        CheckConstraint("verdict IS NULL OR verdict IN ('ok', 'defect', 'error')", name="ck_inspections_verdict"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_path: Mapped[str] = mapped_column(Text)
+    source_name: Mapped[str] = mapped_column(String(500))
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    size_bytes: Mapped[Optional[int]] = mapped_column(Integer)
+    width: Mapped[Optional[int]] = mapped_column(Integer)
+    height: Mapped[Optional[int]] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    scored_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    verdict: Mapped[Optional[str]] = mapped_column(String(16), index=True)
+    score: Mapped[Optional[float]] = mapped_column(Float)
+    threshold: Mapped[Optional[float]] = mapped_column(Float)
+    error_reason: Mapped[Optional[str]] = mapped_column(Text)
+    heatmap_path: Mapped[Optional[str]] = mapped_column(Text)
+    overlay_path: Mapped[Optional[str]] = mapped_column(Text)
+    stored_path: Mapped[Optional[str]] = mapped_column(Text)  # where the image went afterwards
+    model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id"))
+    processing_ms: Mapped[Optional[float]] = mapped_column(Float)
+
+    model: Mapped[Optional[ModelRecord]] = relationship()
+    reviews: Mapped[list["Review"]] = relationship(back_populates="inspection", order_by="Review.id")
+
+
+class Review(Base):
+    """A QA decision on an inspection: a confirmed defect or a false alarm."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (CheckConstraint("label IN ('defect', 'ok')", name="ck_reviews_label"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), index=True)
+    label: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(200), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    inspection: Mapped[Inspection] = relationship(back_populates="reviews")
+
+
+def normalize_url(db: str) -> str:
+    """Accept a plain file path as well as a SQLAlchemy URL."""
+    return db if "://" in db else f"sqlite:///{db}"
+
+
+def make_engine(db: str) -> Engine:
+    url = normalize_url(db)
+    if url.startswith("sqlite"):
+        # A generous busy timeout: another writer holding the lock makes us wait, not fail.
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")  # a verdict is on disk before its file moves
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # no chatter at every start
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Store:
+    """Sessions on one database, migrated on open, with retries while it is locked."""
+
+    def __init__(self, db: str = DEFAULT_DB, migrate_schema: bool = True):
+        self.url = normalize_url(db)
+        self.engine = make_engine(self.url)
+        if migrate_schema:
+            self.retry(lambda: migrate(self.engine), "migrate")
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def retry(self, work: Callable[[], T], what: str, give_up_after: float | None = None) -> T:
+        """Run `work`, retrying while the database is locked or unreachable; never drops it."""
+        delay, started = 0.1, time.monotonic()
+        while True:
+            try:
+                return work()
+            except OperationalError as exc:
+                if give_up_after is not None and time.monotonic() - started > give_up_after:
+                    raise
+                log.warning("database busy during %s (%s); retrying in %.1fs", what, exc.orig, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def model_record(self, fingerprint: str, name: str, path: str, threshold: float) -> int:
+        def work() -> int:
+            with self.session() as s, s.begin():
+                record = s.scalar(select(ModelRecord).where(ModelRecord.fingerprint == fingerprint))
+                if record is None:
+                    record = ModelRecord(fingerprint=fingerprint, name=name, path=path, threshold=threshold)
+                    s.add(record)
+                else:
+                    record.threshold, record.path, record.loaded_at = threshold, path, utcnow()
+                s.flush()
+                return record.id
+
+        return self.retry(work, "record model")
+
+    def get(self, inspection_id: int) -> Inspection | None:
+        with self.session() as s:
+            return s.get(Inspection, inspection_id, options=[_with_reviews()])
+
+    def add_review(self, inspection_id: int, label: str, reviewer: str = "", note: str = "") -> Review:
+        if label not in LABELS:
+            raise ValueError(f"label must be one of {', '.join(LABELS)}, got {label!r}")
+
+        def work() -> Review:
+            with self.session() as s, s.begin():
+                if s.get(Inspection, inspection_id) is None:
+                    raise LookupError(f"no inspection with id {inspection_id}")
+                review = Review(inspection_id=inspection_id, label=label, reviewer=reviewer, note=note)
+                s.add(review)
+                return review
+
+        return self.retry(work, "add review")
+
+    def inspections(
+        self,
+        flagged: bool = False,
+        verdict: str | None = None,
+        since: datetime | None = None,
+        reviewed: bool | None = None,
+        limit: int | None = None,
+    ) -> list[Inspection]:
+        """Inspections newest first; `flagged` keeps verdict defect only."""
+        query = select(Inspection).options(_with_reviews()).order_by(Inspection.id.desc())
+        if flagged:
+            query = query.where(Inspection.verdict == "defect")
+        if verdict:
+            query = query.where(Inspection.verdict == verdict)
+        if since:
+            query = query.where(Inspection.received_at >= since)
+        if reviewed is not None:
+            has_review = Inspection.reviews.any()
+            query = query.where(has_review if reviewed else ~has_review)
+        if limit:
+            query = query.limit(limit)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+
+def _with_reviews():
+    from sqlalchemy.orm import selectinload
+
+    return selectinload(Inspection.reviews)

@@ -1,0 +1,473 @@
+"""`inspector watch`: judge every image that lands in an inbox exactly once.
+
+One image's way: event or scan -> ignore temporary names -> stable and complete? -> read once,
+hash -> claim a row (unique hash, status pending) -> decode + preprocess (threads) -> batch
+through the model -> heatmap and overlay written -> verdict committed -> file moved.
+
+The database row is the truth and files follow it: a crash between two steps leaves a state
+that the next start finishes. A pending row is scored again; a finished row whose file is still
+in the inbox only has its file moved. Nothing is scored twice because the content hash is unique.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import shutil
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .bundle import Bundle
+from .inference import score_arrays
+from .preprocess import MAX_FILE_BYTES, ImageError, cv2, decode, looks_complete, normalize
+from .scoring import heatmap_image, overlay_image
+from .store import Inspection, Store, utcnow
+
+log = logging.getLogger("inspector.watch")
+
+# Names that writers use while a file is still being written; taken once renamed.
+TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
+
+
+def is_temporary(name: str) -> bool:
+    return name.startswith(".") or name.lower().endswith(TEMP_SUFFIXES)
+
+
+@dataclass
+class WatchOptions:
+    out: Path
+    batch: int = 16
+    on_done: str = "move"  # move | keep
+    polling: bool = False
+    settle: float = 0.5  # seconds a file's size and mtime must stay unchanged
+    incomplete_timeout: float = 10.0  # an unfinished-looking file is judged after this long unchanged
+    rescan_every: float = 10.0  # safety net for missed events
+    summary_every: float = 60.0
+    threads: int = 4
+
+
+@dataclass
+class Tracked:
+    """A file seen in the inbox and not yet handled."""
+
+    size: int
+    mtime_ns: int
+    changed_at: float
+    fast: bool = False  # closed or moved in: complete if it looks complete
+    checked: tuple[int, int] | None = None  # (size, mtime) last found incomplete
+
+
+@dataclass
+class Work:
+    """One file taken from the inbox for this batch."""
+
+    path: Path
+    row_id: int
+    received_at: object
+    data: bytes | None = None
+    error: str | None = None
+    gray: np.ndarray | None = None
+    array: np.ndarray | None = None
+
+
+@dataclass
+class Counters:
+    images: int = 0
+    defects: int = 0
+    errors: int = 0
+    duplicates: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return (f"summary: {self.images} images, {self.defects} defects, {self.errors} errors, "
+                f"{self.duplicates} duplicates, {self.images / elapsed:.2f} images/s")
+
+
+class _Events:
+    """watchdog handler: every event naming a file in the inbox queues it for a look."""
+
+    def __init__(self, inbox: Path, q: queue.SimpleQueue):
+        self.inbox, self.q = inbox, q
+
+    def dispatch(self, event) -> None:
+        kind = event.event_type
+        if event.is_directory or kind not in ("created", "modified", "moved", "closed"):
+            return
+        path = Path(event.dest_path if kind == "moved" else event.src_path)
+        if path.parent == self.inbox:
+            self.q.put((path, kind in ("moved", "closed")))
+
+
+class Watcher:
+    def __init__(self, inbox: Path, bundle: Bundle, store: Store, options: WatchOptions):
+        self.inbox = Path(os.path.abspath(inbox))
+        self.real_inbox = Path(os.path.realpath(self.inbox))
+        self.out = Path(os.path.abspath(options.out))
+        if self.out == self.inbox or self.inbox in self.out.parents:
+            raise ValueError("--out must not be inside the inbox")
+        self.bundle, self.store, self.options = bundle, store, options
+        self.stop_event = threading.Event()
+        self.counters = Counters()
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._tracked: dict[Path, Tracked] = {}
+        self._kept: dict[Path, tuple[int, int]] = {}  # --on-done keep: files already judged
+        self._pool = ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="inspector-io")
+        self.model_id = store.model_record(
+            bundle.fingerprint, bundle.pipeline.name, str(bundle.path), bundle.threshold)
+
+    # -- the main loop ---------------------------------------------------------------------
+
+    def run(self, install_signals: bool = True, max_idle: float | None = None) -> None:
+        """Watch until SIGINT/SIGTERM (or `stop()`); the batch in hand is finished first."""
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.stop())
+        observer = self._observer()
+        observer.start()
+        try:
+            self.recover()
+            self.scan()
+            last_scan = last_summary = last_work = time.monotonic()
+            while not self.stop_event.is_set():
+                self._drain_events()
+                now = time.monotonic()
+                if now - last_scan >= self.options.rescan_every:
+                    self.scan()
+                    last_scan = now
+                ready = self._ready()
+                if ready:
+                    self.process(ready)
+                    last_work = time.monotonic()
+                else:
+                    self._wait_for_events(0.05)
+                    if max_idle is not None and not self._tracked and time.monotonic() - last_work > max_idle:
+                        break
+                if time.monotonic() - last_summary >= self.options.summary_every:
+                    log.warning(self.counters.line())
+                    last_summary = time.monotonic()
+        finally:
+            observer.stop()
+            observer.join()
+            self._pool.shutdown(wait=True)
+            log.warning("stopped; %s", self.counters.line())
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _observer(self):
+        if self.options.polling:
+            from watchdog.observers.polling import PollingObserver
+
+            observer = PollingObserver(timeout=0.5)
+        else:
+            from watchdog.observers import Observer
+
+            observer = Observer()
+        observer.schedule(_Events(self.inbox, self._events), str(self.inbox), recursive=False)
+        observer.daemon = True
+        return observer
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                path, fast = self._events.get_nowait()
+            except queue.Empty:
+                return
+            self._track(path, fast)
+
+    def _wait_for_events(self, timeout: float) -> None:
+        try:
+            path, fast = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._track(path, fast)
+
+    def scan(self) -> None:
+        """Look at everything in the inbox (start-up, and now and then in case an event was lost)."""
+        try:
+            entries = list(os.scandir(self.inbox))
+        except OSError as exc:
+            log.error("cannot list inbox %s: %s", self.inbox, exc)
+            return
+        for entry in sorted(entries, key=lambda e: e.name):
+            self._track(Path(entry.path), False)
+
+    def _track(self, path: Path, fast: bool) -> None:
+        if is_temporary(path.name):
+            return
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self._tracked.pop(path, None)
+            return
+        if not (os.path.islink(path) or _is_regular(st)):
+            return
+        stamp = (st.st_size, st.st_mtime_ns)
+        if self._kept.get(path) == stamp:
+            return
+        known = self._tracked.get(path)
+        if known is None or (known.size, known.mtime_ns) != stamp:
+            self._tracked[path] = Tracked(st.st_size, st.st_mtime_ns, time.monotonic(), fast or bool(known and known.fast))
+        elif fast:
+            known.fast = True
+
+    def _ready(self) -> list[tuple[Path, bytes | None]]:
+        """Files that are complete now, read once, at most one batch of them."""
+        ready: list[tuple[Path, bytes | None]] = []
+        now = time.monotonic()
+        for path, t in list(self._tracked.items()):
+            if len(ready) >= self.options.batch:
+                break
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                del self._tracked[path]
+                continue
+            stamp = (st.st_size, st.st_mtime_ns)
+            if stamp != (t.size, t.mtime_ns):
+                self._tracked[path] = Tracked(*stamp, now, t.fast)
+                continue
+            stable = now - t.changed_at >= self.options.settle
+            if os.path.islink(path) or st.st_size > MAX_FILE_BYTES:
+                if stable:
+                    ready.append((path, None))
+                    del self._tracked[path]
+                continue
+            if not (stable or t.fast) or t.checked == stamp and now - t.changed_at < self.options.incomplete_timeout:
+                continue
+            data = _read_no_follow(path)
+            if data is None:
+                continue
+            if looks_complete(data) or now - t.changed_at >= self.options.incomplete_timeout:
+                ready.append((path, data))
+                del self._tracked[path]
+            else:
+                t.checked = stamp  # still being written, or truncated for good: look again later
+        return ready
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def process(self, files: list[tuple[Path, bytes | None]]) -> None:
+        """Claim, score, record and move one batch of files."""
+        started = time.perf_counter()
+        work: list[Work] = []
+        for path, data in files:
+            item = self._claim(path, data, {w.row_id for w in work})
+            if item is not None:
+                work.append(item)
+        if not work:
+            return
+        list(self._pool.map(self._decode, work))
+        scorable = [w for w in work if w.error is None]
+        if scorable:
+            arrays = np.stack([w.array for w in scorable])
+            scores, maps = score_arrays(self.bundle.model, arrays, self.bundle.pipeline.scoring, self.options.batch)
+        elapsed_ms = (time.perf_counter() - started) * 1000 / len(work)
+        updates: dict[int, dict] = {}
+        heat_jobs = []
+        for i, w in enumerate(scorable):
+            score = float(scores[i])
+            verdict = "defect" if score > self.bundle.threshold else "ok"
+            heat, over = self._heat_paths(w)
+            heat_jobs.append(self._pool.submit(self._write_heatmaps, w.array, maps[i], heat, over))
+            updates[w.row_id] = dict(
+                status="done", verdict=verdict, score=score, threshold=self.bundle.threshold,
+                heatmap_path=str(heat), overlay_path=str(over), model_id=self.model_id,
+                stored_path=str(self._destination(w, "archive")) if self.options.on_done == "move" else str(w.path),
+                width=w.gray.shape[1], height=w.gray.shape[0],
+            )
+        for w in work:
+            if w.error is not None:
+                updates[w.row_id] = dict(status="error", verdict="error", error_reason=w.error,
+                                         model_id=self.model_id,
+                                         stored_path=str(self._destination(w, "rejected")))
+        for job in heat_jobs:
+            job.result()  # heatmaps are on disk before the row that names them
+        now = utcnow()
+        for values in updates.values():
+            values.update(scored_at=now, processing_ms=elapsed_ms)
+        self.store.retry(lambda: self._commit(updates), "record verdicts")
+        for w in work:
+            self._finish(w.path, updates[w.row_id])
+            self._count(w.path, updates[w.row_id], w.row_id)
+
+    def _claim(self, path: Path, data: bytes | None, in_batch: set[int]) -> Work | None:
+        """Take the row for this file's content, or find that it was already handled."""
+        reason = None
+        if data is None:
+            reason = self._unreadable_reason(path)
+            digest = _placeholder_hash(path)
+        else:
+            digest = hashlib.sha256(data).hexdigest()
+
+        def work():
+            with self.store.session() as s, s.begin():
+                row = s.scalar(select(Inspection).where(Inspection.content_hash == digest))
+                if row is None:
+                    row = Inspection(source_path=str(path), source_name=path.name, content_hash=digest,
+                                     size_bytes=len(data) if data is not None else None,
+                                     received_at=utcnow(), status="pending")
+                    s.add(row)
+                    s.flush()
+                    return "new", row
+                if row.status == "pending" and row.id not in in_batch:  # left by a crash: score it now
+                    row.source_path, row.source_name = str(path), path.name
+                    return "resume", row
+                if row.source_path == str(path) and row.status != "pending":  # judged, file not yet moved
+                    return "finish", row
+                return "duplicate", row
+
+        try:
+            state, row = self.store.retry(work, "claim")
+        except IntegrityError:  # another worker claimed the same content at the same moment
+            return None
+        if state == "finish":
+            self._finish(path, {"status": row.status, "stored_path": row.stored_path})
+            return None
+        if state == "duplicate":
+            self._move(path, self.out / "duplicates" / _day(utcnow()) / f"{row.id}_{path.name}")
+            self.counters.duplicates += 1
+            log.warning("%s has the same content as inspection %d (%s); moved to duplicates/",
+                        path.name, row.id, row.source_name)
+            return None
+        return Work(path=path, row_id=row.id, received_at=row.received_at, data=data, error=reason)
+
+    def _decode(self, w: Work) -> None:
+        if w.error is not None:
+            return
+        try:
+            w.gray = decode(w.data, w.path)
+            w.array = normalize(w.gray, self.bundle.pipeline.preprocess)
+        except ImageError as exc:
+            w.error = exc.reason
+        w.data = None  # free the file's bytes
+
+    def _unreadable_reason(self, path: Path) -> str:
+        if os.path.islink(path):
+            target = os.path.realpath(path)
+            if Path(target).parent != self.real_inbox:
+                return f"symlink to a file outside the inbox ({os.readlink(path)}); not followed"
+            return "symlink inside the inbox; only regular files are judged, the link was not followed"
+        try:
+            size = os.lstat(path).st_size
+        except OSError as exc:
+            return f"cannot read file: {exc.strerror}"
+        return f"file too large ({size} bytes, limit {MAX_FILE_BYTES})"
+
+    def _commit(self, updates: dict[int, dict]) -> None:
+        with self.store.session() as s, s.begin():
+            for row_id, values in updates.items():
+                row = s.get(Inspection, row_id)
+                for key, value in values.items():
+                    setattr(row, key, value)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _heat_paths(self, w: Work) -> tuple[Path, Path]:
+        folder = self.out / "heatmaps" / _day(w.received_at)
+        stem = f"{w.row_id}_{w.path.stem}"
+        return folder / f"{stem}_heatmap.png", folder / f"{stem}_overlay.png"
+
+    def _write_heatmaps(self, model_input, error_map, heat: Path, over: Path) -> None:
+        scale = float(self.bundle.calibration.get("heat_scale", 1.0))
+        heat.parent.mkdir(parents=True, exist_ok=True)
+        _write_png(heat, heatmap_image(error_map, scale))
+        _write_png(over, overlay_image(model_input, error_map, scale))
+
+    def _destination(self, w: Work, kind: str) -> Path:
+        return self.out / kind / _day(w.received_at) / f"{w.row_id}_{w.path.name}"
+
+    def _finish(self, path: Path, values: dict) -> None:
+        """After the verdict is committed: move the file (rejects always), or remember it is kept."""
+        if values["status"] == "error" or self.options.on_done == "move":
+            self._move(path, Path(values["stored_path"]))
+        else:
+            try:
+                st = os.lstat(path)
+                self._kept[path] = (st.st_size, st.st_mtime_ns)
+            except FileNotFoundError:
+                pass
+
+    def _move(self, source: Path, target: Path) -> None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # os.rename moves a symlink itself, never what it points to.
+            try:
+                os.rename(source, target)
+            except OSError:
+                shutil.move(str(source), str(target))  # another filesystem: copy, then delete
+        except FileNotFoundError:
+            pass  # already moved (a restart finishing earlier work)
+        except OSError as exc:
+            log.error("cannot move %s to %s: %s", source, target, exc)
+
+    def _count(self, path: Path, values: dict, row_id: int) -> None:
+        self.counters.images += 1
+        if values["status"] == "error":
+            self.counters.errors += 1
+            log.warning("%s: error: %s (inspection %d)", path.name, values["error_reason"], row_id)
+        else:
+            self.counters.defects += values["verdict"] == "defect"
+            log.info("%s: %s score %.6g threshold %.6g (inspection %d)", path.name, values["verdict"],
+                     values["score"], values["threshold"], row_id)
+
+    def recover(self) -> None:
+        """At start-up: a pending row whose file is gone can never be scored; say so."""
+        def work():
+            with self.store.session() as s, s.begin():
+                rows = s.scalars(select(Inspection).where(Inspection.status == "pending")).all()
+                for row in rows:
+                    if not os.path.lexists(row.source_path):
+                        row.status, row.verdict = "error", "error"
+                        row.error_reason = "file disappeared from the inbox before it was scored"
+                        row.scored_at = utcnow()
+                return len(rows)
+
+        pending = self.store.retry(work, "recover")
+        if pending:
+            log.warning("resuming: %d inspections were in flight when the last run stopped", pending)
+
+
+def _is_regular(st: os.stat_result) -> bool:
+    import stat
+
+    return stat.S_ISREG(st.st_mode)
+
+
+def _read_no_follow(path: Path) -> bytes | None:
+    """Read a regular file without following a symlink swapped in at the last moment."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+def _placeholder_hash(path: Path) -> str:
+    """A unique key for a file whose content is not read (a symlink, a huge file)."""
+    st = os.lstat(path)
+    key = f"unread\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _day(when) -> str:
+    return when.strftime("%Y-%m-%d")
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    if not cv2.imwrite(str(tmp), image):
+        raise OSError(f"cannot write {path}")
+    os.replace(tmp, path)

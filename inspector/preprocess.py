@@ -116,6 +116,8 @@ def decode(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
 
     Accepts 8- and 16-bit images, grey, RGB or RGBA (alpha is ignored).
     """
+    if not data:
+        raise ImageError(path, "empty file")
     size = declared_size(data)
     if size is not None:
         width, height = size
@@ -176,8 +178,6 @@ def preprocess(
     Raises `ImageError` with the reason when the file is empty, too large, corrupt or not an image.
     """
     if isinstance(source, (bytes, bytearray)):
-        if not source:
-            raise ImageError(None, "empty file")
         data, path = bytes(source), None
     else:
         data, path = read_bytes(source), source

@@ -1,0 +1,44 @@
+"""Helpers shared by the daemon tests: unique small images and polling the database."""
+
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+
+from inspector.preprocess import cv2
+
+
+def png_bytes(seed: int, size: int = 96) -> bytes:
+    """A unique grey PNG: smooth noise that differs for every seed."""
+    rng = np.random.default_rng(seed)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (size, size), dtype=np.uint8), (0, 0), 3)
+    ok, encoded = cv2.imencode(".png", image)
+    assert ok
+    return encoded.tobytes()
+
+
+def write_png(path: Path, seed: int, size: int = 96) -> Path:
+    path.write_bytes(png_bytes(seed, size))
+    return path
+
+
+def rows(db: Path, where: str = "1=1") -> list[sqlite3.Row]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db, timeout=30) as conn:
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute(f"SELECT * FROM inspections WHERE {where} ORDER BY id").fetchall()
+        except sqlite3.OperationalError:  # table not created yet
+            return []
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

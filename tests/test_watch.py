@@ -1,0 +1,152 @@
+"""The watcher in-process: each kind of bad input gets its documented outcome, the daemon goes on."""
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from inspector.bundle import load_bundle
+from inspector.store import Store
+from inspector.watcher import WatchOptions, Watcher, is_temporary
+from helpers import png_bytes, rows, wait_for, write_png
+from test_preprocess import huge_png
+
+
+@pytest.fixture
+def daemon(tiny_bundle, tmp_path):
+    """Start a watcher in a thread; yields a function that starts it, and stops it afterwards."""
+    started = []
+
+    def start(on_done="move", settle=0.2, incomplete_timeout=1.0):
+        inbox = tmp_path / "inbox"
+        inbox.mkdir(exist_ok=True)
+        store = Store(str(tmp_path / "db.sqlite"))
+        options = WatchOptions(out=tmp_path / "out", batch=8, on_done=on_done, settle=settle,
+                               incomplete_timeout=incomplete_timeout, rescan_every=1.0)
+        watcher = Watcher(inbox, load_bundle(tiny_bundle), store, options)
+        thread = threading.Thread(target=watcher.run, kwargs={"install_signals": False}, name="watcher-under-test")
+        thread.start()
+        started.append((watcher, thread, store))
+        return inbox, tmp_path / "out", tmp_path / "db.sqlite", watcher, thread
+
+    yield start
+    for watcher, thread, store in started:
+        watcher.stop()
+        thread.join(timeout=30)
+        store.close()
+        assert not thread.is_alive()
+
+
+def test_temporary_names_are_recognised():
+    for name in [".hidden.png", "a.png.tmp", "b.part", "c.PNG.partial", "d.png~"]:
+        assert is_temporary(name), name
+    for name in ["a.png", "part 1.png", "tmp.png"]:
+        assert not is_temporary(name), name
+
+
+def test_good_images_get_verdicts_heatmaps_and_are_archived(daemon):
+    inbox, out, db, watcher, thread = daemon()
+    for i in range(5):
+        write_png(inbox / f"part{i}.png", seed=i)
+    done = wait_for(lambda: len(rows(db, "status='done'")) == 5 and rows(db, "status='done'"), 60, "5 verdicts")
+    for row in done:
+        assert row["verdict"] in ("ok", "defect")
+        assert row["verdict"] == ("defect" if row["score"] > row["threshold"] else "ok")
+        assert Path(row["heatmap_path"]).is_file() and Path(row["overlay_path"]).is_file()
+        wait_for(lambda: Path(row["stored_path"]).is_file(), 10, "archived file")
+        assert "archive" in row["stored_path"]
+    assert list(inbox.iterdir()) == []
+    assert thread.is_alive()
+
+
+def test_each_bad_input_gets_its_documented_outcome_and_the_daemon_stays_up(daemon, tmp_path):
+    inbox, out, db, watcher, thread = daemon()
+    outside = write_png(tmp_path / "outside.png", seed=99)
+    (inbox / "empty.png").write_bytes(b"")
+    (inbox / "truncated.png").write_bytes(png_bytes(1)[:300])
+    (inbox / "text.png").write_text("a shift report, not an image\n")
+    (inbox / "huge.png").write_bytes(huge_png(50_000, 50_000))
+    os.symlink(outside, inbox / "link.png")
+    write_png(inbox / "pièce n°7 (côté gauche).png", seed=7)
+    (inbox / "first name.png").write_bytes(png_bytes(8))
+    expected_errors = {
+        "empty.png": "empty file",
+        "truncated.png": "not a readable image",
+        "text.png": "not a readable image",
+        "huge.png": "too large (50000x50000",
+        "link.png": "symlink to a file outside the inbox",
+    }
+    wait_for(lambda: len(rows(db, "status != 'pending'")) == 7, 60, "7 outcomes")
+    by_name = {r["source_name"]: r for r in rows(db)}
+    for name, reason in expected_errors.items():
+        row = by_name[name]
+        assert row["status"] == "error" and row["verdict"] == "error", name
+        assert reason in row["error_reason"], (name, row["error_reason"])
+        wait_for(lambda: Path(row["stored_path"]).exists() or Path(row["stored_path"]).is_symlink(), 10, name)
+        assert "rejected" in row["stored_path"]
+    # The symlink itself was moved aside; the file it pointed to was never touched.
+    assert outside.read_bytes() == png_bytes(99)
+    assert by_name["pièce n°7 (côté gauche).png"]["status"] == "done"
+    assert by_name["first name.png"]["status"] == "done"
+
+    # The same image under a second name: not scored again, moved to duplicates/.
+    (inbox / "second name.png").write_bytes(png_bytes(8))
+    wait_for(lambda: list((out / "duplicates").rglob("*second name.png")), 30, "duplicate moved aside")
+    assert len(rows(db)) == 7
+    # And the daemon is still up: a good image after all that gets its verdict.
+    write_png(inbox / "after.png", seed=1234)
+    wait_for(lambda: rows(db, "source_name='after.png' AND status='done'"), 30, "verdict after bad inputs")
+    assert thread.is_alive()
+
+
+def test_temporary_file_is_taken_only_after_rename(daemon):
+    inbox, out, db, watcher, thread = daemon()
+    tmp = inbox / "part.png.part"
+    tmp.write_bytes(png_bytes(3))
+    write_png(inbox / "marker.png", seed=4)
+    wait_for(lambda: rows(db, "source_name='marker.png' AND status='done'"), 30, "marker verdict")
+    assert not rows(db, "source_name LIKE 'part.png%'")
+    assert tmp.exists()
+    tmp.rename(inbox / "part.png")
+    wait_for(lambda: rows(db, "source_name='part.png' AND status='done'"), 30, "verdict after rename")
+
+
+def test_slowly_written_file_waits_until_complete(daemon):
+    inbox, out, db, watcher, thread = daemon(settle=0.3, incomplete_timeout=5.0)
+    data = png_bytes(5)
+    with open(inbox / "slow.png", "wb") as fh:
+        for start in range(0, len(data), 2000):
+            fh.write(data[start:start + 2000])
+            fh.flush()
+            threading.Event().wait(0.15)
+    row = wait_for(lambda: rows(db, "source_name='slow.png' AND status != 'pending'"), 30, "slow file verdict")[0]
+    assert row["status"] == "done" and row["size_bytes"] == len(data)
+
+
+def test_keep_leaves_files_and_never_rescores(daemon):
+    inbox, out, db, watcher, thread = daemon(on_done="keep")
+    write_png(inbox / "kept.png", seed=11)
+    wait_for(lambda: rows(db, "status='done'"), 30, "verdict")
+    threading.Event().wait(2.5)  # two rescans of the inbox
+    assert (inbox / "kept.png").exists()
+    assert len(rows(db)) == 1
+
+
+def test_daemon_waits_for_a_locked_database_and_loses_nothing(daemon):
+    inbox, out, db, watcher, thread = daemon()
+    write_png(inbox / "before.png", seed=20)
+    wait_for(lambda: rows(db, "status='done'"), 30, "first verdict")
+    blocker = sqlite3.connect(db, timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock
+    try:
+        for i in range(6):
+            write_png(inbox / f"during{i}.png", seed=100 + i)
+        threading.Event().wait(4.0)
+        assert len(rows(db)) == 1  # nothing could be written meanwhile
+    finally:
+        blocker.rollback()
+        blocker.close()
+    wait_for(lambda: len(rows(db, "status='done'")) == 7, 60, "all verdicts after the lock is released")
+    assert thread.is_alive()

@@ -88,7 +88,7 @@ def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts"
             for v in r.reviews
         )
         cards.append(
-            f'<div class="card {review_state(r)}">{picture}'
+            f'<div class="card {r.verdict} {review_state(r)}">{picture}'
             f"<h2>#{r.id} {html.escape(r.source_name)}</h2>"
             f"<p>score <b>{r.score:.5g}</b> / threshold {r.threshold:.5g}</p>"
             f"<p>received {r.received_at:%Y-%m-%d %H:%M:%S} UTC</p>"
@@ -102,7 +102,7 @@ def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts"
         "body{font-family:sans-serif;margin:1.5em;background:#f4f4f4}"
         ".grid{display:flex;flex-wrap:wrap;gap:1em}"
         ".card{background:#fff;padding:.8em;border-radius:6px;width:240px;border-top:5px solid #c33}"
-        ".card.dismissed{border-top-color:#393}.card.confirmed{border-top-color:#800}"
+        ".card.ok{border-top-color:#999}.card.dismissed{border-top-color:#393}.card.confirmed{border-top-color:#800}"
         ".card img{width:240px;height:240px}.card h2{font-size:1em;word-break:break-all}"
         ".state{font-weight:bold;text-transform:uppercase;font-size:.8em}"
         "</style></head><body>"

@@ -126,10 +126,10 @@ def make_engine(db: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest alembic revision."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # no chatter at every start
     from alembic import command
     from alembic.config import Config
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # no chatter at every start
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))

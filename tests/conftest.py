@@ -85,6 +85,3 @@ def tiny_bundle(tmp_path_factory, tiny_pipeline_file) -> Path:
     assert result.exit_code == 0, result.output
     return out
 
-
-def needs_shared_data():
-    return pytest.mark.skipif(not SHARED.is_dir(), reason=f"full data set not found at {SHARED}")

@@ -1,0 +1,69 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from inspector.cli import cli
+from inspector.store import Inspection, Store
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A database with three judged parts, one flagged with a hostile file name."""
+    path = tmp_path / "db.sqlite"
+    overlay = tmp_path / "o.png"
+    overlay.write_bytes(b"\x89PNG fake")
+    store = Store(str(path))
+    with store.session() as s, s.begin():
+        s.add_all([
+            Inspection(source_path="/in/a.png", source_name="a.png", content_hash="a" * 64, status="done",
+                       verdict="ok", score=0.1, threshold=0.5),
+            Inspection(source_path="/in/b.png", source_name="<script>alert(1)</script>.png", content_hash="b" * 64,
+                       status="done", verdict="defect", score=0.9, threshold=0.5, overlay_path=str(overlay),
+                       heatmap_path="/out/h.png"),
+            Inspection(source_path="/in/c.png", source_name="c.png", content_hash="c" * 64, status="error",
+                       verdict="error", error_reason="empty file"),
+        ])
+    store.close()
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_list_flagged_as_table_and_json(db):
+    result = run("review", "list", "--db", db, "--flagged")
+    assert result.exit_code == 0, result.output
+    assert "<script>alert(1)</script>.png" in result.output and "a.png" not in result.output
+    data = json.loads(run("review", "list", "--db", db, "--json").stdout)
+    assert [d["verdict"] for d in data] == ["error", "defect", "ok"]
+    assert data[0]["error_reason"] == "empty file"
+
+
+def test_list_since_rejects_nonsense(db):
+    result = run("review", "list", "--db", db, "--since", "last tuesday")
+    assert result.exit_code == 1 and "cannot read --since" in result.output
+    assert json.loads(run("review", "list", "--db", db, "--since", "1h", "--json").stdout)
+
+
+def test_show_and_label(db):
+    shown = run("review", "show", "2", "--db", db)
+    assert shown.exit_code == 0 and "overlay_path" in shown.output and "0.9" in shown.output
+    labelled = run("review", "label", "2", "ok", "--note", "dust", "--reviewer", "qa1", "--db", db)
+    assert labelled.exit_code == 0, labelled.output
+    data = json.loads(run("review", "show", "2", "--db", db, "--json").stdout)
+    assert data["review"] == "dismissed"
+    assert data["reviews"][0] == {**data["reviews"][0], "label": "ok", "reviewer": "qa1", "note": "dust"}
+    missing = run("review", "label", "99", "defect", "--db", db)
+    assert missing.exit_code == 1 and "no inspection with id 99" in missing.output
+
+
+def test_report_escapes_names_and_copies_overlays(db, tmp_path):
+    result = run("report", "--db", db, "--out", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;.png" in page
+    assert (tmp_path / "report" / "images" / "2_overlay.png").is_file()
+    assert "a.png" not in page  # only flagged parts

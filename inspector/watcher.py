@@ -336,10 +336,12 @@ class Watcher:
             self._finish(path, {"status": row.status, "stored_path": row.stored_path})
             return None
         if state == "duplicate":
-            self._move(path, self.out / "duplicates" / _day(utcnow()) / f"{row.id}_{path.name}")
+            # A copy of a rejected file (say, a second empty file) is rejected too.
+            folder = "rejected" if row.status == "error" else "duplicates"
+            self._move(path, self.out / folder / _day(utcnow()) / f"{row.id}_dup_{path.name}")
             self.counters.duplicates += 1
-            log.warning("%s has the same content as inspection %d (%s); moved to duplicates/",
-                        path.name, row.id, row.source_name)
+            log.warning("%s has the same content as inspection %d (%s); moved to %s/",
+                        path.name, row.id, row.source_name, folder)
             return None
         return Work(path=path, row_id=row.id, received_at=row.received_at, data=data, error=reason)
 

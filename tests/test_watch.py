@@ -95,6 +95,10 @@ def test_each_bad_input_gets_its_documented_outcome_and_the_daemon_stays_up(daem
     (inbox / "second name.png").write_bytes(png_bytes(8))
     wait_for(lambda: list((out / "duplicates").rglob("*second name.png")), 30, "duplicate moved aside")
     assert len(rows(db)) == 7
+    # A second empty file is a copy of a rejected one: rejected as well, with no second row.
+    (inbox / "empty again.png").write_bytes(b"")
+    wait_for(lambda: list((out / "rejected").rglob("*empty again.png")), 30, "second empty file rejected")
+    assert len(rows(db)) == 7
     # And the daemon is still up: a good image after all that gets its verdict.
     write_png(inbox / "after.png", seed=1234)
     wait_for(lambda: rows(db, "source_name='after.png' AND status='done'"), 30, "verdict after bad inputs")

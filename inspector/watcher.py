@@ -11,6 +11,7 @@ in the inbox only has its file moved. Nothing is scored twice because the conten
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -37,6 +38,8 @@ log = logging.getLogger("inspector.watch")
 
 # Names that writers use while a file is still being written; taken once renamed.
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
+# Formats whose last bytes tell whether the writer has finished.
+CHECKABLE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def is_temporary(name: str) -> bool:
@@ -49,7 +52,8 @@ class WatchOptions:
     batch: int = 16
     on_done: str = "move"  # move | keep
     polling: bool = False
-    settle: float = 0.5  # seconds a file's size and mtime must stay unchanged
+    settle: float = 0.5  # seconds a file's size and mtime must stay unchanged (formats we cannot check)
+    quick_settle: float = 0.05  # the same for a PNG/JPEG that also has its end marker
     incomplete_timeout: float = 10.0  # an unfinished-looking file is judged after this long unchanged
     rescan_every: float = 10.0  # safety net for missed events
     summary_every: float = 60.0
@@ -63,7 +67,6 @@ class Tracked:
     size: int
     mtime_ns: int
     changed_at: float
-    fast: bool = False  # closed or moved in: complete if it looks complete
     checked: tuple[int, int] | None = None  # (size, mtime) last found incomplete
 
 
@@ -106,7 +109,7 @@ class _Events:
             return
         path = Path(event.dest_path if kind == "moved" else event.src_path)
         if path.parent == self.inbox:
-            self.q.put((path, kind in ("moved", "closed")))
+            self.q.put(path)
 
 
 class Watcher:
@@ -181,17 +184,17 @@ class Watcher:
     def _drain_events(self) -> None:
         while True:
             try:
-                path, fast = self._events.get_nowait()
+                path = self._events.get_nowait()
             except queue.Empty:
                 return
-            self._track(path, fast)
+            self._track(path)
 
     def _wait_for_events(self, timeout: float) -> None:
         try:
-            path, fast = self._events.get(timeout=timeout)
+            path = self._events.get(timeout=timeout)
         except queue.Empty:
             return
-        self._track(path, fast)
+        self._track(path)
 
     def scan(self) -> None:
         """Look at everything in the inbox (start-up, and now and then in case an event was lost)."""
@@ -201,9 +204,9 @@ class Watcher:
             log.error("cannot list inbox %s: %s", self.inbox, exc)
             return
         for entry in sorted(entries, key=lambda e: e.name):
-            self._track(Path(entry.path), False)
+            self._track(Path(entry.path))
 
-    def _track(self, path: Path, fast: bool) -> None:
+    def _track(self, path: Path) -> None:
         if is_temporary(path.name):
             return
         try:
@@ -218,16 +221,20 @@ class Watcher:
             return
         known = self._tracked.get(path)
         if known is None or (known.size, known.mtime_ns) != stamp:
-            self._tracked[path] = Tracked(st.st_size, st.st_mtime_ns, time.monotonic(), fast or bool(known and known.fast))
-        elif fast:
-            known.fast = True
+            self._tracked[path] = Tracked(st.st_size, st.st_mtime_ns, time.monotonic())
 
     def _ready(self) -> list[tuple[Path, bytes | None]]:
-        """Files that are complete now, read once, at most one batch of them."""
+        """Files that are complete now, read once, at most one batch of them.
+
+        A PNG or JPEG is complete once it is unchanged for `quick_settle` and ends with its end
+        marker; other formats once unchanged for `settle`. A PNG or JPEG that stays unfinished
+        is taken (and rejected as truncated) after `incomplete_timeout`.
+        """
         ready: list[tuple[Path, bytes | None]] = []
         now = time.monotonic()
+        options = self.options
         for path, t in list(self._tracked.items()):
-            if len(ready) >= self.options.batch:
+            if len(ready) >= options.batch:
                 break
             try:
                 st = os.lstat(path)
@@ -236,20 +243,21 @@ class Watcher:
                 continue
             stamp = (st.st_size, st.st_mtime_ns)
             if stamp != (t.size, t.mtime_ns):
-                self._tracked[path] = Tracked(*stamp, now, t.fast)
+                self._tracked[path] = Tracked(*stamp, now)
                 continue
-            stable = now - t.changed_at >= self.options.settle
-            if os.path.islink(path) or st.st_size > MAX_FILE_BYTES:
-                if stable:
-                    ready.append((path, None))
+            age = now - t.changed_at
+            checkable = path.suffix.lower() in CHECKABLE_SUFFIXES
+            if os.path.islink(path) or st.st_size > MAX_FILE_BYTES or not checkable:
+                if age >= options.settle:
+                    ready.append((path, _read_no_follow(path) if _is_regular(st) and st.st_size <= MAX_FILE_BYTES else None))
                     del self._tracked[path]
                 continue
-            if not (stable or t.fast) or t.checked == stamp and now - t.changed_at < self.options.incomplete_timeout:
+            if age < options.quick_settle or t.checked == stamp and age < options.incomplete_timeout:
                 continue
             data = _read_no_follow(path)
             if data is None:
                 continue
-            if looks_complete(data) or now - t.changed_at >= self.options.incomplete_timeout:
+            if looks_complete(data) or age >= options.incomplete_timeout:
                 ready.append((path, data))
                 del self._tracked[path]
             else:
@@ -261,11 +269,7 @@ class Watcher:
     def process(self, files: list[tuple[Path, bytes | None]]) -> None:
         """Claim, score, record and move one batch of files."""
         started = time.perf_counter()
-        work: list[Work] = []
-        for path, data in files:
-            item = self._claim(path, data, {w.row_id for w in work})
-            if item is not None:
-                work.append(item)
+        work = self._claim(files)
         if not work:
             return
         list(self._pool.map(self._decode, work))
@@ -302,48 +306,61 @@ class Watcher:
             self._finish(w.path, updates[w.row_id])
             self._count(w.path, updates[w.row_id], w.row_id)
 
-    def _claim(self, path: Path, data: bytes | None, in_batch: set[int]) -> Work | None:
-        """Take the row for this file's content, or find that it was already handled."""
-        reason = None
-        if data is None:
-            reason = self._unreadable_reason(path)
-            digest = _placeholder_hash(path)
-        else:
-            digest = hashlib.sha256(data).hexdigest()
+    def _claim(self, files: list[tuple[Path, bytes | None]]) -> list[Work]:
+        """Take a row for each file's content in one transaction, or find it was already handled.
+
+        New content gets a pending row; a pending row left by a crash is taken over; a finished
+        row for this same path means only the move is left to do; anything else is a duplicate.
+        """
+        digests = list(self._pool.map(_content_key, [path for path, _ in files], [data for _, data in files]))
 
         def work():
+            outcomes = []
             with self.store.session() as s, s.begin():
-                row = s.scalar(select(Inspection).where(Inspection.content_hash == digest))
-                if row is None:
-                    row = Inspection(source_path=str(path), source_name=path.name, content_hash=digest,
-                                     size_bytes=len(data) if data is not None else None,
-                                     received_at=utcnow(), status="pending")
-                    s.add(row)
-                    s.flush()
-                    return "new", row
-                if row.status == "pending" and row.id not in in_batch:  # left by a crash: score it now
-                    row.source_path, row.source_name = str(path), path.name
-                    return "resume", row
-                if row.source_path == str(path) and row.status != "pending":  # judged, file not yet moved
-                    return "finish", row
-                return "duplicate", row
+                taken: set[int] = set()
+                for (path, data), digest in zip(files, digests):
+                    row = s.scalar(select(Inspection).where(Inspection.content_hash == digest))
+                    if row is None:
+                        row = Inspection(source_path=str(path), source_name=path.name, content_hash=digest,
+                                         size_bytes=len(data) if data is not None else None,
+                                         received_at=utcnow(), status="pending")
+                        s.add(row)
+                        s.flush()
+                        state = "claimed"
+                    elif row.status == "pending" and row.id not in taken:  # left by a crash
+                        row.source_path, row.source_name = str(path), path.name
+                        state = "claimed"
+                    elif row.source_path == str(path) and row.status != "pending":
+                        state = "finish"  # judged, but the file was not moved yet
+                    else:
+                        state = "duplicate"
+                    if state == "claimed":
+                        taken.add(row.id)
+                    outcomes.append((state, path, data, row.id, row.status, row.stored_path,
+                                     row.received_at, row.source_name))
+            return outcomes
 
         try:
-            state, row = self.store.retry(work, "claim")
-        except IntegrityError:  # another worker claimed the same content at the same moment
-            return None
-        if state == "finish":
-            self._finish(path, {"status": row.status, "stored_path": row.stored_path})
-            return None
-        if state == "duplicate":
-            # A copy of a rejected file (say, a second empty file) is rejected too.
-            folder = "rejected" if row.status == "error" else "duplicates"
-            self._move(path, self.out / folder / _day(utcnow()) / f"{row.id}_dup_{path.name}")
-            self.counters.duplicates += 1
-            log.warning("%s has the same content as inspection %d (%s); moved to %s/",
-                        path.name, row.id, row.source_name, folder)
-            return None
-        return Work(path=path, row_id=row.id, received_at=row.received_at, data=data, error=reason)
+            outcomes = self.store.retry(work, "claim")
+        except IntegrityError:  # another worker claimed some of this content at the same moment
+            if len(files) == 1:
+                return []
+            return [w for item in files for w in self._claim([item])]
+        claimed = []
+        for state, path, data, row_id, status, stored_path, received_at, first_name in outcomes:
+            if state == "claimed":
+                reason = None if data is not None else self._unreadable_reason(path)
+                claimed.append(Work(path=path, row_id=row_id, received_at=received_at, data=data, error=reason))
+            elif state == "finish":
+                self._finish(path, {"status": status, "stored_path": stored_path})
+            else:
+                # A copy of a rejected file (say, a second empty file) is rejected too.
+                folder = "rejected" if status == "error" else "duplicates"
+                self._move(path, self.out / folder / _day(utcnow()) / f"{row_id}_dup_{path.name}")
+                self.counters.duplicates += 1
+                log.warning("%s has the same content as inspection %d (%s); moved to %s/",
+                            path.name, row_id, first_name, folder)
+        return claimed
 
     def _decode(self, w: Work) -> None:
         if w.error is not None:
@@ -365,7 +382,9 @@ class Watcher:
             size = os.lstat(path).st_size
         except OSError as exc:
             return f"cannot read file: {exc.strerror}"
-        return f"file too large ({size} bytes, limit {MAX_FILE_BYTES})"
+        if size > MAX_FILE_BYTES:
+            return f"file too large ({size} bytes, limit {MAX_FILE_BYTES})"
+        return "cannot read file (no permission, or it is not a regular file)"
 
     def _commit(self, updates: dict[int, dict]) -> None:
         with self.store.session() as s, s.begin():
@@ -402,13 +421,24 @@ class Watcher:
                 pass
 
     def _move(self, source: Path, target: Path) -> None:
+        """Move a file (or a symlink itself, never its target) out of the inbox.
+
+        A hard link then an unlink, rather than a rename: watchdog holds back every event for
+        0.5 s behind a rename out of the folder, which would delay the next verdicts.
+        """
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            # os.rename moves a symlink itself, never what it points to.
             try:
-                os.rename(source, target)
-            except OSError:
+                os.link(source, target, follow_symlinks=False)
+            except FileExistsError:
+                if not os.path.samestat(os.lstat(source), os.lstat(target)):  # a crash after the link
+                    raise
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
                 shutil.move(str(source), str(target))  # another filesystem: copy, then delete
+                return
+            os.unlink(source)
         except FileNotFoundError:
             pass  # already moved (a restart finishing earlier work)
         except OSError as exc:
@@ -457,10 +487,16 @@ def _read_no_follow(path: Path) -> bytes | None:
         return fh.read()
 
 
-def _placeholder_hash(path: Path) -> str:
-    """A unique key for a file whose content is not read (a symlink, a huge file)."""
-    st = os.lstat(path)
-    key = f"unread\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
+def _content_key(path: Path, data: bytes | None) -> str:
+    """SHA-256 of the content; for a file whose content is not read (a symlink, a huge or
+    unreadable file), of its name, size, time and inode instead."""
+    if data is not None:
+        return hashlib.sha256(data).hexdigest()
+    try:
+        st = os.lstat(path)
+        key = f"unread\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
+    except OSError:
+        key = f"unread\0{path}\0{time.time_ns()}"
     return hashlib.sha256(key.encode()).hexdigest()
 
 

@@ -1,0 +1,259 @@
+"""`inspector benchmark`: model speed, end-to-end daemon throughput and latency, memory, training time.
+
+Absolute times are noisy on a shared machine; the model figures therefore compare the default
+architecture with `seed003` on the same images in the same process.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import Pipeline, resolve_pipeline
+from .preprocess import cv2, list_images, preprocess
+
+
+def model_speed(pipelines: dict[str, Pipeline], arrays: np.ndarray, rounds: int = 3) -> dict:
+    """Images/s and per-image latency of forward + error map + score at batch 1 and 32."""
+    from .inference import score_arrays
+    from .model import build_model
+
+    results = {}
+    for name, pipeline in pipelines.items():
+        model = build_model(pipeline.model, pipeline.preprocess.size)
+        entry = {}
+        for batch in (1, 32):
+            images = arrays[: max(batch, min(len(arrays), 32))]
+            score_arrays(model, images[:batch], pipeline.scoring, batch)  # warm-up: tracing, allocation
+            best = float("inf")
+            for _ in range(rounds):
+                started = time.perf_counter()
+                score_arrays(model, images, pipeline.scoring, batch)
+                best = min(best, (time.perf_counter() - started) / len(images))
+            entry[f"batch{batch}"] = {"images_per_s": 1.0 / best, "ms_per_image": best * 1000}
+        results[name] = entry
+    default, reference = list(results)[:2]
+    results["ratio_batch32"] = results[default]["batch32"]["images_per_s"] / results[reference]["batch32"]["images_per_s"]
+    results["ratio_batch1"] = results[default]["batch1"]["images_per_s"] / results[reference]["batch1"]["images_per_s"]
+    return results
+
+
+def make_line_images(sources: list[Path], folder: Path, count: int, size: int, seed: int = 0) -> list[Path]:
+    """`count` unique full-size PNGs made from real images: resized, with faint sensor noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bases = [cv2.resize(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), (size, size)) for p in sources[:16]]
+
+    def make(i: int) -> Path:
+        rng = np.random.default_rng([seed, i])
+        noise = rng.integers(-2, 3, (size, size), dtype=np.int16)
+        image = np.clip(bases[i % len(bases)].astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        path = folder / f"part_{i:05d}.png"
+        cv2.imwrite(str(path), image)
+        return path
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(make, range(count)))
+
+
+class Daemon:
+    """The real `inspector watch` as a child process, for end-to-end measurements."""
+
+    def __init__(self, model_dir: Path, work: Path, extra: list[str] = ()):
+        self.inbox, self.out, self.db = work / "inbox", work / "out", work / "inspector.db"
+        self.inbox.mkdir(parents=True)
+        self.log_path = work / "daemon.log"
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "inspector.cli", "watch", str(self.inbox), "--model", str(model_dir),
+             "--db", str(self.db), "--out", str(self.out), "--summary-every", "3600", *extra],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while b"watching" not in self.log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the daemon did not start:\n{self.log_path.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        time.sleep(1.0)  # the observer starts right after the banner
+
+    def done_count(self) -> int:
+        try:
+            with sqlite3.connect(self.db, timeout=30) as conn:
+                return conn.execute("SELECT count(*) FROM inspections WHERE status != 'pending'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+    def scored_times(self) -> dict[str, float]:
+        """Source name -> when its verdict was recorded (UTC seconds since the epoch)."""
+        with sqlite3.connect(self.db, timeout=30) as conn:
+            rows = conn.execute("SELECT source_name, scored_at FROM inspections WHERE status = 'done'").fetchall()
+        return {name: datetime.fromisoformat(when).timestamp() + _utc_offset() for name, when in rows}
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.done_count() < count:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"only {self.done_count()} of {count} verdicts; log:\n"
+                                   + self.log_path.read_text(errors="replace")[-2000:])
+            time.sleep(0.05)
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
+
+def _utc_offset() -> float:
+    """scored_at is naive UTC; datetime.timestamp() reads naive times as local time."""
+    return -time.timezone if time.daylight == 0 else -time.altzone
+
+
+def burst(model_dir: Path, files: list[Path], work: Path) -> dict:
+    """All files renamed into the inbox at once: images/s from first arrival to last verdict."""
+    daemon = Daemon(model_dir, work)
+    try:
+        first = time.time()
+        for path in files:
+            os.rename(path, daemon.inbox / path.name)
+        daemon.wait_for(len(files), timeout=600)
+        last = max(daemon.scored_times().values())
+        rss = daemon.peak_rss_mb()
+    finally:
+        code = daemon.stop()
+    return {"images": len(files), "seconds": last - first, "images_per_s": len(files) / (last - first),
+            "peak_rss_mb": rss, "exit_code": code}
+
+
+def steady(model_dir: Path, files: list[Path], work: Path, rate: float) -> dict:
+    """One file renamed in every 1/rate seconds: latency from complete file to recorded verdict."""
+    daemon = Daemon(model_dir, work)
+    arrived: dict[str, float] = {}
+    try:
+        start = time.monotonic()
+        for i, path in enumerate(files):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            os.rename(path, daemon.inbox / path.name)
+            arrived[path.name] = time.time()
+        daemon.wait_for(len(files), timeout=300)
+        scored = daemon.scored_times()
+        rss = daemon.peak_rss_mb()
+    finally:
+        code = daemon.stop()
+    latencies = np.array([(scored[name] - t) * 1000 for name, t in arrived.items()])
+    return {"images": len(files), "rate": rate, "latency_ms_p50": float(np.percentile(latencies, 50)),
+            "latency_ms_p95": float(np.percentile(latencies, 95)), "latency_ms_p99": float(np.percentile(latencies, 99)),
+            "latency_ms_max": float(latencies.max()), "peak_rss_mb": rss, "exit_code": code}
+
+
+def run_benchmark(
+    images_dir: Path,
+    pipeline_name: str = "screw",
+    reference_name: str = "seed003",
+    model_dir: Path | None = None,
+    burst_count: int = 1000,
+    steady_seconds: float = 30.0,
+    rate: float = 10.0,
+    frame_size: int = 1024,
+    epochs: int | None = None,
+    work: Path | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict:
+    pipeline, reference = resolve_pipeline(pipeline_name), resolve_pipeline(reference_name)
+    sources = list_images(images_dir)
+    if not sources:
+        raise ValueError(f"no images in {images_dir}")
+    work = Path(work or tempfile.mkdtemp(prefix="inspector-bench-"))
+    result: dict = {"machine": machine(), "images_dir": str(images_dir), "pipeline": pipeline.name,
+                    "reference": reference.name}
+
+    progress("model speed")
+    size = pipeline.preprocess.size
+    arrays = np.stack([preprocess(p, pipeline.preprocess) for p in (sources * 32)[:32]])
+    if reference.preprocess.size != size:
+        raise ValueError("the two pipelines must use the same image size")
+    result["model"] = model_speed({pipeline.name: pipeline, reference.name: reference}, arrays)
+
+    if model_dir is None:
+        progress(f"training {pipeline.name} on {len(sources)} images")
+        from .training import load_folder, train_bundle
+
+        model_dir = work / "model"
+        loaded = load_folder(images_dir, pipeline)
+        _, summary = train_bundle(loaded, model_dir, pipeline, seed=0, epochs=epochs)
+        result["training"] = {"images": len(loaded.paths), "epochs": summary["epochs"],
+                              "seconds": summary["train_seconds"]}
+    result["model_dir"] = str(model_dir)
+
+    progress(f"making {burst_count} + {int(steady_seconds * rate)} images of {frame_size}x{frame_size}")
+    burst_files = make_line_images(sources, work / "staging-burst", burst_count, frame_size, seed=1)
+    steady_files = make_line_images(sources, work / "staging-steady", int(steady_seconds * rate), frame_size, seed=2)
+    progress("burst")
+    result["burst"] = burst(model_dir, burst_files, work / "burst")
+    progress("steady stream")
+    result["steady"] = steady(model_dir, steady_files, work / "steady", rate)
+    result["daemon_peak_rss_mb"] = max(result["burst"]["peak_rss_mb"], result["steady"]["peak_rss_mb"])
+    return result
+
+
+def machine() -> dict:
+    import platform
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def table(result: dict) -> str:
+    m = result["model"]
+    p, r = result["pipeline"], result["reference"]
+    lines = [
+        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores",
+        "",
+        "| measure | value |",
+        "|---|---|",
+    ]
+    for name in (p, r):
+        for b in ("batch1", "batch32"):
+            lines.append(f"| model {name} {b.replace('batch', 'batch ')} | {m[name][b]['images_per_s']:.1f} images/s, "
+                         f"{m[name][b]['ms_per_image']:.2f} ms/image |")
+    lines.append(f"| {p} / {r} speed ratio | {m['ratio_batch32']:.2f}x at batch 32, {m['ratio_batch1']:.2f}x at batch 1 |")
+    if "training" in result:
+        t = result["training"]
+        lines.append(f"| training {p} | {t['seconds']:.1f} s ({t['images']} images, {t['epochs']} epochs) |")
+    b, s = result["burst"], result["steady"]
+    lines += [
+        f"| burst of {b['images']} images | {b['images_per_s']:.1f} images/s ({b['seconds']:.1f} s) |",
+        f"| steady {s['rate']:g} images/s, {s['images']} images | latency p50 {s['latency_ms_p50']:.0f} ms, "
+        f"p95 {s['latency_ms_p95']:.0f} ms, p99 {s['latency_ms_p99']:.0f} ms, max {s['latency_ms_max']:.0f} ms |",
+        f"| daemon peak RSS | {result['daemon_peak_rss_mb']:.0f} MB |",
+    ]
+    return "\n".join(lines)

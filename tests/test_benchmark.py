@@ -1,0 +1,35 @@
+import json
+
+from click.testing import CliRunner
+
+from inspector.cli import cli
+from conftest import SAMPLE, TINY_PIPELINE
+
+
+def test_benchmark_runs_and_reports_every_field(tmp_path):
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(TINY_PIPELINE)
+    reference = tmp_path / "seed003_small.toml"
+    reference.write_text('name = "seed003-64"\n[preprocess]\nsize = 64\nnormalize = "unit"\n'
+                         '[model]\narchitecture = "seed003"\nepochs = 1\n')
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, [
+        "benchmark", "--images", str(SAMPLE / "train" / "good"), "--pipeline", str(tiny), "--reference",
+        str(reference), "--burst", "12", "--steady-seconds", "1", "--rate", "5", "--frame-size", "128",
+        "--epochs", "1", "--out", str(out), "--work", str(tmp_path / "work"),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "images/s" in result.stdout and "latency p50" in result.stdout
+    data = json.loads(out.read_text())
+    for name in ("tiny", "seed003-64"):
+        for batch in ("batch1", "batch32"):
+            assert data["model"][name][batch]["images_per_s"] > 0
+            assert data["model"][name][batch]["ms_per_image"] > 0
+    assert data["model"]["ratio_batch32"] > 0 and data["model"]["ratio_batch1"] > 0
+    assert data["training"]["epochs"] == 1 and data["training"]["seconds"] > 0
+    assert data["burst"]["images"] == 12 and data["burst"]["images_per_s"] > 0 and data["burst"]["exit_code"] == 0
+    steady = data["steady"]
+    assert steady["images"] == 5 and steady["exit_code"] == 0
+    assert 0 < steady["latency_ms_p50"] <= steady["latency_ms_p95"] <= steady["latency_ms_p99"] <= steady["latency_ms_max"]
+    assert data["daemon_peak_rss_mb"] > 0
+    assert data["machine"]["cores"] >= 1

@@ -7,7 +7,7 @@ data=${INSPECTOR_DATA:-../shared/data/mvtec_screw}
 out=${1:-benchmarks/results}
 seed=${2:-0}
 mkdir -p "$out"
-for pipeline in screw seed003; do
+for pipeline in ${PIPELINES:-screw seed003}; do
   model="$out/model-$pipeline-$seed"
   inspector train "$data/train/good" --out "$model" --pipeline "$pipeline" --seed "$seed" --force --json \
     > "$out/train-$pipeline-$seed.json"
@@ -23,7 +23,8 @@ import json, sys
 out, seed = sys.argv[1], sys.argv[2]
 print(f"| pipeline | train s | AUROC test_matched (95% CI) | AUROC raw test | AUROC jitter | AP matched | recall / false rejects @thr (matched) |")
 print("|---|---|---|---|---|---|---|")
-for p in ("screw", "seed003"):
+import os
+for p in os.environ.get("PIPELINES", "screw seed003").split():
     t = json.load(open(f"{out}/train-{p}-{seed}.json"))
     m, r, j = (json.load(open(f"{out}/eval-{p}-{seed}-{k}.json")) for k in ("matched", "raw", "jitter"))
     c = m["confusion"]

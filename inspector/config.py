@@ -46,6 +46,9 @@ class ModelConfig:
     # Filters of each encoder stage (compact only; seed003 is fixed).
     filters: tuple[int, ...] = (16, 32, 64)
     latent_filters: int = 32
+    # Channels each decoder stage outputs (compact only); empty mirrors `filters`. Narrow stages
+    # at high resolution keep the decoder cheap: it does most of the arithmetic.
+    decoder_filters: tuple[int, ...] = ()
     epochs: int = 30
     batch_size: int = 16
     learning_rate: float = 1e-3
@@ -58,6 +61,11 @@ class ModelConfig:
             raise ConfigError(f"{where}.filters must be a non-empty list of integers in 1..512")
         if len(self.filters) > 5:
             raise ConfigError(f"{where}.filters has at most 5 stages, got {len(self.filters)}")
+        if self.decoder_filters and (
+            len(self.decoder_filters) != len(self.filters)
+            or any(not isinstance(f, int) or f < 1 or f > 512 for f in self.decoder_filters)
+        ):
+            raise ConfigError(f"{where}.decoder_filters must be empty or {len(self.filters)} integers in 1..512")
         _check_range(f"{where}.latent_filters", self.latent_filters, 1, 512)
         _check_range(f"{where}.epochs", self.epochs, 1, 10_000)
         _check_range(f"{where}.batch_size", self.batch_size, 1, 1024)
@@ -109,6 +117,7 @@ class Pipeline:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["model"]["filters"] = list(self.model.filters)
+        data["model"]["decoder_filters"] = list(self.model.decoder_filters)
         return data
 
     def replace(self, section: str, **changes: Any) -> Pipeline:

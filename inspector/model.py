@@ -51,8 +51,8 @@ def _seed003(config: ModelConfig, size: int) -> "keras.Model":
 def _compact(config: ModelConfig, size: int) -> "keras.Model":
     """Our default: strided convolutions down, a narrow bottleneck, transposed convolutions up.
 
-    Every stage halves the resolution, so the costly full-resolution layers are one input and
-    one output convolution; that makes it several times cheaper than seed003 per image.
+    Every encoder stage halves the resolution and the decoder narrows as it grows back, so no
+    wide layer runs at full resolution; seed003 runs 32 channels at 400x400.
     """
     stages = len(config.filters)
     if size % (2**stages):
@@ -63,7 +63,7 @@ def _compact(config: ModelConfig, size: int) -> "keras.Model":
     for filters in config.filters:
         x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv2D(config.latent_filters, 3, padding="same", activation="relu")(x)
-    for filters in reversed(config.filters):
+    for filters in config.decoder_filters or tuple(reversed(config.filters)):
         x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(x)
     outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
     return keras.Model(inputs, outputs, name="compact")

@@ -153,7 +153,8 @@ class Watcher:
                     self.process(ready)
                     last_work = time.monotonic()
                 else:
-                    self._wait_for_events(0.05)
+                    # Files waiting to settle are looked at again soon; an idle inbox wakes on events.
+                    self._wait_for_events(0.01 if self._tracked else 0.25)
                     if max_idle is not None and not self._tracked and time.monotonic() - last_work > max_idle:
                         break
                 if time.monotonic() - last_summary >= self.options.summary_every:

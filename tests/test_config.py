@@ -27,6 +27,7 @@ def test_round_trip_through_dict():
         ("[preprocess]\nsize = 8\n", "'preprocess.size' must be between"),
         ("[model]\nepochs = 'ten'\n", "'model.epochs' must be of type int"),
         ("[model]\nfilters = [16, 0]\n", "model.filters must be a non-empty list"),
+        ("[model]\nfilters = [8, 16]\ndecoder_filters = [8]\n", "model.decoder_filters must be empty or 2 integers"),
         ("[threshold]\npolicy = 'guess'\n", "'threshold.policy' must be one of"),
         ("[threshold]\nk = true\n", "'threshold.k' must be of type float"),
         ("model = 3\n", "[model] must be a table"),

@@ -19,8 +19,13 @@ def test_seed003_is_the_notebook_model():
 
 
 def test_compact_reconstructs_same_shape_and_is_smaller():
-    compact = build_model(ModelConfig(architecture="compact"), 200)
+    compact = build_model(ModelConfig(architecture="compact", decoder_filters=(32, 16, 4)), 200)
     assert compact.output_shape == (None, 200, 200, 1)
+    transposed = [layer.filters for layer in compact.layers if type(layer).__name__ == "Conv2DTranspose"]
+    assert transposed == [32, 16, 4]
+    # No layer of the compact model runs wider than 4 channels at full resolution.
+    full_resolution = [layer for layer in compact.layers[1:] if layer.output.shape[1] == 200]
+    assert max(layer.output.shape[-1] for layer in full_resolution) <= 4
     out = compact(np.zeros((2, 200, 200, 1), np.float32)).numpy()
     assert out.shape == (2, 200, 200, 1) and 0 <= out.min() and out.max() <= 1
 

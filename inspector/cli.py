@@ -433,12 +433,16 @@ def _store(db: str):
               help="Seconds an unfinished-looking PNG/JPEG may stay unchanged before it is judged as broken.")
 @click.option("--summary-every", type=click.FloatRange(0.1), default=60.0, show_default=True,
               help="Seconds between one-line summaries on stderr.")
+@click.option("--station", envvar="INSPECTOR_STATION", default=lambda: __import__("socket").gethostname(),
+              help="Name of this line or machine, stored with every verdict [env: INSPECTOR_STATION; default: host name].")
+@click.option("--claim-timeout", type=click.FloatRange(1), default=60.0, show_default=True,
+              help="Seconds after which a claim left by a worker on another host is taken over.")
 @click.option("--exit-when-idle", type=click.FloatRange(0.1),
               help="Exit after this many seconds with nothing to do (for batch runs and demos).")
 @verbose_option
 @_fail_cleanly
 def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
-          exit_when_idle, verbose):
+          station, claim_timeout, exit_when_idle, verbose):
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
@@ -449,11 +453,15 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     to OUT/duplicates/. SIGINT or SIGTERM finishes the batch in hand and exits 0. A restart
     after a crash finishes what was in flight, scoring nothing twice.
 
+    Several daemons may watch one inbox with one database (PostgreSQL across machines): each
+    image is claimed by exactly one of them, and a claim left by a worker that died is taken
+    over (at once on the same host, after --claim-timeout from another host).
+
     \b
     Examples:
       inspector watch /srv/line1/inbox --model models/screw --out /srv/line1/out -v
       INSPECTOR_DB=postgresql+psycopg://qa@db/inspector inspector watch inbox/ --model m
-      inspector watch /mnt/share/inbox --model m --polling
+      inspector watch /mnt/share/inbox --model m --polling --station line2
     """
     _setup_logging(max(verbose, 0))
     logging.getLogger("inspector").setLevel(logging.INFO if verbose else logging.WARNING)
@@ -462,7 +470,8 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     bundle = _load(model_dir)
     store = _store(db)
     options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
-                           incomplete_timeout=incomplete_timeout, summary_every=summary_every)
+                           incomplete_timeout=incomplete_timeout, summary_every=summary_every,
+                           station=station, claim_timeout=claim_timeout)
     watcher = Watcher(inbox, bundle, store, options)
     click.echo(f"watching {inbox} with {bundle.pipeline.name} (threshold {bundle.threshold:.6g}); "
                f"verdicts in {store.url}", err=True)
@@ -599,6 +608,29 @@ def report(db, out_dir, since, include_all):
     rows = [r for r in rows if r.score is not None]
     page = write_report(rows, out_dir, "Flagged parts" if not include_all else "Inspections")
     click.echo(f"{len(rows)} parts in {page}")
+
+
+@cli.command()
+@db_option
+@click.option("--since", help="Only inspections received since a date or a span back from now (12h, 7d).")
+@json_option
+@_fail_cleanly
+def stats(db, since, as_json):
+    """Per station and model: images, defects, errors, throughput and score percentiles.
+
+    \b
+    Examples:
+      inspector stats --since 24h
+      inspector stats --db postgresql+psycopg://qa@db/inspector --json
+    """
+    from .review import parse_since, station_stats, stats_table
+
+    store = _store(db)
+    try:
+        rows = station_stats(store, parse_since(since))
+    finally:
+        store.close()
+    click.echo(json.dumps(rows, indent=2) if as_json else (stats_table(rows) if rows else "no inspections"))
 
 
 @cli.command()

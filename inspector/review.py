@@ -111,3 +111,50 @@ def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts"
         encoding="utf-8",
     )
     return page
+
+
+def station_stats(store, since: datetime | None = None) -> list[dict]:
+    """Counts, throughput and score percentiles for each (station, model) pair."""
+    import numpy as np
+    from sqlalchemy import select
+
+    from .store import Inspection, ModelRecord
+
+    query = (select(Inspection.station, ModelRecord.name, ModelRecord.fingerprint, Inspection.verdict,
+                    Inspection.score, Inspection.scored_at)
+             .outerjoin(ModelRecord, Inspection.model_id == ModelRecord.id)
+             .where(Inspection.status != "pending"))
+    if since:
+        query = query.where(Inspection.received_at >= since)
+    groups: dict[tuple, list] = {}
+    with store.session() as s:
+        for station, model, fingerprint, verdict, score, scored_at in s.execute(query):
+            groups.setdefault((station or "", model or "", fingerprint or ""), []).append((verdict, score, scored_at))
+    result = []
+    for (station, model, fingerprint), items in sorted(groups.items()):
+        scores = np.array([score for _, score, _ in items if score is not None])
+        times = [t for _, _, t in items if t is not None]
+        span = (max(times) - min(times)).total_seconds() if len(times) > 1 else 0.0
+        result.append({
+            "station": station, "model": model, "fingerprint": fingerprint,
+            "images": len(items),
+            "defects": sum(v == "defect" for v, _, _ in items),
+            "errors": sum(v == "error" for v, _, _ in items),
+            "first": min(times).isoformat() if times else None,
+            "last": max(times).isoformat() if times else None,
+            "images_per_s": len(items) / span if span > 0 else None,
+            "score_percentiles": {f"p{q}": float(np.percentile(scores, q)) for q in (50, 90, 99)} if scores.size else {},
+        })
+    return result
+
+
+def stats_table(rows: list[dict]) -> str:
+    lines = [f"{'station':16}  {'model':12}  {'images':>7}  {'defects':>7}  {'errors':>6}  {'images/s':>8}  "
+             f"{'p50':>9}  {'p90':>9}  {'p99':>9}"]
+    for r in rows:
+        p = r["score_percentiles"]
+        rate = f"{r['images_per_s']:8.2f}" if r["images_per_s"] else f"{'-':>8}"
+        pct = "  ".join(f"{p[k]:9.4g}" if k in p else f"{'-':>9}" for k in ("p50", "p90", "p99"))
+        lines.append(f"{r['station'][:16]:16}  {r['model'][:12]:12}  {r['images']:7d}  {r['defects']:7d}  "
+                     f"{r['errors']:6d}  {rate}  {pct}")
+    return "\n".join(lines)

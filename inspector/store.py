@@ -8,6 +8,8 @@ the same bytes are never scored twice, whatever their name.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,6 +82,9 @@ class Inspection(Base):
     stored_path: Mapped[Optional[str]] = mapped_column(Text)  # where the image went afterwards
     model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id"))
     processing_ms: Mapped[Optional[float]] = mapped_column(Float)
+    station: Mapped[Optional[str]] = mapped_column(String(200), index=True)  # which line / machine
+    worker: Mapped[Optional[str]] = mapped_column(String(300))  # the daemon process holding the claim
+    claimed_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
 
     model: Mapped[Optional[ModelRecord]] = relationship()
     reviews: Mapped[list["Review"]] = relationship(back_populates="inspection", order_by="Review.id")
@@ -99,6 +104,30 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     inspection: Mapped[Inspection] = relationship(back_populates="reviews")
+
+
+def worker_identity() -> str:
+    """host:pid:start-time of this process; the start time tells a reused pid apart."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def _process_start(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def claim_abandoned(worker: str | None, claimed_at: datetime | None, timeout: float) -> bool:
+    """Whether a pending claim's worker is gone: a dead process on this host, or, for another
+    host, a claim older than `timeout` seconds."""
+    if not worker:
+        return True
+    host, _, rest = worker.partition(":")
+    pid, _, start = rest.partition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return _process_start(int(pid)) != start
+    return claimed_at is None or (utcnow() - claimed_at).total_seconds() > timeout
 
 
 def normalize_url(db: str) -> str:

@@ -18,6 +18,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,14 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .bundle import Bundle
 from .inference import score_arrays
 from .preprocess import MAX_FILE_BYTES, ImageError, cv2, decode, looks_complete, normalize
 from .scoring import heatmap_image, overlay_image
-from .store import Inspection, Store, utcnow
+from .store import Inspection, Store, claim_abandoned, utcnow, worker_identity
 
 log = logging.getLogger("inspector.watch")
 
@@ -58,6 +59,8 @@ class WatchOptions:
     rescan_every: float = 10.0  # safety net for missed events
     summary_every: float = 60.0
     threads: int = 4
+    station: str = field(default_factory=socket.gethostname)  # recorded with every inspection
+    claim_timeout: float = 60.0  # a claim from another host older than this is taken over
 
 
 @dataclass
@@ -126,6 +129,7 @@ class Watcher:
         self._tracked: dict[Path, Tracked] = {}
         self._kept: dict[Path, tuple[int, int]] = {}  # --on-done keep: files already judged
         self._pool = ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="inspector-io")
+        self.worker = worker_identity()
         self.model_id = store.model_record(
             bundle.fingerprint, bundle.pipeline.name, str(bundle.path), bundle.threshold)
 
@@ -302,16 +306,21 @@ class Watcher:
         now = utcnow()
         for values in updates.values():
             values.update(scored_at=now, processing_ms=elapsed_ms)
-        self.store.retry(lambda: self._commit(updates), "record verdicts")
+        lost = self.store.retry(lambda: self._commit(updates), "record verdicts")
         for w in work:
+            if w.row_id in lost:  # another worker took this claim over and owns the verdict
+                log.warning("%s: inspection %d was taken over by another worker; result dropped", w.path.name, w.row_id)
+                continue
             self._finish(w.path, updates[w.row_id])
             self._count(w.path, updates[w.row_id], w.row_id)
 
     def _claim(self, files: list[tuple[Path, bytes | None]]) -> list[Work]:
-        """Take a row for each file's content in one transaction, or find it was already handled.
+        """Take a row for each file's content in one transaction, or find it is handled elsewhere.
 
-        New content gets a pending row; a pending row left by a crash is taken over; a finished
-        row for this same path means only the move is left to do; anything else is a duplicate.
+        New content gets a pending row owned by this worker. A pending row whose worker is gone
+        (a dead process on this host, or a claim older than `claim_timeout` from another host) is
+        taken over; one whose worker is alive is left to it. A finished row for this same path
+        means only the move is left to do; anything else is a duplicate.
         """
         digests = list(self._pool.map(_content_key, [path for path, _ in files], [data for _, data in files]))
 
@@ -321,16 +330,20 @@ class Watcher:
                 taken: set[int] = set()
                 for (path, data), digest in zip(files, digests):
                     row = s.scalar(select(Inspection).where(Inspection.content_hash == digest))
+                    now = utcnow()
                     if row is None:
                         row = Inspection(source_path=str(path), source_name=path.name, content_hash=digest,
-                                         size_bytes=len(data) if data is not None else None,
-                                         received_at=utcnow(), status="pending")
+                                         size_bytes=len(data) if data is not None else None, received_at=now,
+                                         status="pending", station=self.options.station, worker=self.worker,
+                                         claimed_at=now)
                         s.add(row)
                         s.flush()
                         state = "claimed"
-                    elif row.status == "pending" and row.id not in taken:  # left by a crash
-                        row.source_path, row.source_name = str(path), path.name
-                        state = "claimed"
+                    elif row.status == "pending" and row.id not in taken:
+                        if claim_abandoned(row.worker, row.claimed_at, self.options.claim_timeout):
+                            state = "claimed" if self._take_over(s, row, path, now) else "busy"
+                        else:
+                            state = "busy" if row.source_path == str(path) else "duplicate"
                     elif row.source_path == str(path) and row.status != "pending":
                         state = "finish"  # judged, but the file was not moved yet
                     else:
@@ -345,7 +358,7 @@ class Watcher:
             outcomes = self.store.retry(work, "claim")
         except IntegrityError:  # another worker claimed some of this content at the same moment
             if len(files) == 1:
-                return []
+                return []  # it is theirs; a rescan brings the file back if they fail
             return [w for item in files for w in self._claim([item])]
         claimed = []
         for state, path, data, row_id, status, stored_path, received_at, first_name in outcomes:
@@ -354,14 +367,30 @@ class Watcher:
                 claimed.append(Work(path=path, row_id=row_id, received_at=received_at, data=data, error=reason))
             elif state == "finish":
                 self._finish(path, {"status": status, "stored_path": stored_path})
-            else:
+            elif state == "duplicate":
                 # A copy of a rejected file (say, a second empty file) is rejected too.
                 folder = "rejected" if status == "error" else "duplicates"
                 self._move(path, self.out / folder / _day(utcnow()) / f"{row_id}_dup_{path.name}")
                 self.counters.duplicates += 1
                 log.warning("%s has the same content as inspection %d (%s); moved to %s/",
                             path.name, row_id, first_name, folder)
+            else:
+                log.debug("%s is being judged by another worker", path.name)
         return claimed
+
+    def _take_over(self, session, row: Inspection, path: Path, now) -> bool:
+        """Claim a pending row from a gone worker; false if another worker got there first."""
+        result = session.execute(
+            update(Inspection)
+            .where(Inspection.id == row.id, Inspection.status == "pending", _equals(Inspection.worker, row.worker))
+            .values(worker=self.worker, claimed_at=now, source_path=str(path), source_name=path.name,
+                    station=self.options.station)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            log.warning("%s: taking over inspection %d from %s", path.name, row.id, row.worker or "an old run")
+            return True
+        return False
 
     def _decode(self, w: Work) -> None:
         if w.error is not None:
@@ -387,12 +416,20 @@ class Watcher:
             return f"file too large ({size} bytes, limit {MAX_FILE_BYTES})"
         return "cannot read file (no permission, or it is not a regular file)"
 
-    def _commit(self, updates: dict[int, dict]) -> None:
+    def _commit(self, updates: dict[int, dict]) -> set[int]:
+        """Record verdicts of rows this worker still owns; returns the ids it no longer owns."""
+        lost = set()
         with self.store.session() as s, s.begin():
             for row_id, values in updates.items():
-                row = s.get(Inspection, row_id)
-                for key, value in values.items():
-                    setattr(row, key, value)
+                result = s.execute(
+                    update(Inspection)
+                    .where(Inspection.id == row_id, Inspection.status == "pending", Inspection.worker == self.worker)
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != 1:
+                    lost.add(row_id)
+        return lost
 
     # -- files -----------------------------------------------------------------------------
 
@@ -456,20 +493,35 @@ class Watcher:
                      values["score"], values["threshold"], row_id)
 
     def recover(self) -> None:
-        """At start-up: a pending row whose file is gone can never be scored; say so."""
+        """At start-up: an abandoned pending row whose file is gone can never be scored; say so."""
         def work():
+            vanished = 0
             with self.store.session() as s, s.begin():
                 rows = s.scalars(select(Inspection).where(Inspection.status == "pending")).all()
                 for row in rows:
-                    if not os.path.lexists(row.source_path):
-                        row.status, row.verdict = "error", "error"
-                        row.error_reason = "file disappeared from the inbox before it was scored"
-                        row.scored_at = utcnow()
-                return len(rows)
+                    if os.path.lexists(row.source_path):
+                        continue  # the file is there: the scan takes it (or its live worker does)
+                    if not claim_abandoned(row.worker, row.claimed_at, self.options.claim_timeout):
+                        continue
+                    result = s.execute(
+                        update(Inspection)
+                        .where(Inspection.id == row.id, Inspection.status == "pending",
+                               _equals(Inspection.claimed_at, row.claimed_at))
+                        .values(status="error", verdict="error", scored_at=utcnow(),
+                                error_reason="file disappeared from the inbox before it was scored")
+                        .execution_options(synchronize_session=False)
+                    )
+                    vanished += result.rowcount
+                return len(rows), vanished
 
-        pending = self.store.retry(work, "recover")
+        pending, vanished = self.store.retry(work, "recover")
         if pending:
-            log.warning("resuming: %d inspections were in flight when the last run stopped", pending)
+            log.warning("resuming: %d inspections were in flight (%d of them lost their file)", pending, vanished)
+
+
+def _equals(column, value):
+    """SQL equality that also matches NULL: the row is still as it was read."""
+    return column.is_(None) if value is None else column == value
 
 
 def _is_regular(st: os.stat_result) -> bool:

@@ -85,3 +85,40 @@ def tiny_bundle(tmp_path_factory, tiny_pipeline_file) -> Path:
     assert result.exit_code == 0, result.output
     return out
 
+
+
+PG_URL = os.environ.get("INSPECTOR_TEST_PG")  # set by .ci/run, which starts a server
+
+
+def _fresh_pg_database() -> tuple[str, callable]:
+    """A new, empty database on the test server; returns its URL and a function that drops it."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """The URL of an empty database: a SQLite file, and PostgreSQL when a test server is given."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
+        return
+    if not PG_URL:
+        pytest.skip("no PostgreSQL test server (INSPECTOR_TEST_PG is not set; .ci/run starts one)")
+    url, drop = _fresh_pg_database()
+    yield url
+    drop()

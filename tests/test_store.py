@@ -1,5 +1,3 @@
-import sqlite3
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -9,8 +7,8 @@ from inspector.store import Base, Inspection, Store
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(str(tmp_path / "db.sqlite"))
+def store(database_url):
+    s = Store(database_url)
     yield s
     s.close()
 
@@ -21,16 +19,47 @@ def test_migration_creates_exactly_the_models(store):
         assert compare_metadata(context, Base.metadata) == []
 
 
-def test_migrating_twice_is_harmless(tmp_path):
-    Store(str(tmp_path / "db.sqlite")).close()
-    again = Store(str(tmp_path / "db.sqlite"))
+def test_migrating_twice_is_harmless(database_url):
+    Store(database_url).close()
+    again = Store(database_url)
     assert again.inspections() == []
+    with again.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
     again.close()
 
 
-def test_sqlite_runs_in_wal_mode(store, tmp_path):
+def test_migrations_downgrade_and_upgrade_again(database_url):
+    from alembic import command
+
+    store = Store(database_url)
+    config = _alembic_config(store)
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    assert store.inspections() == []
+    store.close()
+
+
+def _alembic_config(store):
+    from pathlib import Path
+
+    from alembic.config import Config
+
+    import inspector.store
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(inspector.store.__file__).parent / "migrations"))
+    return config
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    store = Store(str(tmp_path / "db.sqlite"))
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.close()
 
 
 def test_content_hash_is_unique(store):
@@ -57,9 +86,28 @@ def test_reviews_and_filters(store):
         store.add_review(flagged[0].id, "maybe")
 
 
-def test_database_level_check_refuses_a_bad_verdict(store, tmp_path):
-    conn = sqlite3.connect(tmp_path / "db.sqlite")
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO inspections (source_path, source_name, content_hash, received_at, status, verdict)"
-                     " VALUES ('a', 'a', 'x', '2026-01-01', 'done', 'maybe')")
-    conn.close()
+def test_database_level_check_refuses_a_bad_verdict(store):
+    from sqlalchemy import text
+
+    with pytest.raises(IntegrityError):
+        with store.engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO inspections (source_path, source_name, content_hash, received_at, status, verdict)"
+                " VALUES ('a', 'a', 'x', '2026-01-01', 'done', 'maybe')"))
+
+
+def test_claims_of_dead_workers_are_abandoned():
+    import os
+    import socket
+    from datetime import timedelta
+
+    from inspector.store import claim_abandoned, utcnow, worker_identity
+
+    me = worker_identity()
+    assert not claim_abandoned(me, utcnow(), 60)
+    host = socket.gethostname()
+    assert claim_abandoned(f"{host}:{os.getpid()}:not-my-start-time", utcnow(), 60)  # pid reused
+    assert claim_abandoned(f"{host}:999999999:1", utcnow(), 60)  # no such process
+    assert not claim_abandoned("other-host:1:1", utcnow(), 60)
+    assert claim_abandoned("other-host:1:1", utcnow() - timedelta(seconds=61), 60)
+    assert claim_abandoned(None, None, 60)

@@ -35,6 +35,17 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(f)
 
 
+def db_option(f):
+    return click.option("--db", envvar="INSPECTOR_DB", default="inspector.db", show_default=True,
+                        help="SQLite file or SQLAlchemy URL [env: INSPECTOR_DB].")(f)
+
+
+def _store(db: str):
+    from .store import Store
+
+    return Store(db)
+
+
 def _fail_cleanly(func):
     """Turn the package's expected errors into one-line click errors (exit code 1)."""
     import functools
@@ -155,11 +166,16 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
 
 @cli.command()
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--good", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+@click.option("--good", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of good images to calibrate on (not the training images).")
 @click.option("--defect", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of labelled defect images (needed by best_f1 and target_recall).")
-@click.option("--policy", type=click.Choice(POLICIES), help="Threshold policy (default: the pipeline's).")
+@click.option("--from-reviews", is_flag=True,
+              help="Use QA's decisions on parts this model judged: confirmed defects and dismissed false "
+                   "alarms, with the bundle's own good calibration scores (and --good if given).")
+@db_option
+@click.option("--policy", type=click.Choice(POLICIES),
+              help="Threshold policy (default: the pipeline's; best_f1 with --from-reviews when QA confirmed defects).")
 @click.option("--k", type=float, help="mean_std: threshold = mean + k * std of good scores.")
 @click.option("--factor", type=float, help="mean_multiple: threshold = factor * mean of good scores.")
 @click.option("--false-reject-rate", type=click.FloatRange(0, 1),
@@ -172,16 +188,16 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
 @verbose_option
 @json_option
 @_fail_cleanly
-def calibrate(model_dir, good, defect, policy, k, factor, false_reject_rate, target_recall, plot,
+def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, false_reject_rate, target_recall, plot,
               dry_run, verbose, as_json):
-    """Recompute a bundle's threshold from good (and optionally defect) images.
+    """Recompute a bundle's threshold from good (and defect) images, or from QA reviews.
 
     \b
     Policies:
       mean_std       mean + k * std of good scores (k = 2.5, 1, ...)
       mean_multiple  factor * mean of good scores ("2 x mean")
       quantile       keeps the false-reject rate on good images at or below a target
-      best_f1        best F1 on good + defect images (needs --defect)
+      best_f1        best F1 on good + defect images (needs --defect or reviews)
       target_recall  highest threshold that still catches the target share of defects
 
     \b
@@ -189,6 +205,7 @@ def calibrate(model_dir, good, defect, policy, k, factor, false_reject_rate, tar
       inspector calibrate models/screw --good line_good/ --policy mean_std --k 2.5
       inspector calibrate models/screw --good g/ --policy quantile --false-reject-rate 0.02
       inspector calibrate models/screw --good g/ --defect d/ --policy best_f1 --json
+      inspector calibrate models/screw --from-reviews --db /srv/line1/inspector.db
     """
     _setup_logging(verbose)
     from .bundle import save_bundle
@@ -197,22 +214,45 @@ def calibrate(model_dir, good, defect, policy, k, factor, false_reject_rate, tar
     from .plots import score_histogram
     from .training import threshold_info
 
+    if good is None and not from_reviews:
+        raise click.ClickException("give --good DIR, --from-reviews, or both")
     bundle = _load(model_dir)
+    good_scores, defect_scores, sources = np.array([]), None, []
+    if good or defect:
+        with Inferencer(bundle) as inferencer:
+            if good:
+                good_scores = _score_folder(inferencer, good, "good")[1]
+                sources.append(f"{len(good_scores)} good images in {good}")
+            if defect:
+                defect_scores = _score_folder(inferencer, defect, "defect")[1]
+                sources.append(f"{len(defect_scores)} defect images in {defect}")
+    if from_reviews:
+        from .review import reviewed_scores
+
+        store = _store(db)
+        try:
+            dismissed, confirmed = reviewed_scores(store, bundle.fingerprint)
+        finally:
+            store.close()
+        if not len(dismissed) and not len(confirmed):
+            raise click.ClickException(f"no reviewed parts judged by this model ({bundle.fingerprint}) in {db}")
+        own = np.array(bundle.calibration.get("good_scores", []), dtype=float)
+        good_scores = np.concatenate([good_scores, own, dismissed])
+        defect_scores = np.concatenate([defect_scores if defect_scores is not None else [], confirmed])
+        sources.append(f"{len(own)} calibration good scores of the bundle, {len(dismissed)} false alarms "
+                       f"and {len(confirmed)} confirmed defects reviewed by QA")
+        if policy is None and len(defect_scores):
+            policy = "best_f1"
     changes = {name: value for name, value in [
         ("policy", policy), ("k", k), ("factor", factor),
         ("false_reject_rate", false_reject_rate), ("target_recall", target_recall),
     ] if value is not None}
     pipeline = bundle.pipeline.replace("threshold", **changes)
-    with Inferencer(bundle) as inferencer:
-        _, good_scores = _score_folder(inferencer, good, "good")
-        defect_scores = _score_folder(inferencer, defect, "defect")[1] if defect else None
     old = bundle.threshold
     new = choose_threshold(good_scores, defect_scores, pipeline.threshold)
-    source = f"{len(good_scores)} good images in {good}" + (
-        f" and {len(defect_scores)} defect images in {defect}" if defect else "")
     bundle.pipeline = pipeline
     bundle.threshold = new
-    bundle.threshold_info = threshold_info(pipeline, source)
+    bundle.threshold_info = threshold_info(pipeline, "; ".join(sources))
     bundle.calibration.update({
         "good": score_statistics(good_scores),
         "good_scores": [float(s) for s in good_scores],
@@ -222,16 +262,19 @@ def calibrate(model_dir, good, defect, policy, k, factor, false_reject_rate, tar
     score_histogram(plot, good_scores, defect_scores, new, f"{pipeline.name}: {pipeline.threshold.policy}")
     if not dry_run:
         save_bundle(bundle)
-    stats = confusion(good_scores, defect_scores if defect_scores is not None else [], new)
+    defects = defect_scores if defect_scores is not None else np.array([])
+    before, stats = confusion(good_scores, defects, old), confusion(good_scores, defects, new)
     data = {"old_threshold": old, "threshold": new, "policy": pipeline.threshold.policy,
-            "good": len(good_scores), "defect": 0 if defect_scores is None else len(defect_scores),
-            "confusion": stats.to_dict(), "histogram": str(plot), "saved": not dry_run}
+            "good": len(good_scores), "defect": len(defects), "confusion": stats.to_dict(),
+            "confusion_before": before.to_dict(), "histogram": str(plot), "saved": not dry_run}
     lines = [
         f"Threshold {old:.6g} -> {new:.6g} ({pipeline.threshold.policy}){' [dry run, not saved]' if dry_run else ''}",
-        f"False rejects on good images: {stats.false_positive}/{len(good_scores)}",
+        f"From: {bundle.threshold_info['source']}",
+        f"False rejects on good parts: {before.false_positive}/{len(good_scores)} -> {stats.false_positive}/{len(good_scores)}",
     ]
-    if defect_scores is not None:
-        lines += _confusion_lines(stats) + [
+    if len(defects):
+        lines += [f"Expected recall on defects: {before.recall:.3f} -> {stats.recall:.3f} "
+                  f"({stats.true_positive}/{len(defects)} caught)"] + _confusion_lines(stats) + [
             f"Precision {stats.precision:.3f}  recall {stats.recall:.3f}  F1 {stats.f1:.3f}"]
     lines.append(f"Histogram written to {plot}")
     _emit(data, as_json, "\n".join(lines))
@@ -400,17 +443,6 @@ def _write_report(folder: Path, bundle, good_results, defect_results, data: dict
                 writer.writerow([str(r.path), label, f"{r.score:.8g}", r.verdict])
     (folder / "metrics.json").write_text(json.dumps({**data, "report": files}, indent=2, default=float))
     return files
-
-
-def db_option(f):
-    return click.option("--db", envvar="INSPECTOR_DB", default="inspector.db", show_default=True,
-                        help="SQLite file or SQLAlchemy URL [env: INSPECTOR_DB].")(f)
-
-
-def _store(db: str):
-    from .store import Store
-
-    return Store(db)
 
 
 @cli.command()
@@ -608,6 +640,39 @@ def report(db, out_dir, since, include_all):
     rows = [r for r in rows if r.score is not None]
     page = write_report(rows, out_dir, "Flagged parts" if not include_all else "Inspections")
     click.echo(f"{len(rows)} parts in {page}")
+
+
+@cli.command()
+@db_option
+@click.option("--out", envvar="INSPECTOR_OUT", default="inspector-out", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The daemon's output folder; only files under it are served [env: INSPECTOR_OUT].")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but 127.0.0.1 exposes the page to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@_fail_cleanly
+def serve(db, out, host, port):
+    """A local web page for QA: flagged parts, heatmaps, confirm or dismiss, summary.
+
+    \b
+    Examples:
+      inspector serve --db /srv/line1/inspector.db --out /srv/line1/out
+      inspector serve --port 9000    # then open http://127.0.0.1:9000/
+    """
+    from werkzeug.serving import make_server
+
+    from .web import create_app
+
+    app = create_app(db, out)
+    server = make_server(host, port, app, threaded=True)
+    click.echo(f"QA page on http://{host}:{server.server_port}/ (Ctrl-C to stop)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        app.config["STORE"].close()
 
 
 @cli.command()

@@ -16,14 +16,17 @@ def _pyplot():
     return plt
 
 
-def score_histogram(path: Path, good: np.ndarray, defect: np.ndarray | None, threshold: float, title: str) -> Path:
+def score_histogram(path, good: np.ndarray, defect: np.ndarray | None, threshold: float, title: str,
+                    labels: tuple[str, str] = ("good", "defect")):
+    """Histogram of two groups of scores with the threshold line; `path` may be a file object."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    values = np.concatenate([good, defect if defect is not None else []])
-    bins = np.linspace(values.min(), max(values.max(), threshold), 40)
-    ax.hist(good, bins=bins, alpha=0.6, label=f"good ({len(good)})", color="tab:green")
+    values = np.concatenate([good, defect if defect is not None else [], [threshold]])
+    bins = np.linspace(values.min(), values.max() + 1e-12, 40)
+    if len(good):
+        ax.hist(good, bins=bins, alpha=0.6, label=f"{labels[0]} ({len(good)})", color="tab:green")
     if defect is not None and len(defect):
-        ax.hist(defect, bins=bins, alpha=0.6, label=f"defect ({len(defect)})", color="tab:red")
+        ax.hist(defect, bins=bins, alpha=0.6, label=f"{labels[1]} ({len(defect)})", color="tab:red")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
     ax.set_xlabel("anomaly score")
     ax.set_ylabel("images")

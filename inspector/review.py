@@ -158,3 +158,22 @@ def stats_table(rows: list[dict]) -> str:
         lines.append(f"{r['station'][:16]:16}  {r['model'][:12]:12}  {r['images']:7d}  {r['defects']:7d}  "
                      f"{r['errors']:6d}  {rate}  {pct}")
     return "\n".join(lines)
+
+
+def reviewed_scores(store, fingerprint: str):
+    """Scores of parts judged by the model with this fingerprint that QA reviewed:
+    (dismissed false alarms and parts QA passed, confirmed defects); the newest review counts."""
+    import numpy as np
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from .store import ModelRecord
+
+    query = (select(Inspection).join(ModelRecord, Inspection.model_id == ModelRecord.id)
+             .where(ModelRecord.fingerprint == fingerprint, Inspection.score.is_not(None), Inspection.reviews.any())
+             .options(selectinload(Inspection.reviews)))
+    with store.session() as s:
+        rows = list(s.scalars(query))
+    dismissed = np.array([r.score for r in rows if review_state(r) == "dismissed"], dtype=float)
+    confirmed = np.array([r.score for r in rows if review_state(r) == "confirmed"], dtype=float)
+    return dismissed, confirmed

@@ -30,6 +30,7 @@ def score_histogram(path, good: np.ndarray, defect: np.ndarray | None, threshold
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
     ax.set_xlabel("anomaly score")
     ax.set_ylabel("images")
+    ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()

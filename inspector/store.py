@@ -237,7 +237,7 @@ class Store:
         limit: int | None = None,
     ) -> list[Inspection]:
         """Inspections newest first; `flagged` keeps verdict defect only."""
-        query = select(Inspection).options(_with_reviews()).order_by(Inspection.id.desc())
+        query = select(Inspection).options(_with_reviews()).order_by(Inspection.received_at.desc(), Inspection.id.desc())
         if flagged:
             query = query.where(Inspection.verdict == "defect")
         if verdict:

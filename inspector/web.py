@@ -20,7 +20,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f3f4f6;color:#111}
 header{background:#1f2937;color:#fff;padding:.6em 1.2em;display:flex;gap:1.5em;align-items:center}
 header a{color:#fff;text-decoration:none;font-weight:600}header .title{font-size:1.1em;margin-right:1em}
-main{padding:1em 1.2em}form.filters{display:flex;gap:.8em;align-items:end;flex-wrap:wrap;margin-bottom:1em}
+main{padding:.5em 1.2em}h1{margin:.3em 0;font-size:1.6em}form.filters{display:flex;gap:.8em;align-items:end;flex-wrap:wrap;margin-bottom:1em}
 label{font-size:.85em;color:#374151;display:flex;flex-direction:column;gap:.2em}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:.8em}
 .card{background:#fff;border-radius:8px;padding:.6em;border-top:5px solid #9ca3af;color:inherit;text-decoration:none}
@@ -30,20 +30,23 @@ label{font-size:.85em;color:#374151;display:flex;flex-direction:column;gap:.2em}
 .badge{display:inline-block;padding:.1em .5em;border-radius:999px;font-size:.75em;font-weight:700;color:#fff;background:#6b7280}
 .badge.defect{background:#dc2626}.badge.ok{background:#16a34a}.badge.error{background:#d97706}
 .badge.confirmed{background:#7f1d1d}.badge.dismissed{background:#065f46}.badge.unreviewed{background:#9ca3af}
-.pictures{display:grid;grid-template-columns:repeat(3,1fr);gap:1em}.pictures figure{margin:0;background:#fff;padding:.5em;border-radius:8px}
+.pictures{display:grid;grid-template-columns:repeat(3,minmax(0,250px));gap:1em}.pictures figure{margin:0;background:#fff;padding:.5em;border-radius:8px}
 .pictures img{width:100%;image-rendering:pixelated}.panel{background:#fff;border-radius:8px;padding:1em;margin:1em 0}
 .bar{height:14px;background:#e5e7eb;border-radius:7px;position:relative;margin:.5em 0 1.2em}
 .bar .fill{height:100%;border-radius:7px;background:#16a34a}.bar .fill.defect{background:#dc2626}
 .bar .thr{position:absolute;top:-4px;bottom:-4px;width:2px;background:#111}
 button{padding:.5em 1em;border-radius:6px;border:0;font-weight:600;cursor:pointer}
 button.confirm{background:#dc2626;color:#fff}button.dismiss{background:#16a34a;color:#fff}
-textarea{width:100%;max-width:40em}table{border-collapse:collapse;background:#fff}
+textarea{width:100%}.decision{display:flex;gap:1em;align-items:end;flex-wrap:wrap}.decision .note{flex:1;min-width:16em}
+.panel h2{margin:.1em 0 .5em;font-size:1.1em}table{border-collapse:collapse;background:#fff}
 td,th{padding:.3em .8em;border-bottom:1px solid #e5e7eb;text-align:right}th:first-child,td:first-child{text-align:left}
 """
 
 LAYOUT = """<!doctype html><html><head><meta charset="utf-8"><title>{{ title }} - inspector</title>
 <style>{{ style }}</style></head><body><header><span class="title">inspector QA</span>
-<a href="{{ url_for('inspections') }}">Inspections</a><a href="{{ url_for('summary') }}">Summary</a></header>
+<a href="{{ url_for('inspections') }}">Inspections</a>
+<a href="{{ url_for('inspections', verdict='defect', review='unreviewed') }}">To review</a>
+<a href="{{ url_for('summary') }}">Summary</a></header>
 <main>{{ body|safe }}</main></body></html>"""
 
 LIST = """
@@ -89,12 +92,14 @@ PART = """
   <figcaption>{{ caption }}</figcaption></figure>{% endfor %}
 </div>
 <div class="panel"><h2>QA decision</h2>
+  {% if next_id %}<p class="meta"><a id="next" href="{{ url_for('inspection', inspection_id=next_id) }}">Next flagged part to review &rarr;</a></p>{% endif %}
   <form method="post" action="{{ url_for('add_review', inspection_id=r.id) }}">
     <input type="hidden" name="token" value="{{ token }}">
-    <label>Reviewer<input name="reviewer" id="reviewer" value="{{ reviewer }}"></label>
-    <label>Note<textarea name="note" id="note" rows="2"></textarea></label>
-    <p><button class="confirm" id="confirm" name="label" value="defect">Confirm defect</button>
-       <button class="dismiss" id="dismiss" name="label" value="ok">False alarm</button></p>
+    <div class="decision">
+    <label>Reviewer<input name="reviewer" id="reviewer" value="{{ reviewer }}" size="12"></label>
+    <label class="note">Note<textarea name="note" id="note" rows="2"></textarea></label>
+    <button class="confirm" id="confirm" name="label" value="defect">Confirm defect</button>
+    <button class="dismiss" id="dismiss" name="label" value="ok">False alarm</button></div>
   </form>
   {% if r.reviews %}<h3>History</h3><ul id="reviews">{% for v in r.reviews %}
     <li>{{ v.created_at.strftime('%Y-%m-%d %H:%M') }} UTC: <b>{{ 'confirmed defect' if v.label == 'defect' else 'false alarm' }}</b>
@@ -163,7 +168,9 @@ def create_app(db: str, out: str | Path) -> Flask:
         with store.session() as s:
             model = s.get(ModelRecord, row.model_id) if row.model_id else None
         scale = max(row.score or 0, row.threshold or 0) * 1.25 or 1
+        waiting = [r.id for r in store.inspections(flagged=True, reviewed=False, limit=50) if r.id != row.id]
         return page(f"#{row.id}", PART, r=row, model=model, state=review_state(row), token=token,
+                    next_id=waiting[0] if waiting else None,
                     reviewer=request.cookies.get("reviewer", ""),
                     fill=min(100, 100 * (row.score or 0) / scale), thr=100 * (row.threshold or 0) / scale,
                     pictures=[("input", file_url(row.stored_path)), ("heatmap", file_url(row.heatmap_path)),

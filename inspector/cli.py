@@ -495,8 +495,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
       INSPECTOR_DB=postgresql+psycopg://qa@db/inspector inspector watch inbox/ --model m
       inspector watch /mnt/share/inbox --model m --polling --station line2
     """
-    _setup_logging(max(verbose, 0))
-    logging.getLogger("inspector").setLevel(logging.INFO if verbose else logging.WARNING)
+    _setup_logging(verbose)
     from .watcher import WatchOptions, Watcher
 
     bundle = _load(model_dir)

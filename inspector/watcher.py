@@ -154,7 +154,11 @@ class Watcher:
                     last_scan = now
                 ready = self._ready()
                 if ready:
-                    self.process(ready)
+                    try:
+                        self.process(ready)
+                    except Exception:  # e.g. a full disk: keep running, retry these files later
+                        log.exception("batch failed; its %d files stay in the inbox and are retried", len(ready))
+                        self.stop_event.wait(1.0)
                     last_work = time.monotonic()
                 else:
                     # Files waiting to settle are looked at again soon; an idle inbox wakes on events.
@@ -340,7 +344,9 @@ class Watcher:
                         s.flush()
                         state = "claimed"
                     elif row.status == "pending" and row.id not in taken:
-                        if claim_abandoned(row.worker, row.claimed_at, self.options.claim_timeout):
+                        if row.worker == self.worker:  # our own claim from a batch that failed
+                            state = "claimed"
+                        elif claim_abandoned(row.worker, row.claimed_at, self.options.claim_timeout):
                             state = "claimed" if self._take_over(s, row, path, now) else "busy"
                         else:
                             state = "busy" if row.source_path == str(path) else "duplicate"
@@ -400,6 +406,8 @@ class Watcher:
             w.array = normalize(w.gray, self.bundle.pipeline.preprocess)
         except ImageError as exc:
             w.error = exc.reason
+        except Exception as exc:  # a decoder failure of its own kind is still this file's problem
+            w.error = f"cannot process image: {type(exc).__name__}: {exc}"
         w.data = None  # free the file's bytes
 
     def _unreadable_reason(self, path: Path) -> str:

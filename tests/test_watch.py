@@ -154,3 +154,23 @@ def test_daemon_waits_for_a_locked_database_and_loses_nothing(daemon):
         blocker.close()
     wait_for(lambda: len(rows(db, "status='done'")) == 7, 60, "all verdicts after the lock is released")
     assert thread.is_alive()
+
+
+def test_a_failing_batch_is_retried_and_the_daemon_keeps_running(daemon, monkeypatch):
+    """Writing heatmaps fails (say, a full disk): the image stays, and is judged once it works."""
+    inbox, out, db, watcher, thread = daemon()
+    original = watcher._write_heatmaps
+    failures = []
+
+    def flaky(*args):
+        if len(failures) < 2:
+            failures.append(1)
+            raise OSError(28, "No space left on device")
+        return original(*args)
+
+    monkeypatch.setattr(watcher, "_write_heatmaps", flaky)
+    write_png(inbox / "unlucky.png", seed=31)
+    row = wait_for(lambda: rows(db, "status='done'"), 60, "verdict after the disk recovered")[0]
+    assert row["source_name"] == "unlucky.png" and len(rows(db)) == 1
+    assert len(failures) == 2 and thread.is_alive()
+    wait_for(lambda: not (inbox / "unlucky.png").exists(), 10, "file moved")

@@ -41,6 +41,15 @@ class Bundle:
     created: str
     model: Any = field(default=None, repr=False)
 
+    def verdict(self, score: float) -> str:
+        """A part is a defect when its score is strictly greater than the threshold."""
+        return "defect" if score > self.threshold else "ok"
+
+    @property
+    def heat_scale(self) -> float:
+        """The error drawn at full red in heatmaps, from the calibration images."""
+        return float(self.calibration.get("heat_scale", 1.0))
+
     @property
     def fingerprint(self) -> str:
         """Identifies this trained model: its training images and its weights file."""

@@ -70,9 +70,8 @@ class Inferencer:
         if bundle.model is None:
             raise ValueError("the bundle's model is not loaded; use load_bundle()")
         self.bundle = bundle
-        self.threshold = bundle.threshold
         self.pipeline = bundle.pipeline
-        self.heat_scale = float(bundle.calibration.get("heat_scale", 1.0))
+        self.heat_scale = bundle.heat_scale
         # Decoding PNGs dominates; OpenCV releases the GIL, so threads decode in parallel.
         self._pool = ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1))
 
@@ -92,7 +91,7 @@ class Inferencer:
         return reconstruct(self.bundle.model, batch)
 
     def verdict(self, score: float) -> str:
-        return "defect" if score > self.threshold else "ok"
+        return self.bundle.verdict(score)
 
     def judge(
         self,

@@ -291,7 +291,7 @@ class Watcher:
         heat_jobs = []
         for i, w in enumerate(scorable):
             score = float(scores[i])
-            verdict = "defect" if score > self.bundle.threshold else "ok"
+            verdict = self.bundle.verdict(score)
             heat, over = self._heat_paths(w)
             heat_jobs.append(self._pool.submit(self._write_heatmaps, w.array, maps[i], heat, over))
             updates[w.row_id] = dict(

@@ -334,14 +334,11 @@ def score(model_dir, paths, heatmaps, batch, verbose, as_json):
 
 
 def _write_heatmaps(folder: Path, result, scale: float) -> dict:
-    from .preprocess import cv2
-    from .scoring import heatmap_image, overlay_image
+    from .scoring import write_heatmaps
 
-    folder.mkdir(parents=True, exist_ok=True)
     heat = folder / f"{result.path.stem}_heatmap.png"
     over = folder / f"{result.path.stem}_overlay.png"
-    cv2.imwrite(str(heat), heatmap_image(result.error_map, scale))
-    cv2.imwrite(str(over), overlay_image(result.model_input, result.error_map, scale))
+    write_heatmaps(result.model_input, result.error_map, scale, heat, over)
     return {"heatmap": str(heat), "overlay": str(over)}
 
 
@@ -371,7 +368,7 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, jitter_seed, verb
       inspector evaluate models/screw --good g/ --defect d/ --exposure-jitter --json
     """
     _setup_logging(verbose)
-    from .calibration import average_precision, bootstrap_auc_interval, confusion, roc_auc, roc_curve
+    from .calibration import average_precision, bootstrap_auc_interval, confusion, roc_auc
     from .inference import Inferencer
 
     bundle = _load(model_dir)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from .preprocess import cv2
@@ -57,6 +60,21 @@ def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, 
     grey = (np.clip(_squeeze(model_input[None])[0], 0, 1) * 255).astype(np.uint8)
     base = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     return cv2.addWeighted(heatmap_image(error_map, scale), alpha, base, 1.0 - alpha, 0.0)
+
+
+def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float, heatmap: Path, overlay: Path) -> None:
+    """Write the heatmap and overlay PNGs, each through a temporary name and a rename, so a
+    reader never sees half a picture."""
+    heatmap.parent.mkdir(parents=True, exist_ok=True)
+    _write_png(heatmap, heatmap_image(error_map, scale))
+    _write_png(overlay, overlay_image(model_input, error_map, scale))
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    if not cv2.imwrite(str(tmp), image):
+        raise OSError(f"cannot write {path}")
+    os.replace(tmp, path)
 
 
 def heat_scale(maps: np.ndarray) -> float:

@@ -31,8 +31,8 @@ from sqlalchemy.exc import IntegrityError
 
 from .bundle import Bundle
 from .inference import score_arrays
-from .preprocess import MAX_FILE_BYTES, ImageError, cv2, decode, looks_complete, normalize
-from .scoring import heatmap_image, overlay_image
+from .preprocess import MAX_FILE_BYTES, ImageError, decode, looks_complete, normalize
+from .scoring import write_heatmaps
 from .store import Inspection, Store, claim_abandoned, utcnow, worker_identity
 
 log = logging.getLogger("inspector.watch")
@@ -447,10 +447,7 @@ class Watcher:
         return folder / f"{stem}_heatmap.png", folder / f"{stem}_overlay.png"
 
     def _write_heatmaps(self, model_input, error_map, heat: Path, over: Path) -> None:
-        scale = float(self.bundle.calibration.get("heat_scale", 1.0))
-        heat.parent.mkdir(parents=True, exist_ok=True)
-        _write_png(heat, heatmap_image(error_map, scale))
-        _write_png(over, overlay_image(model_input, error_map, scale))
+        write_heatmaps(model_input, error_map, self.bundle.heat_scale, heat, over)
 
     def _destination(self, w: Work, kind: str) -> Path:
         return self.out / kind / _day(w.received_at) / f"{w.row_id}_{w.path.name}"
@@ -564,9 +561,3 @@ def _content_key(path: Path, data: bytes | None) -> str:
 def _day(when) -> str:
     return when.strftime("%Y-%m-%d")
 
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)

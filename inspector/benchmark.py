@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -96,7 +96,8 @@ class Daemon:
         """Source name -> when its verdict was recorded (UTC seconds since the epoch)."""
         with sqlite3.connect(self.db, timeout=30) as conn:
             rows = conn.execute("SELECT source_name, scored_at FROM inspections WHERE status = 'done'").fetchall()
-        return {name: datetime.fromisoformat(when).timestamp() + _utc_offset() for name, when in rows}
+        # scored_at is naive UTC: say so, or timestamp() would read it as local time.
+        return {name: datetime.fromisoformat(when).replace(tzinfo=timezone.utc).timestamp() for name, when in rows}
 
     def wait_for(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -122,11 +123,6 @@ class Daemon:
                 self.process.wait()
         self.log.close()
         return self.process.returncode
-
-
-def _utc_offset() -> float:
-    """scored_at is naive UTC; datetime.timestamp() reads naive times as local time."""
-    return -time.timezone if time.daylight == 0 else -time.altzone
 
 
 def burst(model_dir: Path, files: list[Path], work: Path) -> dict:

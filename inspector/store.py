@@ -19,7 +19,7 @@ from sqlalchemy import (
     CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, select,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 log = logging.getLogger("inspector.store")
@@ -208,7 +208,10 @@ class Store:
                 s.flush()
                 return record.id
 
-        return self.retry(work, "record model")
+        try:
+            return self.retry(work, "record model")
+        except IntegrityError:  # another daemon starting with the same model inserted it first
+            return self.retry(work, "record model")
 
     def get(self, inspection_id: int) -> Inspection | None:
         with self.session() as s:

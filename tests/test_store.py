@@ -111,3 +111,27 @@ def test_claims_of_dead_workers_are_abandoned():
     assert not claim_abandoned("other-host:1:1", utcnow(), 60)
     assert claim_abandoned("other-host:1:1", utcnow() - timedelta(seconds=61), 60)
     assert claim_abandoned(None, None, 60)
+
+
+def test_daemons_starting_together_share_one_model_row(database_url):
+    """Several daemons loading the same bundle at once must not trip over the unique fingerprint."""
+    import threading
+
+    stores = [Store(database_url) for _ in range(4)]
+    barrier, ids, errors = threading.Barrier(4), [], []
+
+    def start(store):
+        barrier.wait()
+        try:
+            ids.append(store.model_record("f" * 16, "screw", "/m", 0.5))
+        except Exception as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    assert errors == [] and len(set(ids)) == 1

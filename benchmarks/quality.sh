@@ -21,14 +21,15 @@ done
 python - "$out" "$seed" <<'PY'
 import json, sys
 out, seed = sys.argv[1], sys.argv[2]
-print(f"| pipeline | train s | AUROC test_matched (95% CI) | AUROC raw test | AUROC jitter | AP matched | recall / false rejects @thr (matched) |")
-print("|---|---|---|---|---|---|---|")
+print(f"| pipeline | seed | train min | AUROC test_matched (95% CI) | AUROC raw test (95% CI) | AUROC jitter | AP matched / raw | recall / false rejects @thr, matched | raw |")
+print("|---|---|---|---|---|---|---|---|---|")
 import os
 for p in os.environ.get("PIPELINES", "screw seed003").split():
     t = json.load(open(f"{out}/train-{p}-{seed}.json"))
     m, r, j = (json.load(open(f"{out}/eval-{p}-{seed}-{k}.json")) for k in ("matched", "raw", "jitter"))
-    c = m["confusion"]
-    print(f"| {p} | {t['train_seconds']:.0f} | {m['auroc']:.3f} ({m['auroc_ci95'][0]:.2f}-{m['auroc_ci95'][1]:.2f}) "
-          f"| {r['auroc']:.3f} | {j['auroc']:.3f} | {m['average_precision']:.3f} "
-          f"| {c['recall']:.2f} / {c['false_positive']} of {m['good']} |")
+    c, rc = m["confusion"], r["confusion"]
+    print(f"| {p} | {seed} | {t['total_seconds'] / 60:.1f} | {m['auroc']:.3f} ({m['auroc_ci95'][0]:.2f}-{m['auroc_ci95'][1]:.2f}) "
+          f"| {r['auroc']:.3f} ({r['auroc_ci95'][0]:.2f}-{r['auroc_ci95'][1]:.2f}) | {j['auroc']:.3f} "
+          f"| {m['average_precision']:.3f} / {r['average_precision']:.3f} "
+          f"| {c['recall']:.2f} / {c['false_positive']} of {m['good']} | {rc['recall']:.2f} / {rc['false_positive']} of {r['good']} |")
 PY

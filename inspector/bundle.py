@@ -182,15 +182,17 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     expected = bundle.training.get("model_sha256")
     if expected and file_sha256(model_path) != expected:
         raise BundleError(f"{model_path}: the model file does not match its checksum in {META_FILE}")
+    from . import memory  # noqa: F401  (registers the patch memory layer; runs no model code)
+
     try:
         bundle.model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad archive
         raise BundleError(f"{model_path}: cannot load model: {exc}") from None
-    size = bundle.pipeline.preprocess.size
-    if tuple(bundle.model.input_shape[1:]) != (size, size, 1):
+    height, width = bundle.pipeline.preprocess.shape
+    if tuple(bundle.model.input_shape[1:]) != (height, width, 1):
         raise BundleError(
             f"{model_path}: model input {bundle.model.input_shape[1:]} does not match the "
-            f"pipeline's image size {size}x{size}"
+            f"pipeline's image shape {height}x{width}"
         )
     return bundle
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -139,6 +140,7 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
     from .config import resolve_pipeline
     from .training import load_folder, train_bundle
 
+    started = time.perf_counter()
     config = resolve_pipeline(pipeline)
     if (out / META_FILE).exists() and not force:
         raise click.ClickException(f"{out} already holds a model bundle; use --force to overwrite it")
@@ -147,19 +149,27 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
         images = load_folder(good_dir, config, on_image=lambda: bar.update(1))
     for path, reason in images.skipped:
         click.echo(f"warning: skipped {path}: {reason}", err=True)
-    total = epochs or config.model.epochs
-    with click.progressbar(length=total, label=f"Training {config.model.architecture}",
-                           file=sys.stderr, item_show_func=lambda loss: loss) as bar:
-        bundle, summary = train_bundle(
-            images, out, config, seed=seed, epochs=epochs,
-            on_epoch=lambda epoch, loss: bar.update(1, f"loss {loss:.5f}"),
-        )
+    if config.model.architecture == "patch_memory":
+        click.echo(f"Remembering {len(images.arrays)} good images (patch memory: no epochs)", err=True)
+        bundle, summary = train_bundle(images, out, config, seed=seed)
+    else:
+        total = epochs or config.model.epochs
+        with click.progressbar(length=total, label=f"Training {config.model.architecture}",
+                               file=sys.stderr, item_show_func=lambda loss: loss) as bar:
+            bundle, summary = train_bundle(
+                images, out, config, seed=seed, epochs=epochs,
+                on_epoch=lambda epoch, loss: bar.update(1, f"loss {loss:.5f}"),
+            )
+    # Everything `train` did: reading and preprocessing the images, training, calibrating, saving.
+    summary["total_seconds"] = round(time.perf_counter() - started, 1)
+    fitted = (f"{summary['epochs']}, final loss {summary['final_loss']:.6f}" if summary["final_loss"] is not None
+              else "none (patch memory remembers the images)")
     _emit(summary, as_json, "\n".join([
         f"Model saved to {out}",
         f"  pipeline       {summary['pipeline']} ({summary['architecture']})",
-        f"  trained on     {summary['trained_on']} images, {summary['held_out']} held out for calibration",
-        f"  epochs         {summary['epochs']}, final loss {summary['final_loss']:.6f}",
-        f"  training time  {summary['train_seconds']:.1f} s",
+        f"  trained on     {summary['trained_on']} images; threshold from {summary['calibrated_on']}",
+        f"  epochs         {fitted}",
+        f"  training time  {summary['total_seconds']:.1f} s in all ({summary['train_seconds']:.1f} s fitting the model)",
         f"  threshold      {summary['threshold']:.6g} ({summary['policy']})",
     ]))
 

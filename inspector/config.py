@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ARCHITECTURES = ("compact", "seed003")
+ARCHITECTURES = ("compact", "seed003", "patch_memory")
+# Autoencoders reconstruct the image; patch memory returns a distance map itself.
+AUTOENCODERS = ("compact", "seed003")
 NORMALIZATIONS = ("unit", "standardize")
-ERROR_KINDS = ("squared", "absolute", "ssim")
+POSES = ("none", "axis")
+ERROR_KINDS = ("squared", "absolute", "ssim", "distance")
 REDUCERS = ("mean", "max", "topk_mean", "smoothed_max")
 POLICIES = ("mean_std", "mean_multiple", "quantile", "best_f1", "target_recall")
 # Policies that need labelled defect images to choose a threshold.
@@ -33,11 +36,30 @@ class PreprocessConfig:
     # standard deviation `target_std`, so a change of exposure (gain/offset) cancels out.
     normalize: str = "unit"
     target_std: float = 0.15
+    # Pose normalisation. "none": the whole frame is resized to size x size. "axis": the part
+    # is segmented, turned so its long axis is horizontal with its wider end (a screw's head)
+    # on the left, and cropped to crop_width x crop_height; the crop spans the part's length
+    # times crop_margin. "standardize" then measures mean and std on the part, not the frame.
+    pose: str = "none"
+    crop_width: int = 192
+    crop_height: int = 64
+    crop_margin: float = 1.08
 
     def validate(self, where: str) -> None:
         _check_range(f"{where}.size", self.size, 16, 1024)
         _check_choice(f"{where}.normalize", self.normalize, NORMALIZATIONS)
         _check_range(f"{where}.target_std", self.target_std, 0.01, 0.5)
+        _check_choice(f"{where}.pose", self.pose, POSES)
+        for key in ("crop_width", "crop_height"):
+            _check_range(f"{where}.{key}", getattr(self, key), 16, 1024)
+            if getattr(self, key) % 4:
+                raise ConfigError(f"'{where}.{key}' must be a multiple of 4; got {getattr(self, key)}")
+        _check_range(f"{where}.crop_margin", self.crop_margin, 1.0, 3.0)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the arrays this preprocessing produces."""
+        return (self.crop_height, self.crop_width) if self.pose == "axis" else (self.size, self.size)
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,11 @@ class ModelConfig:
     learning_rate: float = 1e-3
     # Share of the good images held out from training to calibrate the threshold.
     holdout_fraction: float = 0.2
+    # patch_memory only: how many remembered good images each part is compared with, how far
+    # (pixels) a patch may move to find its match, and the patch side (pixels, even).
+    neighbours: int = 10
+    search_radius: int = 2
+    patch_size: int = 4
 
     def validate(self, where: str) -> None:
         _check_choice(f"{where}.architecture", self.architecture, ARCHITECTURES)
@@ -71,6 +98,11 @@ class ModelConfig:
         _check_range(f"{where}.batch_size", self.batch_size, 1, 1024)
         _check_range(f"{where}.learning_rate", self.learning_rate, 1e-7, 1.0)
         _check_range(f"{where}.holdout_fraction", self.holdout_fraction, 0.05, 0.9)
+        _check_range(f"{where}.neighbours", self.neighbours, 1, 1000)
+        _check_range(f"{where}.search_radius", self.search_radius, 0, 8)
+        _check_range(f"{where}.patch_size", self.patch_size, 2, 32)
+        if self.patch_size % 2:
+            raise ConfigError(f"'{where}.patch_size' must be even; got {self.patch_size}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +181,12 @@ def pipeline_from_dict(data: dict[str, Any], source: str = "pipeline") -> Pipeli
     if not isinstance(description, str):
         raise ConfigError(f"{source}: 'description' must be a string")
     sections = {key: _section(cls, data.get(key, {}), key, source) for key, cls in _SECTIONS.items()}
+    architecture, error = sections["model"].architecture, sections["scoring"].error
+    if (architecture in AUTOENCODERS) == (error == "distance"):
+        raise ConfigError(
+            f"{source}: 'scoring.error' = {error!r} does not fit 'model.architecture' = {architecture!r}: "
+            "patch_memory needs \"distance\", autoencoders need squared, absolute or ssim"
+        )
     return Pipeline(name=name, description=description, **sections)
 
 

@@ -48,7 +48,8 @@ def compiled(model):
 
 
 def reconstruct(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Run the autoencoder over (N, S, S) arrays in chunks; returns (N, S, S)."""
+    """Run the model over (N, H, W) arrays in chunks; returns (N, H, W): a reconstruction, or
+    for patch memory a distance map."""
     forward = compiled(model)
     outputs = []
     for start in range(0, len(batch), batch_size):
@@ -58,7 +59,7 @@ def reconstruct(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
 
 
 def score_arrays(model, arrays: np.ndarray, scoring: ScoringConfig, batch_size: int = 32):
-    """Scores and error maps of preprocessed arrays (N, S, S) under a model."""
+    """Scores and error maps of preprocessed arrays (N, H, W) under a model."""
     maps = error_maps(arrays, reconstruct(model, arrays, batch_size), scoring)
     return image_scores(maps, scoring), maps
 

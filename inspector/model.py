@@ -1,4 +1,4 @@
-"""Keras autoencoder architectures by name, and the training loop.
+"""Model architectures by name (autoencoders, patch memory), and the training loop.
 
 Serving code (`inference`, the daemon) never imports this module: a trained model is loaded
 from its bundle, not rebuilt.
@@ -14,8 +14,21 @@ from .config import ModelConfig
 from .tf_setup import keras
 
 
-def build_model(config: ModelConfig, size: int) -> "keras.Model":
-    """The autoencoder named by `config.architecture`, compiled with MSE loss and Adam."""
+def build_model(config: ModelConfig, shape: tuple[int, int], memory: np.ndarray | None = None) -> "keras.Model":
+    """The model named by `config.architecture` for images of `shape` (height, width).
+
+    Autoencoders come compiled with MSE loss and Adam, untrained; patch memory remembers
+    `memory` (N, height, width), the good images, and needs no training.
+    """
+    if config.architecture == "patch_memory":
+        if memory is None:
+            raise ValueError("patch_memory needs the good images to remember")
+        from .memory import build_patch_memory
+
+        return build_patch_memory(memory, config.neighbours, config.search_radius, config.patch_size)
+    height, size = shape
+    if height != size:
+        raise ValueError(f"{config.architecture} needs square images, got {height}x{size}")
     builders = {"seed003": _seed003, "compact": _compact}
     model = builders[config.architecture](config, size)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate), loss="mse")
@@ -72,20 +85,22 @@ def _compact(config: ModelConfig, size: int) -> "keras.Model":
 def train(
     images: np.ndarray,
     config: ModelConfig,
-    size: int,
     seed: int,
     epochs: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> tuple["keras.Model", list[float]]:
-    """Train an autoencoder to reconstruct `images` (N, size, size); returns it and its loss per epoch.
+    """Train a model on good `images` (N, H, W); returns it and its loss per epoch.
 
-    Same seed and same images give the same weights (op determinism is switched on).
+    An autoencoder learns to reconstruct them; same seed and same images give the same weights
+    (op determinism is switched on). Patch memory just remembers them (no epochs, no loss).
     """
     import tensorflow as tf
 
+    if config.architecture == "patch_memory":
+        return build_model(config, images.shape[1:], memory=images), []
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    model = build_model(config, size)
+    model = build_model(config, images.shape[1:])
     x = images[..., None].astype(np.float32)
     callbacks = []
     if on_epoch is not None:

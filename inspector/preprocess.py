@@ -1,4 +1,5 @@
-"""File -> normalized square array: the one place images are read.
+"""File -> normalized array (square frame, or the part cut out and turned upright): the one
+place images are read.
 
 Training, scoring, evaluation and the daemon all call `preprocess` with the pipeline's
 `[preprocess]` settings stored in the model bundle, so training and serving cannot drift apart.
@@ -158,10 +159,91 @@ def normalize(gray: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     size = config.size
     interpolation = cv2.INTER_AREA if min(gray.shape) >= size else cv2.INTER_LINEAR
     resized = cv2.resize(gray, (size, size), interpolation=interpolation)
+    return _intensities(resized, config, None)
+
+
+def _intensities(image: np.ndarray, config: PreprocessConfig, region: np.ndarray | None) -> np.ndarray:
+    """Apply the pipeline's intensity normalisation; "standardize" measures on `region` if given."""
     if config.normalize == "standardize":
-        std = float(resized.std())
-        resized = 0.5 + config.target_std * (resized - float(resized.mean())) / max(std, 1e-6)
-    return np.clip(resized, 0.0, 1.0).astype(np.float32)
+        values = image[region] if region is not None and region.any() else image
+        std = float(values.std())
+        image = 0.5 + config.target_std * (image - float(values.mean())) / max(std, 1e-6)
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Where a part lies in a frame: `angle` is the direction from its wide end (a screw's head)
+    to its narrow end in degrees (image coordinates, y down), `centre` the middle of its long
+    axis (x, y) and `length` its extent along that axis, both in frame pixels."""
+
+    angle: float
+    centre: tuple[float, float]
+    length: float
+
+
+# Parts are found on a copy of the frame shrunk to about this many pixels across.
+POSE_WORKING_SIZE = 256
+# Below this share of the frame, the largest dark blob is noise, not a part.
+MIN_PART_SHARE = 0.002
+
+
+def dark_region(image: np.ndarray, blur_sigma: float) -> np.ndarray:
+    """Pixels darker than the background (Otsu's threshold on a blurred copy), as a bool mask."""
+    grey8 = (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    blurred = cv2.GaussianBlur(grey8, (0, 0), blur_sigma)
+    _, mask = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    return mask > 0
+
+
+def find_pose(gray: np.ndarray, path: str | os.PathLike | None = None) -> Pose:
+    """Segment the part (the largest blob darker than the background) and measure its pose.
+
+    The long axis is the principal axis of the blob's pixels; of its two ends, the one whose
+    pixels spread wider across the axis is the head.
+    """
+    scale = min(1.0, POSE_WORKING_SIZE / max(gray.shape))
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    if float(small.max() - small.min()) < 0.02:
+        raise ImageError(path, "no part found: the image is blank")
+    mask = dark_region(small, 1.0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    if count < 2:
+        raise ImageError(path, "no part found: nothing stands out from the background")
+    label = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[label, cv2.CC_STAT_AREA] < MIN_PART_SHARE * mask.size:
+        raise ImageError(path, "no part found: the largest dark region is too small")
+    ys, xs = np.nonzero(labels == label)
+    points = np.stack([xs, ys], axis=1).astype(np.float64) / scale
+    mean = points.mean(axis=0)
+    _, vectors = np.linalg.eigh(np.cov((points - mean).T))
+    axis, across = vectors[:, 1], vectors[:, 0]
+    along = (points - mean) @ axis
+    spread = np.abs((points - mean) @ across)
+    low, high = along.min(), along.max()
+    third = (high - low) / 3
+    if spread[along > high - third].mean() > spread[along < low + third].mean():
+        axis, along, low, high = -axis, -along, -high, -low  # the head is at the far end: turn round
+    centre = mean + axis * (low + high) / 2
+    return Pose(float(np.degrees(np.arctan2(axis[1], axis[0]))), (float(centre[0]), float(centre[1])),
+                float(high - low))
+
+
+def align_part(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLike | None = None) -> np.ndarray:
+    """Cut the part out of the frame, long axis horizontal and head left, normalized."""
+    pose = find_pose(gray, path)
+    width, height = config.crop_width, config.crop_height
+    scale = width / (pose.length * config.crop_margin)
+    if scale < 1:  # shrink first (area averaging, no aliasing), then rotate at the final scale
+        frame, factor = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), 1.0
+        cx, cy = pose.centre[0] * scale, pose.centre[1] * scale
+    else:
+        frame, factor = gray, scale
+        cx, cy = pose.centre
+    matrix = cv2.getRotationMatrix2D((cx, cy), pose.angle, factor)
+    matrix[:, 2] += np.array([width / 2 - cx, height / 2 - cy])
+    crop = cv2.warpAffine(frame, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return _intensities(crop, config, dark_region(crop, 2.0))
 
 
 def apply_exposure(gray: np.ndarray, exposure: Exposure) -> np.ndarray:
@@ -173,7 +255,7 @@ def preprocess(
     config: PreprocessConfig,
     exposure: Exposure | None = None,
 ) -> np.ndarray:
-    """A file (path or bytes) -> float32 array of shape (size, size) ready for the model.
+    """A file (path or bytes) -> float32 array of the pipeline's shape, ready for the model.
 
     Raises `ImageError` with the reason when the file is empty, too large, corrupt or not an image.
     """
@@ -184,4 +266,6 @@ def preprocess(
     gray = decode(data, path)
     if exposure is not None:
         gray = apply_exposure(gray, exposure)
+    if config.pose == "axis":
+        return align_part(gray, config, path)
     return normalize(gray, config)

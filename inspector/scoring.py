@@ -12,9 +12,15 @@ from .config import ScoringConfig
 
 
 def error_maps(inputs: np.ndarray, reconstructions: np.ndarray, config: ScoringConfig) -> np.ndarray:
-    """Per-pixel reconstruction error, shape (N, H, W), float32, larger = more anomalous."""
+    """Per-pixel error, shape (N, H, W), float32, larger = more anomalous.
+
+    `reconstructions` is the model's output: an autoencoder's reconstruction, or for
+    error = "distance" (patch memory) already the error map.
+    """
     inputs = _squeeze(inputs)
     reconstructions = _squeeze(reconstructions)
+    if config.error == "distance":
+        return np.asarray(reconstructions, dtype=np.float32)
     if config.error == "squared":
         return np.square(inputs - reconstructions, dtype=np.float32)
     if config.error == "absolute":

@@ -44,8 +44,7 @@ def load_folder(folder: str | Path, pipeline: Pipeline, on_image: Callable[[], N
         loaded = list(pool.map(load, paths))
     ok = [(p, a) for p, a in zip(paths, loaded) if not isinstance(a, ImageError)]
     skipped = [(p, a.reason) for p, a in zip(paths, loaded) if isinstance(a, ImageError)]
-    size = pipeline.preprocess.size
-    arrays = np.stack([a for _, a in ok]) if ok else np.empty((0, size, size), np.float32)
+    arrays = np.stack([a for _, a in ok]) if ok else np.empty((0, *pipeline.preprocess.shape), np.float32)
     return LoadedImages([p for p, _ in ok], arrays, skipped)
 
 
@@ -74,19 +73,23 @@ def train_bundle(
         )
     if len(images.arrays) < MIN_IMAGES:
         raise ValueError(f"need at least {MIN_IMAGES} readable good images to train, found {len(images.arrays)}")
-    train_idx, hold_idx = split_holdout(len(images.arrays), pipeline.model.holdout_fraction, seed)
-    started = time.perf_counter()
-    model, losses = train(
-        images.arrays[train_idx], pipeline.model, pipeline.preprocess.size, seed, epochs, on_epoch
-    )
-    train_seconds = time.perf_counter() - started
-    scores, maps = score_arrays(model, images.arrays[hold_idx], pipeline.scoring)
+    if pipeline.model.architecture == "patch_memory":
+        model, losses, scores, maps, train_seconds, source = _remember(images.arrays, pipeline, seed)
+        trained_on, held_out, epochs = len(images.arrays), len(scores), 0
+    else:
+        train_idx, hold_idx = split_holdout(len(images.arrays), pipeline.model.holdout_fraction, seed)
+        started = time.perf_counter()
+        model, losses = train(images.arrays[train_idx], pipeline.model, seed, epochs, on_epoch)
+        train_seconds = time.perf_counter() - started
+        scores, maps = score_arrays(model, images.arrays[hold_idx], pipeline.scoring)
+        source = f"{len(hold_idx)} held-out good images"
+        trained_on, held_out, epochs = len(train_idx), len(hold_idx), epochs or pipeline.model.epochs
     threshold = choose_threshold(scores, None, pipeline.threshold)
     bundle = Bundle(
         path=Path(out),
         pipeline=pipeline,
         threshold=threshold,
-        threshold_info=threshold_info(pipeline, source=f"{len(hold_idx)} held-out good images"),
+        threshold_info=threshold_info(pipeline, source=source),
         calibration={
             "good": score_statistics(scores),
             "good_scores": [float(s) for s in scores],
@@ -94,11 +97,11 @@ def train_bundle(
             "heat_scale": heat_scale(maps),
         },
         training={
-            "images": len(train_idx),
-            "held_out": len(hold_idx),
+            "images": trained_on,
+            "held_out": held_out,
             "skipped": [f"{p.name}: {reason}" for p, reason in images.skipped],
             "fingerprint": images_fingerprint(images.paths),
-            "epochs": epochs or pipeline.model.epochs,
+            "epochs": epochs,
             "seed": seed,
             "seconds": round(train_seconds, 1),
             "loss": losses,
@@ -111,17 +114,48 @@ def train_bundle(
         "model_dir": str(out),
         "pipeline": pipeline.name,
         "architecture": pipeline.model.architecture,
-        "trained_on": len(train_idx),
-        "held_out": len(hold_idx),
+        "trained_on": trained_on,
+        "held_out": held_out,
         "skipped": len(images.skipped),
         "epochs": bundle.training["epochs"],
-        "final_loss": losses[-1],
+        "final_loss": losses[-1] if losses else None,
         "train_seconds": bundle.training["seconds"],
         "threshold": threshold,
         "policy": bundle.threshold_info["policy"],
+        "calibrated_on": bundle.threshold_info["source"],
         "holdout_good": bundle.calibration["good"],
     }
     return bundle, summary
+
+
+def _remember(arrays: np.ndarray, pipeline: Pipeline, seed: int):
+    """Patch memory: calibrate by cross-validation, then remember every good image.
+
+    Each fold (a `holdout_fraction` share) is scored by a memory of the other images, so every
+    good image gets an honest distance map from a memory that never saw it. Those maps give the
+    per-pixel statistics the distances are normalised by, and the calibration scores. The final
+    memory keeps all images (a bigger memory matches more thread phases and head turns).
+    """
+    from .inference import reconstruct
+    from .model import train
+
+    folds = max(2, min(len(arrays), round(1 / pipeline.model.holdout_fraction)))
+    order = np.random.default_rng(seed).permutation(len(arrays))
+    fold_models = [(fold, train(arrays[np.setdiff1d(order, fold)], pipeline.model, seed)[0])
+                   for fold in np.array_split(order, folds)]
+    distances = np.empty(arrays.shape, np.float32)
+    for fold, fold_model in fold_models:
+        distances[fold] = reconstruct(fold_model, arrays[fold])
+    started = time.perf_counter()
+    model, losses = train(arrays, pipeline.model, seed)
+    model.layers[-1].normalise_by(distances)
+    seconds = time.perf_counter() - started
+    scores, maps = np.empty(len(arrays)), np.empty(arrays.shape, np.float32)
+    for fold, fold_model in fold_models:
+        fold_model.layers[-1].normalise_by(distances)
+        scores[fold], maps[fold] = score_arrays(fold_model, arrays[fold], pipeline.scoring)
+    source = f"{len(arrays)} good images, {folds}-fold cross-validated (each scored by a memory without it)"
+    return model, losses, scores, maps, seconds, source
 
 
 def threshold_info(pipeline: Pipeline, source: str) -> dict:

@@ -25,6 +25,7 @@ def test_benchmark_runs_and_reports_every_field(tmp_path):
         for batch in ("batch1", "batch32"):
             assert data["model"][name][batch]["images_per_s"] > 0
             assert data["model"][name][batch]["ms_per_image"] > 0
+        assert data["model"][name]["preprocess_ms_per_image"] > 0
     assert data["model"]["ratio_batch32"] > 0 and data["model"]["ratio_batch1"] > 0
     assert data["training"]["epochs"] == 1 and data["training"]["seconds"] > 0
     assert data["burst"]["images"] == 12 and data["burst"]["images_per_s"] > 0 and data["burst"]["exit_code"] == 0

@@ -6,8 +6,10 @@ from conftest import REPO
 
 def test_shipped_pipelines_load():
     screw = load_pipeline(REPO / "pipelines" / "screw.toml")
-    assert screw.preprocess.size == 200
-    assert screw.model.architecture == "compact"
+    assert screw.preprocess.pose == "axis" and screw.preprocess.shape == (64, 192)
+    assert screw.model.architecture == "patch_memory" and screw.scoring.error == "distance"
+    autoencoder = resolve_pipeline("screw-autoencoder")
+    assert autoencoder.model.architecture == "compact" and autoencoder.preprocess.shape == (200, 200)
     seed = resolve_pipeline("seed003")
     assert seed.model.architecture == "seed003"
     assert seed.scoring.reduce == "mean" and seed.preprocess.normalize == "unit"
@@ -28,6 +30,11 @@ def test_round_trip_through_dict():
         ("[model]\nepochs = 'ten'\n", "'model.epochs' must be of type int"),
         ("[model]\nfilters = [16, 0]\n", "model.filters must be a non-empty list"),
         ("[model]\nfilters = [8, 16]\ndecoder_filters = [8]\n", "model.decoder_filters must be empty or 2 integers"),
+        ("[model]\narchitecture = 'patch_memory'\n", "'scoring.error' = 'squared' does not fit 'model.architecture' = 'patch_memory'"),
+        ("[scoring]\nerror = 'distance'\n", "'scoring.error' = 'distance' does not fit 'model.architecture' = 'compact'"),
+        ("[preprocess]\npose = 'upright'\n", "'preprocess.pose' must be one of none, axis"),
+        ("[preprocess]\ncrop_width = 190\n", "'preprocess.crop_width' must be a multiple of 4"),
+        ("[model]\npatch_size = 5\n", "'model.patch_size' must be even"),
         ("[threshold]\npolicy = 'guess'\n", "'threshold.policy' must be one of"),
         ("[threshold]\nk = true\n", "'threshold.k' must be of type float"),
         ("model = 3\n", "[model] must be a table"),

@@ -125,9 +125,11 @@ def cli():
 def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
     """Train a model on a folder of good images and save a bundle.
 
-    Part of the good images is held out of training; the threshold is calibrated on their
-    scores with the pipeline's threshold policy. The same seed and images give the same
-    threshold.
+    The default pipeline (patch memory) remembers every good image and calibrates the
+    threshold by cross-validation: each fifth is scored by a memory of the others. Autoencoder
+    pipelines hold part of the images out of training and calibrate on them. Either way the
+    threshold comes from good images the model did not see, with the pipeline's threshold
+    policy; the same seed and images give the same threshold. Prints the training time.
 
     \b
     Examples:

@@ -266,6 +266,11 @@ def preprocess(
     gray = decode(data, path)
     if exposure is not None:
         gray = apply_exposure(gray, exposure)
+    return prepare(gray, config, path)
+
+
+def prepare(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLike | None = None) -> np.ndarray:
+    """A decoded [0, 1] grey frame -> the model's input: the part cut out upright, or the frame resized."""
     if config.pose == "axis":
         return align_part(gray, config, path)
     return normalize(gray, config)

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .bundle import Bundle
 from .inference import score_arrays
-from .preprocess import MAX_FILE_BYTES, ImageError, decode, looks_complete, normalize
+from .preprocess import MAX_FILE_BYTES, ImageError, decode, looks_complete, prepare
 from .scoring import write_heatmaps
 from .store import Inspection, Store, claim_abandoned, utcnow, worker_identity
 
@@ -403,7 +403,7 @@ class Watcher:
             return
         try:
             w.gray = decode(w.data, w.path)
-            w.array = normalize(w.gray, self.bundle.pipeline.preprocess)
+            w.array = prepare(w.gray, self.bundle.pipeline.preprocess, w.path)
         except ImageError as exc:
             w.error = exc.reason
         except Exception as exc:  # a decoder failure of its own kind is still this file's problem

@@ -24,14 +24,9 @@ SELECT_POOL = 4
 def part_level(images: np.ndarray) -> float:
     """The grey level between part and background in the remembered images (median over images
     of the Otsu threshold), so serving needs no second segmentation."""
-    from .preprocess import cv2
+    from .preprocess import otsu_split
 
-    levels = []
-    for image in images:
-        grey8 = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-        level, _ = cv2.threshold(cv2.GaussianBlur(grey8, (0, 0), 2.0), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        levels.append(level / 255.0)
-    return float(np.median(levels))
+    return float(np.median([otsu_split(image, 2.0)[0] for image in images]))
 
 
 @keras.saving.register_keras_serializable(package="inspector")
@@ -47,8 +42,8 @@ class PatchMemory(keras.layers.Layer):
     dust or a new conveyor belt does not make a good part look bad.
     """
 
-    def __init__(self, memory_size: int, height: int, width: int, neighbours: int = 10,
-                 search_radius: int = 2, patch_size: int = 5, part_level: float = 0.65, **kwargs):
+    def __init__(self, memory_size: int, height: int, width: int, neighbours: int,
+                 search_radius: int, patch_size: int, part_level: float, **kwargs):
         super().__init__(**kwargs)
         self.memory_size = int(memory_size)
         self.height, self.width = int(height), int(width)

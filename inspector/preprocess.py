@@ -188,12 +188,18 @@ POSE_WORKING_SIZE = 256
 MIN_PART_SHARE = 0.002
 
 
-def dark_region(image: np.ndarray, blur_sigma: float) -> np.ndarray:
-    """Pixels darker than the background (Otsu's threshold on a blurred copy), as a bool mask."""
+def otsu_split(image: np.ndarray, blur_sigma: float) -> tuple[float, np.ndarray]:
+    """Otsu's level between a dark part and a bright background, measured on a blurred copy of
+    a [0, 1] image: the level (in [0, 1]) and the mask of pixels darker than it."""
     grey8 = (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
     blurred = cv2.GaussianBlur(grey8, (0, 0), blur_sigma)
-    _, mask = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-    return mask > 0
+    level, mask = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    return level / 255.0, mask > 0
+
+
+def dark_region(image: np.ndarray, blur_sigma: float) -> np.ndarray:
+    """Pixels darker than the background (Otsu's threshold on a blurred copy), as a bool mask."""
+    return otsu_split(image, blur_sigma)[1]
 
 
 def find_pose(gray: np.ndarray, path: str | os.PathLike | None = None) -> Pose:

@@ -20,7 +20,9 @@ from typing import Callable
 import numpy as np
 
 from .config import Pipeline, resolve_pipeline
-from .preprocess import cv2, list_images, preprocess
+from .cv_setup import cv2
+from .errors import InspectorError
+from .preprocess import list_images, preprocess
 
 
 def model_speed(pipelines: dict[str, Pipeline], sources: list[Path], rounds: int = 3) -> dict:
@@ -186,7 +188,7 @@ def run_benchmark(
     pipeline, reference = resolve_pipeline(pipeline_name), resolve_pipeline(reference_name)
     sources = list_images(images_dir)
     if not sources:
-        raise ValueError(f"no images in {images_dir}")
+        raise InspectorError(f"no images in {images_dir}")
     work = Path(work or tempfile.mkdtemp(prefix="inspector-bench-"))
     result: dict = {"machine": machine(), "images_dir": str(images_dir), "pipeline": pipeline.name,
                     "reference": reference.name}

@@ -17,16 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import ConfigError, Pipeline, pipeline_from_dict
+from .config import Pipeline, pipeline_from_dict
+from .errors import BundleError, ConfigError
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.keras"
 META_FILE = "bundle.json"
 REQUIRED_KEYS = ("format", "pipeline", "threshold", "calibration", "training", "versions")
-
-
-class BundleError(Exception):
-    """A model directory is missing, incomplete, corrupt or made by an incompatible version."""
 
 
 @dataclass
@@ -68,10 +65,10 @@ class Bundle:
 
 
 def library_versions() -> dict[str, str]:
-    import cv2
     import numpy
     import tensorflow
 
+    from .cv_setup import cv2
     from .tf_setup import keras
 
     return {

@@ -16,10 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import SUPERVISED_POLICIES, ThresholdConfig
-
-
-class CalibrationError(ValueError):
-    """A threshold cannot be chosen from the data given (too few scores, missing defects)."""
+from .errors import CalibrationError
 
 
 @dataclass(frozen=True)

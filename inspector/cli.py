@@ -14,10 +14,8 @@ import click
 import numpy as np
 
 from . import __version__
-from .bundle import BundleError
-from .calibration import CalibrationError
-from .config import POLICIES, ConfigError
-from .preprocess import ImageError
+from .config import POLICIES
+from .errors import InspectorError
 
 log = logging.getLogger("inspector")
 
@@ -48,14 +46,15 @@ def _store(db: str):
 
 
 def _fail_cleanly(func):
-    """Turn the package's expected errors into one-line click errors (exit code 1)."""
+    """Turn the errors the package raises on purpose into one-line click errors (exit code 1);
+    anything else is a bug and keeps its traceback."""
     import functools
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (BundleError, ConfigError, CalibrationError, ImageError, ValueError) as exc:
+        except InspectorError as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper

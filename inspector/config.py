@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 ARCHITECTURES = ("compact", "seed003", "patch_memory")
 # Autoencoders reconstruct the image; patch memory returns a distance map itself.
 AUTOENCODERS = ("compact", "seed003")
@@ -23,10 +25,6 @@ REDUCERS = ("mean", "max", "topk_mean", "smoothed_max")
 POLICIES = ("mean_std", "mean_multiple", "quantile", "best_f1", "target_recall")
 # Policies that need labelled defect images to choose a threshold.
 SUPERVISED_POLICIES = ("best_f1", "target_recall")
-
-
-class ConfigError(ValueError):
-    """A pipeline file or setting is invalid; the message names the offending key."""
 
 
 @dataclass(frozen=True)

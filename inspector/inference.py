@@ -15,7 +15,8 @@ import numpy as np
 
 from .bundle import Bundle
 from .config import ScoringConfig
-from .preprocess import Exposure, ImageError, preprocess
+from .errors import ImageError
+from .preprocess import Exposure, preprocess
 from .scoring import error_maps, image_scores
 
 

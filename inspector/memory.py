@@ -77,7 +77,7 @@ class PatchMemory(keras.layers.Layer):
     def normalise_by(self, good_maps: np.ndarray) -> None:
         """Learn per-pixel statistics from distance maps of good images the memory does not hold
         (cross-validation): later maps are (distance - mean) / spread, spread smoothed."""
-        from .preprocess import cv2
+        from .cv_setup import cv2
 
         good_maps = np.asarray(good_maps, np.float32)
         spread = good_maps.std(axis=0)

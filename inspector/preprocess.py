@@ -15,26 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from .config import PreprocessConfig
+from .cv_setup import MAX_PIXELS, cv2
+from .errors import ImageError
 
-# Refuse images whose header declares more pixels than this before decoding them, so a
-# crafted 50000x50000 PNG cannot exhaust memory. 1024x1024 line cameras are far below it.
-MAX_PIXELS = 10_000 * 10_000
 MAX_FILE_BYTES = 256 * 1024 * 1024
-# OpenCV's own guard, in case a format slips past the header check (read when cv2 loads).
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
-
-import cv2  # noqa: E402  (must come after the environment setting above)
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-class ImageError(Exception):
-    """An input file cannot be used as an image; `reason` says why, in words for a log."""
-
-    def __init__(self, path: str | os.PathLike | None, reason: str):
-        self.path = str(path) if path is not None else None
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
 
 @dataclass(frozen=True)
@@ -56,15 +41,23 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     )
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """Read a file, refusing empty and oversized ones with an `ImageError`."""
+def check_file_size(size: int, path: str | os.PathLike | None = None) -> None:
+    """Refuse a file too large to read (`ImageError`), before reading it."""
+    if size > MAX_FILE_BYTES:
+        raise ImageError(path, f"file too large ({size} bytes, limit {MAX_FILE_BYTES})")
+
+
+def read_bytes(path: str | os.PathLike, follow_symlinks: bool = True) -> bytes:
+    """Read a file, refusing oversized ones with an `ImageError`.
+
+    With `follow_symlinks=False` a symlink (even one swapped in at the last moment) is refused
+    instead of read.
+    """
+    flags = os.O_RDONLY | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
-        size = os.path.getsize(path)
-        if size == 0:
-            raise ImageError(path, "empty file")
-        if size > MAX_FILE_BYTES:
-            raise ImageError(path, f"file too large ({size} bytes, limit {MAX_FILE_BYTES})")
-        with open(path, "rb") as fh:
+        fd = os.open(path, flags)
+        with os.fdopen(fd, "rb") as fh:
+            check_file_size(os.fstat(fh.fileno()).st_size, path)
             return fh.read()
     except OSError as exc:
         raise ImageError(path, f"cannot read file: {exc.strerror or exc}") from exc
@@ -256,6 +249,23 @@ def apply_exposure(gray: np.ndarray, exposure: Exposure) -> np.ndarray:
     return np.clip(gray * exposure.gain + exposure.offset / 255.0, 0.0, 1.0).astype(np.float32)
 
 
+def read_frame(
+    source: str | os.PathLike | bytes,
+    exposure: Exposure | None = None,
+    path: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """A file (path, or bytes already read from `path`) -> its decoded [0, 1] grey frame.
+
+    Raises `ImageError` with the reason when the file is empty, too large, corrupt or not an image.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        data, path = read_bytes(source), path or source
+    gray = decode(data, path)
+    return apply_exposure(gray, exposure) if exposure is not None else gray
+
+
 def preprocess(
     source: str | os.PathLike | bytes,
     config: PreprocessConfig,
@@ -263,16 +273,11 @@ def preprocess(
 ) -> np.ndarray:
     """A file (path or bytes) -> float32 array of the pipeline's shape, ready for the model.
 
-    Raises `ImageError` with the reason when the file is empty, too large, corrupt or not an image.
+    Raises `ImageError` with the reason when the file is empty, too large, corrupt, not an image,
+    or (pose normalisation) shows no part.
     """
-    if isinstance(source, (bytes, bytearray)):
-        data, path = bytes(source), None
-    else:
-        data, path = read_bytes(source), source
-    gray = decode(data, path)
-    if exposure is not None:
-        gray = apply_exposure(gray, exposure)
-    return prepare(gray, config, path)
+    path = None if isinstance(source, (bytes, bytearray)) else source
+    return prepare(read_frame(source, exposure), config, path)
 
 
 def prepare(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLike | None = None) -> np.ndarray:

@@ -8,6 +8,7 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from .errors import ConfigError
 from .store import Inspection, utcnow
 
 
@@ -21,7 +22,7 @@ def parse_since(text: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(text).replace(tzinfo=None)
     except ValueError:
-        raise ValueError(f"cannot read --since {text!r}: use a date (2026-11-23) or a span (12h, 7d)") from None
+        raise ConfigError(f"cannot read --since {text!r}: use a date (2026-11-23) or a span (12h, 7d)") from None
 
 
 def review_state(row: Inspection) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import cv2
 from .config import ScoringConfig
+from .cv_setup import cv2
 
 
 def error_maps(inputs: np.ndarray, reconstructions: np.ndarray, config: ScoringConfig) -> np.ndarray:

@@ -12,9 +12,10 @@ import numpy as np
 
 from .bundle import Bundle, images_fingerprint, library_versions, now_iso, save_bundle
 from .calibration import choose_threshold, needs_defects, score_statistics
-from .config import ConfigError, Pipeline
+from .config import Pipeline
+from .errors import ConfigError, ImageError, TrainingError
 from .inference import score_arrays
-from .preprocess import ImageError, list_images, preprocess
+from .preprocess import list_images, preprocess
 from .scoring import heat_scale
 
 MIN_IMAGES = 4
@@ -72,7 +73,7 @@ def train_bundle(
             "adaptive policy, then run `inspector calibrate --defect DIR`"
         )
     if len(images.arrays) < MIN_IMAGES:
-        raise ValueError(f"need at least {MIN_IMAGES} readable good images to train, found {len(images.arrays)}")
+        raise TrainingError(f"need at least {MIN_IMAGES} readable good images to train, found {len(images.arrays)}")
     if pipeline.model.architecture == "patch_memory":
         model, losses, scores, maps, train_seconds, source = _remember(images.arrays, pipeline, seed)
         trained_on, held_out, epochs = len(images.arrays), len(scores), 0

@@ -31,7 +31,8 @@ from sqlalchemy.exc import IntegrityError
 
 from .bundle import Bundle
 from .inference import score_arrays
-from .preprocess import MAX_FILE_BYTES, ImageError, decode, looks_complete, prepare
+from .errors import ConfigError, ImageError
+from .preprocess import MAX_FILE_BYTES, decode, looks_complete, prepare
 from .scoring import write_heatmaps
 from .store import Inspection, Store, claim_abandoned, utcnow, worker_identity
 
@@ -121,7 +122,7 @@ class Watcher:
         self.real_inbox = Path(os.path.realpath(self.inbox))
         self.out = Path(os.path.abspath(options.out))
         if self.out == self.inbox or self.inbox in self.out.parents:
-            raise ValueError("--out must not be inside the inbox")
+            raise ConfigError("--out must not be inside the inbox")
         self.bundle, self.store, self.options = bundle, store, options
         self.stop_event = threading.Event()
         self.counters = Counters()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flask import Flask, Response, abort, redirect, render_template_string, request, send_file, url_for
 
+from .errors import ConfigError
 from .review import parse_since, review_state
 from .store import Inspection, ModelRecord, Store, utcnow
 
@@ -148,7 +149,7 @@ def create_app(db: str, out: str | Path) -> Flask:
         since_text = request.args.get("since", "")
         try:
             since = parse_since(since_text)
-        except ValueError as exc:
+        except ConfigError as exc:
             abort(400, str(exc))
         limit = 200
         rows = store.inspections(verdict=verdict or None, since=since,

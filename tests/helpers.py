@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.preprocess import cv2
+from inspector.cv_setup import cv2
 
 
 def png_bytes(seed: int, size: int = 96) -> bytes:

@@ -11,7 +11,7 @@ from inspector.cli import cli
 from inspector.config import resolve_pipeline
 from inspector.inference import reconstruct, score_arrays
 from inspector.memory import build_patch_memory
-from inspector.preprocess import cv2
+from inspector.cv_setup import cv2
 from inspector.training import load_folder, train_bundle
 from conftest import SAMPLE
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from inspector.config import PreprocessConfig
-from inspector.preprocess import Exposure, ImageError, cv2, list_images, preprocess
+from inspector.cv_setup import cv2
+from inspector.preprocess import Exposure, ImageError, list_images, preprocess
 
 UNIT = PreprocessConfig(size=200, normalize="unit")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspector.preprocess import cv2
+from inspector.cv_setup import cv2
 from inspector.scoring import heatmap_image, overlay_image
 from inspector.store import Inspection, ModelRecord, Review, Store, utcnow
 

@@ -1,0 +1,21 @@
+"""Import OpenCV once, with its limits and log level set before it loads (it reads them then).
+
+Every module takes `cv2` from here, so no import order can skip the settings.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Refuse images whose header declares more pixels than this before decoding them, so a crafted
+# 50000x50000 PNG cannot exhaust memory (`preprocess` checks headers against it too). 1024x1024
+# line cameras are far below it.
+MAX_PIXELS = 10_000 * 10_000
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+# OpenCV's own warnings (e.g. "imread_(...): can't open/read file") would repeat what an
+# ImageError already says, once per bad file; errors still show.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+import cv2  # noqa: E402  (must come after the environment settings above)
+
+__all__ = ["cv2", "MAX_PIXELS"]

@@ -28,8 +28,8 @@ from .preprocess import list_images, preprocess
 def model_speed(pipelines: dict[str, Pipeline], sources: list[Path], rounds: int = 3) -> dict:
     """Per pipeline: ms to read and preprocess one frame, and images/s and per-image latency of
     forward + error map + score at batch 1 and 32, on the same 32 source images."""
+    from . import models
     from .inference import score_arrays
-    from .model import build_model
 
     files = (sources * 32)[:32]
     results = {}
@@ -37,9 +37,7 @@ def model_speed(pipelines: dict[str, Pipeline], sources: list[Path], rounds: int
         started = time.perf_counter()
         arrays = np.stack([preprocess(p, pipeline.preprocess) for p in files])
         entry = {"preprocess_ms_per_image": (time.perf_counter() - started) / len(files) * 1000}
-        # Patch memory's cost grows with what it remembers: give it a full train set's worth.
-        memory = np.concatenate([arrays] * 10) if pipeline.model.architecture == "patch_memory" else None
-        model = build_model(pipeline.model, pipeline.preprocess.shape, memory)
+        model = models.get(pipeline.model.architecture).benchmark_model(arrays, pipeline)
         for batch in (1, 32):
             images = arrays[: max(batch, min(len(arrays), 32))]
             score_arrays(model, images[:batch], pipeline.scoring, batch)  # warm-up: tracing, allocation

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, models
 from .config import Pipeline, pipeline_from_dict
 from .errors import BundleError, ConfigError
 
@@ -145,7 +145,7 @@ def read_metadata(path: str | os.PathLike) -> Bundle:
             f"(expects format {BUNDLE_FORMAT}); retrain or use a matching inspector version"
         )
     try:
-        pipeline = pipeline_from_dict(meta["pipeline"], source=f"{meta_path} pipeline")
+        pipeline = pipeline_from_dict(meta["pipeline"], source=f"{meta_path} pipeline", stored=True)
     except ConfigError as exc:
         raise BundleError(str(exc)) from None
     threshold = dict(meta["threshold"])
@@ -179,8 +179,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     expected = bundle.training.get("model_sha256")
     if expected and file_sha256(model_path) != expected:
         raise BundleError(f"{model_path}: the model file does not match its checksum in {META_FILE}")
-    from . import memory  # noqa: F401  (registers the patch memory layer; runs no model code)
-
+    models.load_serving()  # registers every architecture's custom layers; no training code
     try:
         bundle.model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad archive

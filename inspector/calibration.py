@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import SUPERVISED_POLICIES, ThresholdConfig
+from .bundle import now_iso
+from .config import POLICY_PARAMETERS, SUPERVISED_POLICIES, ThresholdConfig
 from .errors import CalibrationError
 
 
@@ -84,6 +85,13 @@ def choose_threshold(good: np.ndarray, defect: np.ndarray | None, config: Thresh
 
 def needs_defects(policy: str) -> bool:
     return policy in SUPERVISED_POLICIES
+
+
+def threshold_info(config: ThresholdConfig, source: str) -> dict:
+    """How a threshold was chosen, as the bundle records it: the policy, its parameter, from what data."""
+    parameter = POLICY_PARAMETERS[config.policy]
+    return {"policy": config.policy, **({parameter: getattr(config, parameter)} if parameter else {}),
+            "source": source, "chosen": now_iso()}
 
 
 def _candidates(good: np.ndarray, defect: np.ndarray) -> np.ndarray:

@@ -137,6 +137,7 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
       inspector train good/ --out m --pipeline my_line.toml --seed 7 --json
     """
     _setup_logging(verbose)
+    from . import models
     from .bundle import META_FILE
     from .config import resolve_pipeline
     from .training import load_folder, train_bundle
@@ -150,11 +151,12 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
         images = load_folder(good_dir, config, on_image=lambda: bar.update(1))
     for path, reason in images.skipped:
         click.echo(f"warning: skipped {path}: {reason}", err=True)
-    if config.model.architecture == "patch_memory":
-        click.echo(f"Remembering {len(images.arrays)} good images (patch memory: no epochs)", err=True)
+    spec = models.get(config.model.architecture)
+    total = spec.planned_epochs(config.model.settings, epochs)
+    if total is None:
+        click.echo(spec.no_epochs_announcement.format(count=len(images.arrays)), err=True)
         bundle, summary = train_bundle(images, out, config, seed=seed)
     else:
-        total = epochs or config.model.epochs
         with click.progressbar(length=total, label=f"Training {config.model.architecture}",
                                file=sys.stderr, item_show_func=lambda loss: loss) as bar:
             bundle, summary = train_bundle(
@@ -164,7 +166,7 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
     # Everything `train` did: reading and preprocessing the images, training, calibrating, saving.
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     fitted = (f"{summary['epochs']}, final loss {summary['final_loss']:.6f}" if summary["final_loss"] is not None
-              else "none (patch memory remembers the images)")
+              else spec.no_epochs_summary)
     _emit(summary, as_json, "\n".join([
         f"Model saved to {out}",
         f"  pipeline       {summary['pipeline']} ({summary['architecture']})",
@@ -220,10 +222,9 @@ def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, fals
     """
     _setup_logging(verbose)
     from .bundle import save_bundle
-    from .calibration import choose_threshold, confusion, score_statistics
+    from .calibration import choose_threshold, confusion, score_statistics, threshold_info
     from .inference import Inferencer
     from .plots import score_histogram
-    from .training import threshold_info
 
     if good is None and not from_reviews:
         raise click.ClickException("give --good DIR, --from-reviews, or both")
@@ -263,7 +264,7 @@ def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, fals
     new = choose_threshold(good_scores, defect_scores, pipeline.threshold)
     bundle.pipeline = pipeline
     bundle.threshold = new
-    bundle.threshold_info = threshold_info(pipeline, "; ".join(sources))
+    bundle.threshold_info = threshold_info(pipeline.threshold, "; ".join(sources))
     bundle.calibration.update({
         "good": score_statistics(good_scores),
         "good_scores": [float(s) for s in good_scores],

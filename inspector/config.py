@@ -1,8 +1,9 @@
 """The pipeline TOML file -> typed, validated settings.
 
 A pipeline file describes one product line: how images are preprocessed, which model
-architecture is trained, how an error map becomes an image score, and how the threshold is
-chosen. Every key is checked: an unknown key or a bad value is a `ConfigError` naming it.
+architecture is trained (and its settings, declared by the architecture in `inspector.models`),
+how an error map becomes an image score, and how the threshold is chosen. Every key is checked:
+an unknown key or a bad value is a `ConfigError` naming it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import models
 from .errors import ConfigError
+from .validation import check_choice, check_range, settings_from_dict, settings_to_dict
 
-ARCHITECTURES = ("compact", "seed003", "patch_memory")
-# Autoencoders reconstruct the image; patch memory returns a distance map itself.
-AUTOENCODERS = ("compact", "seed003")
 NORMALIZATIONS = ("unit", "standardize")
 POSES = ("none", "axis")
 ERROR_KINDS = ("squared", "absolute", "ssim", "distance")
 REDUCERS = ("mean", "max", "topk_mean", "smoothed_max")
-POLICIES = ("mean_std", "mean_multiple", "quantile", "best_f1", "target_recall")
+# Threshold policies and the ThresholdConfig key holding each one's parameter.
+POLICY_PARAMETERS = {
+    "mean_std": "k",
+    "mean_multiple": "factor",
+    "quantile": "false_reject_rate",
+    "best_f1": None,
+    "target_recall": "target_recall",
+}
+POLICIES = tuple(POLICY_PARAMETERS)
 # Policies that need labelled defect images to choose a threshold.
 SUPERVISED_POLICIES = ("best_f1", "target_recall")
 
@@ -44,15 +52,15 @@ class PreprocessConfig:
     crop_margin: float = 1.08
 
     def validate(self, where: str) -> None:
-        _check_range(f"{where}.size", self.size, 16, 1024)
-        _check_choice(f"{where}.normalize", self.normalize, NORMALIZATIONS)
-        _check_range(f"{where}.target_std", self.target_std, 0.01, 0.5)
-        _check_choice(f"{where}.pose", self.pose, POSES)
+        check_range(f"{where}.size", self.size, 16, 1024)
+        check_choice(f"{where}.normalize", self.normalize, NORMALIZATIONS)
+        check_range(f"{where}.target_std", self.target_std, 0.01, 0.5)
+        check_choice(f"{where}.pose", self.pose, POSES)
         for key in ("crop_width", "crop_height"):
-            _check_range(f"{where}.{key}", getattr(self, key), 16, 1024)
+            check_range(f"{where}.{key}", getattr(self, key), 16, 1024)
             if getattr(self, key) % 4:
                 raise ConfigError(f"'{where}.{key}' must be a multiple of 4; got {getattr(self, key)}")
-        _check_range(f"{where}.crop_margin", self.crop_margin, 1.0, 3.0)
+        check_range(f"{where}.crop_margin", self.crop_margin, 1.0, 3.0)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -61,46 +69,63 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class _CommonModelKeys:
+    """The [model] keys every architecture takes; each architecture declares its others."""
+
     architecture: str = "compact"
-    # Filters of each encoder stage (compact only; seed003 is fixed).
-    filters: tuple[int, ...] = (16, 32, 64)
-    latent_filters: int = 32
-    # Channels each decoder stage outputs (compact only); empty mirrors `filters`. Narrow stages
-    # at high resolution keep the decoder cheap: it does most of the arithmetic.
-    decoder_filters: tuple[int, ...] = ()
-    epochs: int = 30
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    # Share of the good images held out from training to calibrate the threshold.
+    # Share of the good images the threshold is calibrated on: held out from training, or the
+    # size of a cross-validation fold.
     holdout_fraction: float = 0.2
-    # patch_memory only: how many remembered good images each part is compared with, how far
-    # (pixels) a patch may move to find its match, and the patch side (pixels, even).
-    neighbours: int = 10
-    search_radius: int = 2
-    patch_size: int = 4
 
     def validate(self, where: str) -> None:
-        _check_choice(f"{where}.architecture", self.architecture, ARCHITECTURES)
-        if not self.filters or any(not isinstance(f, int) or f < 1 or f > 512 for f in self.filters):
-            raise ConfigError(f"{where}.filters must be a non-empty list of integers in 1..512")
-        if len(self.filters) > 5:
-            raise ConfigError(f"{where}.filters has at most 5 stages, got {len(self.filters)}")
-        if self.decoder_filters and (
-            len(self.decoder_filters) != len(self.filters)
-            or any(not isinstance(f, int) or f < 1 or f > 512 for f in self.decoder_filters)
-        ):
-            raise ConfigError(f"{where}.decoder_filters must be empty or {len(self.filters)} integers in 1..512")
-        _check_range(f"{where}.latent_filters", self.latent_filters, 1, 512)
-        _check_range(f"{where}.epochs", self.epochs, 1, 10_000)
-        _check_range(f"{where}.batch_size", self.batch_size, 1, 1024)
-        _check_range(f"{where}.learning_rate", self.learning_rate, 1e-7, 1.0)
-        _check_range(f"{where}.holdout_fraction", self.holdout_fraction, 0.05, 0.9)
-        _check_range(f"{where}.neighbours", self.neighbours, 1, 1000)
-        _check_range(f"{where}.search_radius", self.search_radius, 0, 8)
-        _check_range(f"{where}.patch_size", self.patch_size, 2, 32)
-        if self.patch_size % 2:
-            raise ConfigError(f"'{where}.patch_size' must be even; got {self.patch_size}")
+        check_choice(f"{where}.architecture", self.architecture, models.names())
+        check_range(f"{where}.holdout_fraction", self.holdout_fraction, 0.05, 0.9)
+
+
+_COMMON_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(_CommonModelKeys))
+# Model keys of every architecture, which bundles written before the model registry stored
+# whatever the architecture: they are dropped when such a bundle is read.
+_LEGACY_MODEL_KEYS = ("filters", "latent_filters", "decoder_filters", "epochs", "batch_size",
+                      "learning_rate", "neighbours", "search_radius", "patch_size")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str = _CommonModelKeys.architecture
+    holdout_fraction: float = _CommonModelKeys.holdout_fraction
+    # The architecture's own keys: an instance of its settings class (`inspector.models`),
+    # its defaults when not given.
+    settings: Any = None
+
+    def __post_init__(self):
+        if self.settings is None:
+            object.__setattr__(self, "settings", models.get(self.architecture).settings())
+
+    def validate(self, where: str) -> None:
+        _CommonModelKeys(self.architecture, self.holdout_fraction).validate(where)
+        if type(self.settings) is not models.get(self.architecture).settings:
+            raise ConfigError(f"'{where}' settings are not those of architecture {self.architecture!r}")
+        self.settings.validate(where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """One flat table, as in a pipeline file: the common keys and the architecture's."""
+        return {"architecture": self.architecture, "holdout_fraction": self.holdout_fraction,
+                **settings_to_dict(self.settings)}
+
+
+def _model_section(raw: Any, source: str, stored: bool) -> ModelConfig:
+    """[model]: the common keys, then the keys the architecture declares (any other is refused)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: [model] must be a table")
+    common = {k: v for k, v in raw.items() if k in _COMMON_MODEL_KEYS}
+    common = settings_from_dict(_CommonModelKeys, common, "model", source)
+    spec = models.get(common.architecture)
+    own = {k: v for k, v in raw.items() if k not in _COMMON_MODEL_KEYS}
+    if stored:
+        own = {k: v for k, v in own.items() if k in spec.keys or k not in _LEGACY_MODEL_KEYS}
+    hint = f" (architecture {spec.name!r} takes: {', '.join(_COMMON_MODEL_KEYS + spec.keys)})"
+    settings = settings_from_dict(spec.settings, own, "model", source, hint)
+    return ModelConfig(common.architecture, common.holdout_fraction, settings)
 
 
 @dataclass(frozen=True)
@@ -113,10 +138,10 @@ class ScoringConfig:
     smooth_sigma: float = 2.0
 
     def validate(self, where: str) -> None:
-        _check_choice(f"{where}.error", self.error, ERROR_KINDS)
-        _check_choice(f"{where}.reduce", self.reduce, REDUCERS)
-        _check_range(f"{where}.topk_fraction", self.topk_fraction, 1e-5, 1.0)
-        _check_range(f"{where}.smooth_sigma", self.smooth_sigma, 0.1, 50.0)
+        check_choice(f"{where}.error", self.error, ERROR_KINDS)
+        check_choice(f"{where}.reduce", self.reduce, REDUCERS)
+        check_range(f"{where}.topk_fraction", self.topk_fraction, 1e-5, 1.0)
+        check_range(f"{where}.smooth_sigma", self.smooth_sigma, 0.1, 50.0)
 
 
 @dataclass(frozen=True)
@@ -128,11 +153,11 @@ class ThresholdConfig:
     target_recall: float = 0.9  # target_recall: share of defects that must be caught
 
     def validate(self, where: str) -> None:
-        _check_choice(f"{where}.policy", self.policy, POLICIES)
-        _check_range(f"{where}.k", self.k, -10.0, 100.0)
-        _check_range(f"{where}.factor", self.factor, 0.0, 1000.0)
-        _check_range(f"{where}.false_reject_rate", self.false_reject_rate, 0.0, 1.0)
-        _check_range(f"{where}.target_recall", self.target_recall, 0.0, 1.0)
+        check_choice(f"{where}.policy", self.policy, POLICIES)
+        check_range(f"{where}.k", self.k, -10.0, 100.0)
+        check_range(f"{where}.factor", self.factor, 0.0, 1000.0)
+        check_range(f"{where}.false_reject_rate", self.false_reject_rate, 0.0, 1.0)
+        check_range(f"{where}.target_recall", self.target_recall, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -145,10 +170,14 @@ class Pipeline:
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["model"]["filters"] = list(self.model.filters)
-        data["model"]["decoder_filters"] = list(self.model.decoder_filters)
-        return data
+        return {
+            "name": self.name,
+            "description": self.description,
+            "preprocess": settings_to_dict(self.preprocess),
+            "model": self.model.to_dict(),
+            "scoring": settings_to_dict(self.scoring),
+            "threshold": settings_to_dict(self.threshold),
+        }
 
     def replace(self, section: str, **changes: Any) -> Pipeline:
         """A copy with some settings of one section changed, validated again."""
@@ -157,16 +186,12 @@ class Pipeline:
         return dataclasses.replace(self, **{section: updated})
 
 
-_SECTIONS = {
-    "preprocess": PreprocessConfig,
-    "model": ModelConfig,
-    "scoring": ScoringConfig,
-    "threshold": ThresholdConfig,
-}
+_SECTIONS = ("preprocess", "model", "scoring", "threshold")
 
 
-def pipeline_from_dict(data: dict[str, Any], source: str = "pipeline") -> Pipeline:
-    """Build a validated `Pipeline` from plain data (a parsed TOML file or a bundle's JSON)."""
+def pipeline_from_dict(data: dict[str, Any], source: str = "pipeline", stored: bool = False) -> Pipeline:
+    """Build a validated `Pipeline` from plain data: a parsed TOML file, or with `stored` the
+    pipeline a bundle saved (which, from older versions, may hold other architectures' keys)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a table of settings")
     unknown = set(data) - {"name", "description", *_SECTIONS}
@@ -178,12 +203,18 @@ def pipeline_from_dict(data: dict[str, Any], source: str = "pipeline") -> Pipeli
         raise ConfigError(f"{source}: 'name' must be a non-empty string")
     if not isinstance(description, str):
         raise ConfigError(f"{source}: 'description' must be a string")
-    sections = {key: _section(cls, data.get(key, {}), key, source) for key, cls in _SECTIONS.items()}
+    sections = {
+        "preprocess": settings_from_dict(PreprocessConfig, data.get("preprocess", {}), "preprocess", source),
+        "model": _model_section(data.get("model", {}), source, stored),
+        "scoring": settings_from_dict(ScoringConfig, data.get("scoring", {}), "scoring", source),
+        "threshold": settings_from_dict(ThresholdConfig, data.get("threshold", {}), "threshold", source),
+    }
     architecture, error = sections["model"].architecture, sections["scoring"].error
-    if (architecture in AUTOENCODERS) == (error == "distance"):
+    spec = models.get(architecture)
+    if error not in spec.errors:
         raise ConfigError(
             f"{source}: 'scoring.error' = {error!r} does not fit 'model.architecture' = {architecture!r}: "
-            "patch_memory needs \"distance\", autoencoders need squared, absolute or ssim"
+            f"it outputs {spec.output_words}, scored with error {' or '.join(map(repr, spec.errors))}"
         )
     return Pipeline(name=name, description=description, **sections)
 
@@ -215,50 +246,3 @@ def resolve_pipeline(name_or_path: str | Path) -> Pipeline:
             raise ConfigError(f"no pipeline named {str(name_or_path)!r} (known: {known})")
         path = candidate
     return load_pipeline(path)
-
-
-def _section(cls: type, raw: Any, key: str, source: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: [{key}] must be a table")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
-    for name, value in raw.items():
-        if name not in fields:
-            raise ConfigError(f"{source}: unknown key '{key}.{name}'")
-        values[name] = _coerce(f"{key}.{name}", value, fields[name].default, source)
-    try:
-        config = cls(**values)
-        config.validate(key)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    return config
-
-
-def _coerce(where: str, value: Any, default: Any, source: str) -> Any:
-    """Check a value against the type of the field's default; ints are accepted for floats."""
-    if isinstance(default, tuple):
-        if not isinstance(value, list):
-            raise ConfigError(f"{source}: '{where}' must be a list")
-        return tuple(value)
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ConfigError(f"{source}: '{where}' must be of type {type(default).__name__}, got {value!r}")
-    return value
-
-
-def _check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"'{where}' must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _check_range(where: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"'{where}' must be between {low} and {high}; got {value!r}")

@@ -48,9 +48,9 @@ def compiled(model):
     return forward
 
 
-def reconstruct(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Run the model over (N, H, W) arrays in chunks; returns (N, H, W): a reconstruction, or
-    for patch memory a distance map."""
+def forward(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Run the model over (N, H, W) arrays in chunks; returns its outputs (N, H, W): a
+    reconstruction, or the error map itself, as the architecture declares."""
     forward = compiled(model)
     outputs = []
     for start in range(0, len(batch), batch_size):
@@ -59,10 +59,15 @@ def reconstruct(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
     return np.concatenate(outputs) if outputs else np.empty((0,) + batch.shape[1:], np.float32)
 
 
-def score_arrays(model, arrays: np.ndarray, scoring: ScoringConfig, batch_size: int = 32):
-    """Scores and error maps of preprocessed arrays (N, H, W) under a model."""
-    maps = error_maps(arrays, reconstruct(model, arrays, batch_size), scoring)
+def post_process(inputs: np.ndarray, outputs: np.ndarray, scoring: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs and outputs (N, H, W) -> image scores (N,) and error maps (N, H, W)."""
+    maps = error_maps(inputs, outputs, scoring)
     return image_scores(maps, scoring), maps
+
+
+def score_arrays(model, arrays: np.ndarray, scoring: ScoringConfig, batch_size: int = 32):
+    """Scores and error maps of preprocessed arrays (N, H, W) under a model: forward, then post_process."""
+    return post_process(arrays, forward(model, arrays, batch_size), scoring)
 
 
 class Inferencer:
@@ -90,7 +95,7 @@ class Inferencer:
         return preprocess(source, self.pipeline.preprocess, exposure)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        return reconstruct(self.bundle.model, batch)
+        return forward(self.bundle.model, batch)
 
     def verdict(self, score: float) -> str:
         return self.bundle.verdict(score)
@@ -127,8 +132,7 @@ class Inferencer:
         ]
         if good:
             arrays = np.stack([loaded[i] for i in good])
-            maps = error_maps(arrays, self.forward(arrays), self.pipeline.scoring)
-            scores = image_scores(maps, self.pipeline.scoring)
+            scores, maps = post_process(arrays, self.forward(arrays), self.pipeline.scoring)
             for j, i in enumerate(good):
                 results[i] = Result(
                     paths[i], self.verdict(float(scores[j])), score=float(scores[j]),

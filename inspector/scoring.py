@@ -11,25 +11,25 @@ from .config import ScoringConfig
 from .cv_setup import cv2
 
 
-def error_maps(inputs: np.ndarray, reconstructions: np.ndarray, config: ScoringConfig) -> np.ndarray:
+def error_maps(inputs: np.ndarray, outputs: np.ndarray, config: ScoringConfig) -> np.ndarray:
     """Per-pixel error, shape (N, H, W), float32, larger = more anomalous.
 
-    `reconstructions` is the model's output: an autoencoder's reconstruction, or for
-    error = "distance" (patch memory) already the error map.
+    `outputs` is the model's output: a reconstruction of `inputs`, or for error = "distance"
+    (a model that outputs an error map) already the error map.
     """
     inputs = _squeeze(inputs)
-    reconstructions = _squeeze(reconstructions)
+    outputs = _squeeze(outputs)
     if config.error == "distance":
-        return np.asarray(reconstructions, dtype=np.float32)
+        return np.asarray(outputs, dtype=np.float32)
     if config.error == "squared":
-        return np.square(inputs - reconstructions, dtype=np.float32)
+        return np.square(inputs - outputs, dtype=np.float32)
     if config.error == "absolute":
-        return np.abs(inputs - reconstructions, dtype=np.float32)
+        return np.abs(inputs - outputs, dtype=np.float32)
     # ssim: local structural dissimilarity, (1 - SSIM) / 2 in [0, 1]
     from skimage.metrics import structural_similarity
 
     maps = []
-    for image, recon in zip(inputs, reconstructions):
+    for image, recon in zip(inputs, outputs):
         _, similarity = structural_similarity(image, recon, data_range=1.0, full=True)
         maps.append((1.0 - similarity) / 2.0)
     return np.asarray(maps, dtype=np.float32)

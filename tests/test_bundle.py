@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from inspector.bundle import BundleError, load_bundle, read_metadata, save_bundle
-from inspector.inference import reconstruct
+from inspector.inference import forward
 from inspector.tf_setup import keras
 from conftest import SAMPLE
 
@@ -34,14 +34,14 @@ def test_round_trip_keeps_model_threshold_and_pipeline(bundle_copy, tmp_path):
     assert len(bundle.training["fingerprint"]) == 64
     assert bundle.versions["keras"] == keras.__version__
     images = np.stack([preprocess(p, bundle.pipeline.preprocess) for p in list_images(SAMPLE / "test" / "good")])
-    before = reconstruct(bundle.model, images)
+    before = forward(bundle.model, images)
 
     bundle.path = tmp_path / "resaved"
     save_bundle(bundle, bundle.model)
     again = load_bundle(tmp_path / "resaved")
     assert again.threshold == bundle.threshold
     assert again.pipeline == bundle.pipeline
-    np.testing.assert_allclose(reconstruct(again.model, images), before, atol=1e-6)
+    np.testing.assert_allclose(forward(again.model, images), before, atol=1e-6)
 
 
 def test_missing_metadata_is_refused_as_incomplete(bundle_copy):
@@ -96,3 +96,14 @@ def test_lambda_layer_model_is_refused_by_safe_mode(bundle_copy):
     _edit_meta(bundle_copy, lambda m: m["training"].update(model_sha256=file_sha256(bundle_copy / "model.keras")))
     with pytest.raises(BundleError, match="cannot load model"):
         load_bundle(bundle_copy)
+
+
+def test_bundle_from_before_the_model_registry_still_loads(bundle_copy):
+    """Older bundles stored every architecture's [model] keys, whatever the architecture."""
+    expected = read_metadata(bundle_copy).pipeline
+    legacy = {"neighbours": 10, "search_radius": 2, "patch_size": 4}
+    _edit_meta(bundle_copy, lambda m: m["pipeline"]["model"].update(legacy))
+    assert load_bundle(bundle_copy).pipeline == expected
+    _edit_meta(bundle_copy, lambda m: m["pipeline"]["model"].update(layers=3))  # never a key: refused
+    with pytest.raises(BundleError, match="unknown key 'model.layers'"):
+        read_metadata(bundle_copy)

@@ -34,7 +34,11 @@ def test_round_trip_through_dict():
         ("[scoring]\nerror = 'distance'\n", "'scoring.error' = 'distance' does not fit 'model.architecture' = 'compact'"),
         ("[preprocess]\npose = 'upright'\n", "'preprocess.pose' must be one of none, axis"),
         ("[preprocess]\ncrop_width = 190\n", "'preprocess.crop_width' must be a multiple of 4"),
-        ("[model]\npatch_size = 5\n", "'model.patch_size' must be even"),
+        ("[model]\narchitecture = 'patch_memory'\npatch_size = 5\n", "'model.patch_size' must be even"),
+        # Each architecture takes its own keys: patch memory's are unknown to an autoencoder.
+        ("[model]\npatch_size = 4\n", "unknown key 'model.patch_size' (architecture 'compact' takes: architecture,"),
+        ("[model]\narchitecture = 'seed003'\nfilters = [8]\n", "unknown key 'model.filters' (architecture 'seed003'"),
+        ("[model]\narchitecture = 'vae'\n", "'model.architecture' must be one of compact, seed003, patch_memory; got 'vae'"),
         ("[threshold]\npolicy = 'guess'\n", "'threshold.policy' must be one of"),
         ("[threshold]\nk = true\n", "'threshold.k' must be of type float"),
         ("model = 3\n", "[model] must be a table"),

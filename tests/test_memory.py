@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from inspector.bundle import load_bundle
 from inspector.cli import cli
 from inspector.config import resolve_pipeline
-from inspector.inference import reconstruct, score_arrays
-from inspector.memory import build_patch_memory
+from inspector.inference import forward, score_arrays
+from inspector.models.patch_memory.fit import memory_of
 from inspector.cv_setup import cv2
 from inspector.training import load_folder, train_bundle
 from conftest import SAMPLE
@@ -33,16 +33,14 @@ def with_blob(image: np.ndarray, x: int, y: int) -> np.ndarray:
 
 
 def test_a_remembered_image_matches_itself_exactly(screw, good):
-    m = screw.model
-    model = build_patch_memory(good[:20], m.neighbours, m.search_radius, m.patch_size)
-    distances = reconstruct(model, good[:3])
+    model = memory_of(good[:20], screw.model.settings)
+    distances = forward(model, good[:3])
     assert distances.shape == (3, 64, 192)
     assert float(np.abs(distances).max()) < 1e-6
 
 
 def test_a_blob_on_the_part_scores_higher_and_is_where_the_heat_is(screw, good):
-    m = screw.model
-    model = build_patch_memory(good[:-1], m.neighbours, m.search_radius, m.patch_size)
+    model = memory_of(good[:-1], screw.model.settings)
     part = good[-1]
     x, y = 80, 32  # the shank, middle of the crop
     scores, maps = score_arrays(model, np.stack([part, with_blob(part, x, y)]), screw.scoring)

@@ -1,11 +1,16 @@
 import numpy as np
 
-from inspector.config import ModelConfig
-from inspector.model import build_model
+from inspector import models
+from inspector.models.autoencoder import AutoencoderSettings
+from inspector.models.compact import CompactSettings
+
+
+def build_model(architecture: str, settings, shape):
+    return models.get(architecture).build(settings, shape)
 
 
 def test_seed003_is_the_notebook_model():
-    model = build_model(ModelConfig(architecture="seed003"), (200, 200))
+    model = build_model("seed003", AutoencoderSettings(), (200, 200))
     kinds = [(type(layer).__name__, getattr(layer, "filters", None)) for layer in model.layers]
     assert kinds == [
         ("Conv2D", 32), ("MaxPooling2D", None), ("Conv2D", 16), ("MaxPooling2D", None), ("Conv2D", 8),
@@ -19,7 +24,7 @@ def test_seed003_is_the_notebook_model():
 
 
 def test_compact_reconstructs_same_shape_and_is_smaller():
-    compact = build_model(ModelConfig(architecture="compact", decoder_filters=(32, 16, 4)), (200, 200))
+    compact = build_model("compact", CompactSettings(decoder_filters=(32, 16, 4)), (200, 200))
     assert compact.output_shape == (None, 200, 200, 1)
     transposed = [layer.filters for layer in compact.layers if type(layer).__name__ == "Conv2DTranspose"]
     assert transposed == [32, 16, 4]
@@ -32,5 +37,5 @@ def test_compact_reconstructs_same_shape_and_is_smaller():
 
 def test_no_lambda_layers_in_any_architecture():
     for name in ("seed003", "compact"):
-        model = build_model(ModelConfig(architecture=name), (200, 200))
+        model = build_model(name, models.get(name).settings(), (200, 200))
         assert not any(type(layer).__name__ == "Lambda" for layer in model.layers)

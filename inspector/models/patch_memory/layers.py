@@ -1,32 +1,17 @@
-"""Patch memory: a part is compared, patch by patch, with the most similar good parts.
+"""The patch memory's Keras layer: what a saved patch-memory model needs to load and run.
 
-Works on pose-normalised images (every part lies at the same place and angle, head left), so
-a patch of a new part only needs comparing with the patches at about the same place on the
-good parts the model remembers. The per-pixel distance to the closest good patch is the error
-map: a dent, a scratch or a broken thread matches nothing the good parts showed there.
-
-The remembered images are weights of a Keras layer, so the model is one `.keras` file that
-loads with `safe_mode=True`. Serving imports this module (to know the layer); it holds no
-training code.
+The remembered images are weights of this layer, so the model is one `.keras` file that loads
+with `safe_mode=True`. Serving imports this module (to know the layer); filling the memory and
+learning its statistics is training code, in `fit`.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from .tf_setup import keras
+from ...tf_setup import keras
 
 # Candidates are pre-selected on images shrunk by this factor (cheap, and blind to small
 # defects, which is what a pre-selection should be).
 SELECT_POOL = 4
-
-
-def part_level(images: np.ndarray) -> float:
-    """The grey level between part and background in the remembered images (median over images
-    of the Otsu threshold), so serving needs no second segmentation."""
-    from .preprocess import otsu_split
-
-    return float(np.median([otsu_split(image, 2.0)[0] for image in images]))
 
 
 @keras.saving.register_keras_serializable(package="inspector")
@@ -66,25 +51,8 @@ class PatchMemory(keras.layers.Layer):
             shape=(self.memory_size, coarse), initializer="zeros", trainable=False, name="coarse_memory",
         )
 
-    def remember(self, images: np.ndarray) -> None:
-        """Store good images (N, H, W) as the memory."""
-        images = np.asarray(images, np.float32)
-        if images.shape != (self.memory_size, self.height, self.width):
-            raise ValueError(f"memory expects {(self.memory_size, self.height, self.width)}, got {images.shape}")
-        self.memory.assign(images)
-        self.coarse_memory.assign(np.asarray(self._coarse(images[..., None])))
-
-    def normalise_by(self, good_maps: np.ndarray) -> None:
-        """Learn per-pixel statistics from distance maps of good images the memory does not hold
-        (cross-validation): later maps are (distance - mean) / spread, spread smoothed."""
-        from .cv_setup import cv2
-
-        good_maps = np.asarray(good_maps, np.float32)
-        spread = good_maps.std(axis=0)
-        self.position_mean.assign(good_maps.mean(axis=0))
-        self.position_scale.assign(cv2.GaussianBlur(spread, (0, 0), 2.0) + float(spread.mean()) + 1e-12)
-
-    def _coarse(self, x):
+    def coarse(self, x):
+        """(B, H, W, 1) images -> (B, cells) their coarse views, as the memory holds them."""
         import tensorflow as tf
 
         pooled = tf.nn.avg_pool2d(x, SELECT_POOL, SELECT_POOL, "VALID")
@@ -94,7 +62,7 @@ class PatchMemory(keras.layers.Layer):
         import tensorflow as tf
 
         h, w, r, k = self.height, self.width, self.search_radius, self.neighbours
-        coarse = self._coarse(x)
+        coarse = self.coarse(x)
         # Squared distances to every remembered image, as |a|^2 - 2ab + |b|^2 (one matmul).
         dist = (tf.reduce_sum(coarse**2, 1, keepdims=True)
                 - 2.0 * tf.matmul(coarse, self.coarse_memory, transpose_b=True)
@@ -129,13 +97,3 @@ class PatchMemory(keras.layers.Layer):
             "neighbours": self.neighbours, "search_radius": self.search_radius,
             "patch_size": self.patch_size, "part_level": self.part_level,
         }
-
-
-def build_patch_memory(images: np.ndarray, neighbours: int, search_radius: int, patch_size: int) -> "keras.Model":
-    """A model that remembers `images` (N, H, W) and maps an image to its distance map."""
-    count, height, width = images.shape
-    inputs = keras.Input(shape=(height, width, 1))
-    layer = PatchMemory(count, height, width, neighbours, search_radius, patch_size, part_level(images))
-    model = keras.Model(inputs, layer(inputs), name="patch_memory")
-    layer.remember(images)
-    return model

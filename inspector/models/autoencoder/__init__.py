@@ -1,0 +1,23 @@
+"""What every autoencoder (a model trained to reconstruct good images) takes in [model].
+
+Shared by `compact`, `seed003` and any later reconstruction model that trains with Keras'
+`fit` on a held-out split (`fit.fit_autoencoder`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...validation import check_range
+
+
+@dataclass(frozen=True)
+class AutoencoderSettings:
+    epochs: int = 30
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+
+    def validate(self, where: str) -> None:
+        check_range(f"{where}.epochs", self.epochs, 1, 10_000)
+        check_range(f"{where}.batch_size", self.batch_size, 1, 1024)
+        check_range(f"{where}.learning_rate", self.learning_rate, 1e-7, 1.0)

@@ -1,0 +1,98 @@
+"""Fitting the patch memory: remember good images, learn per-pixel statistics by cross-validation."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from ...cv_setup import cv2
+from ...inference import forward, score_arrays
+from ...preprocess import otsu_split
+from ...tf_setup import keras
+from ..spec import Fitted
+from . import PatchMemorySettings
+from .layers import PatchMemory
+
+if TYPE_CHECKING:
+    from ...config import Pipeline
+
+# The benchmark's memory holds this many copies of its images: about a training set's worth.
+BENCHMARK_MEMORY_COPIES = 10
+
+
+def part_level(images: np.ndarray) -> float:
+    """The grey level between part and background in the remembered images (median over images
+    of the Otsu threshold), so serving needs no second segmentation."""
+    return float(np.median([otsu_split(image, 2.0)[0] for image in images]))
+
+
+def memory_of(images: np.ndarray, settings: PatchMemorySettings) -> "keras.Model":
+    """A model that remembers `images` (N, H, W) and maps an image to its distance map."""
+    count, height, width = images.shape
+    inputs = keras.Input(shape=(height, width, 1))
+    layer = PatchMemory(count, height, width, settings.neighbours, settings.search_radius,
+                        settings.patch_size, part_level(images))
+    model = keras.Model(inputs, layer(inputs), name="patch_memory")
+    images = np.asarray(images, np.float32)
+    layer.memory.assign(images)
+    layer.coarse_memory.assign(np.asarray(layer.coarse(images[..., None])))
+    return model
+
+
+def normalise_by(model: "keras.Model", good_maps: np.ndarray) -> None:
+    """Learn per-pixel statistics from distance maps of good images the memory does not hold
+    (cross-validation): later maps are (distance - mean) / spread, spread smoothed."""
+    layer = model.layers[-1]
+    good_maps = np.asarray(good_maps, np.float32)
+    spread = good_maps.std(axis=0)
+    layer.position_mean.assign(good_maps.mean(axis=0))
+    layer.position_scale.assign(cv2.GaussianBlur(spread, (0, 0), 2.0) + float(spread.mean()) + 1e-12)
+
+
+def build(settings: PatchMemorySettings, shape: tuple[int, int]) -> "keras.Model":
+    """An empty memory (`neighbours` blank images): the graph a fitted model has, nothing learnt."""
+    return memory_of(np.zeros((settings.neighbours, *shape), np.float32), settings)
+
+
+def fit(
+    arrays: np.ndarray,
+    pipeline: Pipeline,
+    seed: int,
+    epochs: int | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> Fitted:
+    """Calibrate by cross-validation, then remember every good image (no epochs, no loss).
+
+    Each fold (a `holdout_fraction` share) is scored by a memory of the other images, so every
+    good image gets an honest distance map from a memory that never saw it. Those maps give the
+    per-pixel statistics the distances are normalised by, and the calibration scores. The final
+    memory keeps all images (a bigger memory matches more thread phases and head turns).
+    """
+    settings = pipeline.model.settings
+    folds = max(2, min(len(arrays), round(1 / pipeline.model.holdout_fraction)))
+    order = np.random.default_rng(seed).permutation(len(arrays))
+    fold_models = [(fold, memory_of(arrays[np.setdiff1d(order, fold)], settings))
+                   for fold in np.array_split(order, folds)]
+    distances = np.empty(arrays.shape, np.float32)
+    for fold, fold_model in fold_models:
+        distances[fold] = forward(fold_model, arrays[fold])
+    started = time.perf_counter()
+    model = memory_of(arrays, settings)
+    normalise_by(model, distances)
+    seconds = time.perf_counter() - started
+    scores, maps = np.empty(len(arrays)), np.empty(arrays.shape, np.float32)
+    for fold, fold_model in fold_models:
+        normalise_by(fold_model, distances)
+        scores[fold], maps[fold] = score_arrays(fold_model, arrays[fold], pipeline.scoring)
+    return Fitted(
+        model=model, scores=scores, maps=maps,
+        calibrated_on=f"{len(arrays)} good images, {folds}-fold cross-validated (each scored by a memory without it)",
+        trained_on=len(arrays), held_out=len(arrays), seconds=seconds,
+    )
+
+
+def benchmark_model(arrays: np.ndarray, pipeline: Pipeline) -> "keras.Model":
+    """A memory as large as a training set's (its cost grows with what it remembers)."""
+    return memory_of(np.concatenate([arrays] * BENCHMARK_MEMORY_COPIES), pipeline.model.settings)

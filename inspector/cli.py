@@ -333,7 +333,7 @@ def score(model_dir, paths, heatmaps, batch, verbose, as_json):
             row = {"path": str(result.path), "verdict": result.verdict, "score": result.score,
                    "threshold": bundle.threshold, "error": result.error}
             if heatmaps is not None and result.error_map is not None:
-                row.update(_write_heatmaps(heatmaps, result, inferencer.heat_scale))
+                row.update(_write_pictures(inferencer, heatmaps, result))
             log.info("%s %s %s", result.path, result.verdict, result.score)
             rows.append(row)
     if as_json:
@@ -345,12 +345,10 @@ def score(model_dir, paths, heatmaps, batch, verbose, as_json):
         click.echo(f"{row['verdict']:7s} {detail}  {row['path']}")
 
 
-def _write_heatmaps(folder: Path, result, scale: float) -> dict:
-    from .scoring import write_heatmaps
-
+def _write_pictures(inferencer, folder: Path, result) -> dict:
     heat = folder / f"{result.path.stem}_heatmap.png"
     over = folder / f"{result.path.stem}_overlay.png"
-    write_heatmaps(result.model_input, result.error_map, scale, heat, over)
+    inferencer.write_pictures(result, heat, over)
     return {"heatmap": str(heat), "overlay": str(over)}
 
 

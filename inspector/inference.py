@@ -1,6 +1,8 @@
-"""Scoring images with a trained bundle: pre_process -> forward -> error maps -> scores.
+"""The one way images are judged with a trained bundle: pre-process -> forward -> post-process.
 
-Used by `score`, `evaluate`, `calibrate` and the daemon. It never imports training code.
+`score`, `evaluate`, `calibrate` and the daemon judge through an `Inferencer`; training
+calibration and the benchmark use the same `forward` and `post_process` on arrays. It never
+imports training code.
 """
 
 from __future__ import annotations
@@ -9,15 +11,19 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Union
 
 import numpy as np
 
 from .bundle import Bundle
 from .config import ScoringConfig
 from .errors import ImageError
-from .preprocess import Exposure, preprocess
-from .scoring import error_maps, image_scores
+from .preprocess import Exposure, prepare, read_frame
+from .scoring import error_maps, image_scores, write_heatmaps
+
+# A file to read, or (its path, its bytes) when the caller has read it already (the daemon
+# reads each file once, to hash it).
+Source = Union[Path, tuple[Path, bytes]]
 
 
 @dataclass
@@ -30,6 +36,8 @@ class Result:
     error: str | None = None
     model_input: np.ndarray | None = None
     error_map: np.ndarray | None = None
+    width: int | None = None  # of the frame as read, before preprocessing
+    height: int | None = None
 
 
 def compiled(model):
@@ -51,11 +59,11 @@ def compiled(model):
 def forward(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Run the model over (N, H, W) arrays in chunks; returns its outputs (N, H, W): a
     reconstruction, or the error map itself, as the architecture declares."""
-    forward = compiled(model)
+    run = compiled(model)
     outputs = []
     for start in range(0, len(batch), batch_size):
         chunk = np.ascontiguousarray(batch[start:start + batch_size, ..., None], dtype=np.float32)
-        outputs.append(forward(chunk).numpy()[..., 0])
+        outputs.append(run(chunk).numpy()[..., 0])
     return np.concatenate(outputs) if outputs else np.empty((0,) + batch.shape[1:], np.float32)
 
 
@@ -71,16 +79,24 @@ def score_arrays(model, arrays: np.ndarray, scoring: ScoringConfig, batch_size: 
 
 
 class Inferencer:
-    """Judges images with one bundle: `pre_process` a file, `forward` a batch, `judge` files."""
+    """Judges images with one bundle: `pre_process` a file, `forward` a batch, `post_process`
+    its outputs into scores, error maps and verdicts, `write_pictures`; `judge` does it all.
 
-    def __init__(self, bundle: Bundle, threads: int | None = None):
+    With `contain_failures`, any failure while reading or preparing one file (a decoder error
+    of its own kind, say) becomes that file's error result instead of stopping the batch: the
+    daemon must keep running. Otherwise only an `ImageError` does.
+    """
+
+    def __init__(self, bundle: Bundle, threads: int | None = None, contain_failures: bool = False):
         if bundle.model is None:
             raise ValueError("the bundle's model is not loaded; use load_bundle()")
         self.bundle = bundle
         self.pipeline = bundle.pipeline
         self.heat_scale = bundle.heat_scale
+        self.contain_failures = contain_failures
         # Decoding PNGs dominates; OpenCV releases the GIL, so threads decode in parallel.
-        self._pool = ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1),
+                                        thread_name_prefix="inspector-decode")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -91,52 +107,85 @@ class Inferencer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def pre_process(self, source, exposure: Exposure | None = None) -> np.ndarray:
-        return preprocess(source, self.pipeline.preprocess, exposure)
+    def pre_process(
+        self,
+        source: str | os.PathLike | bytes | np.ndarray,
+        exposure: Exposure | None = None,
+        path: str | os.PathLike | None = None,
+    ) -> np.ndarray:
+        """A file (path or its bytes) or an already-decoded [0, 1] grey frame -> the model's input."""
+        return self._prepared(source, exposure, path)[0]
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        return forward(self.bundle.model, batch)
+    def forward(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        return forward(self.bundle.model, batch, batch_size)
+
+    def post_process(self, inputs: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Model inputs and outputs -> image scores, error maps and verdicts."""
+        scores, maps = post_process(inputs, outputs, self.pipeline.scoring)
+        return scores, maps, [self.verdict(float(s)) for s in scores]
 
     def verdict(self, score: float) -> str:
         return self.bundle.verdict(score)
 
+    def write_pictures(self, result: Result, heatmap: Path, overlay: Path) -> None:
+        """The heatmap and the overlay of a result judged with `keep_maps`, on the bundle's scale."""
+        write_heatmaps(result.model_input, result.error_map, self.heat_scale, heatmap, overlay)
+
     def judge(
         self,
-        paths: Iterable[Path],
+        sources: Iterable[Source],
         batch_size: int = 32,
         exposure_for: Callable[[Path], Exposure | None] | None = None,
         keep_maps: bool = False,
     ) -> Iterator[Result]:
-        """Score files in batches, in order; unreadable files come back as `error` results."""
-        batch: list[Path] = []
-        for path in paths:
-            batch.append(Path(path))
+        """Judge files in batches, in order; unreadable files come back as `error` results."""
+        batch: list[Source] = []
+        for source in sources:
+            batch.append(source)
             if len(batch) == batch_size:
-                yield from self._judge_batch(batch, exposure_for, keep_maps)
+                yield from self._judge_batch(batch, exposure_for, keep_maps, batch_size)
                 batch = []
         if batch:
-            yield from self._judge_batch(batch, exposure_for, keep_maps)
+            yield from self._judge_batch(batch, exposure_for, keep_maps, batch_size)
 
-    def _load(self, path: Path, exposure_for) -> np.ndarray | ImageError:
+    def _prepared(self, source, exposure: Exposure | None, path) -> tuple[np.ndarray, tuple[int, int]]:
+        """The model input and the (height, width) of the frame it came from."""
+        if isinstance(source, np.ndarray):
+            gray = source
+        else:
+            gray = read_frame(source, exposure, path)
+            path = path or (None if isinstance(source, (bytes, bytearray)) else source)
+        return prepare(gray, self.pipeline.preprocess, path), gray.shape[:2]
+
+    def _load(self, source: Source, exposure_for) -> tuple[np.ndarray, tuple[int, int]] | ImageError:
+        path, data = source if isinstance(source, tuple) else (Path(source), None)
         try:
-            return self.pre_process(path, exposure_for(path) if exposure_for else None)
+            exposure = exposure_for(path) if exposure_for else None
+            return self._prepared(path if data is None else data, exposure, path)
         except ImageError as exc:
             return exc
+        except Exception as exc:
+            if not self.contain_failures:
+                raise
+            return ImageError(path, f"cannot process image: {type(exc).__name__}: {exc}")
 
-    def _judge_batch(self, paths: list[Path], exposure_for, keep_maps: bool) -> list[Result]:
-        loaded = list(self._pool.map(lambda p: self._load(p, exposure_for), paths))
-        good = [i for i, item in enumerate(loaded) if not isinstance(item, ImageError)]
-        results = [
+    def _judge_batch(self, sources: list[Source], exposure_for, keep_maps: bool, batch_size: int) -> list[Result]:
+        paths = [Path(s[0] if isinstance(s, tuple) else s) for s in sources]
+        loaded = list(self._pool.map(lambda s: self._load(s, exposure_for), sources))
+        results: list[Result | None] = [
             Result(path, "error", error=item.reason) if isinstance(item, ImageError) else None
             for path, item in zip(paths, loaded)
         ]
+        good = [i for i, item in enumerate(loaded) if not isinstance(item, ImageError)]
         if good:
-            arrays = np.stack([loaded[i] for i in good])
-            scores, maps = post_process(arrays, self.forward(arrays), self.pipeline.scoring)
+            arrays = np.stack([loaded[i][0] for i in good])
+            scores, maps, verdicts = self.post_process(arrays, self.forward(arrays, batch_size))
             for j, i in enumerate(good):
+                height, width = loaded[i][1]
                 results[i] = Result(
-                    paths[i], self.verdict(float(scores[j])), score=float(scores[j]),
+                    paths[i], verdicts[j], score=float(scores[j]),
                     model_input=arrays[j] if keep_maps else None,
                     error_map=maps[j] if keep_maps else None,
+                    width=width, height=height,
                 )
         return results

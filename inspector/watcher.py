@@ -25,15 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .bundle import Bundle
-from .inference import score_arrays
-from .errors import ConfigError, ImageError
-from .preprocess import MAX_FILE_BYTES, decode, looks_complete, prepare
-from .scoring import write_heatmaps
+from .errors import ConfigError
+from .inference import Inferencer, Result
+from .preprocess import MAX_FILE_BYTES, looks_complete
 from .store import Inspection, Store, claim_abandoned, utcnow, worker_identity
 
 log = logging.getLogger("inspector.watch")
@@ -83,8 +81,7 @@ class Work:
     received_at: object
     data: bytes | None = None
     error: str | None = None
-    gray: np.ndarray | None = None
-    array: np.ndarray | None = None
+    result: Result | None = None
 
 
 @dataclass
@@ -130,6 +127,7 @@ class Watcher:
         self._tracked: dict[Path, Tracked] = {}
         self._kept: dict[Path, tuple[int, int]] = {}  # --on-done keep: files already judged
         self._pool = ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="inspector-io")
+        self.inferencer = Inferencer(bundle, threads=options.threads, contain_failures=True)
         self.worker = worker_identity()
         self.model_id = store.model_record(
             bundle.fingerprint, bundle.pipeline.name, str(bundle.path), bundle.threshold)
@@ -173,6 +171,7 @@ class Watcher:
             observer.stop()
             observer.join()
             self._pool.shutdown(wait=True)
+            self.inferencer.close()
             log.warning("stopped; %s", self.counters.line())
 
     def stop(self) -> None:
@@ -282,27 +281,25 @@ class Watcher:
         work = self._claim(files)
         if not work:
             return
-        list(self._pool.map(self._decode, work))
-        scorable = [w for w in work if w.error is None]
-        if scorable:
-            arrays = np.stack([w.array for w in scorable])
-            scores, maps = score_arrays(self.bundle.model, arrays, self.bundle.pipeline.scoring, self.options.batch)
+        readable = [w for w in work if w.error is None]
+        judged = self.inferencer.judge([(w.path, w.data) for w in readable], self.options.batch, keep_maps=True)
+        for w, result in zip(readable, judged):
+            w.data = None  # free the file's bytes
+            w.result, w.error = result, result.error
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(work)
         updates: dict[int, dict] = {}
         heat_jobs = []
-        for i, w in enumerate(scorable):
-            score = float(scores[i])
-            verdict = self.bundle.verdict(score)
-            heat, over = self._heat_paths(w)
-            heat_jobs.append(self._pool.submit(self._write_heatmaps, w.array, maps[i], heat, over))
-            updates[w.row_id] = dict(
-                status="done", verdict=verdict, score=score, threshold=self.bundle.threshold,
-                heatmap_path=str(heat), overlay_path=str(over), model_id=self.model_id,
-                stored_path=str(self._destination(w, "archive")) if self.options.on_done == "move" else str(w.path),
-                width=w.gray.shape[1], height=w.gray.shape[0],
-            )
         for w in work:
-            if w.error is not None:
+            if w.error is None:
+                heat, over = self._heat_paths(w)
+                heat_jobs.append(self._pool.submit(self._write_heatmaps, w.result, heat, over))
+                updates[w.row_id] = dict(
+                    status="done", verdict=w.result.verdict, score=w.result.score, threshold=self.bundle.threshold,
+                    heatmap_path=str(heat), overlay_path=str(over), model_id=self.model_id,
+                    stored_path=str(self._destination(w, "archive")) if self.options.on_done == "move" else str(w.path),
+                    width=w.result.width, height=w.result.height,
+                )
+            else:
                 updates[w.row_id] = dict(status="error", verdict="error", error_reason=w.error,
                                          model_id=self.model_id,
                                          stored_path=str(self._destination(w, "rejected")))
@@ -399,18 +396,6 @@ class Watcher:
             return True
         return False
 
-    def _decode(self, w: Work) -> None:
-        if w.error is not None:
-            return
-        try:
-            w.gray = decode(w.data, w.path)
-            w.array = prepare(w.gray, self.bundle.pipeline.preprocess, w.path)
-        except ImageError as exc:
-            w.error = exc.reason
-        except Exception as exc:  # a decoder failure of its own kind is still this file's problem
-            w.error = f"cannot process image: {type(exc).__name__}: {exc}"
-        w.data = None  # free the file's bytes
-
     def _unreadable_reason(self, path: Path) -> str:
         if os.path.islink(path):
             target = os.path.realpath(path)
@@ -447,8 +432,8 @@ class Watcher:
         stem = f"{w.row_id}_{w.path.stem}"
         return folder / f"{stem}_heatmap.png", folder / f"{stem}_overlay.png"
 
-    def _write_heatmaps(self, model_input, error_map, heat: Path, over: Path) -> None:
-        write_heatmaps(model_input, error_map, self.bundle.heat_scale, heat, over)
+    def _write_heatmaps(self, result: Result, heat: Path, over: Path) -> None:
+        self.inferencer.write_pictures(result, heat, over)
 
     def _destination(self, w: Work, kind: str) -> Path:
         return self.out / kind / _day(w.received_at) / f"{w.row_id}_{w.path.name}"

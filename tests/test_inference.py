@@ -1,0 +1,80 @@
+"""The one inferencer: pre-process, forward, post-process (scores, maps, verdicts), pictures."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspector.bundle import Bundle
+from inspector.config import Pipeline, PreprocessConfig, ScoringConfig
+from inspector.inference import Inferencer
+from inspector.preprocess import decode, preprocess
+from inspector.tf_setup import keras
+from conftest import SAMPLE
+
+GOOD = sorted((SAMPLE / "test" / "good").glob("*.png"))[:3]
+
+
+def zero_model(size: int) -> "keras.Model":
+    """Outputs zeros: a 'reconstruction' whose squared error is the input squared."""
+    inputs = keras.Input(shape=(size, size, 1))
+    return keras.Model(inputs, keras.layers.Rescaling(0.0)(inputs))
+
+
+def bundle(scoring: ScoringConfig, threshold: float, size: int = 64) -> Bundle:
+    pipeline = Pipeline(preprocess=PreprocessConfig(size=size, normalize="unit"), scoring=scoring)
+    return Bundle(path=Path("unused"), pipeline=pipeline, threshold=threshold, threshold_info={},
+                  calibration={"heat_scale": 0.5}, training={}, versions={}, created="", model=zero_model(size))
+
+
+def test_post_process_scores_maps_and_verdicts_by_hand():
+    inputs = np.zeros((3, 4, 4), np.float32)
+    outputs = np.zeros((3, 4, 4), np.float32)
+    outputs[1, 2, 2] = 0.5  # squared error 0.25: exactly the threshold, not above it
+    outputs[2, 0, 1] = 0.6  # 0.36
+    with Inferencer(bundle(ScoringConfig(error="squared", reduce="max"), threshold=0.25, size=4)) as inferencer:
+        scores, maps, verdicts = inferencer.post_process(inputs, outputs)
+    np.testing.assert_allclose(scores, [0.0, 0.25, 0.36])
+    assert verdicts == ["ok", "ok", "defect"]  # a defect is strictly above the threshold
+    assert maps.shape == (3, 4, 4) and maps[2, 0, 1] == pytest.approx(0.36)
+
+
+def test_judge_paths_bytes_and_frames_alike(tmp_path):
+    scoring = ScoringConfig(error="squared", reduce="mean")
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    config = PreprocessConfig(size=64, normalize="unit")
+    expected = [float(np.mean(preprocess(p, config) ** 2)) for p in GOOD]
+    threshold = float(np.median(expected))
+    with Inferencer(bundle(scoring, threshold)) as inferencer:
+        from_paths = list(inferencer.judge([*GOOD, broken], batch_size=2, keep_maps=True))
+        from_bytes = list(inferencer.judge([(p, p.read_bytes()) for p in GOOD], batch_size=8))
+        frame = decode(GOOD[0].read_bytes())
+        np.testing.assert_array_equal(inferencer.pre_process(frame), preprocess(GOOD[0], config))
+        np.testing.assert_array_equal(inferencer.pre_process(GOOD[0]), preprocess(GOOD[0], config))
+        inferencer.write_pictures(from_paths[0], tmp_path / "h.png", tmp_path / "o.png")
+    assert [r.path for r in from_paths] == [*GOOD, broken]
+    np.testing.assert_allclose([r.score for r in from_paths[:3]], expected, rtol=1e-5)
+    assert [r.score for r in from_bytes] == [r.score for r in from_paths[:3]]
+    assert [r.verdict for r in from_paths[:3]] == ["defect" if s > threshold else "ok" for s in expected]
+    first = from_paths[0]
+    assert (first.width, first.height) == (256, 256)  # the frame as read, not the model input
+    assert first.model_input.shape == first.error_map.shape == (64, 64)
+    np.testing.assert_allclose(first.error_map, first.model_input ** 2, rtol=1e-5)
+    assert from_paths[3].verdict == "error" and "not a readable image" in from_paths[3].error
+    assert (tmp_path / "h.png").stat().st_size > 0 and (tmp_path / "o.png").stat().st_size > 0
+
+
+def test_only_the_daemon_turns_any_reading_failure_into_an_error_result(monkeypatch):
+    import inspector.inference
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr(inspector.inference, "read_frame", explode)
+    scoring = ScoringConfig(error="squared", reduce="mean")
+    with Inferencer(bundle(scoring, 1.0), contain_failures=True) as daemon_side:
+        [result] = daemon_side.judge(GOOD[:1])
+    assert result.verdict == "error" and result.error == "cannot process image: RuntimeError: decoder bug"
+    with Inferencer(bundle(scoring, 1.0)) as strict, pytest.raises(RuntimeError, match="decoder bug"):
+        list(strict.judge(GOOD[:1]))

@@ -2,14 +2,13 @@
 
 The inspections table is the truth about every part: a row is claimed (status `pending`) before
 a file is scored, so a crash leaves a row that the next start finishes. `content_hash` is unique:
-the same bytes are never scored twice, whatever their name.
+the same bytes are never scored twice, whatever their name. The claiming protocol itself is in
+`claims`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,30 +103,6 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     inspection: Mapped[Inspection] = relationship(back_populates="reviews")
-
-
-def worker_identity() -> str:
-    """host:pid:start-time of this process; the start time tells a reused pid apart."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
-
-
-def _process_start(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
-
-
-def claim_abandoned(worker: str | None, claimed_at: datetime | None, timeout: float) -> bool:
-    """Whether a pending claim's worker is gone: a dead process on this host, or, for another
-    host, a claim older than `timeout` seconds."""
-    if not worker:
-        return True
-    host, _, rest = worker.partition(":")
-    pid, _, start = rest.partition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        return _process_start(int(pid)) != start
-    return claimed_at is None or (utcnow() - claimed_at).total_seconds() > timeout
 
 
 def normalize_url(db: str) -> str:

@@ -25,14 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-
 from .bundle import Bundle
+from .claims import CLAIMED, DUPLICATE, FINISH, Claims, Request
 from .errors import ConfigError
 from .inference import Inferencer, Result
 from .preprocess import MAX_FILE_BYTES, looks_complete
-from .store import Inspection, Store, claim_abandoned, utcnow, worker_identity
+from .store import Store, utcnow
 
 log = logging.getLogger("inspector.watch")
 
@@ -128,7 +126,7 @@ class Watcher:
         self._kept: dict[Path, tuple[int, int]] = {}  # --on-done keep: files already judged
         self._pool = ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="inspector-io")
         self.inferencer = Inferencer(bundle, threads=options.threads, contain_failures=True)
-        self.worker = worker_identity()
+        self.claims = Claims(store, station=options.station, timeout=options.claim_timeout)
         self.model_id = store.model_record(
             bundle.fingerprint, bundle.pipeline.name, str(bundle.path), bundle.threshold)
 
@@ -308,7 +306,7 @@ class Watcher:
         now = utcnow()
         for values in updates.values():
             values.update(scored_at=now, processing_ms=elapsed_ms)
-        lost = self.store.retry(lambda: self._commit(updates), "record verdicts")
+        lost = self.claims.commit(updates)
         for w in work:
             if w.row_id in lost:  # another worker took this claim over and owns the verdict
                 log.warning("%s: inspection %d was taken over by another worker; result dropped", w.path.name, w.row_id)
@@ -317,84 +315,28 @@ class Watcher:
             self._count(w.path, updates[w.row_id], w.row_id)
 
     def _claim(self, files: list[tuple[Path, bytes | None]]) -> list[Work]:
-        """Take a row for each file's content in one transaction, or find it is handled elsewhere.
-
-        New content gets a pending row owned by this worker. A pending row whose worker is gone
-        (a dead process on this host, or a claim older than `claim_timeout` from another host) is
-        taken over; one whose worker is alive is left to it. A finished row for this same path
-        means only the move is left to do; anything else is a duplicate.
-        """
-        digests = list(self._pool.map(_content_key, [path for path, _ in files], [data for _, data in files]))
-
-        def work():
-            outcomes = []
-            with self.store.session() as s, s.begin():
-                taken: set[int] = set()
-                for (path, data), digest in zip(files, digests):
-                    row = s.scalar(select(Inspection).where(Inspection.content_hash == digest))
-                    now = utcnow()
-                    if row is None:
-                        row = Inspection(source_path=str(path), source_name=path.name, content_hash=digest,
-                                         size_bytes=len(data) if data is not None else None, received_at=now,
-                                         status="pending", station=self.options.station, worker=self.worker,
-                                         claimed_at=now)
-                        s.add(row)
-                        s.flush()
-                        state = "claimed"
-                    elif row.status == "pending" and row.id not in taken:
-                        if row.worker == self.worker:  # our own claim from a batch that failed
-                            state = "claimed"
-                        elif claim_abandoned(row.worker, row.claimed_at, self.options.claim_timeout):
-                            state = "claimed" if self._take_over(s, row, path, now) else "busy"
-                        else:
-                            state = "busy" if row.source_path == str(path) else "duplicate"
-                    elif row.source_path == str(path) and row.status != "pending":
-                        state = "finish"  # judged, but the file was not moved yet
-                    else:
-                        state = "duplicate"
-                    if state == "claimed":
-                        taken.add(row.id)
-                    outcomes.append((state, path, data, row.id, row.status, row.stored_path,
-                                     row.received_at, row.source_name))
-            return outcomes
-
-        try:
-            outcomes = self.store.retry(work, "claim")
-        except IntegrityError:  # another worker claimed some of this content at the same moment
-            if len(files) == 1:
-                return []  # it is theirs; a rescan brings the file back if they fail
-            return [w for item in files for w in self._claim([item])]
+        """Claim each file's content (`claims`); files judged already are finished or set aside."""
+        digests = self._pool.map(_content_key, [path for path, _ in files], [data for _, data in files])
+        requests = [Request(str(path), digest, len(data) if data is not None else None)
+                    for (path, data), digest in zip(files, digests)]
         claimed = []
-        for state, path, data, row_id, status, stored_path, received_at, first_name in outcomes:
-            if state == "claimed":
+        for (path, data), answer in zip(files, self.claims.claim(requests)):
+            if answer.state == CLAIMED:
                 reason = None if data is not None else self._unreadable_reason(path)
-                claimed.append(Work(path=path, row_id=row_id, received_at=received_at, data=data, error=reason))
-            elif state == "finish":
-                self._finish(path, {"status": status, "stored_path": stored_path})
-            elif state == "duplicate":
+                claimed.append(Work(path=path, row_id=answer.row_id, received_at=answer.received_at, data=data,
+                                    error=reason))
+            elif answer.state == FINISH:
+                self._finish(path, {"status": answer.status, "stored_path": answer.stored_path})
+            elif answer.state == DUPLICATE:
                 # A copy of a rejected file (say, a second empty file) is rejected too.
-                folder = "rejected" if status == "error" else "duplicates"
-                self._move(path, self.out / folder / _day(utcnow()) / f"{row_id}_dup_{path.name}")
+                folder = "rejected" if answer.status == "error" else "duplicates"
+                self._move(path, self.out / folder / _day(utcnow()) / f"{answer.row_id}_dup_{path.name}")
                 self.counters.duplicates += 1
                 log.warning("%s has the same content as inspection %d (%s); moved to %s/",
-                            path.name, row_id, first_name, folder)
+                            path.name, answer.row_id, answer.first_name, folder)
             else:
                 log.debug("%s is being judged by another worker", path.name)
         return claimed
-
-    def _take_over(self, session, row: Inspection, path: Path, now) -> bool:
-        """Claim a pending row from a gone worker; false if another worker got there first."""
-        result = session.execute(
-            update(Inspection)
-            .where(Inspection.id == row.id, Inspection.status == "pending", _equals(Inspection.worker, row.worker))
-            .values(worker=self.worker, claimed_at=now, source_path=str(path), source_name=path.name,
-                    station=self.options.station)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
-            log.warning("%s: taking over inspection %d from %s", path.name, row.id, row.worker or "an old run")
-            return True
-        return False
 
     def _unreadable_reason(self, path: Path) -> str:
         if os.path.islink(path):
@@ -409,21 +351,6 @@ class Watcher:
         if size > MAX_FILE_BYTES:
             return f"file too large ({size} bytes, limit {MAX_FILE_BYTES})"
         return "cannot read file (no permission, or it is not a regular file)"
-
-    def _commit(self, updates: dict[int, dict]) -> set[int]:
-        """Record verdicts of rows this worker still owns; returns the ids it no longer owns."""
-        lost = set()
-        with self.store.session() as s, s.begin():
-            for row_id, values in updates.items():
-                result = s.execute(
-                    update(Inspection)
-                    .where(Inspection.id == row_id, Inspection.status == "pending", Inspection.worker == self.worker)
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount != 1:
-                    lost.add(row_id)
-        return lost
 
     # -- files -----------------------------------------------------------------------------
 
@@ -484,35 +411,10 @@ class Watcher:
                      values["score"], values["threshold"], row_id)
 
     def recover(self) -> None:
-        """At start-up: an abandoned pending row whose file is gone can never be scored; say so."""
-        def work():
-            vanished = 0
-            with self.store.session() as s, s.begin():
-                rows = s.scalars(select(Inspection).where(Inspection.status == "pending")).all()
-                for row in rows:
-                    if os.path.lexists(row.source_path):
-                        continue  # the file is there: the scan takes it (or its live worker does)
-                    if not claim_abandoned(row.worker, row.claimed_at, self.options.claim_timeout):
-                        continue
-                    result = s.execute(
-                        update(Inspection)
-                        .where(Inspection.id == row.id, Inspection.status == "pending",
-                               _equals(Inspection.claimed_at, row.claimed_at))
-                        .values(status="error", verdict="error", scored_at=utcnow(),
-                                error_reason="file disappeared from the inbox before it was scored")
-                        .execution_options(synchronize_session=False)
-                    )
-                    vanished += result.rowcount
-                return len(rows), vanished
-
-        pending, vanished = self.store.retry(work, "recover")
+        """At start-up: close the abandoned claims whose file is gone (`Claims.recover`)."""
+        pending, vanished = self.claims.recover()
         if pending:
             log.warning("resuming: %d inspections were in flight (%d of them lost their file)", pending, vanished)
-
-
-def _equals(column, value):
-    """SQL equality that also matches NULL: the row is still as it was read."""
-    return column.is_(None) if value is None else column == value
 
 
 def _is_regular(st: os.stat_result) -> bool:

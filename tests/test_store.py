@@ -96,23 +96,6 @@ def test_database_level_check_refuses_a_bad_verdict(store):
                 " VALUES ('a', 'a', 'x', '2026-01-01', 'done', 'maybe')"))
 
 
-def test_claims_of_dead_workers_are_abandoned():
-    import os
-    import socket
-    from datetime import timedelta
-
-    from inspector.store import claim_abandoned, utcnow, worker_identity
-
-    me = worker_identity()
-    assert not claim_abandoned(me, utcnow(), 60)
-    host = socket.gethostname()
-    assert claim_abandoned(f"{host}:{os.getpid()}:not-my-start-time", utcnow(), 60)  # pid reused
-    assert claim_abandoned(f"{host}:999999999:1", utcnow(), 60)  # no such process
-    assert not claim_abandoned("other-host:1:1", utcnow(), 60)
-    assert claim_abandoned("other-host:1:1", utcnow() - timedelta(seconds=61), 60)
-    assert claim_abandoned(None, None, 60)
-
-
 def test_daemons_starting_together_share_one_model_row(database_url):
     """Several daemons loading the same bundle at once must not trip over the unique fingerprint."""
     import threading

@@ -1,0 +1,198 @@
+"""The exactly-once protocol: which worker judges which image, kept in the database.
+
+An image is claimed as a `pending` row keyed by its content hash (unique), owned by the worker
+(`host:pid:start-time`) that claimed it. Only the worker still owning a claim records its
+verdict. A claim whose worker is gone is taken over: at once when that worker ran on this host
+(its process is gone), after `timeout` seconds when it ran on another. At start-up, a pending
+row whose file vanished and whose worker is gone is closed as an error.
+
+Plain methods on a `Store`, without threads or files; the daemon (`watcher`) calls them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from .store import Inspection, Store, utcnow
+
+log = logging.getLogger("inspector.claims")
+
+# What became of a request to claim a file's content.
+CLAIMED = "claimed"  # ours to judge: a new row, our own earlier claim, or one taken over
+BUSY = "busy"  # another worker, alive, is judging this file
+FINISH = "finish"  # this file was judged already; only moving it out of the inbox is left
+DUPLICATE = "duplicate"  # the same content, under another name, was (or is being) judged
+
+
+def worker_identity() -> str:
+    """host:pid:start-time of this process; the start time tells a reused pid apart."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def _process_start(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def claim_abandoned(worker: str | None, claimed_at: datetime | None, timeout: float) -> bool:
+    """Whether a pending claim's worker is gone: a dead process on this host, or, for another
+    host, a claim older than `timeout` seconds."""
+    if not worker:
+        return True
+    host, _, rest = worker.partition(":")
+    pid, _, start = rest.partition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return _process_start(int(pid)) != start
+    return claimed_at is None or (utcnow() - claimed_at).total_seconds() > timeout
+
+
+@dataclass(frozen=True)
+class Request:
+    """A file to claim: where it is, the hash of its content, its size if it was read."""
+
+    path: str
+    content_hash: str
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to a `Request`: its state and the row that holds its content."""
+
+    state: str  # CLAIMED, BUSY, FINISH or DUPLICATE
+    row_id: int | None = None  # None when another worker claimed the content at the same moment
+    status: str | None = None  # the row's status when it was read
+    stored_path: str | None = None
+    received_at: datetime | None = None
+    first_name: str | None = None  # the name the row's content first came under
+
+
+class Claims:
+    """One worker's side of the protocol on a store; every method is one transaction, retried
+    while the database is locked."""
+
+    def __init__(self, store: Store, worker: str | None = None, station: str = "", timeout: float = 60.0):
+        self.store = store
+        self.worker = worker or worker_identity()
+        self.station = station
+        self.timeout = timeout
+
+    def claim(self, requests: list[Request]) -> list[Claim]:
+        """Claim each request's content, in one transaction; the answers are in request order.
+
+        New content gets a pending row owned by this worker. A pending row whose worker is gone
+        is taken over; one whose worker is alive is left to it. A finished row for this same
+        path means only the move is left to do; anything else is a duplicate.
+        """
+        try:
+            return self.store.retry(lambda: self._claim(requests), "claim")
+        except IntegrityError:  # another worker claimed some of this content at the same moment
+            if len(requests) == 1:
+                return [Claim(BUSY)]  # theirs; a rescan brings the file back if they fail
+            return [answer for request in requests for answer in self.claim([request])]
+
+    def _claim(self, requests: list[Request]) -> list[Claim]:
+        answers = []
+        with self.store.session() as s, s.begin():
+            taken: set[int] = set()
+            for request in requests:
+                row = s.scalar(select(Inspection).where(Inspection.content_hash == request.content_hash))
+                now = utcnow()
+                if row is None:
+                    row = Inspection(source_path=request.path, source_name=os.path.basename(request.path),
+                                     content_hash=request.content_hash, size_bytes=request.size_bytes,
+                                     received_at=now, status="pending", station=self.station,
+                                     worker=self.worker, claimed_at=now)
+                    s.add(row)
+                    s.flush()
+                    state = CLAIMED
+                elif row.status == "pending" and row.id not in taken:
+                    if row.worker == self.worker:  # our own claim from a batch that failed
+                        state = CLAIMED
+                    elif claim_abandoned(row.worker, row.claimed_at, self.timeout):
+                        state = CLAIMED if self._take_over(s, row, request.path, now) else BUSY
+                    else:
+                        state = BUSY if row.source_path == request.path else DUPLICATE
+                elif row.source_path == request.path and row.status != "pending":
+                    state = FINISH
+                else:
+                    state = DUPLICATE
+                if state == CLAIMED:
+                    taken.add(row.id)
+                answers.append(Claim(state, row.id, row.status, row.stored_path, row.received_at, row.source_name))
+        return answers
+
+    def _take_over(self, session, row: Inspection, path: str, now: datetime) -> bool:
+        """Claim a pending row from a gone worker; false if another worker got there first."""
+        result = session.execute(
+            update(Inspection)
+            .where(Inspection.id == row.id, Inspection.status == "pending", _equals(Inspection.worker, row.worker))
+            .values(worker=self.worker, claimed_at=now, source_path=path, source_name=os.path.basename(path),
+                    station=self.station)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            log.warning("%s: taking over inspection %d from %s", os.path.basename(path), row.id,
+                        row.worker or "an old run")
+            return True
+        return False
+
+    def commit(self, verdicts: dict[int, dict]) -> set[int]:
+        """Record the values of each row this worker still owns (row id -> column values), in one
+        transaction; returns the ids it no longer owns (taken over: their verdict is not ours)."""
+        def work() -> set[int]:
+            lost = set()
+            with self.store.session() as s, s.begin():
+                for row_id, values in verdicts.items():
+                    result = s.execute(
+                        update(Inspection)
+                        .where(Inspection.id == row_id, Inspection.status == "pending",
+                               Inspection.worker == self.worker)
+                        .values(**values)
+                        .execution_options(synchronize_session=False)
+                    )
+                    if result.rowcount != 1:
+                        lost.add(row_id)
+            return lost
+
+        return self.store.retry(work, "record verdicts")
+
+    def recover(self, exists: Callable[[str], bool] = os.path.lexists) -> tuple[int, int]:
+        """At start-up: an abandoned pending row whose file is gone can never be judged; close it
+        as an error. Returns (pending rows, rows closed). Rows whose file `exists` are left to
+        the scan of the inbox (or to their live worker)."""
+        def work() -> tuple[int, int]:
+            vanished = 0
+            with self.store.session() as s, s.begin():
+                rows = s.scalars(select(Inspection).where(Inspection.status == "pending")).all()
+                for row in rows:
+                    if exists(row.source_path) or not claim_abandoned(row.worker, row.claimed_at, self.timeout):
+                        continue
+                    result = s.execute(
+                        update(Inspection)
+                        .where(Inspection.id == row.id, Inspection.status == "pending",
+                               _equals(Inspection.claimed_at, row.claimed_at))
+                        .values(status="error", verdict="error", scored_at=utcnow(),
+                                error_reason="file disappeared from the inbox before it was scored")
+                        .execution_options(synchronize_session=False)
+                    )
+                    vanished += result.rowcount
+                return len(rows), vanished
+
+        return self.store.retry(work, "recover")
+
+
+def _equals(column, value):
+    """SQL equality that also matches NULL: the row is still as it was read."""
+    return column.is_(None) if value is None else column == value

@@ -9,7 +9,8 @@ import pytest
 
 from inspector.bundle import load_bundle
 from inspector.store import Store
-from inspector.watcher import WatchOptions, Watcher, is_temporary
+from inspector.intake import is_temporary
+from inspector.watcher import WatchOptions, Watcher
 from helpers import png_bytes, rows, wait_for, write_png
 from test_preprocess import huge_png
 

@@ -1,4 +1,5 @@
-"""Threshold policies and detection metrics (ROC AUC, average precision, confusion).
+"""Threshold policies, recalibration of a bundle, and detection metrics (ROC AUC, average
+precision, confusion).
 
 A part is judged a defect when its score is strictly greater than the threshold.
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bundle import now_iso
+from .bundle import Bundle, now_iso
 from .config import POLICY_PARAMETERS, SUPERVISED_POLICIES, ThresholdConfig
 from .errors import CalibrationError
 
@@ -85,6 +86,60 @@ def choose_threshold(good: np.ndarray, defect: np.ndarray | None, config: Thresh
 
 def needs_defects(policy: str) -> bool:
     return policy in SUPERVISED_POLICIES
+
+
+@dataclass
+class Recalibration:
+    """A bundle's threshold before and after, and the scores that chose it."""
+
+    old: float
+    new: float
+    policy: str
+    good: np.ndarray
+    defect: np.ndarray
+    before: Confusion  # of those scores at the old threshold
+    after: Confusion
+
+
+def recalibrate(
+    bundle: Bundle,
+    good: np.ndarray,
+    defect: np.ndarray,
+    sources: list[str],
+    reviews: tuple[np.ndarray, np.ndarray] | None = None,
+    policy: str | None = None,
+    **parameters: float | None,
+) -> Recalibration:
+    """Choose a bundle's threshold again (the bundle is changed, not saved).
+
+    `good` and `defect` are scores of labelled images, `sources` says where they come from.
+    `reviews`, (scores of parts QA dismissed as false alarms, scores of defects QA confirmed),
+    adds the bundle's own good calibration scores and QA's decisions; with confirmed defects the
+    policy is best_f1 unless one is given. `policy` and its parameters (k, factor,
+    false_reject_rate, target_recall; None: keep the pipeline's) change the pipeline's policy.
+    """
+    if reviews is not None:
+        dismissed, confirmed = reviews
+        own = np.array(bundle.calibration.get("good_scores", []), dtype=float)
+        good = np.concatenate([good, own, dismissed])
+        defect = np.concatenate([defect, confirmed])
+        sources = [*sources, f"{len(own)} calibration good scores of the bundle, {len(dismissed)} false alarms "
+                             f"and {len(confirmed)} confirmed defects reviewed by QA"]
+        if policy is None and len(defect):
+            policy = "best_f1"
+    changes = {name: value for name, value in {"policy": policy, **parameters}.items() if value is not None}
+    pipeline = bundle.pipeline.replace("threshold", **changes)
+    old = bundle.threshold
+    new = choose_threshold(good, defect, pipeline.threshold)
+    bundle.pipeline, bundle.threshold = pipeline, new
+    bundle.threshold_info = threshold_info(pipeline.threshold, "; ".join(sources))
+    bundle.calibration.update({
+        "good": score_statistics(good),
+        "good_scores": [float(s) for s in good],
+        "defect_scores": [float(s) for s in defect],
+    })
+    return Recalibration(old, new, pipeline.threshold.policy, good, defect,
+                         confusion(good, defect, old), confusion(good, defect, new))
 
 
 def threshold_info(config: ThresholdConfig, source: str) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -222,14 +221,14 @@ def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, fals
     """
     _setup_logging(verbose)
     from .bundle import save_bundle
-    from .calibration import choose_threshold, confusion, score_statistics, threshold_info
+    from .calibration import recalibrate
     from .inference import Inferencer
     from .plots import score_histogram
 
     if good is None and not from_reviews:
         raise click.ClickException("give --good DIR, --from-reviews, or both")
     bundle = _load(model_dir)
-    good_scores, defect_scores, sources = np.array([]), None, []
+    good_scores, defect_scores, sources, reviews = np.array([]), np.array([]), [], None
     if good or defect:
         with Inferencer(bundle) as inferencer:
             if good:
@@ -243,51 +242,30 @@ def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, fals
 
         store = _store(db)
         try:
-            dismissed, confirmed = reviewed_scores(store, bundle.fingerprint)
+            reviews = reviewed_scores(store, bundle.fingerprint)
         finally:
             store.close()
-        if not len(dismissed) and not len(confirmed):
+        if not any(len(scores) for scores in reviews):
             raise click.ClickException(f"no reviewed parts judged by this model ({bundle.fingerprint}) in {db}")
-        own = np.array(bundle.calibration.get("good_scores", []), dtype=float)
-        good_scores = np.concatenate([good_scores, own, dismissed])
-        defect_scores = np.concatenate([defect_scores if defect_scores is not None else [], confirmed])
-        sources.append(f"{len(own)} calibration good scores of the bundle, {len(dismissed)} false alarms "
-                       f"and {len(confirmed)} confirmed defects reviewed by QA")
-        if policy is None and len(defect_scores):
-            policy = "best_f1"
-    changes = {name: value for name, value in [
-        ("policy", policy), ("k", k), ("factor", factor),
-        ("false_reject_rate", false_reject_rate), ("target_recall", target_recall),
-    ] if value is not None}
-    pipeline = bundle.pipeline.replace("threshold", **changes)
-    old = bundle.threshold
-    new = choose_threshold(good_scores, defect_scores, pipeline.threshold)
-    bundle.pipeline = pipeline
-    bundle.threshold = new
-    bundle.threshold_info = threshold_info(pipeline.threshold, "; ".join(sources))
-    bundle.calibration.update({
-        "good": score_statistics(good_scores),
-        "good_scores": [float(s) for s in good_scores],
-        "defect_scores": [float(s) for s in defect_scores] if defect_scores is not None else [],
-    })
+    result = recalibrate(bundle, good_scores, defect_scores, sources, reviews, policy=policy, k=k, factor=factor,
+                         false_reject_rate=false_reject_rate, target_recall=target_recall)
     plot = plot or model_dir / "calibration.png"
-    score_histogram(plot, good_scores, defect_scores, new, f"{pipeline.name}: {pipeline.threshold.policy}")
+    score_histogram(plot, result.good, result.defect, result.new, f"{bundle.pipeline.name}: {result.policy}")
     if not dry_run:
         save_bundle(bundle)
-    defects = defect_scores if defect_scores is not None else np.array([])
-    before, stats = confusion(good_scores, defects, old), confusion(good_scores, defects, new)
-    data = {"old_threshold": old, "threshold": new, "policy": pipeline.threshold.policy,
-            "good": len(good_scores), "defect": len(defects), "confusion": stats.to_dict(),
+    good_count, defect_count, before, after = len(result.good), len(result.defect), result.before, result.after
+    data = {"old_threshold": result.old, "threshold": result.new, "policy": result.policy,
+            "good": good_count, "defect": defect_count, "confusion": after.to_dict(),
             "confusion_before": before.to_dict(), "histogram": str(plot), "saved": not dry_run}
     lines = [
-        f"Threshold {old:.6g} -> {new:.6g} ({pipeline.threshold.policy}){' [dry run, not saved]' if dry_run else ''}",
+        f"Threshold {result.old:.6g} -> {result.new:.6g} ({result.policy}){' [dry run, not saved]' if dry_run else ''}",
         f"From: {bundle.threshold_info['source']}",
-        f"False rejects on good parts: {before.false_positive}/{len(good_scores)} -> {stats.false_positive}/{len(good_scores)}",
+        f"False rejects on good parts: {before.false_positive}/{good_count} -> {after.false_positive}/{good_count}",
     ]
-    if len(defects):
-        lines += [f"Expected recall on defects: {before.recall:.3f} -> {stats.recall:.3f} "
-                  f"({stats.true_positive}/{len(defects)} caught)"] + _confusion_lines(stats) + [
-            f"Precision {stats.precision:.3f}  recall {stats.recall:.3f}  F1 {stats.f1:.3f}"]
+    if defect_count:
+        lines += [f"Expected recall on defects: {before.recall:.3f} -> {after.recall:.3f} "
+                  f"({after.true_positive}/{defect_count} caught)"] + _confusion_lines(after) + [
+            f"Precision {after.precision:.3f}  recall {after.recall:.3f}  F1 {after.f1:.3f}"]
     lines.append(f"Histogram written to {plot}")
     _emit(data, as_json, "\n".join(lines))
 
@@ -378,32 +356,31 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, jitter_seed, verb
       inspector evaluate models/screw --good g/ --defect d/ --exposure-jitter --json
     """
     _setup_logging(verbose)
-    from .calibration import average_precision, bootstrap_auc_interval, confusion, roc_auc
+    from .evaluation import exposure_jitter as jitter, quality, write_report
     from .inference import Inferencer
 
     bundle = _load(model_dir)
-    exposure_for = _jitter(jitter_seed) if exposure_jitter else None
+    exposure_for = jitter(jitter_seed) if exposure_jitter else None
     with Inferencer(bundle) as inferencer:
         good_results, good_scores = _score_folder(inferencer, good, "good", exposure_for)
         defect_results, defect_scores = _score_folder(inferencer, defect, "defect", exposure_for)
-    auc = roc_auc(good_scores, defect_scores)
-    low, high = bootstrap_auc_interval(good_scores, defect_scores)
-    ap = average_precision(good_scores, defect_scores)
-    stats = confusion(good_scores, defect_scores, bundle.threshold)
+    q = quality(good_scores, defect_scores, bundle.threshold)
+    stats, (low, high) = q.confusion, q.auroc_ci95
     data = {
         "model_dir": str(model_dir), "pipeline": bundle.pipeline.name,
         "good": len(good_scores), "defect": len(defect_scores),
         "exposure_jitter": exposure_jitter,
-        "auroc": auc, "auroc_ci95": [low, high], "average_precision": ap,
+        "auroc": q.auroc, "auroc_ci95": [low, high], "average_precision": q.average_precision,
         "threshold": bundle.threshold, "confusion": stats.to_dict(),
     }
     if report is not None:
-        data["report"] = _write_report(report, bundle, good_results, defect_results, data)
+        data["report"] = write_report(report, bundle.pipeline.name, bundle.threshold, good_results, defect_results,
+                                      data)
     lines = [
         f"{bundle.pipeline.name}: {len(good_scores)} good, {len(defect_scores)} defect images"
         + (" (exposure jitter)" if exposure_jitter else ""),
-        f"AUROC {auc:.3f} (95% bootstrap interval {low:.3f}-{high:.3f})",
-        f"Average precision {ap:.3f}",
+        f"AUROC {q.auroc:.3f} (95% bootstrap interval {low:.3f}-{high:.3f})",
+        f"Average precision {q.average_precision:.3f}",
         f"At threshold {bundle.threshold:.6g}:",
         *_confusion_lines(stats),
         f"Recall {stats.recall:.3f}  precision {stats.precision:.3f}  "
@@ -412,44 +389,6 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, jitter_seed, verb
     if report is not None:
         lines.append(f"Report written to {report}")
     _emit(data, as_json, "\n".join(lines))
-
-
-def _jitter(seed: int):
-    """A random exposure per image, fixed by the seed and the file name."""
-    import zlib
-
-    from .preprocess import Exposure
-
-    def exposure_for(path: Path) -> Exposure:
-        rng = np.random.default_rng([seed, zlib.crc32(str(path.name).encode())])
-        return Exposure(gain=float(rng.uniform(0.85, 1.15)), offset=float(rng.uniform(-15, 15)))
-
-    return exposure_for
-
-
-def _write_report(folder: Path, bundle, good_results, defect_results, data: dict) -> dict:
-    from .calibration import roc_curve
-    from .plots import roc_plot, score_histogram
-
-    folder.mkdir(parents=True, exist_ok=True)
-    good = np.array([r.score for r in good_results])
-    defect = np.array([r.score for r in defect_results])
-    fpr, tpr = roc_curve(good, defect)
-    files = {
-        "roc": str(roc_plot(folder / "roc.png", fpr, tpr, data["auroc"], bundle.pipeline.name)),
-        "histogram": str(score_histogram(folder / "histogram.png", good, defect, bundle.threshold,
-                                         bundle.pipeline.name)),
-        "scores": str(folder / "scores.csv"),
-        "metrics": str(folder / "metrics.json"),
-    }
-    with open(folder / "scores.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "score", "verdict"])
-        for label, results in (("good", good_results), ("defect", defect_results)):
-            for r in results:
-                writer.writerow([str(r.path), label, f"{r.score:.8g}", r.verdict])
-    (folder / "metrics.json").write_text(json.dumps({**data, "report": files}, indent=2, default=float))
-    return files
 
 
 @cli.command()

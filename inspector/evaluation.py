@@ -1,0 +1,69 @@
+"""`inspector evaluate`: detection quality on labelled images, and the report folder.
+
+Scores come from the inferencer; this module turns them into metrics (ROC AUC with a
+bootstrap interval, average precision, confusion at the bundle's threshold) and writes the
+report: roc.png, histogram.png, scores.csv and metrics.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .calibration import Confusion, average_precision, bootstrap_auc_interval, confusion, roc_auc, roc_curve
+from .inference import Result
+from .plots import roc_plot, score_histogram
+from .preprocess import Exposure
+
+
+@dataclass
+class Quality:
+    auroc: float
+    auroc_ci95: tuple[float, float]  # percentile bootstrap interval
+    average_precision: float
+    confusion: Confusion  # at the threshold given
+
+
+def quality(good: np.ndarray, defect: np.ndarray, threshold: float) -> Quality:
+    return Quality(roc_auc(good, defect), bootstrap_auc_interval(good, defect), average_precision(good, defect),
+                   confusion(good, defect, threshold))
+
+
+def exposure_jitter(seed: int) -> Callable[[Path], Exposure]:
+    """A random change of lighting per image (gain 0.85-1.15, offset -15..15 grey levels),
+    fixed by the seed and the file's name."""
+    def exposure_for(path: Path) -> Exposure:
+        rng = np.random.default_rng([seed, zlib.crc32(str(path.name).encode())])
+        return Exposure(gain=float(rng.uniform(0.85, 1.15)), offset=float(rng.uniform(-15, 15)))
+
+    return exposure_for
+
+
+def write_report(folder: Path, title: str, threshold: float, good_results: list[Result],
+                 defect_results: list[Result], metrics: dict) -> dict:
+    """roc.png, histogram.png, scores.csv (one row per image) and metrics.json (`metrics` and
+    where each file is) in `folder`; returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    good = np.array([r.score for r in good_results])
+    defect = np.array([r.score for r in defect_results])
+    fpr, tpr = roc_curve(good, defect)
+    files = {
+        "roc": str(roc_plot(folder / "roc.png", fpr, tpr, metrics["auroc"], title)),
+        "histogram": str(score_histogram(folder / "histogram.png", good, defect, threshold, title)),
+        "scores": str(folder / "scores.csv"),
+        "metrics": str(folder / "metrics.json"),
+    }
+    with open(folder / "scores.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "score", "verdict"])
+        for label, results in (("good", good_results), ("defect", defect_results)):
+            for r in results:
+                writer.writerow([str(r.path), label, f"{r.score:.8g}", r.verdict])
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "report": files}, indent=2, default=float))
+    return files

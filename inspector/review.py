@@ -1,4 +1,8 @@
-"""QA review: listing inspections, labelling them, and a static HTML report of flagged parts."""
+"""QA review: listing inspections and their review state, the static HTML report of flagged
+parts, per-station statistics, and the reviewed scores recalibration uses.
+
+Labels themselves are stored by `Store.add_review`.
+"""
 
 from __future__ import annotations
 

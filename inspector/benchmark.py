@@ -200,7 +200,7 @@ def run_benchmark(
 
         model_dir = work / "model"
         started = time.perf_counter()
-        loaded = load_folder(images_dir, pipeline)
+        loaded = load_folder(images_dir, pipeline, seed=0)
         _, summary = train_bundle(loaded, model_dir, pipeline, seed=0, epochs=epochs)
         result["training"] = {"images": len(loaded.paths), "epochs": summary["epochs"],
                               "seconds": time.perf_counter() - started}

@@ -15,6 +15,7 @@ import numpy as np
 from . import __version__
 from .config import POLICIES
 from .errors import InspectorError
+from .nuisance import NUISANCES
 
 log = logging.getLogger("inspector")
 
@@ -78,17 +79,20 @@ def _folder_images(folder: Path, what: str) -> list[Path]:
     return paths
 
 
-def _score_folder(inferencer, folder: Path, what: str, exposure_for=None):
-    """Scores of every readable image in a folder, with a progress bar; errors are reported."""
+def _score_folder(inferencer, folder: Path, what: str, change_for=None, unjudged: list | None = None):
+    """Scores of every readable image in a folder, with a progress bar; errors are reported
+    (and collected in `unjudged` if given)."""
     paths = _folder_images(folder, what)
     results = []
     with click.progressbar(length=len(paths), label=f"Scoring {what}", file=sys.stderr) as bar:
-        for result in inferencer.judge(paths, exposure_for=exposure_for):
+        for result in inferencer.judge(paths, change_for=change_for):
             results.append(result)
             bar.update(1)
     for r in results:
         if r.verdict == "error":
             click.echo(f"warning: skipped {r.path}: {r.error}", err=True)
+            if unjudged is not None:
+                unjudged.append({"path": str(r.path), "label": what, "error": r.error})
     scored = [r for r in results if r.score is not None]
     if not scored:
         raise click.ClickException(f"no readable images in {folder}")
@@ -147,7 +151,7 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
         raise click.ClickException(f"{out} already holds a model bundle; use --force to overwrite it")
     paths = _folder_images(good_dir, "good")
     with click.progressbar(length=len(paths), label="Loading images", file=sys.stderr) as bar:
-        images = load_folder(good_dir, config, on_image=lambda: bar.update(1))
+        images = load_folder(good_dir, config, on_image=lambda: bar.update(1), seed=seed)
     for path, reason in images.skipped:
         click.echo(f"warning: skipped {path}: {reason}", err=True)
     spec = models.get(config.model.architecture)
@@ -340,36 +344,46 @@ def _write_pictures(inferencer, folder: Path, result) -> dict:
               help="Write roc.png, histogram.png, scores.csv and metrics.json into this folder.")
 @click.option("--exposure-jitter", is_flag=True,
               help="Change every image's lighting at random (gain 0.85-1.15, offset -15..15 grey levels).")
-@click.option("--jitter-seed", type=int, default=0, show_default=True, help="Seed of the exposure jitter.")
+@click.option("--nuisance", type=click.Choice(list(NUISANCES)),
+              help="Apply a line nuisance to every image first: uneven light (light-radial, light-gradient, "
+                   "light-spot), the part moved and turned (position), zoom +-8%, defocus, sensor noise, JPEG "
+                   "quality 80-90, a 512x512 camera (resolution), dust on the background.")
+@click.option("--jitter-seed", type=int, default=0, show_default=True,
+              help="Seed of the exposure jitter and of the nuisance (with each file's name).")
 @verbose_option
 @json_option
 @_fail_cleanly
-def evaluate(model_dir, good, defect, report, exposure_jitter, jitter_seed, verbose, as_json):
+def evaluate(model_dir, good, defect, report, exposure_jitter, nuisance, jitter_seed, verbose, as_json):
     """Measure detection quality on labelled good and defect images.
 
     Prints image ROC AUC with a 95% bootstrap interval, average precision, and the confusion
-    matrix at the bundle's threshold.
+    matrix at the bundle's threshold. Images that cannot be judged (unreadable, no part, the
+    part not wholly in view) are listed and counted, not scored.
 
     \b
     Examples:
       inspector evaluate models/screw --good test/good --defect test/defect --report report/
       inspector evaluate models/screw --good g/ --defect d/ --exposure-jitter --json
+      inspector evaluate models/screw --good g/ --defect d/ --nuisance light-radial
     """
     _setup_logging(verbose)
-    from .evaluation import exposure_jitter as jitter, quality, write_report
+    from .evaluation import exposure_jitter as jitter, nuisance_change, quality, write_report
     from .inference import Inferencer
 
+    if exposure_jitter and nuisance:
+        raise click.ClickException("give --exposure-jitter or --nuisance, not both")
     bundle = _load(model_dir)
-    exposure_for = jitter(jitter_seed) if exposure_jitter else None
+    change_for = jitter(jitter_seed) if exposure_jitter else nuisance_change(nuisance, jitter_seed) if nuisance else None
+    unjudged: list[dict] = []
     with Inferencer(bundle) as inferencer:
-        good_results, good_scores = _score_folder(inferencer, good, "good", exposure_for)
-        defect_results, defect_scores = _score_folder(inferencer, defect, "defect", exposure_for)
+        good_results, good_scores = _score_folder(inferencer, good, "good", change_for, unjudged)
+        defect_results, defect_scores = _score_folder(inferencer, defect, "defect", change_for, unjudged)
     q = quality(good_scores, defect_scores, bundle.threshold)
     stats, (low, high) = q.confusion, q.auroc_ci95
     data = {
         "model_dir": str(model_dir), "pipeline": bundle.pipeline.name,
         "good": len(good_scores), "defect": len(defect_scores),
-        "exposure_jitter": exposure_jitter,
+        "exposure_jitter": exposure_jitter, "nuisance": nuisance, "unjudged": unjudged,
         "auroc": q.auroc, "auroc_ci95": [low, high], "average_precision": q.average_precision,
         "threshold": bundle.threshold, "confusion": stats.to_dict(),
     }
@@ -378,7 +392,8 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, jitter_seed, verb
                                       data)
     lines = [
         f"{bundle.pipeline.name}: {len(good_scores)} good, {len(defect_scores)} defect images"
-        + (" (exposure jitter)" if exposure_jitter else ""),
+        + (" (exposure jitter)" if exposure_jitter else f" (nuisance: {nuisance})" if nuisance else "")
+        + (f"; {len(unjudged)} could not be judged" if unjudged else ""),
         f"AUROC {q.auroc:.3f} (95% bootstrap interval {low:.3f}-{high:.3f})",
         f"Average precision {q.average_precision:.3f}",
         f"At threshold {bundle.threshold:.6g}:",

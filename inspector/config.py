@@ -50,6 +50,14 @@ class PreprocessConfig:
     crop_width: int = 192
     crop_height: int = 64
     crop_margin: float = 1.08
+    # pose = "axis" only. flatten_light: divide the frame by its background's light before the
+    # part is found and measured (light falling off, from one side, a hot spot). check_view:
+    # refuse a part touching the frame's edge or a second part in the frame. size_tolerance: a
+    # part whose length differs by more than this share from the parts trained on is refused
+    # (0: no check).
+    flatten_light: bool = False
+    check_view: bool = False
+    size_tolerance: float = 0.0
 
     def validate(self, where: str) -> None:
         check_range(f"{where}.size", self.size, 16, 1024)
@@ -61,6 +69,7 @@ class PreprocessConfig:
             if getattr(self, key) % 4:
                 raise ConfigError(f"'{where}.{key}' must be a multiple of 4; got {getattr(self, key)}")
         check_range(f"{where}.crop_margin", self.crop_margin, 1.0, 3.0)
+        check_range(f"{where}.size_tolerance", self.size_tolerance, 0.0, 0.9)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -19,6 +19,7 @@ import numpy as np
 from .calibration import Confusion, average_precision, bootstrap_auc_interval, confusion, roc_auc, roc_curve
 from .inference import Result
 from .plots import roc_plot, score_histogram
+from .errors import ConfigError
 from .preprocess import Exposure
 
 
@@ -43,6 +44,20 @@ def exposure_jitter(seed: int) -> Callable[[Path], Exposure]:
         return Exposure(gain=float(rng.uniform(0.85, 1.15)), offset=float(rng.uniform(-15, 15)))
 
     return exposure_for
+
+
+def nuisance_change(name: str, seed: int) -> Callable[[Path], Callable[[np.ndarray], np.ndarray]]:
+    """The line nuisance `name` (`inspector.nuisance.NUISANCES`) for each image, its strength
+    and placement fixed by the seed and the file's name."""
+    from . import nuisance
+
+    if name not in nuisance.NUISANCES:
+        raise ConfigError(f"unknown nuisance {name!r}; known: {', '.join(nuisance.NUISANCES)}")
+
+    def change_for(path: Path):
+        return lambda frame: nuisance.apply(name, frame, seed, Path(path).name)
+
+    return change_for
 
 
 def write_report(folder: Path, title: str, threshold: float, good_results: list[Result],

@@ -18,7 +18,7 @@ import numpy as np
 from .bundle import Bundle
 from .config import ScoringConfig
 from .errors import ImageError
-from .preprocess import Exposure, prepare, read_frame
+from .preprocess import FrameChange, prepare, read_frame
 from .scoring import error_maps, image_scores, write_heatmaps
 
 # A file to read, or (its path, its bytes) when the caller has read it already (the daemon
@@ -93,6 +93,8 @@ class Inferencer:
         self.bundle = bundle
         self.pipeline = bundle.pipeline
         self.heat_scale = bundle.heat_scale
+        # The part's length in the training images: a part far from it is refused (wrong zoom).
+        self.part_length = bundle.training.get("part_length")
         self.contain_failures = contain_failures
         # Decoding PNGs dominates; OpenCV releases the GIL, so threads decode in parallel.
         self._pool = ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1),
@@ -110,11 +112,11 @@ class Inferencer:
     def pre_process(
         self,
         source: str | os.PathLike | bytes | np.ndarray,
-        exposure: Exposure | None = None,
+        change: FrameChange | None = None,
         path: str | os.PathLike | None = None,
     ) -> np.ndarray:
         """A file (path or its bytes) or an already-decoded [0, 1] grey frame -> the model's input."""
-        return self._prepared(source, exposure, path)[0]
+        return self._prepared(source, change, path)[0]
 
     def forward(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         return forward(self.bundle.model, batch, batch_size)
@@ -135,7 +137,7 @@ class Inferencer:
         self,
         sources: Iterable[Source],
         batch_size: int = 32,
-        exposure_for: Callable[[Path], Exposure | None] | None = None,
+        change_for: Callable[[Path], FrameChange | None] | None = None,
         keep_maps: bool = False,
     ) -> Iterator[Result]:
         """Judge files in batches, in order; unreadable files come back as `error` results."""
@@ -143,25 +145,25 @@ class Inferencer:
         for source in sources:
             batch.append(source)
             if len(batch) == batch_size:
-                yield from self._judge_batch(batch, exposure_for, keep_maps, batch_size)
+                yield from self._judge_batch(batch, change_for, keep_maps, batch_size)
                 batch = []
         if batch:
-            yield from self._judge_batch(batch, exposure_for, keep_maps, batch_size)
+            yield from self._judge_batch(batch, change_for, keep_maps, batch_size)
 
-    def _prepared(self, source, exposure: Exposure | None, path) -> tuple[np.ndarray, tuple[int, int]]:
+    def _prepared(self, source, change: FrameChange | None, path) -> tuple[np.ndarray, tuple[int, int]]:
         """The model input and the (height, width) of the frame it came from."""
         if isinstance(source, np.ndarray):
             gray = source
         else:
-            gray = read_frame(source, exposure, path)
+            gray = read_frame(source, change, path)
             path = path or (None if isinstance(source, (bytes, bytearray)) else source)
-        return prepare(gray, self.pipeline.preprocess, path), gray.shape[:2]
+        return prepare(gray, self.pipeline.preprocess, path, self.part_length), gray.shape[:2]
 
-    def _load(self, source: Source, exposure_for) -> tuple[np.ndarray, tuple[int, int]] | ImageError:
+    def _load(self, source: Source, change_for) -> tuple[np.ndarray, tuple[int, int]] | ImageError:
         path, data = source if isinstance(source, tuple) else (Path(source), None)
         try:
-            exposure = exposure_for(path) if exposure_for else None
-            return self._prepared(path if data is None else data, exposure, path)
+            change = change_for(path) if change_for else None
+            return self._prepared(path if data is None else data, change, path)
         except ImageError as exc:
             return exc
         except Exception as exc:
@@ -169,9 +171,9 @@ class Inferencer:
                 raise
             return ImageError(path, f"cannot process image: {type(exc).__name__}: {exc}")
 
-    def _judge_batch(self, sources: list[Source], exposure_for, keep_maps: bool, batch_size: int) -> list[Result]:
+    def _judge_batch(self, sources: list[Source], change_for, keep_maps: bool, batch_size: int) -> list[Result]:
         paths = [Path(s[0] if isinstance(s, tuple) else s) for s in sources]
-        loaded = list(self._pool.map(lambda s: self._load(s, exposure_for), sources))
+        loaded = list(self._pool.map(lambda s: self._load(s, change_for), sources))
         results: list[Result | None] = [
             Result(path, "error", error=item.reason) if isinstance(item, ImageError) else None
             for path, item in zip(paths, loaded)

@@ -11,6 +11,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,6 +29,14 @@ class Exposure:
 
     gain: float = 1.0
     offset: float = 0.0
+
+    def __call__(self, gray: np.ndarray) -> np.ndarray:
+        return apply_exposure(gray, self)
+
+
+# Something done to a decoded frame before it is prepared (a change of exposure, a line
+# nuisance): evaluation uses it to see how a model copes.
+FrameChange = Callable[[np.ndarray], np.ndarray]
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -175,10 +184,25 @@ class Pose:
     length: float
 
 
+@dataclass(frozen=True)
+class Located:
+    """A part found in a frame: its pose, and (with `flatten_light`) the background light
+    measured on the working copy, `light` at `scale` times the frame's size."""
+
+    pose: Pose
+    light: np.ndarray | None
+    scale: float
+
+
 # Parts are found on a copy of the frame shrunk to about this many pixels across.
 POSE_WORKING_SIZE = 256
 # Below this share of the frame, the largest dark blob is noise, not a part.
 MIN_PART_SHARE = 0.002
+# A second dark blob at least this share of the largest one's area is a second part.
+SECOND_PART_SHARE = 0.25
+# The background light is measured with a closing this share of the working copy wide: wider
+# than any part, so the part is closed away and only the light around it is left.
+LIGHT_KERNEL_SHARE = 0.25
 
 
 def otsu_split(image: np.ndarray, blur_sigma: float) -> tuple[float, np.ndarray]:
@@ -195,23 +219,45 @@ def dark_region(image: np.ndarray, blur_sigma: float) -> np.ndarray:
     return otsu_split(image, blur_sigma)[1]
 
 
-def find_pose(gray: np.ndarray, path: str | os.PathLike | None = None) -> Pose:
+def background_light(small: np.ndarray) -> np.ndarray:
+    """How bright the light falls at each pixel of a (shrunk) frame, from its background.
+
+    A closing wider than the part replaces the dark part by the background around it; a blur
+    smooths what is left. Dividing by it evens out light falling off towards the corners, a lamp
+    from one side or a hot spot, before the part is segmented and its intensities measured.
+    """
+    side = int(LIGHT_KERNEL_SHARE * max(small.shape)) | 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))  # separable: fast
+    light = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+    return np.maximum(cv2.GaussianBlur(light, (0, 0), side / 4), 1e-3)
+
+
+def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,
+                path: str | os.PathLike | None = None) -> Located:
     """Segment the part (the largest blob darker than the background) and measure its pose.
 
     The long axis is the principal axis of the blob's pixels; of its two ends, the one whose
-    pixels spread wider across the axis is the head.
+    pixels spread wider across the axis is the head. Raises `ImageError` when no part can be
+    judged from this frame: none found, one cut by the frame's edge, more than one.
     """
     scale = min(1.0, POSE_WORKING_SIZE / max(gray.shape))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    light = background_light(small) if config is not None and config.flatten_light else None
+    if light is not None:
+        small = np.clip(small / light * LIGHT_LEVEL, 0.0, 1.0)
     if float(small.max() - small.min()) < 0.02:
         raise ImageError(path, "no part found: the image is blank")
     mask = dark_region(small, 1.0).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
     if count < 2:
         raise ImageError(path, "no part found: nothing stands out from the background")
-    label = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    if stats[label, cv2.CC_STAT_AREA] < MIN_PART_SHARE * mask.size:
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    order = np.argsort(areas)[::-1]
+    label = 1 + int(order[0])
+    if areas[order[0]] < MIN_PART_SHARE * mask.size:
         raise ImageError(path, "no part found: the largest dark region is too small")
+    if config is not None and config.check_view:
+        _check_in_view(stats, label, areas, order, mask.shape, path)
     ys, xs = np.nonzero(labels == label)
     points = np.stack([xs, ys], axis=1).astype(np.float64) / scale
     mean = points.mean(axis=0)
@@ -224,25 +270,85 @@ def find_pose(gray: np.ndarray, path: str | os.PathLike | None = None) -> Pose:
     if spread[along > high - third].mean() > spread[along < low + third].mean():
         axis, along, low, high = -axis, -along, -high, -low  # the head is at the far end: turn round
     centre = mean + axis * (low + high) / 2
-    return Pose(float(np.degrees(np.arctan2(axis[1], axis[0]))), (float(centre[0]), float(centre[1])),
+    pose = Pose(float(np.degrees(np.arctan2(axis[1], axis[0]))), (float(centre[0]), float(centre[1])),
                 float(high - low))
+    return Located(pose, light, scale)
 
 
-def align_part(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLike | None = None) -> np.ndarray:
-    """Cut the part out of the frame, long axis horizontal and head left, normalized."""
-    pose = find_pose(gray, path)
+# Flattened frames put the background at this level, as a well-lit frame has it.
+LIGHT_LEVEL = 0.8
+
+
+def _check_in_view(stats: np.ndarray, label: int, areas: np.ndarray, order: np.ndarray,
+                   shape: tuple[int, int], path) -> None:
+    """A part cut by the frame's edge, or a second part beside it, cannot be judged."""
+    x, y, w, h = (int(stats[label, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
+                                                  cv2.CC_STAT_HEIGHT))
+    if x <= 0 or y <= 0 or x + w >= shape[1] or y + h >= shape[0]:
+        raise ImageError(path, "part not in view: it touches the frame's edge (cut off, or not wholly in the picture)")
+    parts = int((areas >= SECOND_PART_SHARE * areas[order[0]]).sum())
+    if parts > 1:
+        raise ImageError(path, f"part not in view: {parts} parts in the frame; one at a time can be judged")
+
+
+def find_pose(gray: np.ndarray, path: str | os.PathLike | None = None) -> Pose:
+    """The pose of the part in a frame (no light flattening, no view checks)."""
+    return locate_part(gray, None, path).pose
+
+
+def relative_length(pose: Pose, shape: tuple[int, int]) -> float:
+    """The part's length as a share of the frame's longer side: the same on another camera
+    resolution, different with another zoom or another part."""
+    return pose.length / max(shape)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A frame made ready for the model: `array` (the model's input), and for a pose-normalised
+    part its `pose`, its `relative_length`, and `matrix`, the 2x3 affine map from frame pixels to
+    `array` pixels (error maps are drawn back onto the frame through its inverse)."""
+
+    array: np.ndarray
+    frame_shape: tuple[int, int]
+    pose: Pose | None = None
+    relative_length: float | None = None
+    matrix: np.ndarray | None = None
+
+
+def align_part(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLike | None = None,
+               expected_length: float | None = None) -> Prepared:
+    """Cut the part out of the frame, long axis horizontal and head left, normalized.
+
+    With `expected_length` (the part's relative length in the training images) a part far
+    smaller or larger than that is refused: another camera zoom, or another part.
+    """
+    located = locate_part(gray, config, path)
+    pose = located.pose
+    length = relative_length(pose, gray.shape)
+    if expected_length and config.size_tolerance:
+        ratio = length / expected_length
+        if abs(ratio - 1) > config.size_tolerance:
+            raise ImageError(path, f"part not in view: it is {ratio:.2f} times the size of the parts trained on "
+                                   "(another zoom or camera, or another part)")
     width, height = config.crop_width, config.crop_height
     scale = width / (pose.length * config.crop_margin)
+
+    def cut(image: np.ndarray, image_scale: float) -> np.ndarray:
+        """The crop from `image`, which is `image_scale` times the frame's size."""
+        cx, cy = pose.centre[0] * image_scale, pose.centre[1] * image_scale
+        matrix = cv2.getRotationMatrix2D((cx, cy), pose.angle, scale / image_scale)
+        matrix[:, 2] += np.array([width / 2 - cx, height / 2 - cy])
+        return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
     if scale < 1:  # shrink first (area averaging, no aliasing), then rotate at the final scale
-        frame, factor = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), 1.0
-        cx, cy = pose.centre[0] * scale, pose.centre[1] * scale
+        crop = cut(cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale)
     else:
-        frame, factor = gray, scale
-        cx, cy = pose.centre
-    matrix = cv2.getRotationMatrix2D((cx, cy), pose.angle, factor)
-    matrix[:, 2] += np.array([width / 2 - cx, height / 2 - cy])
-    crop = cv2.warpAffine(frame, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return _intensities(crop, config, dark_region(crop, 2.0))
+        crop = cut(gray, 1.0)
+    if located.light is not None:
+        crop = np.clip(crop / cut(located.light, located.scale) * LIGHT_LEVEL, 0.0, 1.0)
+    matrix = cv2.getRotationMatrix2D(pose.centre, pose.angle, scale)
+    matrix[:, 2] += np.array([width / 2 - pose.centre[0], height / 2 - pose.centre[1]])
+    return Prepared(_intensities(crop, config, dark_region(crop, 2.0)), gray.shape[:2], pose, length, matrix)
 
 
 def apply_exposure(gray: np.ndarray, exposure: Exposure) -> np.ndarray:
@@ -251,10 +357,11 @@ def apply_exposure(gray: np.ndarray, exposure: Exposure) -> np.ndarray:
 
 def read_frame(
     source: str | os.PathLike | bytes,
-    exposure: Exposure | None = None,
+    change: FrameChange | None = None,
     path: str | os.PathLike | None = None,
 ) -> np.ndarray:
-    """A file (path, or bytes already read from `path`) -> its decoded [0, 1] grey frame.
+    """A file (path, or bytes already read from `path`) -> its decoded [0, 1] grey frame
+    (`change`d, e.g. by an `Exposure`, if given).
 
     Raises `ImageError` with the reason when the file is empty, too large, corrupt or not an image.
     """
@@ -263,13 +370,13 @@ def read_frame(
     else:
         data, path = read_bytes(source), path or source
     gray = decode(data, path)
-    return apply_exposure(gray, exposure) if exposure is not None else gray
+    return np.asarray(change(gray), np.float32) if change is not None else gray
 
 
 def preprocess(
     source: str | os.PathLike | bytes,
     config: PreprocessConfig,
-    exposure: Exposure | None = None,
+    change: FrameChange | None = None,
 ) -> np.ndarray:
     """A file (path or bytes) -> float32 array of the pipeline's shape, ready for the model.
 
@@ -277,11 +384,19 @@ def preprocess(
     or (pose normalisation) shows no part.
     """
     path = None if isinstance(source, (bytes, bytearray)) else source
-    return prepare(read_frame(source, exposure), config, path)
+    return prepare(read_frame(source, change), config, path)
 
 
-def prepare(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLike | None = None) -> np.ndarray:
-    """A decoded [0, 1] grey frame -> the model's input: the part cut out upright, or the frame resized."""
+def prepare(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLike | None = None,
+            expected_length: float | None = None) -> np.ndarray:
+    """A decoded [0, 1] grey frame -> the model's input: the part cut out upright, or the frame
+    resized. `expected_length`: see `align_part`."""
+    return prepare_frame(gray, config, path, expected_length).array
+
+
+def prepare_frame(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLike | None = None,
+                  expected_length: float | None = None) -> Prepared:
+    """`prepare`, keeping where the part was found (to draw its error map back on the frame)."""
     if config.pose == "axis":
-        return align_part(gray, config, path)
-    return normalize(gray, config)
+        return align_part(gray, config, path, expected_length)
+    return Prepared(normalize(gray, config), gray.shape[:2])

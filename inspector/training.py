@@ -7,18 +7,18 @@ on, is the architecture's business (`inspector.models`).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import models
+from . import models, nuisance
 from .bundle import Bundle, images_fingerprint, library_versions, now_iso, save_bundle
 from .calibration import choose_threshold, needs_defects, score_statistics, threshold_info
 from .config import Pipeline
 from .errors import ConfigError, ImageError, TrainingError
-from .preprocess import list_images, preprocess
+from .preprocess import list_images, prepare, prepare_frame, read_frame
 from .scoring import heat_scale
 
 MIN_IMAGES = 4
@@ -29,15 +29,49 @@ class LoadedImages:
     paths: list[Path]
     arrays: np.ndarray
     skipped: list[tuple[Path, str]]
+    # (N, K, H, W): K copies of each image under random line nuisances, when asked for.
+    variants: np.ndarray | None = None
+    # The part's length as a share of the frame, per image (pose-normalised pipelines).
+    lengths: list[float] = field(default_factory=list)
+
+    @property
+    def part_length(self) -> float | None:
+        """The typical part length the model was trained on (median), or None."""
+        return float(np.median(self.lengths)) if self.lengths else None
 
 
-def load_folder(folder: str | Path, pipeline: Pipeline, on_image: Callable[[], None] | None = None) -> LoadedImages:
-    """Preprocess every image in a folder (in parallel); unreadable files are listed, not fatal."""
+def load_folder(
+    folder: str | Path,
+    pipeline: Pipeline,
+    on_image: Callable[[], None] | None = None,
+    copies: int | None = None,
+    seed: int = 0,
+) -> LoadedImages:
+    """Preprocess every image in a folder (in parallel); unreadable files are listed, not fatal.
+
+    With `copies` (default: as many as the pipeline's architecture asks for), each image is
+    also preprocessed under that many random line nuisances
+    (`inspector.nuisance.augment`, fixed by `seed` and the image's place); a copy that can no
+    longer be judged (the part pushed out of view, say) is replaced by the image itself.
+    """
     paths = list_images(folder)
+    config = pipeline.preprocess
+    if copies is None:
+        copies = models.get(pipeline.model.architecture).nuisance_copies(pipeline.model.settings)
 
-    def load(path: Path):
+    def load(index: int):
+        path = paths[index]
         try:
-            return preprocess(path, pipeline.preprocess)
+            frame = read_frame(path)
+            prepared = prepare_frame(frame, config, path)
+            variants = []
+            rng = np.random.default_rng([seed, index])
+            for _ in range(copies):
+                try:
+                    variants.append(prepare(nuisance.augment(frame, rng), config, path))
+                except ImageError:
+                    variants.append(prepared.array)
+            return prepared, variants
         except ImageError as exc:
             return exc
         finally:
@@ -45,11 +79,14 @@ def load_folder(folder: str | Path, pipeline: Pipeline, on_image: Callable[[], N
                 on_image()
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        loaded = list(pool.map(load, paths))
+        loaded = list(pool.map(load, range(len(paths))))
     ok = [(p, a) for p, a in zip(paths, loaded) if not isinstance(a, ImageError)]
     skipped = [(p, a.reason) for p, a in zip(paths, loaded) if isinstance(a, ImageError)]
-    arrays = np.stack([a for _, a in ok]) if ok else np.empty((0, *pipeline.preprocess.shape), np.float32)
-    return LoadedImages([p for p, _ in ok], arrays, skipped)
+    arrays = (np.stack([prepared.array for _, (prepared, _) in ok]) if ok
+              else np.empty((0, *config.shape), np.float32))
+    variants = np.stack([np.stack(v) for _, (_, v) in ok]) if ok and copies else None
+    lengths = [prepared.relative_length for _, (prepared, _) in ok if prepared.relative_length is not None]
+    return LoadedImages([p for p, _ in ok], arrays, skipped, variants, lengths)
 
 
 def train_bundle(
@@ -69,7 +106,8 @@ def train_bundle(
         )
     if len(images.arrays) < MIN_IMAGES:
         raise TrainingError(f"need at least {MIN_IMAGES} readable good images to train, found {len(images.arrays)}")
-    fitted = models.get(pipeline.model.architecture).fit(images.arrays, pipeline, seed, epochs, on_epoch)
+    fitted = models.get(pipeline.model.architecture).fit(images.arrays, pipeline, seed, epochs, on_epoch,
+                                                         images.variants)
     threshold = choose_threshold(fitted.scores, None, pipeline.threshold)
     bundle = Bundle(
         path=Path(out),
@@ -91,6 +129,7 @@ def train_bundle(
             "seed": seed,
             "seconds": round(fitted.seconds, 1),
             "loss": fitted.losses,
+            "part_length": images.part_length,
         },
         versions=library_versions(),
         created=now_iso(),

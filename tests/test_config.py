@@ -7,9 +7,13 @@ from conftest import REPO
 def test_shipped_pipelines_load():
     screw = load_pipeline(REPO / "pipelines" / "screw.toml")
     assert screw.preprocess.pose == "axis" and screw.preprocess.shape == (64, 192)
-    assert screw.model.architecture == "patch_memory" and screw.scoring.error == "distance"
+    assert screw.model.architecture == "denoising_autoencoder" and screw.scoring.error == "distance"
+    assert screw.model.settings.second_opinion == "patch_memory"
     autoencoder = resolve_pipeline("screw-autoencoder")
-    assert autoencoder.model.architecture == "compact" and autoencoder.preprocess.shape == (200, 200)
+    assert autoencoder.model.architecture == "denoising_autoencoder"
+    assert autoencoder.model.settings.second_opinion == "none" and autoencoder.preprocess.shape == (64, 192)
+    assert resolve_pipeline("screw-memory").model.architecture == "patch_memory"
+    assert resolve_pipeline("screw-vae").model.architecture == "vae"
     seed = resolve_pipeline("seed003")
     assert seed.model.architecture == "seed003"
     assert seed.scoring.reduce == "mean" and seed.preprocess.normalize == "unit"
@@ -38,7 +42,7 @@ def test_round_trip_through_dict():
         # Each architecture takes its own keys: patch memory's are unknown to an autoencoder.
         ("[model]\npatch_size = 4\n", "unknown key 'model.patch_size' (architecture 'compact' takes: architecture,"),
         ("[model]\narchitecture = 'seed003'\nfilters = [8]\n", "unknown key 'model.filters' (architecture 'seed003'"),
-        ("[model]\narchitecture = 'vae'\n", "'model.architecture' must be one of compact, seed003, patch_memory; got 'vae'"),
+        ("[model]\narchitecture = 'gan'\n", "'model.architecture' must be one of compact, seed003, patch_memory, denoising_autoencoder, vae; got 'gan'"),
         ("[threshold]\npolicy = 'guess'\n", "'threshold.policy' must be one of"),
         ("[threshold]\nk = true\n", "'threshold.k' must be of type float"),
         ("model = 3\n", "[model] must be a table"),

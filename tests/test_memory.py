@@ -1,4 +1,4 @@
-"""Patch memory, the default screw model: remembers good screws, flags what matches none."""
+"""Patch memory (the `screw-memory` pipeline, and the default's second opinion): remembers good screws, flags what matches none."""
 
 import json
 
@@ -18,7 +18,7 @@ from conftest import SAMPLE
 
 @pytest.fixture(scope="module")
 def screw():
-    return resolve_pipeline("screw")
+    return resolve_pipeline("screw-memory")
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +62,10 @@ def test_bundle_round_trip_gives_the_same_scores(tmp_path, screw):
     np.testing.assert_allclose(after, before, rtol=1e-5)
 
 
-def test_default_pipeline_flags_the_sample_defects_and_passes_the_good(tmp_path):
+def test_the_patch_memory_pipeline_flags_the_sample_defects_and_passes_the_good(tmp_path):
     runner = CliRunner()
-    trained = runner.invoke(cli, ["train", str(SAMPLE / "train" / "good"), "--out", str(tmp_path / "m")])
+    trained = runner.invoke(cli, ["train", str(SAMPLE / "train" / "good"), "--out", str(tmp_path / "m"),
+                                  "--pipeline", "screw-memory"])
     assert trained.exit_code == 0, trained.output
     assert "training time" in trained.output and "patch_memory" in trained.output
     result = runner.invoke(cli, ["evaluate", str(tmp_path / "m"), "--good", str(SAMPLE / "test" / "good"),
@@ -75,40 +76,3 @@ def test_default_pipeline_flags_the_sample_defects_and_passes_the_good(tmp_path)
     # Measured: 11 of 12 defects flagged, 0 of 8 good rejected, AUROC 0.96 (40 training images).
     assert confusion["true_positive"] >= 9 and confusion["false_positive"] <= 1
     assert report["auroc"] >= 0.85
-
-
-def test_daemon_judges_screws_with_the_default_pipeline(tmp_path, screw):
-    import shutil
-    import threading
-
-    from helpers import rows, wait_for
-    from inspector.store import Store
-    from inspector.watcher import WatchOptions, Watcher
-
-    train_bundle(load_folder(SAMPLE / "train" / "good", screw), tmp_path / "m", screw, seed=0)
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    store = Store(str(tmp_path / "db.sqlite"))
-    watcher = Watcher(inbox, load_bundle(tmp_path / "m"), store,
-                      WatchOptions(out=tmp_path / "out", batch=8, settle=0.2, rescan_every=1.0))
-    thread = threading.Thread(target=watcher.run, kwargs={"install_signals": False}, name="watcher-under-test")
-    thread.start()
-    try:
-        defects = sorted((SAMPLE / "test" / "defect").glob("*.png"))[:4]
-        goods = sorted((SAMPLE / "test" / "good").glob("*.png"))[:2]
-        for path in defects + goods:
-            shutil.copy(path, inbox / f"{path.parent.name}_{path.name}")
-        cv2.imwrite(str(inbox / "blank.png"), np.full((256, 256), 190, np.uint8))
-        db = tmp_path / "db.sqlite"
-        wait_for(lambda: len(rows(db, "status in ('done', 'error')")) == 7, 60, "7 outcomes")
-        by_name = {row["source_name"]: row for row in rows(db, "1=1")}
-        assert by_name["blank.png"]["verdict"] == "error" and "no part found" in by_name["blank.png"]["error_reason"]
-        assert [by_name[f"defect_{p.name}"]["verdict"] for p in defects] == ["defect"] * 4
-        assert [by_name[f"good_{p.name}"]["verdict"] for p in goods] == ["ok"] * 2
-        heatmap = cv2.imread(by_name[f"defect_{defects[0].name}"]["heatmap_path"])
-        assert heatmap.shape[:2] == (64, 192)  # drawn on the upright crop
-    finally:
-        watcher.stop()
-        thread.join(timeout=30)
-        store.close()
-    assert not thread.is_alive()

@@ -41,7 +41,7 @@ def test_recovers_a_known_rotation_including_head_direction(path, degrees):
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_cut_out_screw_lies_horizontal_with_head_left(path):
-    crop = align_part(turned(frame(path), 71), AXIS)
+    crop = align_part(turned(frame(path), 71), AXIS).array
     assert crop.shape == (64, 192) and crop.dtype == np.float32
     part = crop < 0.5 + AXIS.target_std  # darker than the part's mean plus one std: the screw
     heights = part.sum(axis=0)
@@ -54,7 +54,7 @@ def test_cut_out_screw_lies_horizontal_with_head_left(path):
 def test_turned_copies_give_nearly_the_same_crop():
     path = SAMPLES[0]
     gray = frame(path)
-    a, b = align_part(gray, AXIS), align_part(turned(gray, 123), AXIS)
+    a, b = align_part(gray, AXIS).array, align_part(turned(gray, 123), AXIS).array
     assert np.abs(a - b).mean() < 0.03
 
 

@@ -14,7 +14,11 @@ from conftest import SAMPLE
 NAMES = models.names()
 # A preprocessing each architecture can take: autoencoders need square frames, the patch memory
 # pose-normalised crops.
-PREPROCESS = {name: {"size": 64} for name in NAMES} | {"patch_memory": {"pose": "axis", "normalize": "standardize"}}
+AXIS = {"pose": "axis", "normalize": "standardize"}
+PREPROCESS = {name: {"size": 64} for name in NAMES} | {name: AXIS for name in ("patch_memory", "denoising_autoencoder", "vae")}
+# Small enough to fit in seconds.
+SMALL = {"denoising_autoencoder": {"filters": [8, 16], "nuisance_copies": 0, "neighbours": 4},
+         "vae": {"filters": [8, 16], "latent_dim": 8}}
 
 
 def pipeline_for(name: str, **model) -> Pipeline:
@@ -24,15 +28,16 @@ def pipeline_for(name: str, **model) -> Pipeline:
 
 
 def test_the_registry_lists_the_shipped_architectures():
-    assert NAMES == ("compact", "seed003", "patch_memory")
-    for pipeline in ("screw", "screw-autoencoder", "seed003"):
+    assert NAMES == ("compact", "seed003", "patch_memory", "denoising_autoencoder", "vae")
+    for pipeline in ("screw", "screw-autoencoder", "screw-memory", "screw-vae", "seed003"):
         config = resolve_pipeline(pipeline).model
         assert type(config.settings) is models.get(config.architecture).settings
 
 
 def test_an_unknown_architecture_is_a_config_error_listing_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown model architecture 'vae'; known: compact, seed003, patch_memory"):
-        models.get("vae")
+    with pytest.raises(ConfigError, match="unknown model architecture 'gan'; known: compact, seed003, patch_memory, "
+                                         "denoising_autoencoder, vae"):
+        models.get("gan")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -61,7 +66,7 @@ def test_the_declared_output_decides_the_scoring_errors(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_each_architecture_builds_a_model_of_its_declared_output(name):
-    pipeline = pipeline_for(name)
+    pipeline = pipeline_for(name, **SMALL.get(name, {}))
     spec = models.get(name)
     shape = pipeline.preprocess.shape
     model = spec.build(pipeline.model.settings, shape)
@@ -81,7 +86,7 @@ def test_each_architecture_builds_a_model_of_its_declared_output(name):
 def test_each_architecture_fits_and_reports_what_it_calibrated_on(name):
     spec = models.get(name)
     epochs = {"epochs": 1} if "epochs" in spec.keys else {}
-    pipeline = pipeline_for(name, **epochs)
+    pipeline = pipeline_for(name, **epochs, **SMALL.get(name, {}))
     arrays = load_folder(SAMPLE / "train" / "good", pipeline).arrays[:10]
     seen = []
     fitted = spec.fit(arrays, pipeline, seed=0, on_epoch=lambda epoch, loss: seen.append((epoch, loss)))

@@ -40,13 +40,15 @@ This module imports no TensorFlow: `config` validates pipelines with it.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from . import compact, patch_memory, seed003
+from . import compact, denoising, patch_memory, seed003, vae
 from .spec import ERROR_MAP, RECONSTRUCTION, Fitted, ModelSpec
 
 ARCHITECTURES: dict[str, ModelSpec] = {spec.name: spec for spec in (
     compact.SPEC,
     seed003.SPEC,
     patch_memory.SPEC,
+    denoising.SPEC,
+    vae.SPEC,
 )}
 
 __all__ = ["ARCHITECTURES", "ERROR_MAP", "RECONSTRUCTION", "Fitted", "ModelSpec", "get", "names", "load_serving"]

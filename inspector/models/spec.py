@@ -94,9 +94,18 @@ class ModelSpec:
         seed: int,
         epochs: int | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
+        variants: np.ndarray | None = None,
     ) -> Fitted:
-        """Train on good preprocessed images (N, H, W) and score good images it did not learn from."""
-        return self._training().fit(arrays, pipeline, seed, epochs, on_epoch)
+        """Train on good preprocessed images (N, H, W) and score good images it did not learn from.
+
+        `variants` (N, K, H, W): K copies of each image under random line nuisances, made when
+        the settings ask for them (`nuisance_copies`); architectures that take none ignore them.
+        """
+        return self._training().fit(arrays, pipeline, seed, epochs, on_epoch, variants)
+
+    def nuisance_copies(self, settings: Any) -> int:
+        """How many nuisance copies of each good image `fit` wants (0: none)."""
+        return int(getattr(settings, "nuisance_copies", 0))
 
     def benchmark_model(self, arrays: np.ndarray, pipeline: Pipeline):
         """A model as costly to run as a trained one, made quickly from `arrays`, to time scoring."""

@@ -50,6 +50,7 @@ def fit_autoencoder(
     seed: int,
     epochs: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    variants: np.ndarray | None = None,  # nuisance copies: not used
 ) -> Fitted:
     """Hold out `holdout_fraction` of the good images, train `build`'s model on the rest to
     reconstruct them, and score the held-out ones for the threshold.

@@ -28,27 +28,43 @@ def part_level(images: np.ndarray) -> float:
     return float(np.median([otsu_split(image, 2.0)[0] for image in images]))
 
 
-def memory_of(images: np.ndarray, settings: PatchMemorySettings) -> "keras.Model":
-    """A model that remembers `images` (N, H, W) and maps an image to its distance map."""
+def memory_layer(images: np.ndarray, settings) -> PatchMemory:
+    """A patch memory layer remembering `images` (N, H, W); `settings` has neighbours,
+    search_radius and patch_size."""
     count, height, width = images.shape
-    inputs = keras.Input(shape=(height, width, 1))
     layer = PatchMemory(count, height, width, settings.neighbours, settings.search_radius,
                         settings.patch_size, part_level(images))
-    model = keras.Model(inputs, layer(inputs), name="patch_memory")
     images = np.asarray(images, np.float32)
     layer.memory.assign(images)
     layer.coarse_memory.assign(np.asarray(layer.coarse(images[..., None])))
-    return model
+    return layer
+
+
+def memory_of(images: np.ndarray, settings: PatchMemorySettings) -> "keras.Model":
+    """A model that remembers `images` (N, H, W) and maps an image to its distance map."""
+    inputs = keras.Input(shape=(*images.shape[1:], 1))
+    return keras.Model(inputs, memory_layer(images, settings)(inputs), name="patch_memory")
+
+
+def pixel_statistics(good_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean and spread of error maps of good images a model did not learn from; the
+    spread is smoothed and floored by its average, so a pixel that happened to vary little
+    among these few images does not turn every small error there into an alarm."""
+    good_maps = np.asarray(good_maps, np.float32)
+    spread = good_maps.std(axis=0)
+    return good_maps.mean(axis=0), cv2.GaussianBlur(spread, (0, 0), 2.0) + float(spread.mean()) + 1e-12
 
 
 def normalise_by(model: "keras.Model", good_maps: np.ndarray) -> None:
     """Learn per-pixel statistics from distance maps of good images the memory does not hold
-    (cross-validation): later maps are (distance - mean) / spread, spread smoothed."""
-    layer = model.layers[-1]
-    good_maps = np.asarray(good_maps, np.float32)
-    spread = good_maps.std(axis=0)
-    layer.position_mean.assign(good_maps.mean(axis=0))
-    layer.position_scale.assign(cv2.GaussianBlur(spread, (0, 0), 2.0) + float(spread.mean()) + 1e-12)
+    (cross-validation): later maps are (distance - mean) / spread."""
+    set_statistics(model.layers[-1], *pixel_statistics(good_maps))
+
+
+def set_statistics(layer, mean: np.ndarray, scale: np.ndarray) -> None:
+    """Give a layer with `position_mean` and `position_scale` weights its per-pixel statistics."""
+    layer.position_mean.assign(mean)
+    layer.position_scale.assign(scale)
 
 
 def build(settings: PatchMemorySettings, shape: tuple[int, int]) -> "keras.Model":
@@ -62,6 +78,7 @@ def fit(
     seed: int,
     epochs: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    variants: np.ndarray | None = None,  # nuisance copies: not used
 ) -> Fitted:
     """Calibrate by cross-validation, then remember every good image (no epochs, no loss).
 

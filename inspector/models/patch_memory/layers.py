@@ -8,6 +8,7 @@ learning its statistics is training code, in `fit`.
 from __future__ import annotations
 
 from ...tf_setup import keras
+from ..regions import part_region
 
 # Candidates are pre-selected on images shrunk by this factor (cheap, and blind to small
 # defects, which is what a pre-selection should be).
@@ -82,10 +83,7 @@ class PatchMemory(keras.layers.Layer):
                 best = patch if best is None else tf.minimum(best, patch)
         best = tf.image.resize(best[..., None], (h, w), method="bilinear")[..., 0]
         best = (best - self.position_mean) / self.position_scale
-        # The part: darker than the background; a margin keeps its outline and what sticks out.
-        part = tf.cast(tf.nn.avg_pool2d(x, 5, 1, "SAME") < self.part_level, tf.float32)
-        part = tf.nn.max_pool2d(part, 7, 1, "SAME")
-        return best[..., None] * part
+        return best[..., None] * part_region(x, self.part_level)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -1,0 +1,130 @@
+"""What each part of the default model adds: the autoencoder alone, the patch memory alone, both.
+
+Trains the pipeline on 256 of the 320 `train/good` screws (a fixed split), then scores with each
+branch of the trained model and with the whole model:
+- validation: the 64 held-out training screws, as photographed and under one random line
+  nuisance each, against copies of them with drawn defects (`validation_defects`: six kinds);
+- test: `test_matched/` and raw `test/` (reported, never used to choose anything).
+
+Usage (from the repository root, inspector installed):
+    python benchmarks/ablation.py [--data ../shared/data/mvtec_screw] [--pipeline screw] [--seed 0] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from validation_defects import KINDS, draw  # noqa: E402
+
+from inspector import nuisance  # noqa: E402
+from inspector.bundle import load_bundle  # noqa: E402
+from inspector.calibration import bootstrap_auc_interval, roc_auc  # noqa: E402
+from inspector.config import resolve_pipeline  # noqa: E402
+from inspector.inference import Inferencer, score_arrays  # noqa: E402
+from inspector.preprocess import list_images, read_frame  # noqa: E402
+from inspector.tf_setup import keras  # noqa: E402
+from inspector.training import load_folder, train_bundle  # noqa: E402
+
+# Layer names of the default model's branches (models/denoising/fit.py `assemble`).
+BRANCHES = {"autoencoder alone": "reconstruction_error", "patch memory alone": "memory_unit"}
+
+
+def branch_models(model) -> dict:
+    """The whole model and, where it has them, each branch as a model of its own."""
+    found = {"combined": model}
+    names = {layer.name for layer in model.layers}
+    for label, layer in BRANCHES.items():
+        if layer in names:
+            found[label] = keras.Model(model.input, model.get_layer(layer).output)
+    if len(found) == 1:
+        found = {"model": model}
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data/mvtec_screw")
+    parser.add_argument("--pipeline", default="screw")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="Folder for the model and results.json")
+    args = parser.parse_args()
+    data = Path(args.data)
+    out = Path(args.out or tempfile.mkdtemp(prefix="inspector-ablation-"))
+    out.mkdir(parents=True, exist_ok=True)
+    pipeline = resolve_pipeline(args.pipeline)
+
+    paths = list_images(data / "train" / "good")
+    order = np.random.default_rng(1234).permutation(len(paths))  # the same split for every seed
+    fit_dir = out / "fit-images"
+    fit_dir.mkdir(exist_ok=True)
+    for i in order[64:]:
+        link = fit_dir / paths[i].name
+        if not link.exists():
+            link.symlink_to(paths[i].resolve())
+    held = [paths[i] for i in sorted(order[:64])]
+
+    started = time.perf_counter()
+    _, summary = train_bundle(load_folder(fit_dir, pipeline, seed=args.seed), out / "model", pipeline, seed=args.seed,
+                              on_epoch=lambda e, loss: print(f"epoch {e + 1} loss {loss:.5f}", file=sys.stderr))
+    train_minutes = (time.perf_counter() - started) / 60
+    bundle = load_bundle(out / "model")
+    with Inferencer(bundle) as inferencer:
+        rng = np.random.default_rng([args.seed, 99])
+        clean = np.stack([inferencer.pre_process(p) for p in held])
+        under_nuisance = []
+        for p in held:
+            frame = read_frame(p)
+            for _ in range(10):  # a nuisance that pushes the part out of view is drawn again
+                try:
+                    under_nuisance.append(inferencer.pre_process(nuisance.augment(frame, rng)))
+                    break
+                except Exception:
+                    continue
+        under_nuisance = np.stack(under_nuisance)
+        kinds = np.arange(len(clean)) % len(KINDS)
+        sets = {
+            "validation": (clean, np.stack([draw(rng, x, k) for x, k in zip(clean, kinds)])),
+            "validation, nuisances": (under_nuisance, np.stack([draw(rng, x, k) for x, k in
+                                                               zip(under_nuisance, kinds[:len(under_nuisance)])])),
+        }
+        for name, folder in (("test_matched", "test_matched"), ("raw test", "test")):
+            sets[name] = tuple(np.stack([inferencer.pre_process(p) for p in list_images(data / folder / label)])
+                               for label in ("good", "defect"))
+
+    results = {"pipeline": pipeline.name, "seed": args.seed, "train_minutes": round(train_minutes, 1),
+               "threshold": summary["threshold"], "rows": {}}
+    for label, model in branch_models(bundle.model).items():
+        row = {}
+        for name, (good, defect) in sets.items():
+            g = score_arrays(model, good, pipeline.scoring)[0]
+            d = score_arrays(model, defect, pipeline.scoring)[0]
+            row[name] = {"auroc": roc_auc(g, d), "ci95": bootstrap_auc_interval(g, d)}
+            if name == "validation":
+                row["validation by kind"] = {k: roc_auc(g, d[kinds == i]) for i, k in enumerate(KINDS)}
+        results["rows"][label] = row
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+
+    columns = list(sets)
+    print(f"pipeline {pipeline.name}, seed {args.seed}, trained {train_minutes:.1f} min on 256 screws")
+    print("| scored by | " + " | ".join(f"AUROC {c} (95% CI)" for c in columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for label, row in results["rows"].items():
+        cells = [f"{row[c]['auroc']:.3f} ({row[c]['ci95'][0]:.2f}-{row[c]['ci95'][1]:.2f})" for c in columns]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("\nvalidation AUROC by defect kind:")
+    for label, row in results["rows"].items():
+        print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in row["validation by kind"].items()))
+    print(f"\nresults in {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

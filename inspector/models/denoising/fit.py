@@ -1,0 +1,220 @@
+"""Training `denoising_autoencoder`: restore good parts from copies with synthetic defects and
+line nuisances, then learn what its error looks like on good parts it did not see.
+
+1. `holdout_fraction` of the good images is held out; the autoencoder trains on the rest.
+2. Each epoch every training image is shown once: as photographed or as one of its nuisance
+   copies (`nuisance_share`), with a synthetic defect (`defect_share`); the target is the same
+   copy without the defect. Loss: squared error + `ssim_weight` x (1 - SSIM).
+3. The held-out images and their nuisance copies calibrate: the per-pixel statistics of the
+   reconstruction error (and of the patch memory's distances, the second opinion, which
+   remembers the training images), each map's typical score, and the threshold's good scores.
+   Statistics are cross-fitted: each half of the held-out images is scored with statistics
+   learnt on the other half, so the threshold sees scores as honest as a new part's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from ...inference import score_arrays
+from ...tf_setup import keras
+from ..autoencoder.fit import split_holdout
+from ..patch_memory.fit import memory_layer, part_level, pixel_statistics, set_statistics
+from ..spec import Fitted
+from . import DenoisingSettings
+from .defects import add_defect
+from .layers import ReconstructionError, Rescale
+
+if TYPE_CHECKING:
+    from ...config import Pipeline
+
+
+def autoencoder(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.Model":
+    """Image (H, W, 1) -> its reconstruction: per stage a 3x3 convolution and a strided one
+    down, then transposed convolutions and a 3x3 convolution up, sigmoid output."""
+    from ...errors import ConfigError
+
+    height, width = shape
+    stages = len(settings.filters)
+    if height % 2**stages or width % 2**stages:
+        raise ConfigError(f"denoising_autoencoder with {stages} stages needs sides divisible by {2**stages}, "
+                          f"got {height}x{width}")
+    layers = keras.layers
+    inputs = keras.Input(shape=(height, width, 1))
+    x = inputs
+    for filters in settings.filters:
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2D(settings.filters[-1], 3, padding="same", activation="relu")(x)
+    for filters in reversed(settings.filters):
+        x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    return keras.Model(inputs, outputs, name="autoencoder")
+
+
+def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memory: np.ndarray | None):
+    """The served model: input -> reconstruction error map (+ the patch memory's map if
+    `memory`, the images it remembers, is given). Returns the model and its error layers."""
+    height, width = ae.input_shape[1:3]
+    inputs = keras.Input(shape=(height, width, 1))
+    error = ReconstructionError(height, width, settings.error_sigma, level, name="reconstruction_error")
+    output = error([inputs, ae(inputs)])
+    branches = [error]
+    if memory is not None:
+        distances = memory_layer(memory, settings)
+        rescale = Rescale(name="memory_unit")
+        output = keras.layers.Add(name="both_opinions")([output, rescale(distances(inputs))])
+        branches += [distances, rescale]
+    return keras.Model(inputs, output, name="denoising_autoencoder"), branches
+
+
+def build(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.Model":
+    """The untrained served model (an empty memory of `neighbours` blank images as second opinion)."""
+    memory = np.zeros((settings.neighbours, *shape), np.float32) if settings.second_opinion == "patch_memory" else None
+    return assemble(autoencoder(settings, shape), settings, 0.5, memory)[0]
+
+
+def benchmark_model(arrays: np.ndarray, pipeline: Pipeline) -> "keras.Model":
+    """As costly as a trained model: the memory as large as a training set's (it grows with it)."""
+    settings = pipeline.model.settings
+    memory = np.concatenate([arrays] * 8) if settings.second_opinion == "patch_memory" else None
+    return assemble(autoencoder(settings, arrays.shape[1:]), settings, part_level(arrays), memory)[0]
+
+
+def train_autoencoder(
+    arrays: np.ndarray,
+    variants: np.ndarray | None,
+    settings: DenoisingSettings,
+    seed: int,
+    epochs: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> tuple["keras.Model", list[float]]:
+    """Train the autoencoder to restore `arrays` (N, H, W) and their nuisance copies `variants`
+    (N, K, H, W) from copies with synthetic defects; returns it and its loss per epoch."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    rng = np.random.default_rng(seed)
+    ae = autoencoder(settings, arrays.shape[1:])
+    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
+
+    @tf.function(reduce_retracing=True)
+    def step(shown, target):
+        with tf.GradientTape() as tape:
+            restored = ae(shown, training=True)
+            loss = tf.reduce_mean(tf.square(restored - target))
+            if settings.ssim_weight:
+                loss += settings.ssim_weight * (1.0 - tf.reduce_mean(tf.image.ssim(restored, target, 1.0, filter_size=7)))
+        optimizer.apply_gradients(zip(tape.gradient(loss, ae.trainable_variables), ae.trainable_variables))
+        return loss
+
+    copies = 0 if variants is None else variants.shape[1]
+    batch = min(settings.batch_size, len(arrays))
+    losses = []
+    for epoch in range(epochs):
+        total, steps = 0.0, 0
+        order = rng.permutation(len(arrays))
+        for start in range(0, len(order) - batch + 1, batch):
+            shown, target = [], []
+            for i in order[start:start + batch]:
+                image = arrays[i]
+                if copies and rng.random() < settings.nuisance_share:
+                    image = variants[i, int(rng.integers(copies))]
+                target.append(image)
+                shown.append(add_defect(rng, image, arrays) if rng.random() < settings.defect_share else image)
+            total += float(step(np.stack(shown)[..., None], np.stack(target)[..., None]))
+            steps += 1
+        losses.append(total / max(steps, 1))
+        if on_epoch is not None:
+            on_epoch(epoch, losses[-1])
+    return ae, losses
+
+
+def fit(
+    arrays: np.ndarray,
+    pipeline: Pipeline,
+    seed: int,
+    epochs: int | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+    variants: np.ndarray | None = None,
+) -> Fitted:
+    """Train on good crops (N, H, W) and their nuisance copies (N, K, H, W), calibrate on held-out ones."""
+    settings = pipeline.model.settings
+    epochs = epochs or settings.epochs
+    train_idx, hold_idx = split_holdout(len(arrays), pipeline.model.holdout_fraction, seed)
+    started = time.perf_counter()
+    ae, losses = train_autoencoder(arrays[train_idx], None if variants is None else variants[train_idx],
+                                   settings, seed, epochs, on_epoch)
+    memory = arrays[train_idx] if settings.second_opinion == "patch_memory" else None
+    model, branches = assemble(ae, settings, part_level(arrays[train_idx]), memory)
+    # Calibration images: each held-out image as photographed and under its nuisances.
+    calibration = [arrays[hold_idx]] + ([] if variants is None else [variants[hold_idx, k]
+                                                                    for k in range(variants.shape[1])])
+    images = np.concatenate(calibration)
+    owner = np.tile(np.arange(len(hold_idx)), len(calibration))  # which held-out image each one is
+    halves = np.isin(owner, np.random.default_rng(seed).permutation(len(hold_idx))[: len(hold_idx) // 2])
+    raw = _raw_maps(model, branches, images)
+    scores, maps = _cross_fitted(model, branches, raw, images, halves, pipeline)
+    seconds = time.perf_counter() - started
+    return Fitted(
+        model=model, scores=scores, maps=maps,
+        calibrated_on=(f"{len(hold_idx)} held-out good images"
+                       + (f" and {len(images) - len(hold_idx)} nuisance copies of them" if len(calibration) > 1 else "")
+                       + ", cross-fitted (each half scored with statistics from the other)"),
+        trained_on=len(train_idx), held_out=len(hold_idx), epochs=epochs, losses=losses, seconds=seconds,
+    )
+
+
+def _raw_maps(model, branches, images: np.ndarray) -> list[np.ndarray]:
+    """Each branch's map before any statistics: the smoothed squared error, the distances."""
+    import tensorflow as tf
+
+    x = images[..., None].astype(np.float32)
+    error = branches[0]
+    ae = model.get_layer("autoencoder")
+    raw = [np.concatenate([error.smoothed_error(x[i:i + 64], ae(x[i:i + 64], training=False)).numpy()[..., 0]
+                           for i in range(0, len(x), 64)])]
+    if len(branches) > 1:
+        distances = branches[1]
+        raw.append(np.concatenate([distances(tf.constant(x[i:i + 64])).numpy()[..., 0] for i in range(0, len(x), 64)]))
+    return raw
+
+
+def _cross_fitted(model, branches, raw: list[np.ndarray], images: np.ndarray, halves: np.ndarray, pipeline):
+    """Calibration scores and maps through the served model, each half with statistics (and
+    map units) learnt on the other half; then the model keeps statistics learnt on all."""
+    layers = [branches[0]] + branches[1:2]  # the layers holding per-pixel statistics
+    units = [branches[0], branches[-1]] if len(branches) > 1 else [branches[0]]
+
+    def learn(select: np.ndarray) -> None:
+        for layer, maps in zip(layers, raw):
+            set_statistics(layer, *pixel_statistics(maps[select]))
+        for unit in units:
+            unit.unit.assign(1.0)
+        for layer, unit, maps in zip(layers, units, raw):
+            normalised = _branch_output(layer, maps[select], images[select])
+            unit.unit.assign(max(float(normalised.reshape(len(normalised), -1).max(axis=1).mean()), 1e-6))
+
+    scores, maps = np.empty(len(images)), np.empty(images.shape, np.float32)
+    for scored in (halves, ~halves):
+        learn(~scored)
+        scores[scored], maps[scored] = score_arrays(model, images[scored], pipeline.scoring)
+    learn(np.ones(len(images), bool))
+    return scores, maps
+
+
+def _branch_output(layer, raw: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """A branch's normalised map from its raw map, as its layer computes it (with unit 1):
+    (raw - mean) / spread at each pixel, kept to the part."""
+    import tensorflow as tf
+
+    from ..regions import part_region
+
+    mean, scale = layer.position_mean.numpy(), layer.position_scale.numpy()
+    region = part_region(tf.constant(images[..., None], tf.float32), layer.part_level).numpy()[..., 0]
+    return (raw - mean) / scale * region

@@ -1,0 +1,37 @@
+"""`vae`: a convolutional variational autoencoder, as in the reference notebooks.
+
+The encoder maps an image to a Gaussian over a small latent space, the decoder maps a latent
+point back to an image; training maximises the evidence lower bound (reconstruction error +
+`beta` x the KL divergence from a unit Gaussian). Served deterministically: the encoder's
+mean goes through the decoder. Output: a reconstruction, scored by its error against the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...errors import ConfigError
+from ...validation import check_range
+from ..autoencoder import AutoencoderSettings
+from ..spec import RECONSTRUCTION, ModelSpec
+
+
+@dataclass(frozen=True)
+class VaeSettings(AutoencoderSettings):
+    epochs: int = 60
+    # Encoder stages (strided 3x3 convolutions); the decoder mirrors them.
+    filters: tuple[int, ...] = (32, 64, 128)
+    latent_dim: int = 128
+    # Weight of the KL term against the summed squared reconstruction error.
+    beta: float = 1.0
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if not self.filters or len(self.filters) > 5 or any(
+                not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= 512 for f in self.filters):
+            raise ConfigError(f"{where}.filters must be 1 to 5 integers in 1..512")
+        check_range(f"{where}.latent_dim", self.latent_dim, 1, 4096)
+        check_range(f"{where}.beta", self.beta, 0.0, 1000.0)
+
+
+SPEC = ModelSpec(name="vae", output=RECONSTRUCTION, settings=VaeSettings, training=f"{__name__}.fit")

@@ -1,0 +1,118 @@
+"""The default model: a denoising convolutional autoencoder (with the patch memory as a second
+opinion). It trains on sample screws, saves and loads safely, and flags a painted defect where it is."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from inspector.bundle import load_bundle
+from inspector.config import pipeline_from_dict, resolve_pipeline
+from inspector.cv_setup import cv2
+from inspector.inference import score_arrays
+from inspector.models.denoising.defects import add_defect, part_outline
+from inspector.training import load_folder, train_bundle
+from conftest import SAMPLE
+
+
+def small(second_opinion: str = "none", epochs: int = 60, copies: int = 1):
+    """The default pipeline with a narrow autoencoder, so it trains in seconds on the 40 sample
+    screws (a faster learning rate and more defects per epoch make up for so few images)."""
+    data = resolve_pipeline("screw").to_dict()
+    data["model"].update(filters=[16, 32, 64], epochs=epochs, nuisance_copies=copies, second_opinion=second_opinion,
+                         neighbours=5, batch_size=8, learning_rate=0.002, defect_share=0.9, ssim_weight=0.0)
+    return pipeline_from_dict(data, source="small screw")
+
+
+@pytest.fixture(scope="module")
+def images():
+    return load_folder(SAMPLE / "train" / "good", small(), seed=0)
+
+
+@pytest.fixture(scope="module")
+def autoencoder_alone(images, tmp_path_factory):
+    """The autoencoder alone (no second opinion), trained once: what it finds is its own."""
+    out = tmp_path_factory.mktemp("denoising") / "ae"
+    bundle, summary = train_bundle(images, out, small(), seed=0)
+    return out, bundle, summary
+
+
+def painted(image: np.ndarray, x: int, y: int) -> np.ndarray:
+    marked = image.copy()
+    cv2.circle(marked, (x, y), 3, float(image.max()), -1)  # a bright pit on the shank
+    return marked
+
+
+def test_the_default_pipeline_scores_with_the_denoising_autoencoder():
+    pipeline = resolve_pipeline("screw")
+    assert pipeline.model.architecture == "denoising_autoencoder"
+    assert pipeline.model.settings.second_opinion == "patch_memory"
+    assert pipeline.preprocess.flatten_light and pipeline.preprocess.check_view
+
+
+def test_training_copies_under_nuisances_and_records_the_part_length(images):
+    assert images.variants.shape == (len(images.arrays), 1, *images.arrays.shape[1:])
+    assert not np.allclose(images.variants[:, 0], images.arrays)  # the copies differ from the originals
+    assert 0.8 < images.part_length < 1.0  # the sample screws fill ~90% of the frame's side
+
+
+def test_a_synthetic_defect_changes_the_part_only():
+    image = load_folder(SAMPLE / "train" / "good", small(copies=0)).arrays[0]
+    rng = np.random.default_rng(3)
+    # The part and its outline, plus the 3 pixels a soft-edged defect may blur into.
+    allowed = cv2.dilate(part_outline(image).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    for _ in range(20):
+        changed = np.abs(add_defect(rng, image, image[None]) - image) > 0.01
+        assert changed.any()
+        assert not (changed & ~allowed).any()
+
+
+def test_the_bundle_loads_safely_and_scores_as_trained(autoencoder_alone, images):
+    out, bundle, summary = autoencoder_alone
+    assert summary["epochs"] == 60 and summary["architecture"] == "denoising_autoencoder"
+    assert "nuisance copies" in summary["calibrated_on"] and "cross-fitted" in summary["calibrated_on"]
+    with zipfile.ZipFile(out / "model.keras") as archive:
+        config = archive.read("config.json").decode()
+    assert "Lambda" not in config and '"module": "inspector"' not in config  # registered, not pickled
+    assert "inspector>ReconstructionError" in config
+    loaded = load_bundle(out)  # safe_mode=True
+    tests = images.arrays[:6]
+    before, _ = score_arrays(bundle.model, tests, bundle.pipeline.scoring)
+    after, _ = score_arrays(loaded.model, tests, loaded.pipeline.scoring)
+    np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-5)
+    assert json.loads((out / "bundle.json").read_text())["training"]["part_length"] == pytest.approx(images.part_length)
+
+
+def test_same_seed_same_threshold(images, tmp_path):
+    first, _ = train_bundle(images, tmp_path / "first", small(epochs=3), seed=5)
+    again, _ = train_bundle(images, tmp_path / "again", small(epochs=3), seed=5)
+    assert again.threshold == first.threshold
+    assert again.training["loss"] == first.training["loss"]
+
+
+def test_the_autoencoder_alone_flags_a_painted_pit_where_it_is(autoencoder_alone):
+    _, bundle, _ = autoencoder_alone
+    good = load_folder(SAMPLE / "test" / "good", bundle.pipeline, copies=0).arrays
+    x, y = 80, 32  # the shank, middle of the crop
+    marked = np.stack([painted(image, x, y) for image in good])
+    good_scores, _ = score_arrays(bundle.model, good, bundle.pipeline.scoring)
+    marked_scores, maps = score_arrays(bundle.model, marked, bundle.pipeline.scoring)
+    assert (marked_scores > good_scores).all()
+    assert np.median(marked_scores) > 2 * np.median(good_scores)
+    for error_map in maps:
+        hot_y, hot_x = np.unravel_index(np.argmax(error_map), error_map.shape)
+        assert abs(hot_x - x) <= 6 and abs(hot_y - y) <= 6
+
+
+def test_with_the_second_opinion_both_maps_count(images, tmp_path):
+    pipeline = small(second_opinion="patch_memory", epochs=2)
+    bundle, _ = train_bundle(images, tmp_path / "both", pipeline, seed=0)
+    names = {layer.name for layer in bundle.model.layers}
+    assert {"reconstruction_error", "memory_unit", "both_opinions"} <= names
+    # Each branch is scaled so good parts score about 1 in it: they add on one scale.
+    assert float(bundle.model.get_layer("reconstruction_error").unit.numpy()) > 0
+    assert float(bundle.model.get_layer("memory_unit").unit.numpy()) > 0
+    loaded = load_bundle(tmp_path / "both")
+    np.testing.assert_allclose(score_arrays(loaded.model, images.arrays[:4], pipeline.scoring)[0],
+                               score_arrays(bundle.model, images.arrays[:4], pipeline.scoring)[0], rtol=1e-5)

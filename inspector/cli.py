@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .config import POLICIES
+from .config import POLICIES, pipeline_names
 from .errors import InspectorError
 
 log = logging.getLogger("inspector")
@@ -113,7 +113,7 @@ def cli():
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write the model bundle to.")
 @click.option("--pipeline", "-p", default="screw", show_default=True,
-              help="Pipeline TOML file, or the name of one in pipelines/ (screw, seed003).")
+              help=f"Pipeline TOML file, or the name of a shipped one ({', '.join(pipeline_names())}).")
 @click.option("--epochs", type=click.IntRange(1), help="Override the pipeline's number of epochs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (split, weights, shuffling).")
 @click.option("--force", is_flag=True, help="Overwrite an existing bundle in --out.")

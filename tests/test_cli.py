@@ -147,3 +147,12 @@ def test_calibrate_supervised_policy_without_defects_fails(tiny_bundle, tmp_path
     result = run("calibrate", tiny_bundle, "--good", GOOD, "--policy", "target_recall", "--dry-run")
     assert result.exit_code == 1
     assert "needs defect images" in result.output
+
+
+def test_train_help_lists_every_shipped_pipeline():
+    from inspector.config import pipeline_names
+
+    help_text = " ".join(run("train", "--help").output.split())
+    assert len(pipeline_names()) >= 3
+    for name in pipeline_names():
+        assert name in help_text

@@ -7,6 +7,7 @@ imports training code.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,9 +52,15 @@ def compiled(model):
         import tensorflow as tf
 
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        # A partial, not a lambda: TF counts traces per Python function (a lambda's code is shared by
+        # every model), and several models traced once each (cross-validation folds) are not retracing.
+        forward = tf.function(functools.partial(_call, model), input_signature=[spec])
         model._inspector_forward = forward
     return forward
+
+
+def _call(model, x):
+    return model(x, training=False)
 
 
 def forward(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:

@@ -10,6 +10,7 @@ Python-side warnings (e.g. "tf.function retracing") go through TF's logger, set 
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -36,12 +37,12 @@ def _import_quietly() -> None:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):  # no usable stderr: nothing to keep quiet
-        import tensorflow  # noqa: F401
+        importlib.import_module("tensorflow")
         return
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            importlib.import_module("tensorflow")
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -85,6 +85,33 @@ def score_arrays(model, arrays: np.ndarray, scoring: ScoringConfig, batch_size: 
     return post_process(arrays, forward(model, arrays, batch_size), scoring)
 
 
+def picture_stems(paths: list[Path]) -> dict[Path, str]:
+    """A distinct name for each image's pictures (heatmap, overlay): its file name without the
+    suffix, with as many of its folders' names in front as it takes to tell it apart from other
+    images of the same name (good/000.png, defect/000.png -> good_000, defect_000)."""
+    paths = list(dict.fromkeys(paths))
+    full = {p: Path(os.path.abspath(p)) for p in paths}
+    depth = dict.fromkeys(paths, 0)
+
+    def stem(p: Path) -> str:
+        folders = full[p].parent.parts[1:]  # without the root
+        return "_".join([*folders[len(folders) - depth[p]:], full[p].stem]) if depth[p] else full[p].stem
+
+    while True:
+        stems = {p: stem(p) for p in paths}
+        owners: dict[str, set[Path]] = {}
+        for p, name in stems.items():
+            owners.setdefault(name, set()).add(full[p])
+        clashing = [p for p in paths if len(owners[stems[p]]) > 1]
+        deeper = [p for p in clashing if depth[p] < len(full[p].parent.parts) - 1]
+        if not deeper:  # unique, or names that only differ by "_" vs "/": number the rest
+            for p in clashing:
+                stems[p] = f"{stems[p]}_{sorted(owners[stems[p]]).index(full[p]) + 1}"
+            return stems
+        for p in deeper:
+            depth[p] += 1
+
+
 class Inferencer:
     """Judges images with one bundle: `pre_process` a file, `forward` a batch, `post_process`
     its outputs into scores, error maps and verdicts, `write_pictures`; `judge` does it all.

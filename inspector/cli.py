@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+import tomllib
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
@@ -460,6 +461,43 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, jitter_seed, as_j
     _emit(data, as_json, "\n".join(lines))
 
 
+def _config_keys(command: click.Command) -> dict[str, str]:
+    """A command's parameters by the key a --config file names them with: the long option
+    without its dashes (summary-every), or the argument's name (inbox)."""
+    keys = {}
+    for param in command.params:
+        if param.name != "config":
+            longs = [opt[2:] for opt in param.opts if opt.startswith("--")]
+            keys[longs[0] if longs else param.name] = param.name
+    return keys
+
+
+def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
+    """--config FILE: the TOML file's values (keys: `watch`'s options) become the defaults of this
+    command's options; the command line and environment variables override them."""
+    if path is None:
+        return
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", ctx, param) from None
+    keys = _config_keys(watch)
+    unknown = sorted(key for key in data if key.replace("_", "-") not in keys)
+    if unknown:
+        raise click.BadParameter(f"{path}: unknown key {', '.join(map(repr, unknown))}; the keys are watch's "
+                                 f"options: {', '.join(sorted(keys))}", ctx, param)
+    own = {p.name for p in ctx.command.params}
+    values = {keys[key.replace("_", "-")]: value for key, value in data.items()}
+    ctx.default_map = {**(ctx.default_map or {}), **{name: v for name, v in values.items() if name in own}}
+
+
+def config_option(f):
+    return click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
+                        expose_value=False, callback=_read_config,
+                        help="TOML file of watch's options (inbox = \"/srv/line1/inbox\", summary-every = 30, ...); "
+                             "the command line and environment variables override it.")(f)
+
+
 @cli.command()
 @click.argument("inbox", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "model_dir", envvar="INSPECTOR_MODEL", required=True,
@@ -486,6 +524,7 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, jitter_seed, as_j
               help="Seconds after which a claim left by a worker on another host is taken over.")
 @click.option("--exit-when-idle", type=click.FloatRange(0.1),
               help="Exit after this many seconds with nothing to do (for batch runs and demos).")
+@config_option
 @logging_options(logging.INFO)
 @_fail_cleanly
 def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
@@ -505,13 +544,14 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     over (at once on the same host, after --claim-timeout from another host).
 
     Logs on stderr: the start, a summary every --summary-every seconds, errors and duplicates;
-    one line per image with -v.
+    one line per image with -v. deploy/ has a systemd unit running it with --config.
 
     \b
     Examples:
       inspector watch /srv/line1/inbox --model models/screw --out /srv/line1/out -v
       INSPECTOR_DB=postgresql+psycopg://qa@db/inspector inspector watch inbox/ --model m
       inspector watch /mnt/share/inbox --model m --polling --station line2
+      inspector watch --config /etc/inspector/watch.toml --log-format json
     """
     from .watcher import WatchOptions, Watcher
 
@@ -527,6 +567,42 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
         watcher.run(max_idle=exit_when_idle)
     finally:
         store.close()
+
+
+@cli.command()
+@click.argument("inbox", required=False, type=click.Path(path_type=Path))
+@click.option("--model", "model_dir", envvar="INSPECTOR_MODEL", type=click.Path(path_type=Path),
+              help="Model bundle directory [env: INSPECTOR_MODEL].")
+@db_option
+@click.option("--out", envvar="INSPECTOR_OUT", default="inspector-out", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="The daemon's output folder [env: INSPECTOR_OUT].")
+@click.option("--polling", is_flag=True, help="The daemon polls the inbox (no warning for a network filesystem).")
+@click.option("--min-free", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Gigabytes that must be free where the inbox and the out folder are.")
+@config_option
+@logging_options()
+@json_option
+@_fail_cleanly
+def doctor(inbox, model_dir, db, out, polling, min_free, as_json):
+    """Check a station's set-up for `inspector watch`: one OK, WARN or FAIL line per check.
+
+    The model bundle loads; the database is reachable and its schema migrated (a missing SQLite
+    file is reported, not created); the inbox exists and the out folder can be made, both
+    writable, on which filesystem (a network one wants --polling), with --min-free GB free.
+    Give it the daemon's options or its --config file. Exit status 1 when a check fails.
+
+    \b
+    Examples:
+      inspector doctor --config /etc/inspector/watch.toml
+      inspector doctor /srv/line1/inbox --model models/screw --out /srv/line1/out --json
+    """
+    from .doctor import FAIL, check_station
+
+    checks = check_station(inbox, model_dir, db, out, polling, int(min_free * 1e9))
+    failed = any(c.status == FAIL for c in checks)
+    _emit({"ok": not failed, "checks": [c.to_dict() for c in checks]}, as_json,
+          "\n".join(f"{c.status:4}  {c.name:8}  {c.detail}" for c in checks))
+    sys.exit(1 if failed else 0)
 
 
 @cli.group()

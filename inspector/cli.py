@@ -35,8 +35,9 @@ def logging_options(level: int = logging.WARNING):
 
         wrapper = click.option("--log-format", type=click.Choice(logs.FORMATS), default="text", show_default=True,
                                help="Log lines on stderr as plain text or one JSON object per line.")(wrapper)
-        debug = "-v" if level == logging.INFO else "-vv"
-        return click.option("-v", "--verbose", count=True, help=f"More log output ({debug} for debug).")(wrapper)
+        more = "Debug log lines too (watch: one per image)." if level == logging.INFO else \
+            "More log output (-vv for debug)."
+        return click.option("-v", "--verbose", count=True, help=more)(wrapper)
 
     return decorate
 

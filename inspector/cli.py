@@ -383,9 +383,7 @@ def score(model_dir, paths, heatmaps, batch, as_json):
             row = {"path": str(result.path), "verdict": result.verdict, "score": result.score,
                    "threshold": bundle.threshold, "error": result.error}
             if heatmaps is not None and result.error_map is not None:
-                heat, over = heatmaps / f"{stems[result.path]}_heatmap.png", heatmaps / f"{stems[result.path]}_overlay.png"
-                inferencer.write_pictures(result, heat, over)
-                row.update(heatmap=str(heat), overlay=str(over))
+                row.update(_write_pictures(inferencer, heatmaps / stems[result.path], result))
             log.info("%s %s %s", result.path, result.verdict, result.score)
             rows.append(row)
             bar.update(1)
@@ -398,6 +396,13 @@ def score(model_dir, paths, heatmaps, batch, as_json):
             click.echo(f"{row['verdict']:7s} {detail}  {row['path']}")
     verdicts = {row["verdict"] for row in rows}
     sys.exit(2 if "error" in verdicts else 1 if "defect" in verdicts else 0)
+
+
+def _write_pictures(inferencer, prefix: Path, result) -> dict:
+    heat = prefix.with_name(f"{prefix.name}_heatmap.png")
+    over = prefix.with_name(f"{prefix.name}_overlay.png")
+    inferencer.write_pictures(result, heat, over)
+    return {"heatmap": str(heat), "overlay": str(over)}
 
 
 @cli.command()

@@ -247,7 +247,8 @@ def no_scoring(monkeypatch):
 @pytest.mark.parametrize("args, message", [
     (["--good", GOOD, "--policy", "best_f1"], "policy 'best_f1' needs defect images"),
     (["--good", GOOD, "--policy", "target_recall", "--target-recall", "0.9"], "needs defect images"),
-    (["--good", GOOD, "--policy", "quantile", "--k", "3"], "'k' is a parameter of policy 'mean_std', not of 'quantile'"),
+    (["--good", GOOD, "--policy", "quantile", "--k", "3"],
+     "'k' is a parameter of policy 'mean_std', not of 'quantile'"),
     (["--good", GOOD, "--defect", "EMPTY", "--policy", "best_f1"], "no images found in defect folder"),
     (["--good", "EMPTY"], "no images found in good folder"),
 ])

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,7 +109,9 @@ def save_bundle(bundle: Bundle, model: Any | None = None) -> None:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    tmp = path.parent / f".tmp-{secrets.token_hex(8)}.json"
+    # Mode 0666 less the umask, as for any new file (model.keras too); mkstemp would make it 0600.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, sort_keys=True)

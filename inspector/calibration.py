@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bundle import Bundle, now_iso
-from .config import POLICY_PARAMETERS, SUPERVISED_POLICIES, ThresholdConfig
+from .config import POLICY_PARAMETERS, SUPERVISED_POLICIES, Pipeline, ThresholdConfig
 from .errors import CalibrationError
 
 
@@ -125,10 +125,7 @@ def recalibrate(
         defect = np.concatenate([defect, confirmed])
         sources = [*sources, f"{len(own)} calibration good scores of the bundle, {len(dismissed)} false alarms "
                              f"and {len(confirmed)} confirmed defects reviewed by QA"]
-        if policy is None and len(defect):
-            policy = "best_f1"
-    changes = {name: value for name, value in {"policy": policy, **parameters}.items() if value is not None}
-    pipeline = bundle.pipeline.replace("threshold", **changes)
+    pipeline = recalibration_settings(bundle.pipeline, policy, len(defect) > 0, reviews is not None, **parameters)
     old = bundle.threshold
     new = choose_threshold(good, defect, pipeline.threshold)
     bundle.pipeline, bundle.threshold = pipeline, new
@@ -140,6 +137,29 @@ def recalibrate(
     })
     return Recalibration(old, new, pipeline.threshold.policy, good, defect,
                          confusion(good, defect, old), confusion(good, defect, new))
+
+
+def recalibration_settings(pipeline: Pipeline, policy: str | None = None, defects: bool = False,
+                           reviews: bool = False, **parameters: float | None) -> Pipeline:
+    """The pipeline with the threshold settings a recalibration uses, checked before any image
+    is scored (`CalibrationError`, `ConfigError`).
+
+    `defects`: whether there will be defect scores; `reviews`: whether QA's reviews are used,
+    which makes the policy best_f1 when there are defects and none is given. A parameter of
+    another policy than the one used, or a policy needing defects without them, is refused.
+    """
+    if policy is None and reviews and defects:
+        policy = "best_f1"
+    changes = {name: value for name, value in {"policy": policy, **parameters}.items() if value is not None}
+    pipeline = pipeline.replace("threshold", **changes)
+    chosen = pipeline.threshold.policy
+    owners = {parameter: name for name, parameter in POLICY_PARAMETERS.items() if parameter}
+    for name, value in parameters.items():
+        if value is not None and owners.get(name) != chosen:
+            raise CalibrationError(f"{name!r} is a parameter of policy {owners.get(name)!r}, not of {chosen!r}")
+    if needs_defects(chosen) and not defects:
+        raise CalibrationError(f"policy {chosen!r} needs defect images (--defect DIR) or defects confirmed by QA")
+    return pipeline
 
 
 def threshold_info(config: ThresholdConfig, source: str) -> dict:

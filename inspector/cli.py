@@ -2,36 +2,56 @@
 
 from __future__ import annotations
 
+import functools
+import getpass
 import json
 import logging
-import os
 import sys
 import time
+import tomllib
+import traceback
+from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 import numpy as np
 
-from . import __version__
-from .config import POLICIES
+from . import __version__, logs
+from .config import POLICIES, pipeline_names
 from .errors import InspectorError
 from .nuisance import NUISANCES
 
 log = logging.getLogger("inspector")
 
 
-def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    log.setLevel(level)
+def logging_options(level: int = logging.WARNING):
+    """-v and --log-format; logging (`inspector.logs`) is set up before the command runs.
+    `level`: what the command logs without -v (the daemons report routine lines at INFO)."""
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*args, verbose, log_format, **kwargs):
+            logs.setup(verbose, log_format, level)
+            return f(*args, **kwargs)
 
+        wrapper = click.option("--log-format", type=click.Choice(logs.FORMATS), default="text", show_default=True,
+                               help="Log lines on stderr as plain text or one JSON object per line.")(wrapper)
+        more = "Debug log lines too (watch: one per image)." if level == logging.INFO else \
+            "More log output (-vv for debug)."
+        return click.option("-v", "--verbose", count=True, help=more)(wrapper)
 
-def verbose_option(f):
-    return click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(f)
+    return decorate
 
 
 def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(f)
+
+
+def _progress(length: int, label: str, quiet: bool = False, **options):
+    """A progress bar on stderr when it is a terminal; nothing when it is not, or when `quiet` (--json)."""
+    if quiet or not sys.stderr.isatty():
+        return nullcontext(SimpleNamespace(update=lambda *args: None))
+    return click.progressbar(length=length, label=label, file=sys.stderr, **options)
 
 
 def db_option(f):
@@ -48,8 +68,6 @@ def _store(db: str):
 def _fail_cleanly(func):
     """Turn the errors the package raises on purpose into one-line click errors (exit code 1);
     anything else is a bug and keeps its traceback."""
-    import functools
-
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
@@ -62,6 +80,14 @@ def _fail_cleanly(func):
 
 def _emit(data: dict, as_json: bool, text: str) -> None:
     click.echo(json.dumps(data, indent=2, default=float) if as_json else text)
+
+
+def _user_name() -> str:
+    """The login name (LOGNAME, USER, ... then the password database), "unknown" if there is none."""
+    try:
+        return getpass.getuser() or "unknown"
+    except (OSError, KeyError, ImportError):
+        return "unknown"
 
 
 def _load(model_dir: Path):
@@ -79,12 +105,12 @@ def _folder_images(folder: Path, what: str) -> list[Path]:
     return paths
 
 
-def _score_folder(inferencer, folder: Path, what: str, change_for=None, unjudged: list | None = None):
-    """Scores of every readable image in a folder, with a progress bar; errors are reported
-    (and collected in `unjudged` if given)."""
-    paths = _folder_images(folder, what)
+def _score_folder(inferencer, paths: list[Path], folder: Path, what: str, quiet: bool, change_for=None,
+                  unjudged: list | None = None):
+    """Scores of every readable image of a folder (listed first with `_folder_images`), with a
+    progress bar; errors are reported (and collected in `unjudged` if given)."""
     results = []
-    with click.progressbar(length=len(paths), label=f"Scoring {what}", file=sys.stderr) as bar:
+    with _progress(len(paths), f"Scoring {what}", quiet) as bar:
         for result in inferencer.judge(paths, change_for=change_for):
             results.append(result)
             bar.update(1)
@@ -117,14 +143,14 @@ def cli():
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write the model bundle to.")
 @click.option("--pipeline", "-p", default="screw", show_default=True,
-              help="Pipeline TOML file, or the name of one in pipelines/ (screw, seed003).")
+              help=f"Pipeline TOML file, or the name of a shipped one ({', '.join(pipeline_names())}).")
 @click.option("--epochs", type=click.IntRange(1), help="Override the pipeline's number of epochs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (split, weights, shuffling).")
 @click.option("--force", is_flag=True, help="Overwrite an existing bundle in --out.")
-@verbose_option
+@logging_options()
 @json_option
 @_fail_cleanly
-def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
+def train(good_dir, out, pipeline, epochs, seed, force, as_json):
     """Train a model on a folder of good images and save a bundle.
 
     The default pipeline (patch memory) remembers every good image and calibrates the
@@ -139,7 +165,6 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
       inspector train sample_data/train/good --out m --pipeline seed003 --epochs 3
       inspector train good/ --out m --pipeline my_line.toml --seed 7 --json
     """
-    _setup_logging(verbose)
     from . import models
     from .bundle import META_FILE
     from .config import resolve_pipeline
@@ -147,21 +172,27 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
 
     started = time.perf_counter()
     config = resolve_pipeline(pipeline)
+    spec = models.get(config.model.architecture)
+    total = spec.planned_epochs(config.model.settings, epochs)
+    if epochs is not None and total is None:
+        raise click.ClickException(f"--epochs: pipeline {config.name} ({spec.name}) is fitted without epochs")
     if (out / META_FILE).exists() and not force:
         raise click.ClickException(f"{out} already holds a model bundle; use --force to overwrite it")
     paths = _folder_images(good_dir, "good")
-    with click.progressbar(length=len(paths), label="Loading images", file=sys.stderr) as bar:
+    with _progress(len(paths), "Loading images", as_json) as bar:
         images = load_folder(good_dir, config, on_image=lambda: bar.update(1), seed=seed)
     for path, reason in images.skipped:
         click.echo(f"warning: skipped {path}: {reason}", err=True)
-    spec = models.get(config.model.architecture)
-    total = spec.planned_epochs(config.model.settings, epochs)
     if total is None:
-        click.echo(spec.no_epochs_announcement.format(count=len(images.arrays)), err=True)
+        announcement = spec.no_epochs_announcement.format(count=len(images.arrays))
+        if sys.stderr.isatty() and not as_json:
+            click.echo(announcement, err=True)
+        else:
+            log.info(announcement)
         bundle, summary = train_bundle(images, out, config, seed=seed)
     else:
-        with click.progressbar(length=total, label=f"Training {config.model.architecture}",
-                               file=sys.stderr, item_show_func=lambda loss: loss) as bar:
+        with _progress(total, f"Training {config.model.architecture}", as_json,
+                       item_show_func=lambda loss: loss) as bar:
             bundle, summary = train_bundle(
                 images, out, config, seed=seed, epochs=epochs,
                 on_epoch=lambda epoch, loss: bar.update(1, f"loss {loss:.5f}"),
@@ -199,13 +230,13 @@ def train(good_dir, out, pipeline, epochs, seed, force, verbose, as_json):
 @click.option("--target-recall", type=click.FloatRange(0, 1),
               help="target_recall: share of defects that must be caught.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the score histogram PNG [default: MODEL_DIR/calibration.png].")
-@click.option("--dry-run", is_flag=True, help="Show the new threshold without saving it.")
-@verbose_option
+              help="Where to write the score histogram PNG [default: MODEL_DIR/calibration.png; none with --dry-run].")
+@click.option("--dry-run", is_flag=True, help="Show the new threshold; write nothing (a histogram only to --plot).")
+@logging_options()
 @json_option
 @_fail_cleanly
 def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, false_reject_rate, target_recall, plot,
-              dry_run, verbose, as_json):
+              dry_run, as_json):
     """Recompute a bundle's threshold from good (and defect) images, or from QA reviews.
 
     \b
@@ -216,51 +247,57 @@ def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, fals
       best_f1        best F1 on good + defect images (needs --defect or reviews)
       target_recall  highest threshold that still catches the target share of defects
 
+    The options are checked before any image is scored: a policy needing defects without
+    --defect or confirmed reviews, a parameter of another policy, an empty folder.
+
     \b
     Examples:
       inspector calibrate models/screw --good line_good/ --policy mean_std --k 2.5
       inspector calibrate models/screw --good g/ --policy quantile --false-reject-rate 0.02
       inspector calibrate models/screw --good g/ --defect d/ --policy best_f1 --json
-      inspector calibrate models/screw --from-reviews --db /srv/line1/inspector.db
+      inspector calibrate models/screw --from-reviews --db /srv/line1/inspector.db --dry-run
     """
-    _setup_logging(verbose)
-    from .bundle import save_bundle
-    from .calibration import recalibrate
+    from .bundle import read_metadata, save_bundle
+    from .calibration import recalibrate, recalibration_settings
     from .inference import Inferencer
     from .plots import score_histogram
 
     if good is None and not from_reviews:
         raise click.ClickException("give --good DIR, --from-reviews, or both")
-    bundle = _load(model_dir)
-    good_scores, defect_scores, sources, reviews = np.array([]), np.array([]), [], None
-    if good or defect:
-        with Inferencer(bundle) as inferencer:
-            if good:
-                good_scores = _score_folder(inferencer, good, "good")[1]
-                sources.append(f"{len(good_scores)} good images in {good}")
-            if defect:
-                defect_scores = _score_folder(inferencer, defect, "defect")[1]
-                sources.append(f"{len(defect_scores)} defect images in {defect}")
+    folders = {what: (folder, _folder_images(folder, what)) for what, folder in (("good", good), ("defect", defect))
+               if folder is not None}
+    parameters = dict(k=k, factor=factor, false_reject_rate=false_reject_rate, target_recall=target_recall)
+    meta, reviews = read_metadata(model_dir), None  # the bundle.json, without loading the model
     if from_reviews:
         from .review import reviewed_scores
 
         store = _store(db)
         try:
-            reviews = reviewed_scores(store, bundle.fingerprint)
+            reviews = reviewed_scores(store, meta.fingerprint)
         finally:
             store.close()
         if not any(len(scores) for scores in reviews):
-            raise click.ClickException(f"no reviewed parts judged by this model ({bundle.fingerprint}) in {db}")
-    result = recalibrate(bundle, good_scores, defect_scores, sources, reviews, policy=policy, k=k, factor=factor,
-                         false_reject_rate=false_reject_rate, target_recall=target_recall)
-    plot = plot or model_dir / "calibration.png"
-    score_histogram(plot, result.good, result.defect, result.new, f"{bundle.pipeline.name}: {result.policy}")
+            raise click.ClickException(f"no reviewed parts judged by this model ({meta.fingerprint}) in {db}")
+    defects_expected = defect is not None or (reviews is not None and len(reviews[1]) > 0)
+    recalibration_settings(meta.pipeline, policy, defects_expected, from_reviews, **parameters)
+    bundle = _load(model_dir)
+    scores, sources = {"good": np.array([]), "defect": np.array([])}, []
+    if folders:
+        with Inferencer(bundle) as inferencer:
+            for what, (folder, paths) in folders.items():
+                scores[what] = _score_folder(inferencer, paths, folder, what, as_json)[1]
+                sources.append(f"{len(scores[what])} {what} images in {folder}")
+    result = recalibrate(bundle, scores["good"], scores["defect"], sources, reviews, policy=policy, **parameters)
+    if plot is None and not dry_run:
+        plot = model_dir / "calibration.png"
+    if plot is not None:
+        score_histogram(plot, result.good, result.defect, result.new, f"{bundle.pipeline.name}: {result.policy}")
     if not dry_run:
         save_bundle(bundle)
     good_count, defect_count, before, after = len(result.good), len(result.defect), result.before, result.after
     data = {"old_threshold": result.old, "threshold": result.new, "policy": result.policy,
             "good": good_count, "defect": defect_count, "confusion": after.to_dict(),
-            "confusion_before": before.to_dict(), "histogram": str(plot), "saved": not dry_run}
+            "confusion_before": before.to_dict(), "histogram": str(plot) if plot else None, "saved": not dry_run}
     lines = [
         f"Threshold {result.old:.6g} -> {result.new:.6g} ({result.policy}){' [dry run, not saved]' if dry_run else ''}",
         f"From: {bundle.threshold_info['source']}",
@@ -270,7 +307,8 @@ def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, fals
         lines += [f"Expected recall on defects: {before.recall:.3f} -> {after.recall:.3f} "
                   f"({after.true_positive}/{defect_count} caught)"] + _confusion_lines(after) + [
             f"Precision {after.precision:.3f}  recall {after.recall:.3f}  F1 {after.f1:.3f}"]
-    lines.append(f"Histogram written to {plot}")
+    if plot is not None:
+        lines.append(f"Histogram written to {plot}")
     _emit(data, as_json, "\n".join(lines))
 
 
@@ -282,25 +320,58 @@ def _confusion_lines(stats) -> list[str]:
     ]
 
 
+def _failures_exit_with(code: int):
+    """Make every failure of a command exit with `code`: a clear error, Ctrl-C, or a bug (its
+    traceback printed), for commands whose exit codes 0 and 1 carry a result."""
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except click.exceptions.Exit:
+                raise
+            except click.ClickException as exc:
+                exc.exit_code = code
+                raise
+            except (click.Abort, KeyboardInterrupt):
+                click.echo("Aborted!", err=True)
+            except Exception:
+                traceback.print_exc()
+            raise click.exceptions.Exit(code)
+
+        return wrapper
+
+    return decorate
+
+
 @cli.command()
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path),
-              help="Write NAME_heatmap.png and NAME_overlay.png for each image into this folder.")
+              help="Write NAME_heatmap.png and NAME_overlay.png for each image into this folder; images of "
+                   "the same name get their folders' names in front (good_000, defect_000).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=32, show_default=True, help="Images per model batch.")
-@verbose_option
+@logging_options()
 @json_option
+@_failures_exit_with(2)
 @_fail_cleanly
-def score(model_dir, paths, heatmaps, batch, verbose, as_json):
+def score(model_dir, paths, heatmaps, batch, as_json):
     """Judge image files (or every image in folders): verdict, score and threshold.
+
+    \b
+    Exit status, for scripts:
+      0  every image was judged ok
+      1  every image was judged, and at least one is a defect
+      2  an image could not be judged (unreadable; its line says why), or
+         nothing could be (a bad model folder, no images, a wrong option)
 
     \b
     Examples:
       inspector score models/screw part_0001.png
       inspector score models/screw incoming/ --heatmaps heat/ --json
+      inspector score models/screw part.png || echo "reject or check the part"
     """
-    _setup_logging(verbose)
-    from .inference import Inferencer
+    from .inference import Inferencer, picture_stems
     from .preprocess import list_images
 
     files: list[Path] = []
@@ -309,27 +380,31 @@ def score(model_dir, paths, heatmaps, batch, verbose, as_json):
     if not files:
         raise click.ClickException("no images found")
     bundle = _load(model_dir)
+    stems = picture_stems(files) if heatmaps is not None else {}
     rows = []
-    with Inferencer(bundle) as inferencer:
+    with Inferencer(bundle) as inferencer, _progress(len(files), "Scoring", as_json) as bar:
         for result in inferencer.judge(files, batch_size=batch, keep_maps=heatmaps is not None):
             row = {"path": str(result.path), "verdict": result.verdict, "score": result.score,
                    "threshold": bundle.threshold, "error": result.error}
             if heatmaps is not None and result.error_map is not None:
-                row.update(_write_pictures(inferencer, heatmaps, result))
+                row.update(_write_pictures(inferencer, heatmaps / stems[result.path], result))
             log.info("%s %s %s", result.path, result.verdict, result.score)
             rows.append(row)
+            bar.update(1)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        detail = f"error: {row['error']}" if row["verdict"] == "error" else (
-            f"score {row['score']:.6g}  threshold {row['threshold']:.6g}")
-        click.echo(f"{row['verdict']:7s} {detail}  {row['path']}")
+    else:
+        for row in rows:
+            detail = f"error: {row['error']}" if row["verdict"] == "error" else (
+                f"score {row['score']:.6g}  threshold {row['threshold']:.6g}")
+            click.echo(f"{row['verdict']:7s} {detail}  {row['path']}")
+    verdicts = {row["verdict"] for row in rows}
+    sys.exit(2 if "error" in verdicts else 1 if "defect" in verdicts else 0)
 
 
-def _write_pictures(inferencer, folder: Path, result) -> dict:
-    heat = folder / f"{result.path.stem}_heatmap.png"
-    over = folder / f"{result.path.stem}_overlay.png"
+def _write_pictures(inferencer, prefix: Path, result) -> dict:
+    heat = prefix.with_name(f"{prefix.name}_heatmap.png")
+    over = prefix.with_name(f"{prefix.name}_overlay.png")
     inferencer.write_pictures(result, heat, over)
     return {"heatmap": str(heat), "overlay": str(over)}
 
@@ -350,10 +425,10 @@ def _write_pictures(inferencer, folder: Path, result) -> dict:
                    "quality 80-90, a 512x512 camera (resolution), dust on the background.")
 @click.option("--jitter-seed", type=int, default=0, show_default=True,
               help="Seed of the exposure jitter and of the nuisance (with each file's name).")
-@verbose_option
+@logging_options()
 @json_option
 @_fail_cleanly
-def evaluate(model_dir, good, defect, report, exposure_jitter, nuisance, jitter_seed, verbose, as_json):
+def evaluate(model_dir, good, defect, report, exposure_jitter, nuisance, jitter_seed, as_json):
     """Measure detection quality on labelled good and defect images.
 
     Prints image ROC AUC with a 95% bootstrap interval, average precision, and the confusion
@@ -366,18 +441,19 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, nuisance, jitter_
       inspector evaluate models/screw --good g/ --defect d/ --exposure-jitter --json
       inspector evaluate models/screw --good g/ --defect d/ --nuisance light-radial
     """
-    _setup_logging(verbose)
     from .evaluation import exposure_jitter as jitter, nuisance_change, quality, write_report
     from .inference import Inferencer
 
     if exposure_jitter and nuisance:
         raise click.ClickException("give --exposure-jitter or --nuisance, not both")
+    good_paths, defect_paths = _folder_images(good, "good"), _folder_images(defect, "defect")
     bundle = _load(model_dir)
     change_for = jitter(jitter_seed) if exposure_jitter else nuisance_change(nuisance, jitter_seed) if nuisance else None
     unjudged: list[dict] = []
     with Inferencer(bundle) as inferencer:
-        good_results, good_scores = _score_folder(inferencer, good, "good", change_for, unjudged)
-        defect_results, defect_scores = _score_folder(inferencer, defect, "defect", change_for, unjudged)
+        good_results, good_scores = _score_folder(inferencer, good_paths, good, "good", as_json, change_for, unjudged)
+        defect_results, defect_scores = _score_folder(inferencer, defect_paths, defect, "defect", as_json,
+                                                      change_for, unjudged)
     q = quality(good_scores, defect_scores, bundle.threshold)
     stats, (low, high) = q.confusion, q.auroc_ci95
     data = {
@@ -406,6 +482,43 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, nuisance, jitter_
     _emit(data, as_json, "\n".join(lines))
 
 
+def _config_keys(command: click.Command) -> dict[str, str]:
+    """A command's parameters by the key a --config file names them with: the long option
+    without its dashes (summary-every), or the argument's name (inbox)."""
+    keys = {}
+    for param in command.params:
+        if param.name != "config":
+            longs = [opt[2:] for opt in param.opts if opt.startswith("--")]
+            keys[longs[0] if longs else param.name] = param.name
+    return keys
+
+
+def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
+    """--config FILE: the TOML file's values (keys: `watch`'s options) become the defaults of this
+    command's options; the command line and environment variables override them."""
+    if path is None:
+        return
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", ctx, param) from None
+    keys = _config_keys(watch)
+    unknown = sorted(key for key in data if key.replace("_", "-") not in keys)
+    if unknown:
+        raise click.BadParameter(f"{path}: unknown key {', '.join(map(repr, unknown))}; the keys are watch's "
+                                 f"options: {', '.join(sorted(keys))}", ctx, param)
+    own = {p.name for p in ctx.command.params}
+    values = {keys[key.replace("_", "-")]: value for key, value in data.items()}
+    ctx.default_map = {**(ctx.default_map or {}), **{name: v for name, v in values.items() if name in own}}
+
+
+def config_option(f):
+    return click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
+                        expose_value=False, callback=_read_config,
+                        help="TOML file of watch's options (inbox = \"/srv/line1/inbox\", summary-every = 30, ...); "
+                             "the command line and environment variables override it.")(f)
+
+
 @cli.command()
 @click.argument("inbox", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "model_dir", envvar="INSPECTOR_MODEL", required=True,
@@ -432,10 +545,11 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, nuisance, jitter_
               help="Seconds after which a claim left by a worker on another host is taken over.")
 @click.option("--exit-when-idle", type=click.FloatRange(0.1),
               help="Exit after this many seconds with nothing to do (for batch runs and demos).")
-@verbose_option
+@config_option
+@logging_options(logging.INFO)
 @_fail_cleanly
 def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
-          station, claim_timeout, exit_when_idle, verbose):
+          station, claim_timeout, exit_when_idle):
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
@@ -450,13 +564,16 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     image is claimed by exactly one of them, and a claim left by a worker that died is taken
     over (at once on the same host, after --claim-timeout from another host).
 
+    Logs on stderr: the start, a summary every --summary-every seconds, errors and duplicates;
+    one line per image with -v. deploy/ has a systemd unit running it with --config.
+
     \b
     Examples:
       inspector watch /srv/line1/inbox --model models/screw --out /srv/line1/out -v
       INSPECTOR_DB=postgresql+psycopg://qa@db/inspector inspector watch inbox/ --model m
       inspector watch /mnt/share/inbox --model m --polling --station line2
+      inspector watch --config /etc/inspector/watch.toml --log-format json
     """
-    _setup_logging(verbose)
     from .watcher import WatchOptions, Watcher
 
     bundle = _load(model_dir)
@@ -465,12 +582,48 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
                            incomplete_timeout=incomplete_timeout, summary_every=summary_every,
                            station=station, claim_timeout=claim_timeout)
     watcher = Watcher(inbox, bundle, store, options)
-    click.echo(f"watching {inbox} with {bundle.pipeline.name} (threshold {bundle.threshold:.6g}); "
-               f"verdicts in {store.url}", err=True)
+    log.info("watching %s with %s (threshold %.6g); verdicts in %s", inbox, bundle.pipeline.name, bundle.threshold,
+             store.engine.url.render_as_string(hide_password=True))
     try:
         watcher.run(max_idle=exit_when_idle)
     finally:
         store.close()
+
+
+@cli.command()
+@click.argument("inbox", required=False, type=click.Path(path_type=Path))
+@click.option("--model", "model_dir", envvar="INSPECTOR_MODEL", type=click.Path(path_type=Path),
+              help="Model bundle directory [env: INSPECTOR_MODEL].")
+@db_option
+@click.option("--out", envvar="INSPECTOR_OUT", default="inspector-out", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="The daemon's output folder [env: INSPECTOR_OUT].")
+@click.option("--polling", is_flag=True, help="The daemon polls the inbox (no warning for a network filesystem).")
+@click.option("--min-free", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Gigabytes that must be free where the inbox and the out folder are.")
+@config_option
+@logging_options()
+@json_option
+@_fail_cleanly
+def doctor(inbox, model_dir, db, out, polling, min_free, as_json):
+    """Check a station's set-up for `inspector watch`: one OK, WARN or FAIL line per check.
+
+    The model bundle loads; the database is reachable and its schema migrated (a missing SQLite
+    file is reported, not created); the inbox exists and the out folder can be made, both
+    writable, on which filesystem (a network one wants --polling), with --min-free GB free.
+    Give it the daemon's options or its --config file. Exit status 1 when a check fails.
+
+    \b
+    Examples:
+      inspector doctor --config /etc/inspector/watch.toml
+      inspector doctor /srv/line1/inbox --model models/screw --out /srv/line1/out --json
+    """
+    from .doctor import FAIL, check_station
+
+    checks = check_station(inbox, model_dir, db, out, polling, int(min_free * 1e9))
+    failed = any(c.status == FAIL for c in checks)
+    _emit({"ok": not failed, "checks": [c.to_dict() for c in checks]}, as_json,
+          "\n".join(f"{c.status:4}  {c.name:8}  {c.detail}" for c in checks))
+    sys.exit(1 if failed else 0)
 
 
 @cli.group()
@@ -492,6 +645,7 @@ def review():
 @click.option("--unreviewed", is_flag=True, help="Only parts without a review.")
 @click.option("--since", help="Received since a date (2026-11-23) or a span back from now (30m, 12h, 7d).")
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@logging_options()
 @json_option
 @_fail_cleanly
 def review_list(db, flagged, verdict, unreviewed, since, limit, as_json):
@@ -519,6 +673,7 @@ def review_list(db, flagged, verdict, unreviewed, since, limit, as_json):
 @review.command("show")
 @click.argument("inspection_id", type=int)
 @db_option
+@logging_options()
 @json_option
 @_fail_cleanly
 def review_show(inspection_id, db, as_json):
@@ -553,9 +708,10 @@ def review_show(inspection_id, db, as_json):
 @click.argument("inspection_id", type=int)
 @click.argument("label", type=click.Choice(["defect", "ok"]))
 @click.option("--note", default="", help="Why: what QA saw.")
-@click.option("--reviewer", envvar="INSPECTOR_REVIEWER", default=lambda: os.environ.get("USER", ""),
-              help="Who reviewed [env: INSPECTOR_REVIEWER, default: $USER].")
+@click.option("--reviewer", envvar="INSPECTOR_REVIEWER", default=lambda: _user_name(),
+              help="Who reviewed [env: INSPECTOR_REVIEWER; default: the login name, else \"unknown\"].")
 @db_option
+@logging_options()
 @_fail_cleanly
 def review_label(inspection_id, label, note, reviewer, db):
     """Record a QA decision: LABEL is defect (confirmed) or ok (false alarm).
@@ -581,6 +737,7 @@ def review_label(inspection_id, label, note, reviewer, db):
               help="Folder for index.html and its images.")
 @click.option("--since", help="Received since a date or a span back from now (12h, 7d).")
 @click.option("--all", "include_all", is_flag=True, help="Every inspection, not only flagged ones.")
+@logging_options()
 @_fail_cleanly
 def report(db, out_dir, since, include_all):
     """Write a static HTML page of flagged parts with overlays, scores and review state.
@@ -610,6 +767,7 @@ def report(db, out_dir, since, include_all):
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but 127.0.0.1 exposes the page to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@logging_options(logging.INFO)
 @_fail_cleanly
 def serve(db, out, host, port):
     """A local web page for QA: flagged parts, heatmaps, confirm or dismiss, summary.
@@ -625,7 +783,7 @@ def serve(db, out, host, port):
 
     app = create_app(db, out)
     server = make_server(host, port, app, threaded=True)
-    click.echo(f"QA page on http://{host}:{server.server_port}/ (Ctrl-C to stop)", err=True)
+    log.info("QA page on http://%s:%d/ (Ctrl-C to stop)", host, server.server_port)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -638,6 +796,7 @@ def serve(db, out, host, port):
 @cli.command()
 @db_option
 @click.option("--since", help="Only inspections received since a date or a span back from now (12h, 7d).")
+@logging_options()
 @json_option
 @_fail_cleanly
 def stats(db, since, as_json):
@@ -679,6 +838,7 @@ def stats(db, since, as_json):
               show_default=True, help="Where to write the full results as JSON.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path),
               help="Scratch folder (default: a new temporary folder).")
+@logging_options()
 @json_option
 @_fail_cleanly
 def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_seconds, rate, frame_size, epochs,

@@ -242,16 +242,22 @@ def load_pipeline(path: str | Path) -> Pipeline:
     return pipeline_from_dict(data, source=str(path))
 
 
-PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+# The pipelines shipped with inspector: package data, so installs from a wheel have them too.
+PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
+
+
+def pipeline_names() -> list[str]:
+    """Names of the shipped pipelines (inspector/pipelines/NAME.toml), sorted."""
+    return sorted(p.stem for p in PIPELINES_DIR.glob("*.toml"))
 
 
 def resolve_pipeline(name_or_path: str | Path) -> Pipeline:
-    """Load a pipeline given a TOML path, or the name of one in the repository's pipelines/."""
+    """Load a pipeline given a TOML path, or the name of one shipped in inspector/pipelines/."""
     path = Path(name_or_path)
     if path.suffix != ".toml" and not path.exists():
         candidate = PIPELINES_DIR / f"{name_or_path}.toml"
         if not candidate.exists():
-            known = ", ".join(sorted(p.stem for p in PIPELINES_DIR.glob("*.toml"))) or "none"
+            known = ", ".join(pipeline_names()) or "none"
             raise ConfigError(f"no pipeline named {str(name_or_path)!r} (known: {known})")
         path = candidate
     return load_pipeline(path)

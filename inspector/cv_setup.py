@@ -12,10 +12,15 @@ import os
 # line cameras are far below it.
 MAX_PIXELS = 10_000 * 10_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
-# OpenCV's own warnings (e.g. "imread_(...): can't open/read file") would repeat what an
-# ImageError already says, once per bad file; errors still show.
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+# OpenCV's own log lines (e.g. "imdecode_(''): can't read data", TIFF_Error) would repeat what an
+# ImageError already says, once per bad file, and outside the project's log; failures reach the
+# caller as exceptions or a None image. OPENCV_LOG_LEVEL=INFO (say) shows them when debugging.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 import cv2  # noqa: E402  (must come after the environment settings above)
+
+if os.environ["OPENCV_LOG_LEVEL"] == "SILENT":
+    # Also when something loaded OpenCV before this module set the environment.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 __all__ = ["cv2", "MAX_PIXELS"]

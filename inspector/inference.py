@@ -7,6 +7,7 @@ imports training code.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,9 +52,15 @@ def compiled(model):
         import tensorflow as tf
 
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        # A partial, not a lambda: TF counts traces per Python function (a lambda's code is shared by
+        # every model), and several models traced once each (cross-validation folds) are not retracing.
+        forward = tf.function(functools.partial(_call, model), input_signature=[spec])
         model._inspector_forward = forward
     return forward
+
+
+def _call(model, x):
+    return model(x, training=False)
 
 
 def forward(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -76,6 +83,33 @@ def post_process(inputs: np.ndarray, outputs: np.ndarray, scoring: ScoringConfig
 def score_arrays(model, arrays: np.ndarray, scoring: ScoringConfig, batch_size: int = 32):
     """Scores and error maps of preprocessed arrays (N, H, W) under a model: forward, then post_process."""
     return post_process(arrays, forward(model, arrays, batch_size), scoring)
+
+
+def picture_stems(paths: list[Path]) -> dict[Path, str]:
+    """A distinct name for each image's pictures (heatmap, overlay): its file name without the
+    suffix, with as many of its folders' names in front as it takes to tell it apart from other
+    images of the same name (good/000.png, defect/000.png -> good_000, defect_000)."""
+    paths = list(dict.fromkeys(paths))
+    full = {p: Path(os.path.abspath(p)) for p in paths}
+    depth = dict.fromkeys(paths, 0)
+
+    def stem(p: Path) -> str:
+        folders = full[p].parent.parts[1:]  # without the root
+        return "_".join([*folders[len(folders) - depth[p]:], full[p].stem]) if depth[p] else full[p].stem
+
+    while True:
+        stems = {p: stem(p) for p in paths}
+        owners: dict[str, set[Path]] = {}
+        for p, name in stems.items():
+            owners.setdefault(name, set()).add(full[p])
+        clashing = [p for p in paths if len(owners[stems[p]]) > 1]
+        deeper = [p for p in clashing if depth[p] < len(full[p].parent.parts) - 1]
+        if not deeper:  # unique, or names that only differ by "_" vs "/": number the rest
+            for p in clashing:
+                stems[p] = f"{stems[p]}_{sorted(owners[stems[p]]).index(full[p]) + 1}"
+            return stems
+        for p in deeper:
+            depth[p] += 1
 
 
 class Inferencer:

@@ -128,13 +128,16 @@ def decode(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
             raise ImageError(path, "image header declares zero size")
         if width * height > MAX_PIXELS:
             raise ImageError(path, f"image too large ({width}x{height} pixels, limit {MAX_PIXELS})")
+    unreadable = "not a readable image (corrupt, truncated or unsupported format)"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data:
+        raise ImageError(path, unreadable)  # cut short: libpng would fail too, printing on stderr
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         raise ImageError(path, f"cannot decode image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None or image.size == 0:
-        raise ImageError(path, "not a readable image (corrupt, truncated or unsupported format)")
+        raise ImageError(path, unreadable)
     if image.dtype == np.uint8:
         scale = 255.0
     elif image.dtype == np.uint16:

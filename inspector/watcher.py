@@ -131,13 +131,13 @@ class Watcher:
                     if max_idle is not None and not intake.waiting and time.monotonic() - last_work > max_idle:
                         break
                 if time.monotonic() - last_summary >= self.options.summary_every:
-                    log.warning(self.counters.line())
+                    log.info(self.counters.line())
                     last_summary = time.monotonic()
         finally:
             intake.stop()
             self._pool.shutdown(wait=True)
             self.inferencer.close()
-            log.warning("stopped; %s", self.counters.line())
+            log.info("stopped; %s", self.counters.line())
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -241,7 +241,7 @@ class Watcher:
             log.warning("%s: error: %s (inspection %d)", path.name, values["error_reason"], row_id)
         else:
             self.counters.defects += values["verdict"] == "defect"
-            log.info("%s: %s score %.6g threshold %.6g (inspection %d)", path.name, values["verdict"],
+            log.debug("%s: %s score %.6g threshold %.6g (inspection %d)", path.name, values["verdict"],
                      values["score"], values["threshold"], row_id)
 
 

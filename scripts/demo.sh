@@ -33,3 +33,7 @@ inspector review list --flagged
 inspector report --out "$out/report" --all   # every part; flagged ones have a red top edge
 echo
 echo "Done. Model: $out/model  verdicts: $INSPECTOR_DB  images: $out/line  report: $out/report/index.html"
+echo
+echo "To review the results in a browser (then open http://127.0.0.1:8765/):"
+inspector=$(command -v inspector)
+echo "  ${inspector#"$PWD"/} serve --db $INSPECTOR_DB --out $out/line"

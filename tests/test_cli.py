@@ -1,7 +1,10 @@
 import csv
 import json
+import os
+import re
 import shutil
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -63,7 +66,7 @@ def test_score_files_and_folders_with_heatmaps(tiny_bundle, tmp_path):
     broken.write_text("not an image")
     heat = tmp_path / "heat"
     result = run("score", tiny_bundle, DEFECT, broken, "--heatmaps", heat, "--json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output  # an input could not be judged
     rows = json.loads(result.stdout)
     assert len(rows) == 13
     by_name = {r["path"].rsplit("/", 1)[1]: r for r in rows}
@@ -80,7 +83,7 @@ def test_score_files_and_folders_with_heatmaps(tiny_bundle, tmp_path):
 
 def test_score_text_output(tiny_bundle):
     result = run("score", tiny_bundle, GOOD / "000.png")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code in (0, 1), result.output
     assert result.stdout.split()[0] in ("ok", "defect")
     assert "threshold" in result.stdout and "000.png" in result.stdout
 
@@ -90,7 +93,7 @@ def test_score_with_a_broken_bundle_fails_clearly(tiny_bundle, tmp_path):
     shutil.copytree(tiny_bundle, copy)
     (copy / "bundle.json").unlink()
     result = run("score", copy, GOOD)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # nothing could be judged: not 1, which means a defect
     assert "incomplete bundle" in result.output
 
 
@@ -147,3 +150,201 @@ def test_calibrate_supervised_policy_without_defects_fails(tiny_bundle, tmp_path
     result = run("calibrate", tiny_bundle, "--good", GOOD, "--policy", "target_recall", "--dry-run")
     assert result.exit_code == 1
     assert "needs defect images" in result.output
+
+
+def test_train_help_lists_every_shipped_pipeline():
+    from inspector.config import pipeline_names
+
+    help_text = " ".join(run("train", "--help").output.split())
+    assert len(pipeline_names()) >= 3
+    for name in pipeline_names():
+        assert name in help_text
+
+
+def with_threshold(bundle, tmp_path, value):
+    """A copy of a bundle with its threshold set to `value`."""
+    copy = tmp_path / f"threshold_{value}"
+    shutil.copytree(bundle, copy)
+    meta = json.loads((copy / "bundle.json").read_text())
+    meta["threshold"]["value"] = value
+    (copy / "bundle.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_score_exit_status_says_ok_defect_or_not_judged(tiny_bundle, tmp_path):
+    lenient, strict = with_threshold(tiny_bundle, tmp_path, 1e9), with_threshold(tiny_bundle, tmp_path, -1.0)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    (tmp_path / "empty").mkdir()
+    assert run("score", lenient, GOOD, DEFECT).exit_code == 0
+    assert run("score", strict, GOOD / "000.png", "--json").exit_code == 1
+    assert run("score", lenient, GOOD, broken).exit_code == 2  # one could not be judged
+    assert run("score", strict, GOOD, broken).exit_code == 2  # even with defects found: not everything was judged
+    assert run("score", lenient, tmp_path / "empty").exit_code == 2  # nothing to judge
+    assert run("score", tmp_path / "empty", GOOD).exit_code == 2  # no model
+    assert run("score", lenient, GOOD, "--batch", "0").exit_code == 2  # a wrong option
+    help_text = run("score", "--help").output
+    assert "Exit status" in help_text and "0  every image was judged ok" in help_text
+
+
+def test_score_heatmaps_of_images_with_the_same_name_do_not_overwrite_each_other(tiny_bundle, tmp_path):
+    heat = tmp_path / "heat"
+    result = run("score", tiny_bundle, GOOD / "000.png", DEFECT / "000.png", DEFECT / "005_1.png",
+                 "--heatmaps", heat, "--json")
+    assert result.exit_code in (0, 1), result.output
+    rows = {r["path"]: r for r in json.loads(result.stdout)}
+    good, defect = rows[str(GOOD / "000.png")], rows[str(DEFECT / "000.png")]
+    assert good["heatmap"] == str(heat / "good_000_heatmap.png")
+    assert defect["overlay"] == str(heat / "defect_000_overlay.png")
+    assert rows[str(DEFECT / "005_1.png")]["heatmap"] == str(heat / "005_1_heatmap.png")  # no clash: plain name
+    assert sorted(p.name for p in heat.iterdir()) == sorted(
+        f"{stem}_{kind}.png" for stem in ("good_000", "defect_000", "005_1") for kind in ("heatmap", "overlay"))
+    assert (heat / "good_000_heatmap.png").read_bytes() != (heat / "defect_000_heatmap.png").read_bytes()
+
+
+def test_picture_names_add_only_the_folders_that_tell_images_apart():
+    from pathlib import Path
+
+    from inspector.inference import picture_stems
+
+    paths = [Path("/a/x/good/000.png"), Path("/a/y/good/000.png"), Path("/a/defect/000.png"), Path("/a/z/1.png")]
+    assert picture_stems(paths + paths[:1]) == {
+        paths[0]: "x_good_000", paths[1]: "y_good_000", paths[2]: "defect_000", paths[3]: "1"}
+
+
+def snapshot(folder):
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
+
+
+def test_calibrate_dry_run_writes_nothing_unless_a_plot_is_asked_for(tiny_bundle, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(tiny_bundle, model)
+    before = snapshot(model)
+    result = run("calibrate", model, "--good", GOOD, "--policy", "mean_multiple", "--factor", "2", "--dry-run",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["saved"] is False and data["histogram"] is None
+    assert snapshot(model) == before and sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    plot = tmp_path / "look.png"
+    result = run("calibrate", model, "--good", GOOD, "--dry-run", "--plot", plot)
+    assert result.exit_code == 0, result.output
+    assert plot.stat().st_size > 0 and f"Histogram written to {plot}" in result.stdout
+    assert snapshot(model) == before
+
+
+@pytest.fixture
+def no_scoring(monkeypatch):
+    """Fail the test if a model is loaded: the command should have stopped before."""
+    import inspector.bundle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(inspector.bundle, "load_bundle", refuse)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--good", GOOD, "--policy", "best_f1"], "policy 'best_f1' needs defect images"),
+    (["--good", GOOD, "--policy", "target_recall", "--target-recall", "0.9"], "needs defect images"),
+    (["--good", GOOD, "--policy", "quantile", "--k", "3"],
+     "'k' is a parameter of policy 'mean_std', not of 'quantile'"),
+    (["--good", GOOD, "--defect", "EMPTY", "--policy", "best_f1"], "no images found in defect folder"),
+    (["--good", "EMPTY"], "no images found in good folder"),
+])
+def test_calibrate_checks_its_arguments_before_scoring(tiny_bundle, tmp_path, no_scoring, args, message):
+    (tmp_path / "EMPTY").mkdir()
+    args = [tmp_path / "EMPTY" if a == "EMPTY" else a for a in args]
+    result = run("calibrate", tiny_bundle, *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_evaluate_and_train_check_their_arguments_first(tiny_bundle, tmp_path, no_scoring):
+    (tmp_path / "empty").mkdir()
+    result = run("evaluate", tiny_bundle, "--good", GOOD, "--defect", tmp_path / "empty")
+    assert result.exit_code == 1 and "no images found in defect folder" in result.output
+    result = run("train", SAMPLE / "train" / "good", "--out", tmp_path / "m", "--epochs", "3")  # default: no epochs
+    assert result.exit_code == 1 and "--epochs: pipeline screw (patch_memory) is fitted without epochs" in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_progress_bars_stay_off_stderr_when_it_is_not_a_terminal(tiny_bundle, tiny_pipeline_file, tmp_path):
+    trained = run("train", SAMPLE / "train" / "good", "--out", tmp_path / "m", "--pipeline", tiny_pipeline_file)
+    scored = run("score", tiny_bundle, GOOD)
+    evaluated = run("evaluate", tiny_bundle, "--good", GOOD, "--defect", DEFECT)
+    for result in (trained, scored, evaluated):
+        assert result.exit_code in (0, 1), result.output
+        assert result.stderr == "", result.stderr
+
+
+def test_train_on_a_terminal_shows_epochs_with_loss_and_time_left(tiny_pipeline_file, tmp_path):
+    """Through a pseudo-terminal, as a person at the line PC sees it; --json keeps it quiet."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    def stderr_on_a_terminal(*args):
+        leader, follower = pty.openpty()
+        process = subprocess.Popen([sys.executable, "-m", "inspector.cli", "train", SAMPLE / "train" / "good",
+                                    "--pipeline", tiny_pipeline_file, "--epochs", "3", *args],
+                                   stdout=subprocess.DEVNULL, stderr=follower, cwd=tmp_path)
+        os.close(follower)  # the child holds it; reading ends when the child is gone
+        chunks = []
+        try:
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(leader)
+            returncode = process.wait(timeout=300)
+        assert returncode == 0, b"".join(chunks)
+        return b"".join(chunks).decode()
+
+    shown = stderr_on_a_terminal("--out", "a")
+    assert "Loading images" in shown and "Training compact" in shown
+    assert "loss 0." in shown and "100%" in shown
+    assert re.search(r"\d\d:\d\d:\d\d", shown)  # time left
+    assert stderr_on_a_terminal("--out", "b", "--json").strip() == ""
+
+
+def test_every_command_has_verbose_and_log_format():
+    def commands(group, prefix=()):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, (*prefix, name))
+            else:
+                yield (*prefix, name), command
+
+    for name, command in commands(cli):
+        options = {opt for param in command.params for opt in param.opts}
+        assert {"-v", "--verbose", "--log-format"} <= options, name
+
+
+def test_reviewer_defaults_to_the_login_name_then_unknown(monkeypatch):
+    import getpass
+    import pwd
+
+    from inspector.cli import _user_name
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert _user_name() == pwd.getpwuid(os.getuid()).pw_name
+
+    def no_user():
+        raise OSError("no username set in the environment")
+
+    monkeypatch.setattr(getpass, "getuser", no_user)
+    assert _user_name() == "unknown"
+
+
+def test_bundle_json_has_the_same_file_mode_as_the_model(tiny_bundle):
+    umask = os.umask(0)
+    os.umask(umask)
+    model_mode = (tiny_bundle / "model.keras").stat().st_mode & 0o777
+    assert (tiny_bundle / "bundle.json").stat().st_mode & 0o777 == model_mode == 0o666 & ~umask

@@ -1,11 +1,10 @@
 import pytest
 
-from inspector.config import ConfigError, load_pipeline, pipeline_from_dict, resolve_pipeline
-from conftest import REPO
+from inspector.config import PIPELINES_DIR, ConfigError, load_pipeline, pipeline_from_dict, resolve_pipeline
 
 
 def test_shipped_pipelines_load():
-    screw = load_pipeline(REPO / "pipelines" / "screw.toml")
+    screw = load_pipeline(PIPELINES_DIR / "screw.toml")
     assert screw.preprocess.pose == "axis" and screw.preprocess.shape == (64, 192)
     assert screw.model.architecture == "denoising_autoencoder" and screw.scoring.error == "distance"
     assert screw.model.settings.second_opinion == "patch_memory"

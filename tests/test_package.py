@@ -1,5 +1,6 @@
 """What an installed (not editable) inspector holds, and what the serving path imports."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -7,11 +8,15 @@ import zipfile
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SAMPLE
+from inspector.config import pipeline_names
 
 
-def test_the_wheel_holds_templates_migrations_and_every_model_package(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The wheel `pip install .` would install, built from a copy of the package (no build/ in the repo)."""
     pytest.importorskip("setuptools")
+    tmp_path = tmp_path_factory.mktemp("wheel")
     source = tmp_path / "src"
     shutil.copytree(REPO / "inspector", source / "inspector", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
@@ -22,12 +27,37 @@ def test_the_wheel_holds_templates_migrations_and_every_model_package(tmp_path):
         cwd=source, capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, build.stderr[-2000:]
-    names = set(zipfile.ZipFile(tmp_path / "dist" / build.stdout.split()[-1]).namelist())
+    return tmp_path / "dist" / build.stdout.split()[-1]
+
+
+def test_the_wheel_holds_templates_migrations_pipelines_and_every_model_package(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
     templates = {f"inspector/templates/{p.name}" for p in (REPO / "inspector" / "templates").iterdir()}
     assert templates and templates <= names
     assert "inspector/migrations/versions/0002_workers.py" in names
+    pipelines = {f"inspector/pipelines/{name}.toml" for name in pipeline_names()}
+    assert "inspector/pipelines/screw.toml" in pipelines and pipelines <= names
     packages = {f"{p.relative_to(REPO).as_posix()}" for p in (REPO / "inspector").rglob("__init__.py")}
     assert packages <= names, sorted(packages - names)
+
+
+def test_a_wheel_installed_in_a_fresh_venv_trains_with_the_default_pipeline(wheel, tmp_path):
+    """`pip install inspector-*.whl` into a new venv (dependencies from the registry, ~1 min), then
+    `inspector train` with the default pipeline, run away from the repository."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)],
+                             capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stderr[-3000:]
+    train = subprocess.run([str(venv / "bin" / "inspector"), "train", str(SAMPLE / "train" / "good"), "--out", "m"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert "pipeline       screw (patch_memory)" in train.stdout
+    meta = json.loads((tmp_path / "m" / "bundle.json").read_text())
+    assert meta["pipeline"]["name"] == "screw"
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import inspector; print(inspector.__file__)"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert str(venv) in where.stdout, where.stdout  # the installed copy, not the repository's
 
 
 def test_templates_load_from_the_package():

@@ -33,7 +33,7 @@ The saved model is run as it is: batch (B, H, W, 1) in, (B, H, W, 1) out. Severa
 (an autoencoder and a discriminative head, say) go inside that one Keras model.
 
 Adding an architecture: a package here (spec in `__init__.py`, `fit.py`, `layers.py` if it has
-custom layers), its pipeline file in `pipelines/`, its tests, and one line in `ARCHITECTURES`.
+custom layers), its pipeline file in `inspector/pipelines/`, its tests, and one line in `ARCHITECTURES`.
 This module imports no TensorFlow: `config` validates pipelines with it.
 """
 

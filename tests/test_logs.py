@@ -1,0 +1,103 @@
+"""Log lines: routine ones at INFO, plain text when not on a terminal, one JSON object per line."""
+
+import json
+import logging
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+from inspector import logs
+from inspector.cli import cli
+from inspector.store import Store
+from helpers import write_png
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for i in range(3):
+        write_png(folder / f"part{i}.png", seed=i)
+    (folder / "broken.png").write_text("not an image")
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}  # watch installs its own
+    yield folder
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def watch(inbox, tiny_bundle, *args):
+    result = CliRunner().invoke(cli, ["watch", str(inbox), "--model", str(tiny_bundle), "--db",
+                                      str(inbox.parent / "db.sqlite"), "--out", str(inbox.parent / "out"),
+                                      "--exit-when-idle", "0.5", *args])
+    assert result.exit_code == 0, result.output
+    return result.stderr.splitlines()
+
+
+def test_watch_logs_one_json_object_per_line_with_routine_lines_at_info(inbox, tiny_bundle):
+    records = [json.loads(line) for line in watch(inbox, tiny_bundle, "--log-format", "json")]
+    assert all(set(r) == {"time", "level", "logger", "message"} for r in records)
+    by_start = {r["message"].split()[0]: r for r in records}
+    assert by_start["watching"]["level"] == "INFO"
+    assert by_start["stopped;"]["level"] == "INFO" and "summary: 4 images" in by_start["stopped;"]["message"]
+    assert by_start["broken.png:"]["level"] == "WARNING"
+    assert not any(r["message"].startswith("part") for r in records)  # one line per image only with -v
+
+
+def test_watch_verbose_adds_a_line_per_image_as_plain_text(inbox, tiny_bundle):
+    lines = watch(inbox, tiny_bundle, "-v")
+    per_image = [line for line in lines if re.search(r" DEBUG part\d\.png: (ok|defect) score ", line)]
+    assert len(per_image) == 3
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", line) for line in lines)
+
+
+def serve_access_log(tmp_path, log_format):
+    """The lines `inspector serve` logs for one page that is not there, with stderr a pipe."""
+    db = tmp_path / "db.sqlite"
+    Store(str(db)).close()
+    process = subprocess.Popen([sys.executable, "-m", "inspector.cli", "serve", "--db", str(db), "--out",
+                                str(tmp_path), "--port", "0", "--log-format", log_format],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        banner = process.stderr.readline()
+        port = re.search(r"http://127\.0\.0\.1:(\d+)/", banner).group(1)
+        with pytest.raises(urllib.error.HTTPError):  # 404: werkzeug colours it on a terminal
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/nope", timeout=10)
+        access = process.stderr.readline()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stderr.close()
+    return banner, access
+
+
+def test_serve_access_log_is_plain_text_in_a_file_or_pipe(tmp_path):
+    banner, access = serve_access_log(tmp_path, "text")
+    assert " INFO QA page on http://127.0.0.1:" in banner
+    assert '"GET /nope HTTP/1.1" 404' in access and "\x1b" not in access
+
+
+def test_serve_logs_json(tmp_path):
+    banner, access = serve_access_log(tmp_path, "json")
+    assert json.loads(banner)["message"].startswith("QA page on http://127.0.0.1:")
+    record = json.loads(access)
+    assert record["logger"] == "werkzeug" and record["level"] == "INFO"
+    assert '"GET /nope HTTP/1.1" 404' in record["message"] and "\x1b" not in record["message"]
+
+
+def test_colour_codes_are_kept_only_on_a_terminal(monkeypatch):
+    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, "\x1b[33m%s\x1b[0m", ("GET /x 404",), None)
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    assert "\x1b[33m" not in logs.TextFormatter().format(record)  # pytest's stderr is no terminal
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert "\x1b[33m" in logs.TextFormatter().format(record)
+    assert json.loads(logs.JsonFormatter().format(record))["message"] == "GET /x 404"

@@ -348,8 +348,9 @@ def _failures_exit_with(code: int):
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path),
-              help="Write NAME_heatmap.png and NAME_overlay.png for each image into this folder; images of "
-                   "the same name get their folders' names in front (good_000, defect_000).")
+              help="Write NAME_heatmap.png (the error map of the upright part), NAME_overlay.png (the heat "
+                   "drawn on the photo) and NAME_crop.png (the heat on the upright part) for each image into this "
+                   "folder; images of the same name get their folders' names in front (good_000, defect_000).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=32, show_default=True, help="Images per model batch.")
 @logging_options()
 @json_option
@@ -405,8 +406,9 @@ def score(model_dir, paths, heatmaps, batch, as_json):
 def _write_pictures(inferencer, prefix: Path, result) -> dict:
     heat = prefix.with_name(f"{prefix.name}_heatmap.png")
     over = prefix.with_name(f"{prefix.name}_overlay.png")
-    inferencer.write_pictures(result, heat, over)
-    return {"heatmap": str(heat), "overlay": str(over)}
+    crop = prefix.with_name(f"{prefix.name}_crop.png")
+    inferencer.write_pictures(result, heat, over, crop)
+    return {"heatmap": str(heat), "overlay": str(over), "crop_overlay": str(crop)}
 
 
 @cli.command()

@@ -19,8 +19,8 @@ import numpy as np
 from .bundle import Bundle
 from .config import ScoringConfig
 from .errors import ImageError
-from .preprocess import FrameChange, prepare, read_frame
-from .scoring import error_maps, image_scores, write_heatmaps
+from .preprocess import FrameChange, prepare_frame, read_frame
+from .scoring import error_maps, frame_preview, image_scores, write_heatmaps
 
 # A file to read, or (its path, its bytes) when the caller has read it already (the daemon
 # reads each file once, to hash it).
@@ -37,6 +37,9 @@ class Result:
     error: str | None = None
     model_input: np.ndarray | None = None
     error_map: np.ndarray | None = None
+    # With keep_maps: a shrunk copy of the photo and its frame-to-crop matrix (`frame_preview`),
+    # to draw the error map back onto the photo.
+    frame: tuple[np.ndarray, np.ndarray] | None = None
     width: int | None = None  # of the frame as read, before preprocessing
     height: int | None = None
 
@@ -163,9 +166,11 @@ class Inferencer:
     def verdict(self, score: float) -> str:
         return self.bundle.verdict(score)
 
-    def write_pictures(self, result: Result, heatmap: Path, overlay: Path) -> None:
-        """The heatmap and the overlay of a result judged with `keep_maps`, on the bundle's scale."""
-        write_heatmaps(result.model_input, result.error_map, self.heat_scale, heatmap, overlay)
+    def write_pictures(self, result: Result, heatmap: Path, overlay: Path, crop_overlay: Path | None = None) -> None:
+        """The pictures of a result judged with `keep_maps`, on the bundle's scale: the heatmap of
+        the upright crop, the overlay on the photo, and (if asked) the overlay on the crop."""
+        write_heatmaps(result.model_input, result.error_map, self.heat_scale, heatmap, overlay, result.frame,
+                       crop_overlay)
 
     def judge(
         self,
@@ -184,20 +189,23 @@ class Inferencer:
         if batch:
             yield from self._judge_batch(batch, change_for, keep_maps, batch_size)
 
-    def _prepared(self, source, change: FrameChange | None, path) -> tuple[np.ndarray, tuple[int, int]]:
-        """The model input and the (height, width) of the frame it came from."""
+    def _prepared(self, source, change: FrameChange | None, path, keep_frame: bool = False):
+        """The model input, the (height, width) of the frame it came from, and (`keep_frame`) a
+        `frame_preview` of the frame with its matrix."""
         if isinstance(source, np.ndarray):
             gray = source
         else:
             gray = read_frame(source, change, path)
             path = path or (None if isinstance(source, (bytes, bytearray)) else source)
-        return prepare(gray, self.pipeline.preprocess, path, self.part_length), gray.shape[:2]
+        prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length)
+        frame = frame_preview(gray, prepared.matrix) if keep_frame else None
+        return prepared.array, gray.shape[:2], frame
 
-    def _load(self, source: Source, change_for) -> tuple[np.ndarray, tuple[int, int]] | ImageError:
+    def _load(self, source: Source, change_for, keep_frame: bool = False):
         path, data = source if isinstance(source, tuple) else (Path(source), None)
         try:
             change = change_for(path) if change_for else None
-            return self._prepared(path if data is None else data, change, path)
+            return self._prepared(path if data is None else data, change, path, keep_frame)
         except ImageError as exc:
             return exc
         except Exception as exc:
@@ -207,7 +215,7 @@ class Inferencer:
 
     def _judge_batch(self, sources: list[Source], change_for, keep_maps: bool, batch_size: int) -> list[Result]:
         paths = [Path(s[0] if isinstance(s, tuple) else s) for s in sources]
-        loaded = list(self._pool.map(lambda s: self._load(s, change_for), sources))
+        loaded = list(self._pool.map(lambda s: self._load(s, change_for, keep_maps), sources))
         results: list[Result | None] = [
             Result(path, "error", error=item.reason) if isinstance(item, ImageError) else None
             for path, item in zip(paths, loaded)
@@ -221,7 +229,7 @@ class Inferencer:
                 results[i] = Result(
                     paths[i], verdicts[j], score=float(scores[j]),
                     model_input=arrays[j] if keep_maps else None,
-                    error_map=maps[j] if keep_maps else None,
+                    error_map=maps[j] if keep_maps else None, frame=loaded[i][2],
                     width=width, height=height,
                 )
         return results

@@ -307,9 +307,9 @@ def relative_length(pose: Pose, shape: tuple[int, int]) -> float:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A frame made ready for the model: `array` (the model's input), and for a pose-normalised
-    part its `pose`, its `relative_length`, and `matrix`, the 2x3 affine map from frame pixels to
-    `array` pixels (error maps are drawn back onto the frame through its inverse)."""
+    """A frame made ready for the model: `array` (the model's input); `matrix`, the 2x3 affine
+    map from frame pixels to `array` pixels (error maps are drawn back onto the frame through its
+    inverse); for a pose-normalised part its `pose` and `relative_length`."""
 
     array: np.ndarray
     frame_shape: tuple[int, int]
@@ -402,4 +402,6 @@ def prepare_frame(gray: np.ndarray, config: PreprocessConfig, path: str | os.Pat
     """`prepare`, keeping where the part was found (to draw its error map back on the frame)."""
     if config.pose == "axis":
         return align_part(gray, config, path, expected_length)
-    return Prepared(normalize(gray, config), gray.shape[:2])
+    height, width = gray.shape[:2]
+    matrix = np.array([[config.size / width, 0, 0], [0, config.size / height, 0]])
+    return Prepared(normalize(gray, config), gray.shape[:2], matrix=matrix)

@@ -87,7 +87,7 @@ def print_tables(rows: list[dict]) -> None:
         print(f"| {r['pipeline']} | {r['seed']} | {r['train_minutes']:.1f} "
               f"| {m['auroc']:.3f} ({m['ci95'][0]:.2f}-{m['ci95'][1]:.2f}) "
               f"| {w['auroc']:.3f} ({w['ci95'][0]:.2f}-{w['ci95'][1]:.2f}) | {j['auroc']:.3f} "
-              f"| {m['ap']:.3f} / {w['ap']:.3f} "
+              f"| {m['ap']:.3f} / {w['ap']:.3f} | "
               + " | ".join(f"{x['recall']:.2f} / {x['false_rejects']} of {x['good']}" for x in (m, w, j)) + " |")
     with_nuisances = [r for r in rows if "nuisances" in r]
     if with_nuisances:

@@ -26,7 +26,7 @@ from .bundle import Bundle
 from .claims import CLAIMED, DUPLICATE, FINISH, Claims, Request
 from .errors import ConfigError
 from .inference import Inferencer, Result
-from .intake import Arrival, Intake, content_key, move_out
+from .intake import Arrival, Intake, content_key, copy_out, move_out
 from .store import Store, utcnow
 
 log = logging.getLogger("inspector.watch")
@@ -55,6 +55,7 @@ class Work:
     arrival: Arrival
     row_id: int
     received_at: datetime
+    digest: str  # the content hash it was claimed by
     result: Result | None = None
 
     @property
@@ -117,6 +118,8 @@ class Watcher:
                 if now - last_scan >= self.options.rescan_every:
                     intake.scan()
                     last_scan = now
+                for path, (target, digest) in intake.released():
+                    move_out(path, target, digest)  # an unfinished file that stayed so: its copy is kept
                 ready = intake.take(self.options.batch)
                 if ready:
                     try:
@@ -160,7 +163,7 @@ class Watcher:
         judged = self.inferencer.judge([(w.path, w.arrival.data) for w in readable], self.options.batch,
                                        keep_maps=True)
         for w, result in zip(readable, judged):
-            w.result, w.arrival.data = result, None  # the file's bytes are not needed any more
+            w.result = result
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(work)
         updates: dict[int, dict] = {}
         heat_jobs = []
@@ -188,25 +191,26 @@ class Watcher:
             if w.row_id in lost:  # another worker took this claim over and owns the verdict
                 log.warning("%s: inspection %d was taken over by another worker; result dropped", w.path.name, w.row_id)
                 continue
-            self._finish(w.path, updates[w.row_id])
+            self._finish(w.arrival, w.digest, updates[w.row_id])
             self._count(w.path, updates[w.row_id], w.row_id)
 
     def _claim(self, arrivals: list[Arrival]) -> list[Work]:
         """Claim each file's content (`claims`); files judged already are finished or set aside."""
-        digests = self._pool.map(content_key, arrivals)
+        digests = list(self._pool.map(content_key, arrivals))
         requests = [Request(str(a.path), digest, len(a.data) if a.data is not None else None)
                     for a, digest in zip(arrivals, digests)]
         claimed = []
-        for arrival, answer in zip(arrivals, self.claims.claim(requests)):
+        for arrival, digest, answer in zip(arrivals, digests, self.claims.claim(requests)):
             path = arrival.path
             if answer.state == CLAIMED:
-                claimed.append(Work(arrival, answer.row_id, answer.received_at))
+                claimed.append(Work(arrival, answer.row_id, answer.received_at, digest))
             elif answer.state == FINISH:
-                self._finish(path, {"status": answer.status, "stored_path": answer.stored_path})
+                self._finish(arrival, digest, {"status": answer.status, "stored_path": answer.stored_path})
             elif answer.state == DUPLICATE:
                 # A copy of a rejected file (say, a second empty file) is rejected too.
                 folder = "rejected" if answer.status == "error" else "duplicates"
-                move_out(path, self.out / folder / _day(utcnow()) / f"{answer.row_id}_dup_{path.name}")
+                target = self.out / folder / _day(utcnow()) / f"{answer.row_id}_dup_{path.name}"
+                self._set_aside(arrival, digest, target)
                 self.counters.duplicates += 1
                 log.warning("%s has the same content as inspection %d (%s); moved to %s/",
                             path.name, answer.row_id, answer.first_name, folder)
@@ -227,12 +231,26 @@ class Watcher:
     def _destination(self, w: Work, kind: str) -> Path:
         return self.out / kind / _day(w.received_at) / f"{w.row_id}_{w.path.name}"
 
-    def _finish(self, path: Path, values: dict) -> None:
+    def _finish(self, arrival: Arrival, digest: str, values: dict) -> None:
         """After the verdict is committed: move the file (rejects always), or remember it is kept."""
         if values["status"] == "error" or self.options.on_done == "move":
-            move_out(path, Path(values["stored_path"]))
+            self._set_aside(arrival, digest, Path(values["stored_path"]))
         else:
-            self.intake.keep(path)
+            self.intake.keep(arrival.path)
+
+    def _set_aside(self, arrival: Arrival, digest: str, target: Path) -> None:
+        """Move a file out of the inbox to `target`, verified against the content it was judged by.
+
+        A file rejected as unfinished may still be written (a writer pausing longer than
+        --incomplete-timeout): a copy goes to `target` and the file stays in the inbox, held; if
+        it changes, its new content is judged; if not, it is removed after another timeout.
+        """
+        verify = digest if arrival.data is not None else None
+        if arrival.unfinished:
+            if copy_out(arrival.path, target, verify):
+                self.intake.hold(arrival.path, (target, verify))
+        else:
+            move_out(arrival.path, target, verify, arrival.stamp)
 
     def _count(self, path: Path, values: dict, row_id: int) -> None:
         self.counters.images += 1

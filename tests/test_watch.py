@@ -11,7 +11,7 @@ from inspector.bundle import load_bundle
 from inspector.store import Store
 from inspector.intake import is_temporary
 from inspector.watcher import WatchOptions, Watcher
-from helpers import png_bytes, rows, wait_for, write_png
+from helpers import encoded, png_bytes, rows, wait_for, write_png
 from test_preprocess import huge_png
 
 
@@ -74,7 +74,7 @@ def test_each_bad_input_gets_its_documented_outcome_and_the_daemon_stays_up(daem
     (inbox / "first name.png").write_bytes(png_bytes(8))
     expected_errors = {
         "empty.png": "empty file",
-        "truncated.png": "not a readable image",
+        "truncated.png": "incomplete PNG file: it ends before its IEND chunk",
         "text.png": "not a readable image",
         "huge.png": "too large (50000x50000",
         "link.png": "symlink to a file outside the inbox",
@@ -175,3 +175,126 @@ def test_a_failing_batch_is_retried_and_the_daemon_keeps_running(daemon, monkeyp
     assert row["source_name"] == "unlucky.png" and len(rows(db)) == 1
     assert len(failures) == 2 and thread.is_alive()
     wait_for(lambda: not (inbox / "unlucky.png").exists(), 10, "file moved")
+
+
+def _write_slowly(path: Path, data: bytes, pieces: int, pause: float) -> None:
+    with open(path, "wb") as fh:
+        for i in range(pieces):
+            fh.write(data[i * len(data) // pieces:(i + 1) * len(data) // pieces])
+            fh.flush()
+            if i < pieces - 1:
+                threading.Event().wait(pause)
+
+
+def test_tiff_and_bmp_written_with_long_pauses_are_judged_complete(daemon):
+    """Issue 14.1: pauses longer than --settle; a real completeness rule per format."""
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=5.0)
+    files = {"slow.tif": encoded(".tif", 41, size=160), "slow.bmp": encoded(".bmp", 42, size=160)}
+    writers = [threading.Thread(target=_write_slowly, args=(inbox / name, data, 3, 0.6)) for name, data in files.items()]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    wait_for(lambda: len(rows(db, "status != 'pending'")) == 2, 30, "two verdicts")
+    for row in rows(db):
+        assert row["status"] == "done", (row["source_name"], row["error_reason"])
+        assert row["size_bytes"] == len(files[row["source_name"]])
+    assert not (out / "rejected").exists()
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".tif"])
+def test_a_file_created_empty_and_filled_later_is_judged(daemon, suffix):
+    """Issue 14.3: exec 3>f; sleep 1.5; cat img >&3 (or rsync --inplace)."""
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=5.0)
+    (inbox / f"earlier empty{suffix}").write_bytes(b"")  # an empty file left for good, first
+    data = encoded(suffix, 43)
+    with open(inbox / f"late{suffix}", "wb") as fh:
+        threading.Event().wait(1.5)
+        fh.write(data)
+    row = wait_for(lambda: rows(db, f"source_name='late{suffix}' AND status != 'pending'"), 30, "verdict")[0]
+    assert row["status"] == "done" and row["size_bytes"] == len(data)
+    wait_for(lambda: not (inbox / f"late{suffix}").exists(), 10, "archived")
+    assert not list((out / "rejected").rglob(f"*late{suffix}"))
+    # The empty file itself ends as an error once the timeout is over, judged once.
+    empty = wait_for(lambda: rows(db, "status = 'error'"), 30, "the empty file's error row")[0]
+    assert empty["source_name"] == f"earlier empty{suffix}" and empty["error_reason"] == "empty file"
+
+
+def test_a_premature_rejection_loses_nothing_when_the_file_completes(daemon):
+    """Issue 14.1/14.3: a writer pausing longer than --incomplete-timeout. The unfinished file gets
+    an error row and a copy in rejected/; the file stays, and its complete content is judged."""
+    import hashlib
+
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=1.0)
+    data = encoded(".tif", 44, size=160)
+    path = inbox / "paused.tif"
+    with open(path, "wb") as fh:
+        fh.write(data[:len(data) // 3])
+        fh.flush()
+        first = wait_for(lambda: rows(db, "status = 'error'"), 30, "the unfinished file rejected")[0]
+        assert first["error_reason"].startswith("incomplete TIFF file")
+        copy = Path(first["stored_path"])
+        assert "rejected" in str(copy) and copy.read_bytes() == data[:len(data) // 3]
+        assert path.exists()  # held: it may still be written
+        fh.write(data[len(data) // 3:])
+    done = wait_for(lambda: rows(db, "status = 'done'"), 30, "the completed file judged")[0]
+    assert done["source_name"] == "paused.tif" and done["content_hash"] == hashlib.sha256(data).hexdigest()
+    wait_for(lambda: Path(done["stored_path"]).is_file() and not path.exists(), 10, "archived")
+    assert copy.is_file() and len(rows(db)) == 2  # the rejected copy is kept
+
+
+def test_an_unfinished_file_left_so_is_removed_from_the_inbox_once_its_copy_is_kept(daemon):
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=0.5)
+    (inbox / "cut.png").write_bytes(png_bytes(45)[:500])
+    row = wait_for(lambda: rows(db, "status = 'error'"), 30, "error row")[0]
+    wait_for(lambda: not (inbox / "cut.png").exists(), 10, "removed after a second timeout")
+    assert Path(row["stored_path"]).read_bytes() == png_bytes(45)[:500]
+
+
+def test_an_unreadable_file_gets_an_error_row_and_is_moved_aside(daemon, monkeypatch):
+    """Issue 14.6: no read permission, as .png or .tif: one rule, no hot retry loop."""
+    import errno
+
+    import inspector.intake
+    from inspector.errors import ImageError
+
+    original, attempts = inspector.intake.read_bytes, []
+
+    def read_bytes(path, follow_symlinks=True):  # root reads a mode 000 file: refuse as EACCES would
+        if Path(path).stem == "locked":
+            attempts.append(path)
+            raise ImageError(path, "cannot read file: Permission denied") from PermissionError(errno.EACCES, "")
+        return original(path, follow_symlinks)
+
+    monkeypatch.setattr(inspector.intake, "read_bytes", read_bytes)
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=1.0)
+    for suffix in (".png", ".tif"):
+        (inbox / f"locked{suffix}").write_bytes(encoded(suffix, 46))
+    errors = wait_for(lambda: len(rows(db, "status = 'error'")) == 2 and rows(db, "status = 'error'"), 30, "errors")
+    for row in errors:
+        assert "Permission denied" in row["error_reason"]
+        wait_for(lambda: Path(row["stored_path"]).is_file(), 10, "moved aside")
+    assert len(attempts) <= 6, len(attempts)
+    assert not any(inbox.iterdir())
+
+
+def test_a_fifo_in_the_inbox_is_refused_and_the_daemon_stays_responsive(daemon):
+    """Issue 14.9: a FIFO renamed over a tracked file must not block the loop in open()."""
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=5.0)
+    (inbox / "part.png").write_bytes(png_bytes(47)[:300])  # unfinished: tracked
+    threading.Event().wait(0.3)
+    os.mkfifo(inbox / ".fifo")
+    os.rename(inbox / ".fifo", inbox / "part.png")
+    write_png(inbox / "after.png", seed=48)
+    try:
+        wait_for(lambda: rows(db, "source_name='after.png' AND status='done'"), 30, "verdict after the FIFO")
+        row = wait_for(lambda: rows(db, "source_name='part.png' AND status='error'"), 30, "the FIFO refused")[0]
+        assert "not a regular file (a FIFO)" in row["error_reason"]
+    finally:  # a loop blocked in open() on the FIFO is let go, so that the test ends
+        deadline = threading.Event()
+        threading.Timer(10, deadline.set).start()
+        while (inbox / "part.png").exists() and not deadline.wait(0.01):
+            try:
+                os.close(os.open(inbox / "part.png", os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass

@@ -212,3 +212,68 @@ def test_a_fifo_renamed_over_a_tracked_file_never_blocks(tmp_path):
         pytest.fail("take() blocked on a FIFO")
     [arrival] = result
     assert arrival.data is None and "not a regular file" in arrival.error
+
+
+def test_move_across_filesystems_on_a_full_disk_keeps_the_source_and_recovers(tmp_path, monkeypatch):
+    """Issue 14.4 without a tmpfs: a copy that runs out of space leaves no partial target, the
+    source stays; once space returns the move completes, verified; a stale copy is replaced."""
+    import errno
+    import hashlib
+
+    import inspector.intake as intake_module
+
+    data = png_bytes(7, size=300)
+    source, target = tmp_path / "in" / "a.png", tmp_path / "out" / "archive" / "1_a.png"
+    source.parent.mkdir()
+    source.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+
+    def no_link(*args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(intake_module.os, "link", no_link)
+    real_open, full = open, [True]
+
+    class FullFile:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, chunk):
+            self.fh.write(chunk[:len(chunk) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    def opener(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        return FullFile(fh) if full[0] and "w" in mode else fh
+
+    monkeypatch.setattr(intake_module, "open", opener, raising=False)
+    assert not move_out(source, target, digest)
+    assert source.read_bytes() == data and not target.exists()
+    assert not [p for p in target.parent.iterdir()], "no partial copy is left"
+    target.write_bytes(data[:100])  # a truncated copy left by an older version
+    full[0] = False
+    assert move_out(source, target, digest)
+    assert not source.exists() and target.read_bytes() == data
+    # Idempotent: asked again (a restart), nothing changes.
+    assert move_out(source, target, digest) and target.read_bytes() == data
+
+
+def test_a_file_written_again_after_its_verdict_is_not_moved(tmp_path):
+    from inspector.intake import stamp_of
+
+    source, target = tmp_path / "a.png", tmp_path / "out" / "a.png"
+    source.write_bytes(png_bytes(1))
+    stamp = stamp_of(os.lstat(source))
+    time.sleep(0.01)
+    source.write_bytes(png_bytes(2))  # new content under the same name
+    assert not move_out(source, target, stamp=stamp)
+    assert source.read_bytes() == png_bytes(2) and not target.exists()

@@ -298,3 +298,54 @@ def test_a_fifo_in_the_inbox_is_refused_and_the_daemon_stays_responsive(daemon):
                 os.close(os.open(inbox / "part.png", os.O_WRONLY | os.O_NONBLOCK))
             except OSError:
                 pass
+
+
+@pytest.fixture
+def small_out(tmp_path):
+    """OUT on a 2 MB tmpfs (root only), most of it taken by a filler file; yields the filler."""
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(out)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    filler = out / "filler"
+    filler.write_bytes(b"\0" * 1_200_000)
+    yield filler
+    subprocess.run(["umount", "-l", str(out)], check=True)
+
+
+def noise_png(seed: int, size: int = 320) -> bytes:
+    """A PNG that does not compress: about size * size bytes."""
+    import numpy as np
+
+    from inspector.cv_setup import cv2
+
+    ok, data = cv2.imencode(".png", np.random.default_rng(seed).integers(0, 255, (size, size), dtype=np.uint8))
+    return data.tobytes()
+
+
+def test_a_full_disk_keeps_files_in_the_inbox_and_recovers_when_space_returns(small_out, daemon):
+    """Issue 14.4: --out on a full 2 MB tmpfs, then space freed: every file is archived, every
+    row points at a complete copy (size and SHA-256)."""
+    import hashlib
+
+    inbox, out, db, watcher, thread = daemon()
+    watcher.intake  # the inbox is on the disk, OUT on the tmpfs: moves are copies
+    images = {f"big{i:02d}.png": noise_png(60 + i) for i in range(12)}
+    for name, data in images.items():
+        (inbox / name).write_bytes(data)
+    wait_for(lambda: len(rows(db, "status = 'done'")) >= 4, 60, "some verdicts")
+    threading.Event().wait(2.0)  # the disk is full: some files cannot leave the inbox
+    stuck = sorted(p.name for p in inbox.iterdir())
+    assert stuck, "the tmpfs should have filled up"
+    for row in rows(db, "status = 'done'"):  # no row points at a truncated copy
+        stored = Path(row["stored_path"])
+        assert not stored.exists() or hashlib.sha256(stored.read_bytes()).hexdigest() == row["content_hash"]
+    small_out.unlink()  # space returns
+    wait_for(lambda: len(rows(db, "status = 'done'")) == 12 and not any(inbox.iterdir()), 60, "recovery")
+    for row in rows(db):
+        stored = Path(row["stored_path"])
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == row["content_hash"], row["source_name"]
+        assert stored.stat().st_size == len(images[row["source_name"]])
+    assert not [p for p in out.rglob(".*") if p.is_file()], "a temporary copy was left behind"

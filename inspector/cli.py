@@ -38,10 +38,11 @@ def db_option(f):
                         help="SQLite file or SQLAlchemy URL [env: INSPECTOR_DB].")(f)
 
 
-def _store(db: str):
+def _store(db: str, create: bool = False):
+    """The database; only `watch` creates a missing SQLite file, the other commands say it is missing."""
     from .store import Store
 
-    return Store(db)
+    return Store(db, must_exist=not create)
 
 
 def _fail_cleanly(func):
@@ -445,7 +446,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     from .watcher import WatchOptions, Watcher
 
     bundle = _load(model_dir)
-    store = _store(db)
+    store = _store(db, create=True)
     options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
                            incomplete_timeout=incomplete_timeout, summary_every=summary_every,
                            station=station, claim_timeout=claim_timeout)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .bundle import Bundle
 from .claims import CLAIMED, DUPLICATE, FINISH, Claims, Request
-from .errors import ConfigError
+from .errors import ConfigError, DatabaseError
 from .inference import Inferencer, Result
 from .intake import Arrival, Intake, content_key, copy_out, move_out
 from .store import Store, utcnow
@@ -116,14 +116,20 @@ class Watcher:
                 intake.drain()
                 now = time.monotonic()
                 if now - last_scan >= self.options.rescan_every:
+                    self.store.check_file()
                     intake.scan()
                     last_scan = now
-                for path, (target, digest) in intake.released():
+                released = intake.released()
+                if released:
+                    self.store.check_file()
+                for path, (target, digest) in released:
                     move_out(path, target, digest)  # an unfinished file that stayed so: its copy is kept
                 ready = intake.take(self.options.batch)
                 if ready:
                     try:
                         self.process(ready)
+                    except DatabaseError:
+                        raise
                     except Exception:  # e.g. a full disk: keep running, retry these files later
                         log.exception("batch failed; its %d files stay in the inbox and are retried", len(ready))
                         self.stop_event.wait(1.0)
@@ -136,6 +142,9 @@ class Watcher:
                 if time.monotonic() - last_summary >= self.options.summary_every:
                     log.warning(self.counters.line())
                     last_summary = time.monotonic()
+        except DatabaseError as exc:  # unreachable, or its file deleted or replaced: stop before moving files
+            log.error("stopping: %s", exc)
+            raise
         finally:
             intake.stop()
             self._pool.shutdown(wait=True)
@@ -187,6 +196,7 @@ class Watcher:
         for values in updates.values():
             values.update(scored_at=now, processing_ms=elapsed_ms)
         lost = self.claims.commit(updates)
+        self.store.check_file()  # the verdicts really are in the database before any file moves
         for w in work:
             if w.row_id in lost:  # another worker took this claim over and owns the verdict
                 log.warning("%s: inspection %d was taken over by another worker; result dropped", w.path.name, w.row_id)
@@ -199,8 +209,10 @@ class Watcher:
         digests = list(self._pool.map(content_key, arrivals))
         requests = [Request(str(a.path), digest, len(a.data) if a.data is not None else None)
                     for a, digest in zip(arrivals, digests)]
+        answers = self.claims.claim(requests)
+        self.store.check_file()
         claimed = []
-        for arrival, digest, answer in zip(arrivals, digests, self.claims.claim(requests)):
+        for arrival, digest, answer in zip(arrivals, digests, answers):
             path = arrival.path
             if answer.state == CLAIMED:
                 claimed.append(Work(arrival, answer.row_id, answer.received_at, digest))

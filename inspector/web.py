@@ -21,7 +21,7 @@ from .store import Inspection, ModelRecord, Store, utcnow
 
 def create_app(db: str, out: str | Path) -> Flask:
     app = Flask("inspector")
-    store = Store(db)
+    store = Store(db, must_exist=True)
     out_root = Path(out).resolve()
     token = secrets.token_urlsafe(16)
     app.config["STORE"] = store

@@ -98,3 +98,25 @@ def test_stats_per_station_and_model(database_url):
     assert (line2["station"], line2["images"], line2["images_per_s"]) == ("line2", 1, None)
     table = run("stats", "--db", database_url).stdout
     assert "line1" in table and "line2" in table and "images/s" in table
+
+
+@pytest.mark.parametrize("command", [["review", "list"], ["review", "show", "1"], ["review", "label", "1", "ok"],
+                                     ["report", "--out", "r"], ["stats"]])
+def test_read_only_commands_do_not_create_a_database(tmp_path, monkeypatch, command):
+    """Issue 16.2: `inspector review list` where there is no database is an error naming the path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("INSPECTOR_DB", raising=False)
+    result = run(*command)
+    assert result.exit_code == 1
+    assert f"no database at inspector.db" in result.output
+    assert not (tmp_path / "inspector.db").exists()
+
+
+@pytest.mark.parametrize("command", [["review", "list"], ["stats"]])
+def test_one_shot_commands_fail_fast_on_a_database_that_cannot_be_opened(command):
+    """Issue 14.13: one clear line and exit code 1, not 'database busy' for ever or a traceback."""
+    for url, says in (("postgresql+psycopg://qa@no-such-host.invalid/x", "cannot open database"),
+                      ("foo://x", "unknown database type 'foo'")):
+        result = run(*command, "--db", url)
+        assert result.exit_code == 1, result.output
+        assert says in result.output and "Traceback" not in result.output

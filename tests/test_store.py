@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -118,3 +120,77 @@ def test_daemons_starting_together_share_one_model_row(database_url):
     for s in stores:
         s.close()
     assert errors == [] and len(set(ids)) == 1
+
+
+@pytest.mark.parametrize("url, says", [
+    ("sqlite:////nonexistent/dir/x.db", "cannot open database sqlite:////nonexistent/dir/x.db"),
+    ("postgresql+psycopg://qa:secret@no-such-host.invalid/inspector", "cannot open database postgresql+psycopg://qa:***@no-such-host.invalid/inspector"),
+    ("foo://x/y", "unknown database type 'foo'"),
+    ("mysql://qa@db/inspector", "its driver is not installed"),
+])
+def test_a_database_that_cannot_be_opened_fails_fast_with_one_line(url, says):
+    """Issue 14.13: unreachable is not locked: no retry for ever, no traceback."""
+    import time
+
+    from inspector.errors import DatabaseError
+
+    started = time.monotonic()
+    with pytest.raises(DatabaseError) as caught:
+        Store(url)
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+    assert "secret" not in str(caught.value)
+    assert time.monotonic() - started < 20
+
+
+def test_locked_is_retried_for_ever_unreachable_only_for_the_outage(tmp_path):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from inspector.errors import DatabaseError
+
+    store = Store(str(tmp_path / "db.sqlite"), outage=0.3)
+    calls = []
+
+    def locked_three_times():
+        calls.append(1)
+        if len(calls) <= 3:
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        return "written"
+
+    assert store.retry(locked_three_times, "test") == "written"
+
+    def unreachable():
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("unable to open database file"))
+
+    with pytest.raises(DatabaseError, match="unreachable for 0 s during test: unable to open database file"):
+        store.retry(unreachable, "test")
+    store.close()
+
+
+def test_read_only_opening_never_creates_a_database(tmp_path):
+    """Issue 16.2: a missing SQLite file is an error naming the path looked at."""
+    from inspector.errors import DatabaseError
+
+    missing = tmp_path / "inspector.db"
+    with pytest.raises(DatabaseError, match=f"no database at {missing}"):
+        Store(str(missing), must_exist=True)
+    assert not missing.exists()
+
+
+def test_a_deleted_or_replaced_sqlite_file_is_noticed(tmp_path):
+    """Issue 14.5: the file's identity (device and inode) is checked."""
+    from inspector.errors import DatabaseError
+
+    db = tmp_path / "db.sqlite"
+    store = Store(str(db))
+    store.check_file()
+    other = Store(str(tmp_path / "other.sqlite"))
+    other.close()
+    os.replace(tmp_path / "other.sqlite", db)
+    with pytest.raises(DatabaseError, match="was replaced"):
+        store.check_file()
+    db.unlink()
+    with pytest.raises(DatabaseError, match="was deleted"):
+        store.check_file()
+    store.close()

@@ -291,9 +291,11 @@ def test_a_fifo_in_the_inbox_is_refused_and_the_daemon_stays_responsive(daemon):
         row = wait_for(lambda: rows(db, "source_name='part.png' AND status='error'"), 30, "the FIFO refused")[0]
         assert "not a regular file (a FIFO)" in row["error_reason"]
     finally:  # a loop blocked in open() on the FIFO is let go, so that the test ends
-        deadline = threading.Event()
-        threading.Timer(10, deadline.set).start()
-        while (inbox / "part.png").exists() and not deadline.wait(0.01):
+        import time
+
+        deadline = time.monotonic() + 10
+        while (inbox / "part.png").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
             try:
                 os.close(os.open(inbox / "part.png", os.O_WRONLY | os.O_NONBLOCK))
             except OSError:
@@ -349,3 +351,53 @@ def test_a_full_disk_keeps_files_in_the_inbox_and_recovers_when_space_returns(sm
         assert hashlib.sha256(stored.read_bytes()).hexdigest() == row["content_hash"], row["source_name"]
         assert stored.stat().st_size == len(images[row["source_name"]])
     assert not [p for p in out.rglob(".*") if p.is_file()], "a temporary copy was left behind"
+
+
+def test_the_sqlite_file_deleted_while_running_stops_the_daemon_before_moving_anything(tiny_bundle, tmp_path, caplog):
+    """Issue 14.5: the daemon would write into the unlinked file and archive the images, losing
+    their verdicts. It must stop loudly (ERROR, exit code 1), the image left in the inbox."""
+    import signal
+
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite"
+    inbox.mkdir()
+    write_png(inbox / "first.png", seed=51)
+
+    def saboteur():
+        wait_for(lambda: rows(db, "status = 'done'"), 60, "first verdict")
+        wait_for(lambda: not (inbox / "first.png").exists(), 10, "first archived")
+        for name in ("db.sqlite", "db.sqlite-wal", "db.sqlite-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        write_png(inbox / "second.png", seed=52)
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    thread = threading.Thread(target=saboteur)
+    thread.start()
+    try:
+        result = CliRunner().invoke(cli, ["watch", str(inbox), "--model", str(tiny_bundle), "--db", str(db),
+                                          "--out", str(out), "--settle", "0.2", "--exit-when-idle", "15"])
+    finally:
+        thread.join()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert result.exit_code == 1, result.output
+    assert f"the database file {db} was deleted while in use" in result.output
+    assert any(r.levelname == "ERROR" and "was deleted" in r.getMessage() for r in caplog.records)
+    assert (inbox / "second.png").exists() and not list(out.rglob("*second.png"))
+
+
+@pytest.mark.parametrize("db, says", [("/nonexistent/dir/x.db", "cannot open database sqlite:////nonexistent/dir/x.db"),
+                                      ("foo://x", "unknown database type 'foo'")])
+def test_watch_with_a_database_that_cannot_be_opened_exits_at_once(tiny_bundle, tmp_path, db, says):
+    """Issue 14.13: not "database busy" for ever, not a traceback: one line, exit code 1."""
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+
+    (tmp_path / "inbox").mkdir()
+    result = CliRunner().invoke(cli, ["watch", str(tmp_path / "inbox"), "--model", str(tiny_bundle), "--db", db,
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and says in result.output and result.exception.__class__ is SystemExit

@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import ImageError
 from .formats import COMPLETE, INCOMPLETE, UNKNOWN, completeness
+from .names import printable
 from .preprocess import check_file_size, read_bytes
 
 log = logging.getLogger("inspector.intake")
@@ -296,7 +297,7 @@ class Intake:
 
     def _symlink_reason(self, path: Path) -> str:
         if Path(os.path.realpath(path)).parent != self.real_inbox:
-            return f"symlink to a file outside the inbox ({os.readlink(path)}); not followed"
+            return f"symlink to a file outside the inbox ({printable(os.readlink(path))}); not followed"
         return "symlink inside the inbox; only regular files are judged, the link was not followed"
 
 
@@ -333,7 +334,8 @@ def move_out(source: Path, target: Path, digest: str | None = None, stamp: Stamp
         except FileNotFoundError:
             return True  # already moved (a restart finishing earlier work)
         if stamp is not None and stamp_of(st)[:3] != stamp[:3]:
-            log.warning("%s was written again after it was read; left in the inbox to be judged again", source)
+            log.warning("%s was written again after it was read; left in the inbox to be judged again",
+                        printable(str(source)))
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
         if not _holds(target, source, st, digest):
@@ -349,7 +351,7 @@ def move_out(source: Path, target: Path, digest: str | None = None, stamp: Stamp
         return True  # moved meanwhile by another worker
     except OSError as exc:
         log.error("cannot move %s to %s: %s; it stays in the inbox and is tried again at the next scan",
-                  source, target, exc.strerror or exc)
+                  printable(str(source)), target, exc.strerror or exc)
         return False
 
 
@@ -362,7 +364,8 @@ def copy_out(source: Path, target: Path, digest: str | None = None) -> bool:
             _copy(source, target, st, digest)
         return True
     except OSError as exc:
-        log.error("cannot copy %s to %s: %s; tried again at the next scan", source, target, exc.strerror or exc)
+        log.error("cannot copy %s to %s: %s; tried again at the next scan", printable(str(source)), target,
+                  exc.strerror or exc)
         return False
 
 

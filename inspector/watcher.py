@@ -27,6 +27,7 @@ from .claims import CLAIMED, DUPLICATE, FINISH, Claims, Request
 from .errors import ConfigError, DatabaseError
 from .inference import Inferencer, Result
 from .intake import Arrival, Intake, content_key, copy_out, move_out
+from .names import bounded, printable
 from .store import Store, utcnow
 
 log = logging.getLogger("inspector.watch")
@@ -187,7 +188,7 @@ class Watcher:
                     width=w.result.width, height=w.result.height,
                 )
             else:
-                updates[w.row_id] = dict(status="error", verdict="error", error_reason=w.error,
+                updates[w.row_id] = dict(status="error", verdict="error", error_reason=printable(w.error),
                                          model_id=self.model_id,
                                          stored_path=str(self._destination(w, "rejected")))
         for job in heat_jobs:
@@ -199,7 +200,8 @@ class Watcher:
         self.store.check_file()  # the verdicts really are in the database before any file moves
         for w in work:
             if w.row_id in lost:  # another worker took this claim over and owns the verdict
-                log.warning("%s: inspection %d was taken over by another worker; result dropped", w.path.name, w.row_id)
+                log.warning("%s: inspection %d was taken over by another worker; result dropped",
+                            printable(w.path.name), w.row_id)
                 continue
             self._finish(w.arrival, w.digest, updates[w.row_id])
             self._count(w.path, updates[w.row_id], w.row_id)
@@ -221,27 +223,27 @@ class Watcher:
             elif answer.state == DUPLICATE:
                 # A copy of a rejected file (say, a second empty file) is rejected too.
                 folder = "rejected" if answer.status == "error" else "duplicates"
-                target = self.out / folder / _day(utcnow()) / f"{answer.row_id}_dup_{path.name}"
+                target = self.out / folder / _day(utcnow()) / bounded(f"{answer.row_id}_dup_", path.name)
                 self._set_aside(arrival, digest, target)
                 self.counters.duplicates += 1
                 log.warning("%s has the same content as inspection %d (%s); moved to %s/",
-                            path.name, answer.row_id, answer.first_name, folder)
+                            printable(path.name), answer.row_id, answer.first_name, folder)
             else:
-                log.debug("%s is being judged by another worker", path.name)
+                log.debug("%s is being judged by another worker", printable(path.name))
         return claimed
 
     # -- files -----------------------------------------------------------------------------
 
     def _heat_paths(self, w: Work) -> tuple[Path, Path]:
         folder = self.out / "heatmaps" / _day(w.received_at)
-        stem = f"{w.row_id}_{w.path.stem}"
-        return folder / f"{stem}_heatmap.png", folder / f"{stem}_overlay.png"
+        return (folder / bounded(f"{w.row_id}_", w.path.name, "_heatmap.png"),
+                folder / bounded(f"{w.row_id}_", w.path.name, "_overlay.png"))
 
     def _write_heatmaps(self, result: Result, heat: Path, over: Path) -> None:
         self.inferencer.write_pictures(result, heat, over)
 
     def _destination(self, w: Work, kind: str) -> Path:
-        return self.out / kind / _day(w.received_at) / f"{w.row_id}_{w.path.name}"
+        return self.out / kind / _day(w.received_at) / bounded(f"{w.row_id}_", w.path.name)
 
     def _finish(self, arrival: Arrival, digest: str, values: dict) -> None:
         """After the verdict is committed: move the file (rejects always), or remember it is kept."""
@@ -268,10 +270,10 @@ class Watcher:
         self.counters.images += 1
         if values["status"] == "error":
             self.counters.errors += 1
-            log.warning("%s: error: %s (inspection %d)", path.name, values["error_reason"], row_id)
+            log.warning("%s: error: %s (inspection %d)", printable(path.name), values["error_reason"], row_id)
         else:
             self.counters.defects += values["verdict"] == "defect"
-            log.info("%s: %s score %.6g threshold %.6g (inspection %d)", path.name, values["verdict"],
+            log.info("%s: %s score %.6g threshold %.6g (inspection %d)", printable(path.name), values["verdict"],
                      values["score"], values["threshold"], row_id)
 
 

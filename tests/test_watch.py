@@ -401,3 +401,38 @@ def test_watch_with_a_database_that_cannot_be_opened_exits_at_once(tiny_bundle, 
     result = CliRunner().invoke(cli, ["watch", str(tmp_path / "inbox"), "--model", str(tiny_bundle), "--db", db,
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and says in result.output and result.exception.__class__ is SystemExit
+
+
+def test_a_name_with_invalid_utf8_is_judged_and_stored_losslessly(daemon):
+    """Issue 14.7: bad\\xff\\xfe.png made its whole batch fail every 10 s."""
+    from inspector.names import restored
+
+    inbox, out, db, watcher, thread = daemon()
+    bad = os.fsencode(inbox) + b"/bad\xff\xfe.png"
+    with open(bad, "wb") as fh:
+        fh.write(png_bytes(53))
+    write_png(inbox / "good neighbour.png", seed=54)
+    done = wait_for(lambda: len(rows(db, "status = 'done'")) == 2 and rows(db, "status = 'done'"), 30, "both judged")
+    by_name = {r["source_name"]: r for r in done}
+    row = by_name["bad\\xff\\xfe.png"]  # printable for people
+    assert os.fsencode(restored(row["source_path"])) == bad  # the real name, byte for byte
+    stored = Path(row["stored_path"])
+    assert stored.read_bytes() == png_bytes(53) and stored.name == f"{row['id']}_bad\\xff\\xfe.png"
+    assert Path(row["heatmap_path"]).is_file()
+    wait_for(lambda: not any(inbox.iterdir()), 10, "both archived")
+
+
+def test_a_very_long_name_gets_bounded_output_names(daemon):
+    """Issue 14.8: a 250-byte name made the heatmap's name exceed 255 bytes; both files of its
+    batch stayed pending for ever."""
+    inbox, out, db, watcher, thread = daemon()
+    long_name = "line1_station4_" + "x" * 231 + ".png"
+    assert len(long_name.encode()) == 250
+    write_png(inbox / long_name, seed=55)
+    write_png(inbox / "batch mate.png", seed=56)
+    done = wait_for(lambda: len(rows(db, "status = 'done'")) == 2 and rows(db, "status = 'done'"), 30, "both judged")
+    row = next(r for r in done if r["source_name"] == long_name)
+    for column in ("heatmap_path", "overlay_path", "stored_path"):
+        name = Path(row[column]).name
+        assert len(name.encode()) <= 255 and name.startswith(f"{row['id']}_line1_station4_xxx"), name
+        wait_for(lambda: Path(row[column]).is_file(), 10, column)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import tempfile
@@ -39,7 +40,10 @@ class Bundle:
     model: Any = field(default=None, repr=False)
 
     def verdict(self, score: float) -> str:
-        """A part is a defect when its score is strictly greater than the threshold."""
+        """A part is a defect when its score is strictly greater than the threshold; a score
+        that is not a finite number (NaN, infinity) is an error, never ok."""
+        if not math.isfinite(score):
+            return "error"
         return "defect" if score > self.threshold else "ok"
 
     @property

@@ -8,7 +8,9 @@ imports training code.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
@@ -17,8 +19,10 @@ import numpy as np
 
 from .bundle import Bundle
 from .config import ScoringConfig
+from .cv_setup import MAX_PIXELS
 from .errors import ImageError
-from .preprocess import Exposure, prepare, read_frame
+from .formats import declared_pixels
+from .preprocess import Exposure, prepare, read_bytes, read_frame
 from .scoring import error_maps, image_scores, write_heatmaps
 
 # A file to read, or (its path, its bytes) when the caller has read it already (the daemon
@@ -38,6 +42,35 @@ class Result:
     error_map: np.ndarray | None = None
     width: int | None = None  # of the frame as read, before preprocessing
     height: int | None = None
+
+
+class PixelBudget:
+    """A semaphore on pixels: decodings together never declare more than `pixels` (their memory
+    is what a decoded frame takes, whatever the file's size). An image whose size cannot be told
+    from its header takes the whole budget."""
+
+    def __init__(self, pixels: int):
+        self.pixels = pixels
+        self._free = pixels
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int | None):
+        wanted = self.pixels if pixels is None else min(pixels, self.pixels)
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= wanted)
+            self._free -= wanted
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += wanted
+                self._changed.notify_all()
+
+
+# One budget for the whole process: as many pixels as the largest image accepted, so one such
+# image is decoded at a time, and a hundred 1-megapixel frames at once.
+DECODING = PixelBudget(MAX_PIXELS)
 
 
 def compiled(model):
@@ -149,13 +182,17 @@ class Inferencer:
             yield from self._judge_batch(batch, exposure_for, keep_maps, batch_size)
 
     def _prepared(self, source, exposure: Exposure | None, path) -> tuple[np.ndarray, tuple[int, int]]:
-        """The model input and the (height, width) of the frame it came from."""
+        """The model input and the (height, width) of the frame it came from; a file is decoded
+        under the pixel budget, and refused when a pixel is not a finite number."""
         if isinstance(source, np.ndarray):
-            gray = source
-        else:
+            return prepare(source, self.pipeline.preprocess, path), source.shape[:2]
+        if not isinstance(source, (bytes, bytearray)):
+            source, path = read_bytes(source), path or source
+        with DECODING.hold(declared_pixels(source)):
             gray = read_frame(source, exposure, path)
-            path = path or (None if isinstance(source, (bytes, bytearray)) else source)
-        return prepare(gray, self.pipeline.preprocess, path), gray.shape[:2]
+            if not np.isfinite(gray).all():
+                raise ImageError(path, "image has non-finite pixel values (NaN or infinity)")
+            return prepare(gray, self.pipeline.preprocess, path), gray.shape[:2]
 
     def _load(self, source: Source, exposure_for) -> tuple[np.ndarray, tuple[int, int]] | ImageError:
         path, data = source if isinstance(source, tuple) else (Path(source), None)
@@ -182,6 +219,9 @@ class Inferencer:
             scores, maps, verdicts = self.post_process(arrays, self.forward(arrays, batch_size))
             for j, i in enumerate(good):
                 height, width = loaded[i][1]
+                if verdicts[j] == "error":
+                    results[i] = Result(paths[i], "error", error=f"the model gave a non-finite score ({scores[j]})")
+                    continue
                 results[i] = Result(
                     paths[i], verdicts[j], score=float(scores[j]),
                     model_input=arrays[j] if keep_maps else None,

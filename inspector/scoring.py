@@ -77,10 +77,18 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
+    """Encoded in memory, written by Python: a full disk is an OSError with its errno (ENOSPC),
+    and no half-written temporary file is left."""
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"cannot encode {path.name} as PNG")
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def heat_scale(maps: np.ndarray) -> float:

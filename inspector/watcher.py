@@ -11,6 +11,7 @@ in the inbox only has its file moved. Nothing is scored twice because the conten
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -127,13 +128,7 @@ class Watcher:
                     move_out(path, target, digest)  # an unfinished file that stayed so: its copy is kept
                 ready = intake.take(self.options.batch)
                 if ready:
-                    try:
-                        self.process(ready)
-                    except DatabaseError:
-                        raise
-                    except Exception:  # e.g. a full disk: keep running, retry these files later
-                        log.exception("batch failed; its %d files stay in the inbox and are retried", len(ready))
-                        self.stop_event.wait(1.0)
+                    self._process_or_isolate(ready)
                     last_work = time.monotonic()
                 else:
                     # Files waiting to settle are looked at again soon; an idle inbox wakes on events.
@@ -163,15 +158,49 @@ class Watcher:
 
     # -- one batch -------------------------------------------------------------------------
 
-    def process(self, arrivals: list[Arrival]) -> None:
-        """Claim, judge, record and move one batch of files."""
+    def _process_or_isolate(self, arrivals: list[Arrival]) -> None:
+        """`process` a batch. When it fails for a reason that passes (a full disk, the database),
+        its files stay in the inbox and are retried at the next scan; for any other reason, the
+        files are processed one by one, and the one that fails alone gets an error row with the
+        reason: one bad file (or a bug it triggers) cannot hold the line up."""
+        try:
+            self.process(arrivals)
+            return
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.debug("batch failure", exc_info=True)
+            if _passing(exc):
+                log.error("batch failed (%s); its %d files stay in the inbox and are retried", reason, len(arrivals))
+                self.stop_event.wait(1.0)
+                return
+        if len(arrivals) > 1:
+            log.warning("batch failed (%s); judging its %d files one by one", reason, len(arrivals))
+            for arrival in arrivals:
+                self._process_or_isolate([arrival])
+            return
+        try:
+            self.process(arrivals, failure=f"cannot process: {reason}")
+        except DatabaseError:
+            raise
+        except Exception as again:
+            log.error("%s: cannot record its failure (%s); retried at the next scan",
+                      printable(arrivals[0].path.name), again)
+
+    def process(self, arrivals: list[Arrival], failure: str | None = None) -> None:
+        """Claim, judge, record and move one batch of files (with `failure`: record each as an
+        error with that reason, without judging it)."""
         started = time.perf_counter()
         work = self._claim(arrivals)
         if not work:
             return
         readable = [w for w in work if w.error is None]
-        judged = self.inferencer.judge([(w.path, w.arrival.data) for w in readable], self.options.batch,
-                                       keep_maps=True)
+        if failure is None:
+            judged = self.inferencer.judge([(w.path, w.arrival.data) for w in readable], self.options.batch,
+                                           keep_maps=True)
+        else:
+            judged = [Result(w.path, "error", error=failure) for w in readable]
         for w, result in zip(readable, judged):
             w.result = result
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(work)
@@ -275,6 +304,20 @@ class Watcher:
             self.counters.defects += values["verdict"] == "defect"
             log.info("%s: %s score %.6g threshold %.6g (inspection %d)", printable(path.name), values["verdict"],
                      values["score"], values["threshold"], row_id)
+
+
+# Errors of the machine rather than of a file: they pass (space freed, a share back) and the
+# files are retried as they are.
+_PASSING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM, errno.EMFILE,
+                   errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EBUSY, errno.ESTALE, errno.ETIMEDOUT,
+                   errno.ENOTCONN, errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ENETDOWN, errno.ENETUNREACH}
+
+
+def _passing(exc: BaseException) -> bool:
+    from sqlalchemy.exc import OperationalError
+
+    return (isinstance(exc, (MemoryError, OperationalError))
+            or isinstance(exc, OSError) and exc.errno in _PASSING_ERRNOS)
 
 
 def _day(when: datetime) -> str:

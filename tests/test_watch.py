@@ -436,3 +436,27 @@ def test_a_very_long_name_gets_bounded_output_names(daemon):
         name = Path(row[column]).name
         assert len(name.encode()) <= 255 and name.startswith(f"{row['id']}_line1_station4_xxx"), name
         wait_for(lambda: Path(row[column]).is_file(), 10, column)
+
+
+def test_a_file_that_fails_for_good_gets_an_error_row_and_its_batch_mates_are_judged(daemon, monkeypatch):
+    """Issue 14.12: a batch failing for a reason that will not go away was retried for ever.
+    It is retried one file at a time; the failing file gets an error row with the reason."""
+    inbox, out, db, watcher, thread = daemon()
+    original = watcher._write_heatmaps
+
+    def poisoned(result, heat, over):
+        if "poison" in result.path.name:
+            raise ValueError("heat_scale is not a number: 'x'")
+        return original(result, heat, over)
+
+    monkeypatch.setattr(watcher, "_write_heatmaps", poisoned)
+    write_png(inbox / "poison.png", seed=61)
+    for i in range(3):
+        write_png(inbox / f"mate{i}.png", seed=62 + i)
+    wait_for(lambda: len(rows(db, "status != 'pending'")) == 4, 30, "four outcomes")
+    by_name = {r["source_name"]: r for r in rows(db)}
+    poison = by_name.pop("poison.png")
+    assert poison["status"] == "error" and "heat_scale is not a number" in poison["error_reason"]
+    assert all(r["status"] == "done" for r in by_name.values())
+    wait_for(lambda: not any(inbox.iterdir()), 10, "every file out of the inbox")
+    assert "rejected" in poison["stored_path"] and Path(poison["stored_path"]).is_file()

@@ -111,6 +111,8 @@ class Intake:
         self._tracked: dict[Path, _Tracked] = {}
         self._ignored: dict[Path, _Ignored] = {}  # kept (--on-done keep) or held (unfinished, rejected)
         self._observer = None
+        self._identity: tuple[int, int] | None = None  # the inbox folder watched (device, inode)
+        self._checked_at = 0.0
 
     def start(self) -> None:
         """Start following watchdog events (`polling`: by polling the folder, for network filesystems)."""
@@ -126,6 +128,39 @@ class Intake:
         observer.daemon = True
         observer.start()
         self._observer = observer
+        self._identity = self._inbox_identity()
+
+    def check_inbox(self, every: float = 0.25) -> None:
+        """Watch the inbox again when it was deleted and recreated: its watch went with it, and
+        only the rescans would find new files. Said in the log, as is an inbox gone missing."""
+        now = time.monotonic()
+        if now - self._checked_at < every:
+            return
+        self._checked_at = now
+        identity = self._inbox_identity()
+        if identity == self._identity:
+            return
+        if identity is None:
+            log.error("inbox %s is gone; waiting for it to come back", self.inbox)
+            self._identity = None
+            return
+        self.stop()
+        self.real_inbox = Path(os.path.realpath(self.inbox))
+        try:
+            self.start()
+        except OSError as exc:  # gone again meanwhile: tried at the next check
+            log.error("cannot watch inbox %s: %s", self.inbox, exc)
+            self._identity = None
+            return
+        log.warning("inbox %s was recreated; watching the new folder", self.inbox)
+        self.scan()
+
+    def _inbox_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.inbox)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
     def stop(self) -> None:
         if self._observer is not None:

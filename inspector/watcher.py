@@ -115,6 +115,7 @@ class Watcher:
             intake.scan()
             last_scan = last_summary = last_work = time.monotonic()
             while not self.stop_event.is_set():
+                intake.check_inbox()
                 intake.drain()
                 now = time.monotonic()
                 if now - last_scan >= self.options.rescan_every:

@@ -20,12 +20,12 @@ def daemon(tiny_bundle, tmp_path):
     """Start a watcher in a thread; yields a function that starts it, and stops it afterwards."""
     started = []
 
-    def start(on_done="move", settle=0.2, incomplete_timeout=1.0):
+    def start(on_done="move", settle=0.2, incomplete_timeout=1.0, rescan_every=1.0):
         inbox = tmp_path / "inbox"
         inbox.mkdir(exist_ok=True)
         store = Store(str(tmp_path / "db.sqlite"))
         options = WatchOptions(out=tmp_path / "out", batch=8, on_done=on_done, settle=settle,
-                               incomplete_timeout=incomplete_timeout, rescan_every=1.0)
+                               incomplete_timeout=incomplete_timeout, rescan_every=rescan_every)
         watcher = Watcher(inbox, load_bundle(tiny_bundle), store, options)
         thread = threading.Thread(target=watcher.run, kwargs={"install_signals": False}, name="watcher-under-test")
         thread.start()
@@ -460,3 +460,24 @@ def test_a_file_that_fails_for_good_gets_an_error_row_and_its_batch_mates_are_ju
     assert all(r["status"] == "done" for r in by_name.values())
     wait_for(lambda: not any(inbox.iterdir()), 10, "every file out of the inbox")
     assert "rejected" in poison["stored_path"] and Path(poison["stored_path"]).is_file()
+
+
+def test_an_inbox_deleted_and_recreated_is_watched_again_at_once(daemon, caplog):
+    """Issue 14.14: events stopped and only the rescan (every 10 s) found new files, silently."""
+    import shutil
+    import time
+
+    inbox, out, db, watcher, thread = daemon(rescan_every=600.0)  # events only
+    write_png(inbox / "before.png", seed=71)
+    wait_for(lambda: rows(db, "status = 'done'"), 30, "first verdict")
+    wait_for(lambda: not (inbox / "before.png").exists(), 10, "archived")
+    shutil.rmtree(inbox)
+    time.sleep(0.5)
+    inbox.mkdir()
+    time.sleep(0.5)
+    write_png(inbox / "after.png", seed=72)
+    started = time.monotonic()
+    wait_for(lambda: rows(db, "source_name = 'after.png' AND status = 'done'"), 10, "verdict in the new inbox")
+    assert time.monotonic() - started < 5
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("is gone" in m for m in messages) and any("was recreated" in m for m in messages), messages

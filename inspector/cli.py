@@ -279,6 +279,41 @@ def _confusion_lines(stats) -> list[str]:
     ]
 
 
+@cli.group("bundle")
+def bundle_group():
+    """Model bundles: check one, or accept a hand edit of its bundle.json.
+
+    \b
+    Examples:
+      inspector bundle verify models/screw
+      inspector bundle verify models/screw --accept-edits
+    """
+
+
+@bundle_group.command("verify")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--accept-edits", is_flag=True,
+              help="bundle.json was edited on purpose: check every field and record its new checksum.")
+@_fail_cleanly
+def bundle_verify(model_dir, accept_edits):
+    """Check a bundle as loading it does: bundle.json's fields and checksum, model.keras's
+    checksum, the model loads in safe mode. A bundle.json changed by hand is refused everywhere
+    until accepted here; a field that is not valid (a threshold of NaN) is never accepted.
+
+    \b
+    Examples:
+      inspector bundle verify models/screw
+      inspector bundle verify models/screw --accept-edits    # after editing bundle.json by hand
+    """
+    from .bundle import accept_edits as accept
+
+    if accept_edits:
+        accept(model_dir)
+    bundle = _load(model_dir)
+    click.echo(f"{model_dir}: bundle ok ({bundle.pipeline.name}, threshold {bundle.threshold:.6g}, "
+               f"model {bundle.fingerprint}){'; edits accepted' if accept_edits else ''}")
+
+
 @cli.command()
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))

@@ -629,23 +629,38 @@ def report(db, out_dir, since, include_all):
               type=click.Path(file_okay=False, path_type=Path),
               help="The daemon's output folder; only files under it are served [env: INSPECTOR_OUT].")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; anything but 127.0.0.1 exposes the page to the network.")
+              help="Address (or name) to listen on; anything but loopback exposes the page to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Another name the page is reached by (a DNS alias); requests naming any other host are refused.")
+@click.option("--password", envvar="INSPECTOR_SERVE_PASSWORD",
+              help="Ask every visitor for this password (HTTP basic auth, any user name) "
+                   "[env: INSPECTOR_SERVE_PASSWORD, better than the command line].")
 @_fail_cleanly
-def serve(db, out, host, port):
+def serve(db, out, host, port, allow_hosts, password):
     """A local web page for QA: flagged parts, heatmaps, confirm or dismiss, summary.
+
+    On a --host other than loopback, anyone who can reach the port can label parts: give
+    a password (INSPECTOR_SERVE_PASSWORD), and use it on a trusted network (plain HTTP).
 
     \b
     Examples:
       inspector serve --db /srv/line1/inspector.db --out /srv/line1/out
       inspector serve --port 9000    # then open http://127.0.0.1:9000/
+      INSPECTOR_SERVE_PASSWORD=... inspector serve --host 0.0.0.0 --allow-host qa-pc.plant.local
     """
     from werkzeug.serving import make_server
 
-    from .web import create_app
+    from .web import create_app, is_loopback
 
-    app = create_app(db, out)
+    app = create_app(db, out, host=host, allowed_hosts=allow_hosts, password=password or None)
     server = make_server(host, port, app, threaded=True)
+    if not is_loopback(host):
+        click.echo(f"note: the QA page asks for a password (HTTP basic auth over plain HTTP: a trusted network only)"
+                   if password else
+                   f"warning: --host {host} makes the QA page reachable from the network: anyone who can reach "
+                   f"port {server.server_port} can label parts. Set a password with --password or "
+                   "INSPECTOR_SERVE_PASSWORD.", err=True)
     click.echo(f"QA page on http://{host}:{server.server_port}/ (Ctrl-C to stop)", err=True)
     try:
         server.serve_forever()

@@ -22,7 +22,10 @@ def parse_since(text: str | None) -> datetime | None:
         return None
     units = {"m": "minutes", "h": "hours", "d": "days"}
     if text[-1:] in units and text[:-1].isdigit():
-        return utcnow() - timedelta(**{units[text[-1]]: int(text[:-1])})
+        try:
+            return utcnow() - timedelta(**{units[text[-1]]: int(text[:-1])})
+        except OverflowError:
+            raise ConfigError(f"cannot read --since {text!r}: that is before the year 1") from None
     try:
         return datetime.fromisoformat(text).replace(tzinfo=None)
     except ValueError:

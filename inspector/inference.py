@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Result:
     error_map: np.ndarray | None = None
     width: int | None = None  # of the frame as read, before preprocessing
     height: int | None = None
+    processing_ms: float | None = None  # this image's decoding and preprocessing, and its share of the model call
 
 
 class PixelBudget:
@@ -194,38 +196,44 @@ class Inferencer:
                 raise ImageError(path, "image has non-finite pixel values (NaN or infinity)")
             return prepare(gray, self.pipeline.preprocess, path), gray.shape[:2]
 
-    def _load(self, source: Source, exposure_for) -> tuple[np.ndarray, tuple[int, int]] | ImageError:
+    def _load(self, source: Source, exposure_for) -> tuple[tuple[np.ndarray, tuple[int, int]] | ImageError, float]:
+        """The model input and frame size (or the error), and the milliseconds it took."""
         path, data = source if isinstance(source, tuple) else (Path(source), None)
+        started = time.perf_counter()
         try:
             exposure = exposure_for(path) if exposure_for else None
-            return self._prepared(path if data is None else data, exposure, path)
+            item = self._prepared(path if data is None else data, exposure, path)
         except ImageError as exc:
-            return exc
+            item = exc
         except Exception as exc:
             if not self.contain_failures:
                 raise
-            return ImageError(path, f"cannot process image: {type(exc).__name__}: {exc}")
+            item = ImageError(path, f"cannot process image: {type(exc).__name__}: {exc}")
+        return item, (time.perf_counter() - started) * 1000
 
     def _judge_batch(self, sources: list[Source], exposure_for, keep_maps: bool, batch_size: int) -> list[Result]:
         paths = [Path(s[0] if isinstance(s, tuple) else s) for s in sources]
-        loaded = list(self._pool.map(lambda s: self._load(s, exposure_for), sources))
+        loaded, own_ms = zip(*self._pool.map(lambda s: self._load(s, exposure_for), sources))
         results: list[Result | None] = [
-            Result(path, "error", error=item.reason) if isinstance(item, ImageError) else None
-            for path, item in zip(paths, loaded)
+            Result(path, "error", error=item.reason, processing_ms=ms) if isinstance(item, ImageError) else None
+            for path, item, ms in zip(paths, loaded, own_ms)
         ]
         good = [i for i, item in enumerate(loaded) if not isinstance(item, ImageError)]
         if good:
+            started = time.perf_counter()
             arrays = np.stack([loaded[i][0] for i in good])
             scores, maps, verdicts = self.post_process(arrays, self.forward(arrays, batch_size))
+            share_ms = (time.perf_counter() - started) * 1000 / len(good)
             for j, i in enumerate(good):
                 height, width = loaded[i][1]
                 if verdicts[j] == "error":
-                    results[i] = Result(paths[i], "error", error=f"the model gave a non-finite score ({scores[j]})")
+                    results[i] = Result(paths[i], "error", error=f"the model gave a non-finite score ({scores[j]})",
+                                        processing_ms=own_ms[i] + share_ms)
                     continue
                 results[i] = Result(
                     paths[i], verdicts[j], score=float(scores[j]),
                     model_input=arrays[j] if keep_maps else None,
                     error_map=maps[j] if keep_maps else None,
-                    width=width, height=height,
+                    width=width, height=height, processing_ms=own_ms[i] + share_ms,
                 )
         return results

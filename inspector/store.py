@@ -114,6 +114,21 @@ class Review(Base):
     inspection: Mapped[Inspection] = relationship(back_populates="reviews")
 
 
+class Run(Base):
+    """A daemon's time at work: from its start to its stop (or, after a crash, the last time it
+    said it was alive). `inspector stats` divides images by the time daemons ran."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    worker: Mapped[str] = mapped_column(String(300))  # host:pid:start-time, as claims record it
+    station: Mapped[Optional[str]] = mapped_column(String(200), index=True)
+    model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id"))
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    stopped_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+
 def normalize_url(db: str) -> str:
     """Accept a plain file path as well as a SQLAlchemy URL."""
     return db if "://" in db else f"sqlite:///{db}"
@@ -293,6 +308,29 @@ class Store:
             return self.retry(work, "record model")
         except IntegrityError:  # another daemon starting with the same model inserted it first
             return self.retry(work, "record model")
+
+    def start_run(self, worker: str, station: str | None, model_id: int | None) -> int:
+        """Record that a daemon started; returns the run's id for `touch_run`."""
+        def work() -> int:
+            with self.session() as s, s.begin():
+                run = Run(worker=worker, station=station, model_id=model_id, started_at=utcnow(), last_seen_at=utcnow())
+                s.add(run)
+                s.flush()
+                return run.id
+
+        return self.retry(work, "record the daemon's start")
+
+    def touch_run(self, run_id: int, stopped: bool = False) -> None:
+        """The daemon is still at work (now and then), or has stopped."""
+        def work() -> None:
+            with self.session() as s, s.begin():
+                run = s.get(Run, run_id)
+                if run is not None:
+                    run.last_seen_at = utcnow()
+                    if stopped:
+                        run.stopped_at = run.last_seen_at
+
+        self.retry(work, "record the daemon's time")
 
     def get(self, inspection_id: int) -> Inspection | None:
         with self.session() as s:

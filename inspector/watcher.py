@@ -44,6 +44,7 @@ class WatchOptions:
     quick_settle: float = 0.05  # the same for a PNG/JPEG that also has its end marker
     incomplete_timeout: float = 10.0  # an unfinished-looking file is judged after this long unchanged
     rescan_every: float = 10.0  # safety net for missed events
+    heartbeat_every: float = 10.0  # how often the daemon's run record says it is still at work
     summary_every: float = 60.0
     threads: int = 4
     station: str = field(default_factory=socket.gethostname)  # recorded with every inspection
@@ -110,10 +111,12 @@ class Watcher:
                 signal.signal(sig, lambda *_: self.stop())
         intake = self.intake
         intake.start()
+        run_id = None
         try:
             self.recover()
+            run_id = self.store.start_run(self.claims.worker, self.options.station, self.model_id)
             intake.scan()
-            last_scan = last_summary = last_work = time.monotonic()
+            last_scan = last_summary = last_work = last_beat = time.monotonic()
             while not self.stop_event.is_set():
                 intake.check_inbox()
                 intake.drain()
@@ -122,6 +125,9 @@ class Watcher:
                     self.store.check_file()
                     intake.scan()
                     last_scan = now
+                if now - last_beat >= self.options.heartbeat_every:
+                    self.store.touch_run(run_id)
+                    last_beat = now
                 released = intake.released()
                 if released:
                     self.store.check_file()
@@ -141,8 +147,11 @@ class Watcher:
                     last_summary = time.monotonic()
         except DatabaseError as exc:  # unreachable, or its file deleted or replaced: stop before moving files
             log.error("stopping: %s", exc)
+            run_id = None
             raise
         finally:
+            if run_id is not None:
+                self.store.touch_run(run_id, stopped=True)
             intake.stop()
             self._pool.shutdown(wait=True)
             self.inferencer.close()
@@ -192,7 +201,6 @@ class Watcher:
     def process(self, arrivals: list[Arrival], failure: str | None = None) -> None:
         """Claim, judge, record and move one batch of files (with `failure`: record each as an
         error with that reason, without judging it)."""
-        started = time.perf_counter()
         work = self._claim(arrivals)
         if not work:
             return
@@ -204,13 +212,12 @@ class Watcher:
             judged = [Result(w.path, "error", error=failure) for w in readable]
         for w, result in zip(readable, judged):
             w.result = result
-        elapsed_ms = (time.perf_counter() - started) * 1000 / len(work)
         updates: dict[int, dict] = {}
-        heat_jobs = []
+        heat_jobs = {}
         for w in work:
             if w.error is None:
                 heat, over = self._heat_paths(w)
-                heat_jobs.append(self._pool.submit(self._write_heatmaps, w.result, heat, over))
+                heat_jobs[w.row_id] = self._pool.submit(self._write_heatmaps, w.result, heat, over)
                 updates[w.row_id] = dict(
                     status="done", verdict=w.result.verdict, score=w.result.score, threshold=self.bundle.threshold,
                     heatmap_path=str(heat), overlay_path=str(over), model_id=self.model_id,
@@ -221,11 +228,13 @@ class Watcher:
                 updates[w.row_id] = dict(status="error", verdict="error", error_reason=printable(w.error),
                                          model_id=self.model_id,
                                          stored_path=str(self._destination(w, "rejected")))
-        for job in heat_jobs:
-            job.result()  # heatmaps are on disk before the row that names them
         now = utcnow()
-        for values in updates.values():
-            values.update(scored_at=now, processing_ms=elapsed_ms)
+        for w in work:
+            # This image's own time: decoding, preprocessing, its share of the model call, its pictures.
+            own = w.result.processing_ms if w.result is not None else None
+            if w.row_id in heat_jobs:
+                own = (own or 0.0) + heat_jobs[w.row_id].result()  # on disk before the row that names them
+            updates[w.row_id].update(scored_at=now, processing_ms=own)
         lost = self.claims.commit(updates)
         self.store.check_file()  # the verdicts really are in the database before any file moves
         for w in work:
@@ -269,8 +278,11 @@ class Watcher:
         return (folder / bounded(f"{w.row_id}_", w.path.name, "_heatmap.png"),
                 folder / bounded(f"{w.row_id}_", w.path.name, "_overlay.png"))
 
-    def _write_heatmaps(self, result: Result, heat: Path, over: Path) -> None:
+    def _write_heatmaps(self, result: Result, heat: Path, over: Path) -> float:
+        """Write the heatmap and the overlay; returns the milliseconds it took."""
+        started = time.perf_counter()
         self.inferencer.write_pictures(result, heat, over)
+        return (time.perf_counter() - started) * 1000
 
     def _destination(self, w: Work, kind: str) -> Path:
         return self.out / kind / _day(w.received_at) / bounded(f"{w.row_id}_", w.path.name)

@@ -26,7 +26,7 @@ def test_migrating_twice_is_harmless(database_url):
     again = Store(database_url)
     assert again.inspections() == []
     with again.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
     again.close()
 
 
@@ -193,4 +193,32 @@ def test_a_deleted_or_replaced_sqlite_file_is_noticed(tmp_path):
     db.unlink()
     with pytest.raises(DatabaseError, match="was deleted"):
         store.check_file()
+    store.close()
+
+
+def test_migration_0003_adds_daemon_runs_and_keeps_the_rows(database_url):
+    """Issue 16.10: the runs table (when each daemon ran) is added to a database at 0002."""
+    from alembic import command
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(database_url)
+    config = _alembic_config(None)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.execute(text("INSERT INTO inspections (source_path, source_name, content_hash, received_at, status)"
+                                " VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done')"))
+    assert "runs" not in inspect(engine).get_table_names()
+    engine.dispose()
+    store = Store(database_url)  # migrates to the head
+    assert [r.source_name for r in store.inspections()] == ["a.png"]
+    run_id = store.start_run("host:1:2", "line1", None)
+    store.touch_run(run_id, stopped=True)
+    with store.engine.connect() as connection:
+        row = connection.execute(text("SELECT worker, station, started_at, last_seen_at, stopped_at FROM runs")).one()
+    assert row.worker == "host:1:2" and row.station == "line1" and row.stopped_at >= row.started_at
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    assert "runs" not in inspect(store.engine).get_table_names()
     store.close()

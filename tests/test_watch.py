@@ -481,3 +481,45 @@ def test_an_inbox_deleted_and_recreated_is_watched_again_at_once(daemon, caplog)
     assert time.monotonic() - started < 5
     messages = [r.getMessage() for r in caplog.records]
     assert any("is gone" in m for m in messages) and any("was recreated" in m for m in messages), messages
+
+
+def test_each_row_records_its_own_processing_time_and_the_run_is_recorded(tiny_bundle, tmp_path, monkeypatch):
+    """Issue 16.10: processing_ms was the batch's time, the same on every row of the batch."""
+    import time
+
+    import inspector.inference as inference
+    from inspector.store import Run
+
+    real_prepare = inference.prepare
+
+    def prepare(gray, config, path=None):
+        if path is not None and "slow" in str(path):
+            time.sleep(0.4)
+        return real_prepare(gray, config, path)
+
+    monkeypatch.setattr(inference, "prepare", prepare)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name, seed in (("slow.png", 81), ("quick1.png", 82), ("quick2.png", 83)):
+        write_png(inbox / name, seed=seed)
+    store = Store(str(tmp_path / "db.sqlite"))
+    watcher = Watcher(inbox, load_bundle(tiny_bundle), store, WatchOptions(out=tmp_path / "out", quick_settle=0.0))
+    try:
+        watcher.intake.scan()
+        arrivals = watcher.intake.take(10)
+        assert len(arrivals) == 3
+        watcher.process(arrivals)  # one batch
+    finally:
+        watcher._pool.shutdown()
+        watcher.inferencer.close()
+    by_name = {r["source_name"]: r["processing_ms"] for r in rows(tmp_path / "db.sqlite")}
+    assert by_name["slow.png"] >= 400, by_name
+    assert by_name["quick1.png"] < 300 and by_name["quick2.png"] < 300, by_name
+    # The daemon records when it ran, for the rates of `inspector stats`.
+    watcher = Watcher(inbox, load_bundle(tiny_bundle), store, WatchOptions(out=tmp_path / "out"))
+    watcher.run(install_signals=False, max_idle=0.5)
+    with store.session() as s:
+        [recorded] = s.query(Run).all()
+    assert recorded.stopped_at is not None and recorded.stopped_at >= recorded.started_at
+    assert recorded.station == watcher.options.station and recorded.model_id == watcher.model_id
+    store.close()

@@ -346,7 +346,7 @@ def content_key(arrival: Arrival) -> str:
         key = f"unread\0{arrival.path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
     except OSError:
         key = f"unread\0{arrival.path}\0{time.time_ns()}"
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def move_out(source: Path, target: Path, digest: str | None = None, stamp: Stamp | None = None) -> bool:

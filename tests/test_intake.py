@@ -277,3 +277,11 @@ def test_a_file_written_again_after_its_verdict_is_not_moved(tmp_path):
     source.write_bytes(png_bytes(2))  # new content under the same name
     assert not move_out(source, target, stamp=stamp)
     assert source.read_bytes() == png_bytes(2) and not target.exists()
+
+
+def test_an_unread_file_with_an_undecodable_name_has_a_content_key(tmp_path):
+    """Issue 14.7: a symlink named with invalid UTF-8 is keyed by its name, size, time and inode."""
+    link = os.fsencode(tmp_path) + b"/link\xff.png"
+    os.symlink(b"/etc/hostname", link)
+    [arrival] = intake_of(tmp_path, settle=0.0).take(10)
+    assert arrival.data is None and len(content_key(arrival)) == 64

@@ -444,7 +444,8 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, jitter_seed, verb
 @click.option("--settle", type=click.FloatRange(0), default=0.5, show_default=True,
               help="Seconds a file's size and time must stay unchanged before it is taken.")
 @click.option("--incomplete-timeout", type=click.FloatRange(0), default=10.0, show_default=True,
-              help="Seconds an unfinished-looking PNG/JPEG may stay unchanged before it is judged as broken.")
+              help="Seconds an empty, unfinished (by its format's rule) or unreadable file may stay unchanged "
+                   "before it is rejected as such.")
 @click.option("--summary-every", type=click.FloatRange(0.1), default=60.0, show_default=True,
               help="Seconds between one-line summaries on stderr.")
 @click.option("--station", envvar="INSPECTOR_STATION", default=lambda: __import__("socket").gethostname(),
@@ -460,7 +461,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
-    complete (size and time stable, and a PNG/JPEG has its end marker); names ending in .tmp or
+    complete (unchanged, and complete by its format's rule: PNG, JPEG, TIFF, BMP); names ending in .tmp or
     .part and dot-files are left alone until renamed. Each verdict is committed with its heatmap
     and overlay (OUT/heatmaps/), then the image moves to OUT/archive/<date>/. Unreadable files
     get an error row and move to OUT/rejected/; a second copy of an image already judged moves

@@ -71,7 +71,6 @@ class _Ignored:
     stamp: Stamp
     since: float
     payload: Any = None
-    release: bool = False  # handed back by `released` after `incomplete_timeout` unchanged
 
 
 class _Events:
@@ -109,7 +108,8 @@ class Intake:
         self.settle, self.quick_settle, self.incomplete_timeout = settle, quick_settle, incomplete_timeout
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._tracked: dict[Path, _Tracked] = {}
-        self._ignored: dict[Path, _Ignored] = {}  # kept (--on-done keep) or held (unfinished, rejected)
+        self._kept: dict[Path, _Ignored] = {}  # --on-done keep: judged files left in the inbox
+        self._held: dict[Path, _Ignored] = {}  # unfinished files rejected, watched a while longer
         self._observer = None
         self._identity: tuple[int, int] | None = None  # the inbox folder watched (device, inode)
         self._checked_at = 0.0
@@ -202,21 +202,21 @@ class Intake:
 
     def keep(self, path: Path) -> None:
         """A judged file stays in the inbox (--on-done keep): ignore it until it changes."""
-        self._ignore(path, None, release=False)
+        self._ignore(path, None, self._kept)
 
     def hold(self, path: Path, payload: Any) -> None:
         """A file rejected as unfinished stays in the inbox (a copy was set aside): if it changes it
         is taken again (its new content gets its own verdict); if it stays unchanged for
         `incomplete_timeout`, `released` hands it back with `payload`, to be removed."""
-        self._ignore(path, payload, release=True)
+        self._ignore(path, payload, self._held)
 
     def released(self) -> list[tuple[Path, Any]]:
         """Held files unchanged for `incomplete_timeout` since they were held: (path, payload)."""
         done, now = [], time.monotonic()
-        for path, ignored in list(self._ignored.items()):
-            if not ignored.release or now - ignored.since < self.incomplete_timeout:
+        for path, ignored in list(self._held.items()):
+            if now - ignored.since < self.incomplete_timeout:
                 continue
-            del self._ignored[path]
+            del self._held[path]
             try:
                 unchanged = stamp_of(os.lstat(path)) == ignored.stamp
             except FileNotFoundError:
@@ -227,13 +227,13 @@ class Intake:
                 self._track(path)
         return done
 
-    def _ignore(self, path: Path, payload: Any, release: bool) -> None:
+    def _ignore(self, path: Path, payload: Any, into: dict[Path, _Ignored]) -> None:
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             return
         self._tracked.pop(path, None)
-        self._ignored[path] = _Ignored(stamp_of(st), time.monotonic(), payload, release)
+        into[path] = _Ignored(stamp_of(st), time.monotonic(), payload)
 
     def _track(self, path: Path) -> None:
         if is_temporary(path.name):
@@ -248,11 +248,12 @@ class Intake:
         if stat.S_ISDIR(st.st_mode):
             return
         stamp = stamp_of(st)
-        ignored = self._ignored.get(path)
-        if ignored is not None:
-            if ignored.stamp == stamp:
-                return
-            del self._ignored[path]  # written again: a new file to judge
+        for ignoring in (self._kept, self._held):
+            ignored = ignoring.get(path)
+            if ignored is not None:
+                if ignored.stamp == stamp:
+                    return
+                del ignoring[path]  # written again: a new file to judge
         known = self._tracked.get(path)
         if known is None or known.stamp != stamp:
             self._tracked[path] = _Tracked(stamp, time.monotonic())

@@ -28,7 +28,7 @@ from .claims import CLAIMED, DUPLICATE, FINISH, Claims, Request
 from .errors import ConfigError, DatabaseError
 from .inference import Inferencer, Result
 from .intake import Arrival, Intake, content_key, copy_out, move_out
-from .names import bounded, printable
+from .names import bounded, printable, stored
 from .store import Store, utcnow
 
 log = logging.getLogger("inspector.watch")
@@ -221,7 +221,8 @@ class Watcher:
                 updates[w.row_id] = dict(
                     status="done", verdict=w.result.verdict, score=w.result.score, threshold=self.bundle.threshold,
                     heatmap_path=str(heat), overlay_path=str(over), model_id=self.model_id,
-                    stored_path=str(self._destination(w, "archive")) if self.options.on_done == "move" else str(w.path),
+                    stored_path=str(self._destination(w, "archive")) if self.options.on_done == "move"
+                    else stored(str(w.path)),
                     width=w.result.width, height=w.result.height,
                 )
             else:

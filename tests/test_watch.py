@@ -133,10 +133,12 @@ def test_slowly_written_file_waits_until_complete(daemon):
 def test_keep_leaves_files_and_never_rescores(daemon):
     inbox, out, db, watcher, thread = daemon(on_done="keep")
     write_png(inbox / "kept.png", seed=11)
-    wait_for(lambda: rows(db, "status='done'"), 30, "verdict")
+    with open(os.fsencode(inbox) + b"/kept\xff.png", "wb") as fh:  # a name that is not UTF-8 (issue 14.7)
+        fh.write(png_bytes(12))
+    wait_for(lambda: len(rows(db, "status='done'")) == 2, 30, "verdicts")
     threading.Event().wait(2.5)  # two rescans of the inbox
     assert (inbox / "kept.png").exists()
-    assert len(rows(db)) == 1
+    assert len(rows(db)) == 2
 
 
 def test_daemon_waits_for_a_locked_database_and_loses_nothing(daemon):

@@ -93,8 +93,21 @@ def create_app(db: str, out: str | Path, host: str = "127.0.0.1", allowed_hosts:
     names = host_names(host, allowed_hosts)
     app.config["STORE"] = store
 
+    def under_out(stored: str | None) -> Path | None:
+        """The file a row names, if it lies under --out (resolved: no `..`, no symlink leading out)."""
+        if not stored:
+            return None
+        try:
+            target = Path(stored).resolve()
+            target.relative_to(out_root)
+        except (ValueError, OSError):
+            return None
+        return target
+
     def picture_url(row: Inspection, kind: str) -> str | None:
-        return url_for("picture", inspection_id=row.id, kind=kind) if getattr(row, PICTURES[kind]) else None
+        if under_out(getattr(row, PICTURES[kind])) is None:
+            return None
+        return url_for("picture", inspection_id=row.id, kind=kind)
 
     def row_or_404(inspection_id: int) -> Inspection:
         row = store.get(inspection_id) if 0 < inspection_id <= MAX_ID else None
@@ -220,14 +233,12 @@ def create_app(db: str, out: str | Path, host: str = "127.0.0.1", allowed_hosts:
         into the inbox and rejected) is only downloadable."""
         if kind not in PICTURES:
             abort(404)
-        stored = getattr(row_or_404(inspection_id), PICTURES[kind])
+        target = under_out(getattr(row_or_404(inspection_id), PICTURES[kind]))
         try:
-            target = Path(stored).resolve()
-            target.relative_to(out_root)
-            if not target.is_file():
+            if target is None or not target.is_file():
                 abort(404)
             mimetype = _image_type(target)
-        except (ValueError, OSError, TypeError):
+        except OSError:
             abort(404)
         if mimetype is None:
             response = send_file(target, mimetype="application/octet-stream", as_attachment=True,

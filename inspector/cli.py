@@ -461,8 +461,8 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
-    complete (unchanged, and complete by its format's rule: PNG, JPEG, TIFF, BMP); names ending in .tmp or
-    .part and dot-files are left alone until renamed. Each verdict is committed with its heatmap
+    complete (unchanged, and complete by its format's rule: PNG, JPEG, TIFF, BMP); names ending
+    in .tmp or .part and dot-files are left alone until renamed. Each verdict is committed with its heatmap
     and overlay (OUT/heatmaps/), then the image moves to OUT/archive/<date>/. Unreadable files
     get an error row and move to OUT/rejected/; a second copy of an image already judged moves
     to OUT/duplicates/. SIGINT or SIGTERM finishes the batch in hand and exits 0. A restart
@@ -657,7 +657,7 @@ def serve(db, out, host, port, allow_hosts, password):
     app = create_app(db, out, host=host, allowed_hosts=allow_hosts, password=password or None)
     server = make_server(host, port, app, threaded=True)
     if not is_loopback(host):
-        click.echo(f"note: the QA page asks for a password (HTTP basic auth over plain HTTP: a trusted network only)"
+        click.echo("note: the QA page asks for a password (HTTP basic auth over plain HTTP: a trusted network only)"
                    if password else
                    f"warning: --host {host} makes the QA page reachable from the network: anyone who can reach "
                    f"port {server.server_port} can label parts. Set a password with --password or "

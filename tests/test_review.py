@@ -118,7 +118,7 @@ def test_read_only_commands_do_not_create_a_database(tmp_path, monkeypatch, comm
     monkeypatch.delenv("INSPECTOR_DB", raising=False)
     result = run(*command)
     assert result.exit_code == 1
-    assert f"no database at inspector.db" in result.output
+    assert "no database at inspector.db" in result.output
     assert not (tmp_path / "inspector.db").exists()
 
 

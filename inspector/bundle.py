@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, models
-from .config import Pipeline, pipeline_from_dict
+from .config import POLICY_PARAMETERS, Pipeline, pipeline_from_dict
 from .errors import BundleError, ConfigError
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.keras"
 META_FILE = "bundle.json"
 REQUIRED_KEYS = ("format", "pipeline", "threshold", "calibration", "training", "versions")
+# bundle.json records the SHA-256 of its own content (canonical JSON of every other key), which
+# save_bundle (train, calibrate) rewrites: a hand edit is refused until accepted on purpose.
+CHECKSUM_KEY = "checksum"
 
 
 @dataclass
@@ -39,7 +44,10 @@ class Bundle:
     model: Any = field(default=None, repr=False)
 
     def verdict(self, score: float) -> str:
-        """A part is a defect when its score is strictly greater than the threshold."""
+        """A part is a defect when its score is strictly greater than the threshold; a score
+        that is not a finite number (NaN, infinity) is an error, never ok."""
+        if not math.isfinite(score):
+            return "error"
         return "defect" if score > self.threshold else "ok"
 
     @property
@@ -99,13 +107,36 @@ def images_fingerprint(paths: list[Path]) -> str:
 
 
 def save_bundle(bundle: Bundle, model: Any | None = None) -> None:
-    """Write the model (if given) and then bundle.json into `bundle.path`."""
+    """Write the model (if given) and then bundle.json, checked and with its checksum, into `bundle.path`."""
     bundle.path.mkdir(parents=True, exist_ok=True)
     if model is not None:
         model.save(bundle.path / MODEL_FILE)
         bundle.model = model
     bundle.training["model_sha256"] = file_sha256(bundle.path / MODEL_FILE)
-    write_json_atomic(bundle.path / META_FILE, bundle.metadata())
+    meta = bundle.metadata()
+    _validate(meta, bundle.path / META_FILE)
+    _seal(bundle.path / META_FILE, meta)
+
+
+def metadata_checksum(meta: dict[str, Any]) -> str:
+    """SHA-256 of bundle.json's content: canonical JSON of every key but the checksum itself."""
+    body = {key: value for key, value in meta.items() if key != CHECKSUM_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _seal(meta_path: Path, meta: dict[str, Any]) -> None:
+    write_json_atomic(meta_path, {**meta, CHECKSUM_KEY: metadata_checksum(meta)})
+
+
+def accept_edits(path: str | os.PathLike) -> Bundle:
+    """bundle.json was edited on purpose: check every field as loading does, then record the
+    checksum of its new content (`inspector bundle verify DIR --accept-edits`). model.keras is
+    still checked against its own checksum when the bundle is loaded."""
+    path = Path(path)
+    bundle = read_metadata(path, accept_edits=True)
+    _seal(path / META_FILE, _read_json(path / META_FILE))
+    return bundle
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -122,8 +153,9 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def read_metadata(path: str | os.PathLike) -> Bundle:
-    """Read and check bundle.json without loading the Keras model."""
+def read_metadata(path: str | os.PathLike, accept_edits: bool = False) -> Bundle:
+    """Read and check bundle.json without loading the Keras model: every field (types, finite
+    numbers), then its checksum (unless `accept_edits`)."""
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"{path}: no such model directory")
@@ -132,10 +164,7 @@ def read_metadata(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{path}: incomplete bundle, {META_FILE} is missing (was training interrupted?)")
     if not (path / MODEL_FILE).is_file():
         raise BundleError(f"{path}: incomplete bundle, {MODEL_FILE} is missing")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{meta_path}: unreadable bundle metadata: {exc}") from None
+    meta = _read_json(meta_path)
     if not isinstance(meta, dict):
         raise BundleError(f"{meta_path}: bundle metadata is not a JSON object")
     missing = [key for key in REQUIRED_KEYS if key not in meta]
@@ -146,14 +175,15 @@ def read_metadata(path: str | os.PathLike) -> Bundle:
             f"{path}: bundle format {meta['format']} is not supported by inspector {__version__} "
             f"(expects format {BUNDLE_FORMAT}); retrain or use a matching inspector version"
         )
+    _validate(meta, meta_path)
+    if not accept_edits:
+        _check_checksum(meta, meta_path)
     try:
         pipeline = pipeline_from_dict(meta["pipeline"], source=f"{meta_path} pipeline", stored=True)
     except ConfigError as exc:
         raise BundleError(str(exc)) from None
     threshold = dict(meta["threshold"])
-    value = threshold.pop("value", None)
-    if not isinstance(value, (int, float)):
-        raise BundleError(f"{meta_path}: threshold value is missing or not a number")
+    value = threshold.pop("value")
     return Bundle(
         path=path,
         pipeline=pipeline,
@@ -164,6 +194,103 @@ def read_metadata(path: str | os.PathLike) -> Bundle:
         versions=meta["versions"],
         created=meta.get("created", ""),
     )
+
+
+def _read_json(meta_path: Path) -> Any:
+    def not_finite(word: str):
+        raise _NotFinite(word)
+
+    def finite(word: str) -> float:
+        value = float(word)
+        return value if math.isfinite(value) else not_finite(word)
+
+    try:
+        return json.loads(meta_path.read_text(encoding="utf-8"), parse_constant=not_finite, parse_float=finite)
+    except _NotFinite as exc:
+        raise BundleError(f"{meta_path}: bundle metadata holds {exc}, which is not a finite number") from None
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{meta_path}: unreadable bundle metadata: {exc}") from None
+
+
+class _NotFinite(Exception):
+    """NaN, Infinity or a number too large for a float in bundle.json."""
+
+
+def _check_checksum(meta: dict[str, Any], meta_path: Path) -> None:
+    accept = f"check it, then accept it with `inspector bundle verify {meta_path.parent} --accept-edits`"
+    recorded = meta.get(CHECKSUM_KEY)
+    if recorded is None:
+        raise BundleError(f"{meta_path}: no checksum (written by an older inspector, or edited by hand); {accept}")
+    if recorded != metadata_checksum(meta):
+        raise BundleError(f"{meta_path}: bundle.json changed since inspector wrote it (its checksum does not "
+                          f"match; edited by hand?); {accept}, or run `inspector calibrate`")
+
+
+def _validate(meta: dict[str, Any], meta_path: Path) -> None:
+    """Every field bundle.json must have, of its type; numbers finite. Raises `BundleError`
+    naming the field. Keys it does not know are left alone (the checksum covers them)."""
+    def fail(key: str, what: str):
+        raise BundleError(f"{meta_path}: {key} must be {what}")
+
+    def section(key: str) -> dict:
+        value = meta.get(key)
+        return value if isinstance(value, dict) else fail(key, "an object")
+
+    def number(table: dict, key: str, name: str, positive: bool = False, integer: bool = False) -> None:
+        value = table.get(key)
+        if not _finite(value) or (integer and not isinstance(value, int)):
+            fail(name, "an integer" if integer else f"a finite number, got {value!r}")
+        if positive and value <= 0:
+            fail(name, "greater than 0")
+
+    def numbers(table: dict, key: str, name: str) -> None:
+        value = table.get(key)
+        if not isinstance(value, list) or not all(_finite(v) for v in value):
+            fail(name, "a list of finite numbers")
+
+    def text(table: dict, key: str, name: str, pattern: str | None = None) -> None:
+        value = table.get(key)
+        if not isinstance(value, str) or pattern is not None and not re.fullmatch(pattern, value):
+            fail(name, "text" if pattern is None else f"text matching {pattern}")
+
+    if "created" in meta:
+        text(meta, "created", "created")
+    threshold = section("threshold")
+    number(threshold, "value", "threshold.value")
+    policy = threshold.get("policy")
+    if policy not in POLICY_PARAMETERS:
+        fail("threshold.policy", f"one of {', '.join(POLICY_PARAMETERS)}")
+    for parameter in set(POLICY_PARAMETERS.values()) - {None}:
+        if parameter in threshold or parameter == POLICY_PARAMETERS[policy]:
+            number(threshold, parameter, f"threshold.{parameter}")
+    for key in ("source", "chosen"):
+        text(threshold, key, f"threshold.{key}")
+    calibration = section("calibration")
+    number(calibration, "heat_scale", "calibration.heat_scale", positive=True)
+    for key in ("good_scores", "defect_scores"):
+        numbers(calibration, key, f"calibration.{key}")
+    good = calibration.get("good")
+    if not isinstance(good, dict):
+        fail("calibration.good", "an object")
+    for key in good:
+        number(good, key, f"calibration.good.{key}", integer=key == "count")
+    training = section("training")
+    for key in ("images", "held_out", "epochs", "seed"):
+        number(training, key, f"training.{key}", integer=True)
+    number(training, "seconds", "training.seconds")
+    numbers(training, "loss", "training.loss")
+    if not isinstance(training.get("skipped"), list) or not all(isinstance(v, str) for v in training["skipped"]):
+        fail("training.skipped", "a list of text")
+    for key in ("fingerprint", "model_sha256"):
+        text(training, key, f"training.{key}", "[0-9a-f]{64}")
+    versions = section("versions")
+    for key, value in versions.items():
+        if not isinstance(value, str):
+            fail(f"versions.{key}", "text")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:

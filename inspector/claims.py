@@ -22,6 +22,7 @@ from typing import Callable
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from .names import printable, restored, stored
 from .store import Inspection, Store, utcnow
 
 log = logging.getLogger("inspector.claims")
@@ -108,9 +109,9 @@ class Claims:
             taken: set[int] = set()
             for request in requests:
                 row = s.scalar(select(Inspection).where(Inspection.content_hash == request.content_hash))
-                now = utcnow()
+                now, path = utcnow(), stored(request.path)
                 if row is None:
-                    row = Inspection(source_path=request.path, source_name=os.path.basename(request.path),
+                    row = Inspection(source_path=path, source_name=printable(os.path.basename(request.path)),
                                      content_hash=request.content_hash, size_bytes=request.size_bytes,
                                      received_at=now, status="pending", station=self.station,
                                      worker=self.worker, claimed_at=now)
@@ -123,8 +124,8 @@ class Claims:
                     elif claim_abandoned(row.worker, row.claimed_at, self.timeout):
                         state = CLAIMED if self._take_over(s, row, request.path, now) else BUSY
                     else:
-                        state = BUSY if row.source_path == request.path else DUPLICATE
-                elif row.source_path == request.path and row.status != "pending":
+                        state = BUSY if row.source_path == path else DUPLICATE
+                elif row.source_path == path and row.status != "pending":
                     state = FINISH
                 else:
                     state = DUPLICATE
@@ -138,12 +139,12 @@ class Claims:
         result = session.execute(
             update(Inspection)
             .where(Inspection.id == row.id, Inspection.status == "pending", _equals(Inspection.worker, row.worker))
-            .values(worker=self.worker, claimed_at=now, source_path=path, source_name=os.path.basename(path),
-                    station=self.station)
+            .values(worker=self.worker, claimed_at=now, source_path=stored(path),
+                    source_name=printable(os.path.basename(path)), station=self.station)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount == 1:
-            log.warning("%s: taking over inspection %d from %s", os.path.basename(path), row.id,
+            log.warning("%s: taking over inspection %d from %s", printable(os.path.basename(path)), row.id,
                         row.worker or "an old run")
             return True
         return False
@@ -177,7 +178,7 @@ class Claims:
             with self.store.session() as s, s.begin():
                 rows = s.scalars(select(Inspection).where(Inspection.status == "pending")).all()
                 for row in rows:
-                    if exists(row.source_path) or not claim_abandoned(row.worker, row.claimed_at, self.timeout):
+                    if exists(restored(row.source_path)) or not claim_abandoned(row.worker, row.claimed_at, self.timeout):
                         continue
                     result = s.execute(
                         update(Inspection)

@@ -59,10 +59,11 @@ def db_option(f):
                         help="SQLite file or SQLAlchemy URL [env: INSPECTOR_DB].")(f)
 
 
-def _store(db: str):
+def _store(db: str, create: bool = False):
+    """The database; only `watch` creates a missing SQLite file, the other commands say it is missing."""
     from .store import Store
 
-    return Store(db)
+    return Store(db, must_exist=not create)
 
 
 def _fail_cleanly(func):
@@ -344,6 +345,42 @@ def _failures_exit_with(code: int):
     return decorate
 
 
+@cli.group("bundle")
+def bundle_group():
+    """Model bundles: check one, or accept a hand edit of its bundle.json.
+
+    \b
+    Examples:
+      inspector bundle verify models/screw
+      inspector bundle verify models/screw --accept-edits
+    """
+
+
+@bundle_group.command("verify")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--accept-edits", is_flag=True,
+              help="bundle.json was edited on purpose: check every field and record its new checksum.")
+@logging_options()
+@_fail_cleanly
+def bundle_verify(model_dir, accept_edits):
+    """Check a bundle as loading it does: bundle.json's fields and checksum, model.keras's
+    checksum, the model loads in safe mode. A bundle.json changed by hand is refused everywhere
+    until accepted here; a field that is not valid (a threshold of NaN) is never accepted.
+
+    \b
+    Examples:
+      inspector bundle verify models/screw
+      inspector bundle verify models/screw --accept-edits    # after editing bundle.json by hand
+    """
+    from .bundle import accept_edits as accept
+
+    if accept_edits:
+        accept(model_dir)
+    bundle = _load(model_dir)
+    click.echo(f"{model_dir}: bundle ok ({bundle.pipeline.name}, threshold {bundle.threshold:.6g}, "
+               f"model {bundle.fingerprint}){'; edits accepted' if accept_edits else ''}")
+
+
 @cli.command()
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
@@ -538,7 +575,8 @@ def config_option(f):
 @click.option("--settle", type=click.FloatRange(0), default=0.5, show_default=True,
               help="Seconds a file's size and time must stay unchanged before it is taken.")
 @click.option("--incomplete-timeout", type=click.FloatRange(0), default=10.0, show_default=True,
-              help="Seconds an unfinished-looking PNG/JPEG may stay unchanged before it is judged as broken.")
+              help="Seconds an empty, unfinished (by its format's rule) or unreadable file may stay unchanged "
+                   "before it is rejected as such.")
 @click.option("--summary-every", type=click.FloatRange(0.1), default=60.0, show_default=True,
               help="Seconds between one-line summaries on stderr.")
 @click.option("--station", envvar="INSPECTOR_STATION", default=lambda: __import__("socket").gethostname(),
@@ -555,8 +593,8 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
-    complete (size and time stable, and a PNG/JPEG has its end marker); names ending in .tmp or
-    .part and dot-files are left alone until renamed. Each verdict is committed with its heatmap
+    complete (unchanged, and complete by its format's rule: PNG, JPEG, TIFF, BMP); names ending
+    in .tmp or .part and dot-files are left alone until renamed. Each verdict is committed with its heatmap
     and overlay (OUT/heatmaps/), then the image moves to OUT/archive/<date>/. Unreadable files
     get an error row and move to OUT/rejected/; a second copy of an image already judged moves
     to OUT/duplicates/. SIGINT or SIGTERM finishes the batch in hand and exits 0. A restart
@@ -579,7 +617,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     from .watcher import WatchOptions, Watcher
 
     bundle = _load(model_dir)
-    store = _store(db)
+    store = _store(db, create=True)
     options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
                            incomplete_timeout=incomplete_timeout, summary_every=summary_every,
                            station=station, claim_timeout=claim_timeout)
@@ -767,24 +805,39 @@ def report(db, out_dir, since, include_all):
               type=click.Path(file_okay=False, path_type=Path),
               help="The daemon's output folder; only files under it are served [env: INSPECTOR_OUT].")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; anything but 127.0.0.1 exposes the page to the network.")
+              help="Address (or name) to listen on; anything but loopback exposes the page to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Another name the page is reached by (a DNS alias); requests naming any other host are refused.")
+@click.option("--password", envvar="INSPECTOR_SERVE_PASSWORD",
+              help="Ask every visitor for this password (HTTP basic auth, any user name) "
+                   "[env: INSPECTOR_SERVE_PASSWORD, better than the command line].")
 @logging_options(logging.INFO)
 @_fail_cleanly
-def serve(db, out, host, port):
+def serve(db, out, host, port, allow_hosts, password):
     """A local web page for QA: flagged parts, heatmaps, confirm or dismiss, summary.
+
+    On a --host other than loopback, anyone who can reach the port can label parts: give
+    a password (INSPECTOR_SERVE_PASSWORD), and use it on a trusted network (plain HTTP).
 
     \b
     Examples:
       inspector serve --db /srv/line1/inspector.db --out /srv/line1/out
       inspector serve --port 9000    # then open http://127.0.0.1:9000/
+      INSPECTOR_SERVE_PASSWORD=... inspector serve --host 0.0.0.0 --allow-host qa-pc.plant.local
     """
     from werkzeug.serving import make_server
 
-    from .web import create_app
+    from .web import create_app, is_loopback
 
-    app = create_app(db, out)
+    app = create_app(db, out, host=host, allowed_hosts=allow_hosts, password=password or None)
     server = make_server(host, port, app, threaded=True)
+    if not is_loopback(host):
+        click.echo("note: the QA page asks for a password (HTTP basic auth over plain HTTP: a trusted network only)"
+                   if password else
+                   f"warning: --host {host} makes the QA page reachable from the network: anyone who can reach "
+                   f"port {server.server_port} can label parts. Set a password with --password or "
+                   "INSPECTOR_SERVE_PASSWORD.", err=True)
     log.info("QA page on http://%s:%d/ (Ctrl-C to stop)", host, server.server_port)
     try:
         server.serve_forever()

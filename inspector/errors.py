@@ -29,6 +29,11 @@ class TrainingError(InspectorError):
     """A model cannot be trained on the data given (too few readable images)."""
 
 
+class DatabaseError(InspectorError):
+    """The database cannot be used: unreachable, of an unknown type, missing, or (SQLite) its file
+    was deleted or replaced while in use. A database that is only locked is waited for instead."""
+
+
 class ImageError(InspectorError):
     """An input file cannot be used as an image; `reason` says why, in words for a log."""
 

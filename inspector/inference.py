@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
@@ -18,8 +21,10 @@ import numpy as np
 
 from .bundle import Bundle
 from .config import ScoringConfig
+from .cv_setup import MAX_PIXELS
 from .errors import ImageError
-from .preprocess import FrameChange, prepare_frame, read_frame
+from .formats import declared_pixels
+from .preprocess import FrameChange, prepare_frame, read_bytes, read_frame
 from .scoring import error_maps, frame_preview, image_scores, write_heatmaps
 
 # A file to read, or (its path, its bytes) when the caller has read it already (the daemon
@@ -42,6 +47,36 @@ class Result:
     frame: tuple[np.ndarray, np.ndarray] | None = None
     width: int | None = None  # of the frame as read, before preprocessing
     height: int | None = None
+    processing_ms: float | None = None  # this image's decoding and preprocessing, and its share of the model call
+
+
+class PixelBudget:
+    """A semaphore on pixels: decodings together never declare more than `pixels` (their memory
+    is what a decoded frame takes, whatever the file's size). An image whose size cannot be told
+    from its header takes the whole budget."""
+
+    def __init__(self, pixels: int):
+        self.pixels = pixels
+        self._free = pixels
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int | None):
+        wanted = self.pixels if pixels is None else min(pixels, self.pixels)
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= wanted)
+            self._free -= wanted
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += wanted
+                self._changed.notify_all()
+
+
+# One budget for the whole process: as many pixels as the largest image accepted, so one such
+# image is decoded at a time, and a hundred 1-megapixel frames at once.
+DECODING = PixelBudget(MAX_PIXELS)
 
 
 def compiled(model):
@@ -191,45 +226,61 @@ class Inferencer:
 
     def _prepared(self, source, change: FrameChange | None, path, keep_frame: bool = False):
         """The model input, the (height, width) of the frame it came from, and (`keep_frame`) a
-        `frame_preview` of the frame with its matrix."""
+        `frame_preview` of the frame with its matrix; a file is decoded under the pixel budget,
+        and refused when a pixel is not a finite number."""
         if isinstance(source, np.ndarray):
-            gray = source
-        else:
+            return self._from_frame(source, path, keep_frame)
+        if not isinstance(source, (bytes, bytearray)):
+            source, path = read_bytes(source), path or source
+        with DECODING.hold(declared_pixels(source)):
             gray = read_frame(source, change, path)
-            path = path or (None if isinstance(source, (bytes, bytearray)) else source)
+            if not np.isfinite(gray).all():
+                raise ImageError(path, "image has non-finite pixel values (NaN or infinity)")
+            return self._from_frame(gray, path, keep_frame)
+
+    def _from_frame(self, gray: np.ndarray, path, keep_frame: bool):
         prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length)
         frame = frame_preview(gray, prepared.matrix) if keep_frame else None
         return prepared.array, gray.shape[:2], frame
 
     def _load(self, source: Source, change_for, keep_frame: bool = False):
+        """The model input, frame size and preview (or the error), and the milliseconds it took."""
         path, data = source if isinstance(source, tuple) else (Path(source), None)
+        started = time.perf_counter()
         try:
             change = change_for(path) if change_for else None
-            return self._prepared(path if data is None else data, change, path, keep_frame)
+            item = self._prepared(path if data is None else data, change, path, keep_frame)
         except ImageError as exc:
-            return exc
+            item = exc
         except Exception as exc:
             if not self.contain_failures:
                 raise
-            return ImageError(path, f"cannot process image: {type(exc).__name__}: {exc}")
+            item = ImageError(path, f"cannot process image: {type(exc).__name__}: {exc}")
+        return item, (time.perf_counter() - started) * 1000
 
     def _judge_batch(self, sources: list[Source], change_for, keep_maps: bool, batch_size: int) -> list[Result]:
         paths = [Path(s[0] if isinstance(s, tuple) else s) for s in sources]
-        loaded = list(self._pool.map(lambda s: self._load(s, change_for, keep_maps), sources))
+        loaded, own_ms = zip(*self._pool.map(lambda s: self._load(s, change_for, keep_maps), sources))
         results: list[Result | None] = [
-            Result(path, "error", error=item.reason) if isinstance(item, ImageError) else None
-            for path, item in zip(paths, loaded)
+            Result(path, "error", error=item.reason, processing_ms=ms) if isinstance(item, ImageError) else None
+            for path, item, ms in zip(paths, loaded, own_ms)
         ]
         good = [i for i, item in enumerate(loaded) if not isinstance(item, ImageError)]
         if good:
+            started = time.perf_counter()
             arrays = np.stack([loaded[i][0] for i in good])
             scores, maps, verdicts = self.post_process(arrays, self.forward(arrays, batch_size))
+            share_ms = (time.perf_counter() - started) * 1000 / len(good)
             for j, i in enumerate(good):
                 height, width = loaded[i][1]
+                if verdicts[j] == "error":
+                    results[i] = Result(paths[i], "error", error=f"the model gave a non-finite score ({scores[j]})",
+                                        processing_ms=own_ms[i] + share_ms)
+                    continue
                 results[i] = Result(
                     paths[i], verdicts[j], score=float(scores[j]),
                     model_input=arrays[j] if keep_maps else None,
                     error_map=maps[j] if keep_maps else None, frame=loaded[i][2],
-                    width=width, height=height,
+                    width=width, height=height, processing_ms=own_ms[i] + share_ms,
                 )
         return results

@@ -8,6 +8,7 @@ Training, scoring, evaluation and the daemon all call `preprocess` with the pipe
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,13 +61,17 @@ def read_bytes(path: str | os.PathLike, follow_symlinks: bool = True) -> bytes:
     """Read a file, refusing oversized ones with an `ImageError`.
 
     With `follow_symlinks=False` a symlink (even one swapped in at the last moment) is refused
-    instead of read.
+    instead of read. Opening never blocks (a FIFO would wait for a writer): anything but a
+    regular file is refused.
     """
-    flags = os.O_RDONLY | (0 if follow_symlinks else os.O_NOFOLLOW)
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
         with os.fdopen(fd, "rb") as fh:
-            check_file_size(os.fstat(fh.fileno()).st_size, path)
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageError(path, "not a regular file (a FIFO, socket or device); not read")
+            check_file_size(st.st_size, path)
             return fh.read()
     except OSError as exc:
         raise ImageError(path, f"cannot read file: {exc.strerror or exc}") from exc
@@ -100,18 +105,6 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             return width, height
         pos += 2 + length
     return None
-
-
-def looks_complete(data: bytes) -> bool:
-    """Whether a PNG or JPEG file has its end marker: a writer may still be writing it.
-
-    Other formats cannot be checked this cheaply and count as complete.
-    """
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return data.endswith(b"IEND\xaeB`\x82")
-    if data[:2] == b"\xff\xd8":
-        return data.rstrip(b"\x00").endswith(b"\xff\xd9")
-    return bool(data)
 
 
 def decode(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:

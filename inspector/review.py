@@ -22,7 +22,10 @@ def parse_since(text: str | None) -> datetime | None:
         return None
     units = {"m": "minutes", "h": "hours", "d": "days"}
     if text[-1:] in units and text[:-1].isdigit():
-        return utcnow() - timedelta(**{units[text[-1]]: int(text[:-1])})
+        try:
+            return utcnow() - timedelta(**{units[text[-1]]: int(text[:-1])})
+        except OverflowError:
+            raise ConfigError(f"cannot read --since {text!r}: that is before the year 1") from None
     try:
         return datetime.fromisoformat(text).replace(tzinfo=None)
     except ValueError:
@@ -119,11 +122,16 @@ def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts"
 
 
 def station_stats(store, since: datetime | None = None) -> list[dict]:
-    """Counts, throughput and score percentiles for each (station, model) pair."""
-    import numpy as np
-    from sqlalchemy import select
+    """Counts, throughput and score percentiles for each (station, model) pair.
 
-    from .store import Inspection, ModelRecord
+    The rate is images over the time daemons of that station and model ran (the union of their
+    run spans, clipped to `since`): idle time between runs does not count, and two daemons
+    sharing a station's inbox count their common time once. None when no run was recorded.
+    """
+    import numpy as np
+    from sqlalchemy import func, select
+
+    from .store import Inspection, ModelRecord, Run
 
     query = (select(Inspection.station, ModelRecord.name, ModelRecord.fingerprint, Inspection.verdict,
                     Inspection.score, Inspection.scored_at)
@@ -131,15 +139,22 @@ def station_stats(store, since: datetime | None = None) -> list[dict]:
              .where(Inspection.status != "pending"))
     if since:
         query = query.where(Inspection.received_at >= since)
+    runs = (select(Run.station, ModelRecord.name, ModelRecord.fingerprint, Run.started_at,
+                   func.coalesce(Run.stopped_at, Run.last_seen_at))
+            .outerjoin(ModelRecord, Run.model_id == ModelRecord.id))
     groups: dict[tuple, list] = {}
+    spans: dict[tuple, list] = {}
     with store.session() as s:
         for station, model, fingerprint, verdict, score, scored_at in s.execute(query):
             groups.setdefault((station or "", model or "", fingerprint or ""), []).append((verdict, score, scored_at))
+        for station, model, fingerprint, started, ended in s.execute(runs):
+            spans.setdefault((station or "", model or "", fingerprint or ""), []).append((started, ended))
     result = []
-    for (station, model, fingerprint), items in sorted(groups.items()):
+    for key, items in sorted(groups.items()):
+        station, model, fingerprint = key
         scores = np.array([score for _, score, _ in items if score is not None])
         times = [t for _, _, t in items if t is not None]
-        span = (max(times) - min(times)).total_seconds() if len(times) > 1 else 0.0
+        running = _covered_seconds(spans.get(key, []), since, utcnow()) if key in spans else None
         result.append({
             "station": station, "model": model, "fingerprint": fingerprint,
             "images": len(items),
@@ -147,10 +162,24 @@ def station_stats(store, since: datetime | None = None) -> list[dict]:
             "errors": sum(v == "error" for v, _, _ in items),
             "first": min(times).isoformat() if times else None,
             "last": max(times).isoformat() if times else None,
-            "images_per_s": len(items) / span if span > 0 else None,
+            "running_s": running,
+            "images_per_s": len(items) / running if running else None,
             "score_percentiles": {f"p{q}": float(np.percentile(scores, q)) for q in (50, 90, 99)} if scores.size else {},
         })
     return result
+
+
+def _covered_seconds(spans: list[tuple[datetime, datetime]], since: datetime | None, now: datetime) -> float:
+    """Seconds covered by at least one (start, end) span, within [since, now]."""
+    clipped = sorted((max(start, since) if since else start, min(end, now)) for start, end in spans)
+    total, reach = 0.0, None
+    for start, end in clipped:
+        if reach is not None and start < reach:
+            start = reach
+        if end > start:
+            total += (end - start).total_seconds()
+            reach = end if reach is None else max(reach, end)
+    return total
 
 
 def stats_table(rows: list[dict]) -> str:

@@ -132,10 +132,18 @@ PNG_COMPRESSION = 1
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
+    """Encoded in memory, written by Python: a full disk is an OSError with its errno (ENOSPC),
+    and no half-written temporary file is left."""
+    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    if not ok:
+        raise ValueError(f"cannot encode {path.name} as PNG")
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    if not cv2.imwrite(str(tmp), image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def heat_scale(maps: np.ndarray) -> float:

@@ -9,6 +9,7 @@ the same bytes are never scored twice, whatever their name. The claiming protoco
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,9 +18,11 @@ from typing import Callable, Optional, TypeVar
 from sqlalchemy import (
     CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, select,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from .errors import DatabaseError
 
 log = logging.getLogger("inspector.store")
 
@@ -29,6 +32,12 @@ VERDICTS = ("ok", "defect", "error")
 LABELS = ("defect", "ok")
 
 T = TypeVar("T")
+# How long a database that became unreachable while in use (a server restarting) is waited for
+# before giving up; at open there is no wait: an unreachable database is an error at once.
+OUTAGE_SECONDS = 60.0
+# PostgreSQL errors that mean "locked or in conflict, try again": serialization failure,
+# deadlock, lock not available, statement cancelled by a lock timeout.
+_PG_RETRY = ("40001", "40P01", "55P03", "57014")
 
 
 def utcnow() -> datetime:
@@ -105,13 +114,79 @@ class Review(Base):
     inspection: Mapped[Inspection] = relationship(back_populates="reviews")
 
 
+class Run(Base):
+    """A daemon's time at work: from its start to its stop (or, after a crash, the last time it
+    said it was alive). `inspector stats` divides images by the time daemons ran."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    worker: Mapped[str] = mapped_column(String(300))  # host:pid:start-time, as claims record it
+    station: Mapped[Optional[str]] = mapped_column(String(200), index=True)
+    model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id"))
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    stopped_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+
 def normalize_url(db: str) -> str:
     """Accept a plain file path as well as a SQLAlchemy URL."""
     return db if "://" in db else f"sqlite:///{db}"
 
 
+def shown_url(url: str) -> str:
+    """The URL for messages: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database or another kind."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    name = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name)
+
+
+def is_locked(exc: OperationalError) -> bool:
+    """Whether a database error means "busy, try again" (locked, in conflict, full for a moment)
+    rather than "cannot be reached" (no such file or host, refused, authentication failed)."""
+    if getattr(exc.orig, "sqlstate", None) in _PG_RETRY:
+        return True
+    text = str(exc.orig).lower()
+    return any(words in text for words in ("database is locked", "database table is locked", "busy",
+                                           "database or disk is full"))
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of a driver's message."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def make_engine(db: str) -> Engine:
+    """An engine for a database URL; an unknown database type or a missing driver is a
+    `DatabaseError` saying so."""
     url = normalize_url(db)
+    try:
+        return _engine(url)
+    except (ArgumentError, NoSuchModuleError):
+        kind = url.split("://", 1)[0]
+        raise DatabaseError(f"cannot use database {shown_url(url)}: unknown database type {kind!r} "
+                            "(use a SQLite file or postgresql+psycopg://...)") from None
+    except ImportError as exc:
+        raise DatabaseError(f"cannot use database {shown_url(url)}: its driver is not installed "
+                            f"({exc.name or exc}); for PostgreSQL install inspector[postgres] and use "
+                            "postgresql+psycopg://...") from None
+
+
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         # A generous busy timeout: another writer holding the lock makes us wait, not fail.
         engine = create_engine(url, connect_args={"timeout": 30})
@@ -143,13 +218,30 @@ def migrate(engine: Engine) -> None:
 
 
 class Store:
-    """Sessions on one database, migrated on open, with retries while it is locked."""
+    """Sessions on one database, migrated on open, with retries while it is locked.
 
-    def __init__(self, db: str = DEFAULT_DB, migrate_schema: bool = True):
+    Opening fails at once (`DatabaseError`, one line) when the database cannot be reached or
+    used; with `must_exist`, when a SQLite file is missing (read-only commands never create one).
+    Once open, a locked database is waited for as long as it takes; one that became unreachable
+    for `outage` seconds.
+    """
+
+    def __init__(self, db: str = DEFAULT_DB, migrate_schema: bool = True, must_exist: bool = False,
+                 outage: float = OUTAGE_SECONDS):
         self.url = normalize_url(db)
+        self.file = sqlite_file(self.url)
+        if must_exist and self.file is not None and not self.file.is_file():
+            raise DatabaseError(f"no database at {self.file} (give --db or set INSPECTOR_DB; "
+                                "`inspector watch` creates one)")
         self.engine = make_engine(self.url)
-        if migrate_schema:
-            self.retry(lambda: migrate(self.engine), "migrate")
+        self.outage = 0.0
+        try:
+            self.retry(lambda: migrate(self.engine) if migrate_schema else self._ping(), "open")
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self.outage = outage
+        self._identity = self._file_identity()
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -158,16 +250,45 @@ class Store:
     def session(self) -> Session:
         return self.sessions()
 
-    def retry(self, work: Callable[[], T], what: str, give_up_after: float | None = None) -> T:
-        """Run `work`, retrying while the database is locked or unreachable; never drops it."""
+    def _ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.file is None:
+            return None
+        st = os.stat(self.file)
+        return st.st_dev, st.st_ino
+
+    def check_file(self) -> None:
+        """For SQLite: raise `DatabaseError` when the file opened was deleted or replaced since
+        (the connections would go on writing into the old, unlinked file, and be lost)."""
+        if self._identity is None:
+            return
+        try:
+            st = os.stat(self.file)
+        except FileNotFoundError:
+            raise DatabaseError(f"the database file {self.file} was deleted while in use; verdicts written "
+                                "since are lost with it") from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise DatabaseError(f"the database file {self.file} was replaced by another file while in use")
+
+    def retry(self, work: Callable[[], T], what: str) -> T:
+        """Run `work`, retrying while the database is locked (for ever) or unreachable (for
+        `outage` seconds; then, and at open at once, `DatabaseError`)."""
         delay, started = 0.1, time.monotonic()
         while True:
             try:
                 return work()
             except OperationalError as exc:
-                if give_up_after is not None and time.monotonic() - started > give_up_after:
-                    raise
-                log.warning("database busy during %s (%s); retrying in %.1fs", what, exc.orig, delay)
+                locked = is_locked(exc)
+                if not locked and time.monotonic() - started >= self.outage:
+                    raise DatabaseError(f"cannot open database {shown_url(self.url)}: {_reason(exc)}"
+                                        if what == "open" else
+                                        f"database {shown_url(self.url)} unreachable for {self.outage:.0f} s "
+                                        f"during {what}: {_reason(exc)}") from None
+                log.warning("database %s during %s (%s); retrying in %.1fs", "busy" if locked else "unreachable",
+                            what, _reason(exc), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -187,6 +308,29 @@ class Store:
             return self.retry(work, "record model")
         except IntegrityError:  # another daemon starting with the same model inserted it first
             return self.retry(work, "record model")
+
+    def start_run(self, worker: str, station: str | None, model_id: int | None) -> int:
+        """Record that a daemon started; returns the run's id for `touch_run`."""
+        def work() -> int:
+            with self.session() as s, s.begin():
+                run = Run(worker=worker, station=station, model_id=model_id, started_at=utcnow(), last_seen_at=utcnow())
+                s.add(run)
+                s.flush()
+                return run.id
+
+        return self.retry(work, "record the daemon's start")
+
+    def touch_run(self, run_id: int, stopped: bool = False) -> None:
+        """The daemon is still at work (now and then), or has stopped."""
+        def work() -> None:
+            with self.session() as s, s.begin():
+                run = s.get(Run, run_id)
+                if run is not None:
+                    run.last_seen_at = utcnow()
+                    if stopped:
+                        run.stopped_at = run.last_seen_at
+
+        self.retry(work, "record the daemon's time")
 
     def get(self, inspection_id: int) -> Inspection | None:
         with self.session() as s:

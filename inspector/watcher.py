@@ -11,6 +11,7 @@ in the inbox only has its file moved. Nothing is scored twice because the conten
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -24,9 +25,10 @@ from pathlib import Path
 
 from .bundle import Bundle
 from .claims import CLAIMED, DUPLICATE, FINISH, Claims, Request
-from .errors import ConfigError
+from .errors import ConfigError, DatabaseError
 from .inference import Inferencer, Result
-from .intake import Arrival, Intake, content_key, move_out
+from .intake import Arrival, Intake, content_key, copy_out, move_out
+from .names import bounded, printable, stored
 from .store import Store, utcnow
 
 log = logging.getLogger("inspector.watch")
@@ -42,6 +44,7 @@ class WatchOptions:
     quick_settle: float = 0.05  # the same for a PNG/JPEG that also has its end marker
     incomplete_timeout: float = 10.0  # an unfinished-looking file is judged after this long unchanged
     rescan_every: float = 10.0  # safety net for missed events
+    heartbeat_every: float = 10.0  # how often the daemon's run record says it is still at work
     summary_every: float = 60.0
     threads: int = 4
     station: str = field(default_factory=socket.gethostname)  # recorded with every inspection
@@ -55,6 +58,7 @@ class Work:
     arrival: Arrival
     row_id: int
     received_at: datetime
+    digest: str  # the content hash it was claimed by
     result: Result | None = None
 
     @property
@@ -107,23 +111,31 @@ class Watcher:
                 signal.signal(sig, lambda *_: self.stop())
         intake = self.intake
         intake.start()
+        run_id = None
         try:
             self.recover()
+            run_id = self.store.start_run(self.claims.worker, self.options.station, self.model_id)
             intake.scan()
-            last_scan = last_summary = last_work = time.monotonic()
+            last_scan = last_summary = last_work = last_beat = time.monotonic()
             while not self.stop_event.is_set():
+                intake.check_inbox()
                 intake.drain()
                 now = time.monotonic()
                 if now - last_scan >= self.options.rescan_every:
+                    self.store.check_file()
                     intake.scan()
                     last_scan = now
+                if now - last_beat >= self.options.heartbeat_every:
+                    self.store.touch_run(run_id)
+                    last_beat = now
+                released = intake.released()
+                if released:
+                    self.store.check_file()
+                for path, (target, digest) in released:
+                    move_out(path, target, digest)  # an unfinished file that stayed so: its copy is kept
                 ready = intake.take(self.options.batch)
                 if ready:
-                    try:
-                        self.process(ready)
-                    except Exception:  # e.g. a full disk: keep running, retry these files later
-                        log.exception("batch failed; its %d files stay in the inbox and are retried", len(ready))
-                        self.stop_event.wait(1.0)
+                    self._process_or_isolate(ready)
                     last_work = time.monotonic()
                 else:
                     # Files waiting to settle are looked at again soon; an idle inbox wakes on events.
@@ -133,7 +145,13 @@ class Watcher:
                 if time.monotonic() - last_summary >= self.options.summary_every:
                     log.info(self.counters.line())
                     last_summary = time.monotonic()
+        except DatabaseError as exc:  # unreachable, or its file deleted or replaced: stop before moving files
+            log.error("stopping: %s", exc)
+            run_id = None
+            raise
         finally:
+            if run_id is not None:
+                self.store.touch_run(run_id, stopped=True)
             intake.stop()
             self._pool.shutdown(wait=True)
             self.inferencer.close()
@@ -150,99 +168,170 @@ class Watcher:
 
     # -- one batch -------------------------------------------------------------------------
 
-    def process(self, arrivals: list[Arrival]) -> None:
-        """Claim, judge, record and move one batch of files."""
-        started = time.perf_counter()
+    def _process_or_isolate(self, arrivals: list[Arrival]) -> None:
+        """`process` a batch. When it fails for a reason that passes (a full disk, the database),
+        its files stay in the inbox and are retried at the next scan; for any other reason, the
+        files are processed one by one, and the one that fails alone gets an error row with the
+        reason: one bad file (or a bug it triggers) cannot hold the line up."""
+        try:
+            self.process(arrivals)
+            return
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.debug("batch failure", exc_info=True)
+            if _passing(exc):
+                log.error("batch failed (%s); its %d files stay in the inbox and are retried", reason, len(arrivals))
+                self.stop_event.wait(1.0)
+                return
+        if len(arrivals) > 1:
+            log.warning("batch failed (%s); judging its %d files one by one", reason, len(arrivals))
+            for arrival in arrivals:
+                self._process_or_isolate([arrival])
+            return
+        try:
+            self.process(arrivals, failure=f"cannot process: {reason}")
+        except DatabaseError:
+            raise
+        except Exception as again:
+            log.error("%s: cannot record its failure (%s); retried at the next scan",
+                      printable(arrivals[0].path.name), again)
+
+    def process(self, arrivals: list[Arrival], failure: str | None = None) -> None:
+        """Claim, judge, record and move one batch of files (with `failure`: record each as an
+        error with that reason, without judging it)."""
         work = self._claim(arrivals)
         if not work:
             return
         readable = [w for w in work if w.error is None]
-        judged = self.inferencer.judge([(w.path, w.arrival.data) for w in readable], self.options.batch,
-                                       keep_maps=True)
+        if failure is None:
+            judged = self.inferencer.judge([(w.path, w.arrival.data) for w in readable], self.options.batch,
+                                           keep_maps=True)
+        else:
+            judged = [Result(w.path, "error", error=failure) for w in readable]
         for w, result in zip(readable, judged):
-            w.result, w.arrival.data = result, None  # the file's bytes are not needed any more
-        elapsed_ms = (time.perf_counter() - started) * 1000 / len(work)
+            w.result = result
         updates: dict[int, dict] = {}
-        heat_jobs = []
+        heat_jobs = {}
         for w in work:
             if w.error is None:
                 heat, over = self._heat_paths(w)
-                heat_jobs.append(self._pool.submit(self._write_heatmaps, w.result, heat, over))
+                heat_jobs[w.row_id] = self._pool.submit(self._write_heatmaps, w.result, heat, over)
                 updates[w.row_id] = dict(
                     status="done", verdict=w.result.verdict, score=w.result.score, threshold=self.bundle.threshold,
                     heatmap_path=str(heat), overlay_path=str(over), model_id=self.model_id,
-                    stored_path=str(self._destination(w, "archive")) if self.options.on_done == "move" else str(w.path),
+                    stored_path=str(self._destination(w, "archive")) if self.options.on_done == "move"
+                    else stored(str(w.path)),
                     width=w.result.width, height=w.result.height,
                 )
             else:
-                updates[w.row_id] = dict(status="error", verdict="error", error_reason=w.error,
+                updates[w.row_id] = dict(status="error", verdict="error", error_reason=printable(w.error),
                                          model_id=self.model_id,
                                          stored_path=str(self._destination(w, "rejected")))
-        for job in heat_jobs:
-            job.result()  # heatmaps are on disk before the row that names them
         now = utcnow()
-        for values in updates.values():
-            values.update(scored_at=now, processing_ms=elapsed_ms)
+        for w in work:
+            # This image's own time: decoding, preprocessing, its share of the model call, its pictures.
+            own = w.result.processing_ms if w.result is not None else None
+            if w.row_id in heat_jobs:
+                own = (own or 0.0) + heat_jobs[w.row_id].result()  # on disk before the row that names them
+            updates[w.row_id].update(scored_at=now, processing_ms=own)
         lost = self.claims.commit(updates)
+        self.store.check_file()  # the verdicts really are in the database before any file moves
         for w in work:
             if w.row_id in lost:  # another worker took this claim over and owns the verdict
-                log.warning("%s: inspection %d was taken over by another worker; result dropped", w.path.name, w.row_id)
+                log.warning("%s: inspection %d was taken over by another worker; result dropped",
+                            printable(w.path.name), w.row_id)
                 continue
-            self._finish(w.path, updates[w.row_id])
+            self._finish(w.arrival, w.digest, updates[w.row_id])
             self._count(w.path, updates[w.row_id], w.row_id)
 
     def _claim(self, arrivals: list[Arrival]) -> list[Work]:
         """Claim each file's content (`claims`); files judged already are finished or set aside."""
-        digests = self._pool.map(content_key, arrivals)
+        digests = list(self._pool.map(content_key, arrivals))
         requests = [Request(str(a.path), digest, len(a.data) if a.data is not None else None)
                     for a, digest in zip(arrivals, digests)]
+        answers = self.claims.claim(requests)
+        self.store.check_file()
         claimed = []
-        for arrival, answer in zip(arrivals, self.claims.claim(requests)):
+        for arrival, digest, answer in zip(arrivals, digests, answers):
             path = arrival.path
             if answer.state == CLAIMED:
-                claimed.append(Work(arrival, answer.row_id, answer.received_at))
+                claimed.append(Work(arrival, answer.row_id, answer.received_at, digest))
             elif answer.state == FINISH:
-                self._finish(path, {"status": answer.status, "stored_path": answer.stored_path})
+                self._finish(arrival, digest, {"status": answer.status, "stored_path": answer.stored_path})
             elif answer.state == DUPLICATE:
                 # A copy of a rejected file (say, a second empty file) is rejected too.
                 folder = "rejected" if answer.status == "error" else "duplicates"
-                move_out(path, self.out / folder / _day(utcnow()) / f"{answer.row_id}_dup_{path.name}")
+                target = self.out / folder / _day(utcnow()) / bounded(f"{answer.row_id}_dup_", path.name)
+                self._set_aside(arrival, digest, target)
                 self.counters.duplicates += 1
                 log.warning("%s has the same content as inspection %d (%s); moved to %s/",
-                            path.name, answer.row_id, answer.first_name, folder)
+                            printable(path.name), answer.row_id, answer.first_name, folder)
             else:
-                log.debug("%s is being judged by another worker", path.name)
+                log.debug("%s is being judged by another worker", printable(path.name))
         return claimed
 
     # -- files -----------------------------------------------------------------------------
 
     def _heat_paths(self, w: Work) -> tuple[Path, Path]:
         folder = self.out / "heatmaps" / _day(w.received_at)
-        stem = f"{w.row_id}_{w.path.stem}"
-        return folder / f"{stem}_heatmap.png", folder / f"{stem}_overlay.png"
+        return (folder / bounded(f"{w.row_id}_", w.path.name, "_heatmap.png"),
+                folder / bounded(f"{w.row_id}_", w.path.name, "_overlay.png"))
 
-    def _write_heatmaps(self, result: Result, heat: Path, over: Path) -> None:
+    def _write_heatmaps(self, result: Result, heat: Path, over: Path) -> float:
+        """Write the heatmap and the overlay; returns the milliseconds it took."""
+        started = time.perf_counter()
         self.inferencer.write_pictures(result, heat, over)
+        return (time.perf_counter() - started) * 1000
 
     def _destination(self, w: Work, kind: str) -> Path:
-        return self.out / kind / _day(w.received_at) / f"{w.row_id}_{w.path.name}"
+        return self.out / kind / _day(w.received_at) / bounded(f"{w.row_id}_", w.path.name)
 
-    def _finish(self, path: Path, values: dict) -> None:
+    def _finish(self, arrival: Arrival, digest: str, values: dict) -> None:
         """After the verdict is committed: move the file (rejects always), or remember it is kept."""
         if values["status"] == "error" or self.options.on_done == "move":
-            move_out(path, Path(values["stored_path"]))
+            self._set_aside(arrival, digest, Path(values["stored_path"]))
         else:
-            self.intake.keep(path)
+            self.intake.keep(arrival.path)
+
+    def _set_aside(self, arrival: Arrival, digest: str, target: Path) -> None:
+        """Move a file out of the inbox to `target`, verified against the content it was judged by.
+
+        A file rejected as unfinished may still be written (a writer pausing longer than
+        --incomplete-timeout): a copy goes to `target` and the file stays in the inbox, held; if
+        it changes, its new content is judged; if not, it is removed after another timeout.
+        """
+        verify = digest if arrival.data is not None else None
+        if arrival.unfinished:
+            if copy_out(arrival.path, target, verify):
+                self.intake.hold(arrival.path, (target, verify))
+        else:
+            move_out(arrival.path, target, verify, arrival.stamp)
 
     def _count(self, path: Path, values: dict, row_id: int) -> None:
         self.counters.images += 1
         if values["status"] == "error":
             self.counters.errors += 1
-            log.warning("%s: error: %s (inspection %d)", path.name, values["error_reason"], row_id)
+            log.warning("%s: error: %s (inspection %d)", printable(path.name), values["error_reason"], row_id)
         else:
             self.counters.defects += values["verdict"] == "defect"
-            log.debug("%s: %s score %.6g threshold %.6g (inspection %d)", path.name, values["verdict"],
+            log.debug("%s: %s score %.6g threshold %.6g (inspection %d)", printable(path.name), values["verdict"],
                      values["score"], values["threshold"], row_id)
+
+
+# Errors of the machine rather than of a file: they pass (space freed, a share back) and the
+# files are retried as they are.
+_PASSING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM, errno.EMFILE,
+                   errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EBUSY, errno.ESTALE, errno.ETIMEDOUT,
+                   errno.ENOTCONN, errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ENETDOWN, errno.ENETUNREACH}
+
+
+def _passing(exc: BaseException) -> bool:
+    from sqlalchemy.exc import OperationalError
+
+    return (isinstance(exc, (MemoryError, OperationalError))
+            or isinstance(exc, OSError) and exc.errno in _PASSING_ERRNOS)
 
 
 def _day(when: datetime) -> str:

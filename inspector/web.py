@@ -1,16 +1,27 @@
 """`inspector serve`: a local web page for QA to review flagged parts.
 
-Serves only files under the daemon's --out folder, escapes every name from disk (Jinja
-autoescape), and checks a per-process token on every form post. The pages are the templates in
-inspector/templates/.
+Defences, each against a page a hostile site or a hostile file could make a browser load:
+- The Host header must name this server (the address it is bound to, loopback names, `--host`
+  and `--allow-host` names; any IP address, which cannot be rebound): DNS rebinding is refused.
+- Form posts carry a per-process token, and their Origin (or Referer) must be this page.
+- Pictures are served by inspection and kind (input, heatmap, overlay): only files the database
+  points to, under --out, and only as images (by their content); anything else is an attachment.
+- Frames are refused (X-Frame-Options, CSP frame-ancestors); names are escaped (Jinja).
+- With a password (`--password` / INSPECTOR_SERVE_PASSWORD), every request needs it (HTTP basic
+  authentication, any user name).
+- Parameters out of range are 400, ids that cannot exist 404.
+The pages are the templates in inspector/templates/.
 """
 
 from __future__ import annotations
 
 import io
+import ipaddress
 import secrets
+import socket
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, redirect, render_template, request, send_file, url_for
 
@@ -18,23 +29,113 @@ from .errors import ConfigError
 from .review import parse_since, review_state
 from .store import Inspection, ModelRecord, Store, utcnow
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+PICTURES = {"input": "stored_path", "heatmap": "heatmap_path", "overlay": "overlay_path"}
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in every database
+MAX_DAYS = 3660
+# What a picture's first bytes must be for it to be served as an image.
+IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"BM", "image/bmp"),
+               (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"))
+PAGE_POLICY = ("default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; "
+               "base-uri 'none'")
+FILE_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
-def create_app(db: str, out: str | Path) -> Flask:
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_wildcard(host: str) -> bool:
+    return host in ("", "0.0.0.0", "::")
+
+
+def host_names(host: str, allowed: list[str] | tuple[str, ...] = ()) -> set[str]:
+    """The names a request's Host header may carry for a server bound to `host`."""
+    names = {host.lower(), *(name.lower().rstrip(".") for name in allowed), *LOOPBACK_NAMES}
+    if is_wildcard(host):
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    return {name for name in names if name}
+
+
+def _host_of(header: str) -> str:
+    """The host part of a Host header or URL netloc ('[::1]:8765' -> '::1'), lower case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _image_type(path: Path) -> str | None:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return next((kind for magic, kind in IMAGE_TYPES if head.startswith(magic)), None)
+
+
+def create_app(db: str, out: str | Path, host: str = "127.0.0.1", allowed_hosts: list[str] | tuple[str, ...] = (),
+               password: str | None = None) -> Flask:
     app = Flask("inspector")
-    store = Store(db)
+    store = Store(db, must_exist=True)
     out_root = Path(out).resolve()
     token = secrets.token_urlsafe(16)
+    names = host_names(host, allowed_hosts)
     app.config["STORE"] = store
 
-    def file_url(path: str | None) -> str | None:
-        """A URL for a file under --out; None for anything outside it (never served)."""
-        if not path:
+    def under_out(stored: str | None) -> Path | None:
+        """The file a row names, if it lies under --out (resolved: no `..`, no symlink leading out)."""
+        if not stored:
             return None
         try:
-            relative = Path(path).resolve().relative_to(out_root)
+            target = Path(stored).resolve()
+            target.relative_to(out_root)
         except (ValueError, OSError):
             return None
-        return url_for("files", relative=relative.as_posix())
+        return target
+
+    def picture_url(row: Inspection, kind: str) -> str | None:
+        if under_out(getattr(row, PICTURES[kind])) is None:
+            return None
+        return url_for("picture", inspection_id=row.id, kind=kind)
+
+    def row_or_404(inspection_id: int) -> Inspection:
+        row = store.get(inspection_id) if 0 < inspection_id <= MAX_ID else None
+        if row is None:
+            abort(404)
+        return row
+
+    def days_argument() -> int:
+        days = request.args.get("days", 7, type=int)
+        if not 1 <= days <= MAX_DAYS:
+            abort(400, f"days must be between 1 and {MAX_DAYS}")
+        return days
+
+    @app.before_request
+    def guard():
+        host_header = _host_of(request.headers.get("Host", ""))
+        if host_header not in names and not _is_ip(host_header):
+            abort(400, "this page does not answer to that host name (start `inspector serve` with "
+                       "--host or --allow-host NAME to allow it)")
+        if password is not None:
+            auth = request.authorization
+            given = auth.password if auth is not None and auth.type == "basic" else None
+            if not given or not secrets.compare_digest(given.encode(), password.encode()):
+                return Response("password required\n", 401, {"WWW-Authenticate": 'Basic realm="inspector QA"'})
+        if request.method == "POST":
+            source = request.headers.get("Origin") or request.headers.get("Referer")
+            if source is not None and urlsplit(source).netloc.lower() != request.headers.get("Host", "").lower():
+                abort(403, "a form post from another site is refused")
 
     @app.get("/")
     def inspections():
@@ -52,14 +153,12 @@ def create_app(db: str, out: str | Path) -> Flask:
             rows = [r for r in rows if review_state(r) == review]
         rows = rows[:limit]
         return render_template("inspections.html", title="Inspections", rows=rows, verdict=verdict, review=review, since=since_text, limit=limit,
-                    files={r.id: file_url(r.overlay_path) for r in rows},
+                    files={r.id: picture_url(r, "overlay") for r in rows},
                     states={r.id: review_state(r) for r in rows})
 
     @app.get("/inspections/<int:inspection_id>")
     def inspection(inspection_id: int):
-        row = store.get(inspection_id)
-        if row is None:
-            abort(404)
+        row = row_or_404(inspection_id)
         with store.session() as s:
             model = s.get(ModelRecord, row.model_id) if row.model_id else None
         scale = max(row.score or 0, row.threshold or 0) * 1.25 or 1
@@ -68,13 +167,14 @@ def create_app(db: str, out: str | Path) -> Flask:
                     next_id=waiting[0] if waiting else None,
                     reviewer=request.cookies.get("reviewer", ""),
                     fill=min(100, 100 * (row.score or 0) / scale), thr=100 * (row.threshold or 0) / scale,
-                    pictures=[("input", file_url(row.stored_path)), ("heatmap", file_url(row.heatmap_path)),
-                              ("overlay", file_url(row.overlay_path))])
+                    pictures=[(kind, picture_url(row, kind)) for kind in PICTURES])
 
     @app.post("/inspections/<int:inspection_id>/review")
     def add_review(inspection_id: int):
         if not secrets.compare_digest(request.form.get("token", ""), token):
             abort(403, "stale or missing form token: reload the page")
+        if not 0 < inspection_id <= MAX_ID:
+            abort(404)
         label = request.form.get("label", "")
         reviewer = request.form.get("reviewer", "")[:200]
         try:
@@ -92,7 +192,7 @@ def create_app(db: str, out: str | Path) -> Flask:
 
     @app.get("/summary")
     def summary():
-        days = request.args.get("days", 7, type=int)
+        days = days_argument()
         rows = recent(days)
         per_day: dict[str, list[int]] = {}
         per_hour: dict[str, list[int]] = {}
@@ -118,7 +218,7 @@ def create_app(db: str, out: str | Path) -> Flask:
 
         from .plots import score_histogram
 
-        rows = [r for r in recent(request.args.get("days", 7, type=int)) if r.score is not None]
+        rows = [r for r in recent(days_argument()) if r.score is not None]
         ok = np.array([r.score for r in rows if r.verdict == "ok"])
         flagged = np.array([r.score for r in rows if r.verdict == "defect"])
         threshold = rows[0].threshold if rows else 0.0  # newest first: the threshold in force now
@@ -126,21 +226,34 @@ def create_app(db: str, out: str | Path) -> Flask:
         score_histogram(buffer, ok, flagged, threshold, "recent parts", labels=("passed", "flagged"))
         return Response(buffer.getvalue(), mimetype="image/png")
 
-    @app.get("/files/<path:relative>")
-    def files(relative: str):
-        target = (out_root / relative).resolve()
-        try:
-            target.relative_to(out_root)
-        except ValueError:
-            abort(403)  # outside --out, e.g. ../../etc/passwd, or a symlink leading out
-        if not target.is_file():
+    @app.get("/inspections/<int:inspection_id>/picture/<kind>")
+    def picture(inspection_id: int, kind: str):
+        """A picture of an inspection, as the database names it; only under --out (no `..`, no
+        symlink leading out). An image by its content is shown; anything else (a script dropped
+        into the inbox and rejected) is only downloadable."""
+        if kind not in PICTURES:
             abort(404)
-        return send_file(target)
+        target = under_out(getattr(row_or_404(inspection_id), PICTURES[kind]))
+        try:
+            if target is None or not target.is_file():
+                abort(404)
+            mimetype = _image_type(target)
+        except OSError:
+            abort(404)
+        if mimetype is None:
+            response = send_file(target, mimetype="application/octet-stream", as_attachment=True,
+                                 download_name=target.name)
+        else:
+            response = send_file(target, mimetype=mimetype)
+        response.headers["Content-Security-Policy"] = FILE_POLICY
+        return response
 
     @app.after_request
     def headers(response):
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Content-Security-Policy"] = "default-src 'self'; style-src 'unsafe-inline'"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+        response.headers["Referrer-Policy"] = "same-origin"
         return response
 
     return app

@@ -42,3 +42,26 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def encoded(suffix: str, seed: int, size: int = 96, params=()) -> bytes:
+    """A unique grey image in the format of `suffix` (.png, .jpg, .bmp, .tif)."""
+    rng = np.random.default_rng(seed)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (size, size), dtype=np.uint8), (0, 0), 3)
+    ok, data = cv2.imencode(suffix, image, list(params))
+    assert ok
+    return data.tobytes()
+
+
+def jpeg_with_exif_thumbnail(seed: int) -> tuple[bytes, int]:
+    """A JPEG whose EXIF segment (APP1) carries a thumbnail, itself a JPEG ending in FF D9;
+    returns the bytes and the offset just past that segment."""
+    import struct
+
+    thumbnail = encoded(".jpg", seed + 1, size=16)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 0) + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + tiff + thumbnail
+    app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    main = encoded(".jpg", seed)
+    data = main[:2] + app1 + main[2:]
+    return data, 2 + len(app1)

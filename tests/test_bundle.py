@@ -17,10 +17,15 @@ def bundle_copy(tiny_bundle, tmp_path):
     return copy
 
 
-def _edit_meta(path, change):
+def _edit_meta(path, change, seal=True):
+    """Change bundle.json; `seal`: as inspector would have written it (with its checksum)."""
+    from inspector.bundle import metadata_checksum
+
     meta_path = path / "bundle.json"
     meta = json.loads(meta_path.read_text())
     change(meta)
+    if seal:
+        meta["checksum"] = metadata_checksum(meta)
     meta_path.write_text(json.dumps(meta))
 
 
@@ -107,3 +112,91 @@ def test_bundle_from_before_the_model_registry_still_loads(bundle_copy):
     _edit_meta(bundle_copy, lambda m: m["pipeline"]["model"].update(layers=3))  # never a key: refused
     with pytest.raises(BundleError, match="unknown key 'model.layers'"):
         read_metadata(bundle_copy)
+
+
+def test_a_hand_edit_of_bundle_json_is_refused_until_accepted(bundle_copy):
+    """Issue 14.15: a threshold edited to 1000 passed every defect silently."""
+    from inspector.bundle import accept_edits
+
+    _edit_meta(bundle_copy, lambda m: m["threshold"].update(value=1000), seal=False)
+    with pytest.raises(BundleError, match="bundle.json changed since inspector wrote it.*--accept-edits"):
+        read_metadata(bundle_copy)
+    accept_edits(bundle_copy)  # the explicit override: fields checked, checksum recorded
+    assert load_bundle(bundle_copy).threshold == 1000
+
+
+def test_bundle_json_without_a_checksum_is_refused(bundle_copy):
+    _edit_meta(bundle_copy, lambda m: m.pop("checksum"), seal=False)
+    with pytest.raises(BundleError, match="no checksum"):
+        read_metadata(bundle_copy)
+
+
+@pytest.mark.parametrize("text, says", [
+    ('"value": NaN', "holds NaN, which is not a finite number"),
+    ('"value": Infinity', "holds Infinity, which is not a finite number"),
+    ('"value": 1e999', "holds 1e999, which is not a finite number"),
+    ('"value": "0.5"', "threshold.value must be a finite number"),
+    ('"value": true', "threshold.value must be a finite number"),
+    ('"heat_scale": "x"', "calibration.heat_scale must be a finite number"),
+    ('"heat_scale": -1', "calibration.heat_scale must be greater than 0"),
+    ('"good_scores": [0.1, "x"]', "calibration.good_scores must be a list of finite numbers"),
+    ('"model_sha256": 12', "training.model_sha256 must be"),
+    ('"created": 5', "created must be text"),
+])
+def test_every_field_is_validated_even_when_edits_are_accepted(bundle_copy, text, says):
+    """Issue 14.15: NaN or Infinity thresholds, a heat_scale of "x": refused with a clear message."""
+    import re
+
+    from inspector.bundle import accept_edits
+
+    meta_path = bundle_copy / "bundle.json"
+    key = text.split(":")[0]
+    edited, count = re.subn(key + r': [^,\n}]+(\]|)', text, meta_path.read_text(), count=1)
+    if "good_scores" in key:
+        edited, count = re.subn(r'"good_scores": \[[^\]]*\]', text, meta_path.read_text(), count=1)
+    assert count == 1, key
+    meta_path.write_text(edited)
+    for check in (read_metadata, accept_edits):
+        with pytest.raises(BundleError, match=re.escape(says)):
+            check(bundle_copy)
+
+
+def test_calibrate_rewrites_the_checksum(bundle_copy):
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+
+    result = CliRunner().invoke(cli, ["calibrate", str(bundle_copy), "--good", str(SAMPLE / "test" / "good"),
+                                      "--policy", "mean_multiple", "--factor", "3"])
+    assert result.exit_code == 0, result.output
+    assert load_bundle(bundle_copy).threshold_info["policy"] == "mean_multiple"
+
+
+def test_bundle_verify_command_checks_and_accepts_edits(bundle_copy):
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+
+    run = lambda *args: CliRunner().invoke(cli, ["bundle", "verify", str(bundle_copy), *args])
+    ok = run()
+    assert ok.exit_code == 0 and "bundle ok" in ok.output, ok.output
+    _edit_meta(bundle_copy, lambda m: m["threshold"].update(value=2.5), seal=False)
+    refused = run()
+    assert refused.exit_code == 1 and "--accept-edits" in refused.output and "Traceback" not in refused.output
+    accepted = run("--accept-edits")
+    assert accepted.exit_code == 0 and "edits accepted" in accepted.output and "threshold 2.5" in accepted.output
+    assert run().exit_code == 0
+
+
+def test_watch_refuses_a_nan_threshold_with_one_line(bundle_copy, tmp_path):
+    """Issue 14.15: NaN crashed `watch` at start with a traceback."""
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+
+    meta_path = bundle_copy / "bundle.json"
+    meta_path.write_text(meta_path.read_text().replace('"value": ', '"value": NaN, "was": ', 1))
+    (tmp_path / "inbox").mkdir()
+    result = CliRunner().invoke(cli, ["watch", str(tmp_path / "inbox"), "--model", str(bundle_copy),
+                                      "--db", str(tmp_path / "db.sqlite"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "holds NaN, which is not a finite number" in result.output and result.exception.__class__ is SystemExit

@@ -78,3 +78,64 @@ def test_only_the_daemon_turns_any_reading_failure_into_an_error_result(monkeypa
     assert result.verdict == "error" and result.error == "cannot process image: RuntimeError: decoder bug"
     with Inferencer(bundle(scoring, 1.0)) as strict, pytest.raises(RuntimeError, match="decoder bug"):
         list(strict.judge(GOOD[:1]))
+
+
+def _float_tiff(value: float) -> bytes:
+    from inspector.cv_setup import cv2
+
+    image = np.full((80, 80), 0.5, np.float32)
+    image[30:40, 30:40] = value  # on the part
+    ok, data = cv2.imencode(".tif", image)
+    assert ok
+    return data.tobytes()
+
+
+def test_non_finite_pixels_are_an_error_not_a_verdict():
+    """Issue 14.10: a float TIFF with NaN or inf got verdict ok with score NULL."""
+    with Inferencer(bundle(ScoringConfig(error="squared", reduce="max"), threshold=0.3)) as inferencer:
+        results = list(inferencer.judge([(Path("nan.tif"), _float_tiff(np.nan)), (Path("inf.tif"), _float_tiff(np.inf)),
+                                         (Path("fine.tif"), _float_tiff(0.2))]))
+    for result in results[:2]:
+        assert result.verdict == "error" and result.score is None
+        assert "non-finite pixel values" in result.error, result.error
+    assert results[2].verdict == "ok"
+
+
+def test_a_non_finite_score_is_never_ok():
+    """Issue 14.10: NaN > threshold is false, which made the verdict ok."""
+    nan_bundle = bundle(ScoringConfig(error="distance", reduce="max"), threshold=0.3)
+    inputs = keras.Input(shape=(64, 64, 1))
+    nan_bundle.model = keras.Model(inputs, keras.layers.Rescaling(float("nan"))(inputs))
+    assert nan_bundle.verdict(float("nan")) == "error"
+    with Inferencer(nan_bundle) as inferencer:
+        [result] = list(inferencer.judge([GOOD[0]]))
+    assert result.verdict == "error" and result.score is None and "non-finite score" in result.error
+
+
+def test_decoding_stays_within_the_pixel_budget(monkeypatch):
+    """Issue 14.11: images are decoded under a budget of declared pixels shared by the decoding
+    threads (16 different 10000x10000 PNGs took the daemon from 0.6 to 6.8 GB)."""
+    import threading
+    import time
+
+    import inspector.inference as inference
+    from inspector.cv_setup import MAX_PIXELS
+    from test_preprocess import huge_png
+
+    lock, in_flight, peak = threading.Lock(), [0], [0]
+
+    def decode_slowly(source, exposure=None, path=None):  # declares 10000x10000; decoded as a small frame
+        with lock:
+            in_flight[0] += 10_000 * 10_000
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= 10_000 * 10_000
+        return np.full((64, 64), 0.5, np.float32)
+
+    monkeypatch.setattr(inference, "read_frame", decode_slowly)
+    sources = [(Path(f"{i}.png"), huge_png(10_000, 10_000)) for i in range(8)]
+    with Inferencer(bundle(ScoringConfig(error="squared", reduce="max"), threshold=0.3), threads=4) as inferencer:
+        results = list(inferencer.judge(sources, batch_size=8))
+    assert [r.verdict for r in results] == ["ok"] * 8
+    assert peak[0] <= MAX_PIXELS, f"{peak[0] / 1e6:.0f} megapixels decoded at once"

@@ -4,7 +4,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from inspector.bundle import read_metadata
+from inspector.bundle import accept_edits, read_metadata
 from inspector.cli import cli
 from inspector.store import Inspection, ModelRecord, Review, Store
 
@@ -16,6 +16,7 @@ def test_recalibration_from_reviews_moves_the_threshold_as_computed_by_hand(tiny
     meta["calibration"]["good_scores"] = [0.1, 0.2, 0.3, 0.4]  # the bundle's own good parts
     meta["threshold"]["value"] = 0.3
     (model / "bundle.json").write_text(json.dumps(meta))
+    accept_edits(model)  # edited on purpose
     fingerprint = read_metadata(model).fingerprint
 
     db = tmp_path / "db.sqlite"
@@ -63,6 +64,7 @@ def test_recalibration_from_reviews_moves_the_threshold_as_computed_by_hand(tiny
 
 def test_recalibration_without_reviews_is_a_clear_error(tiny_bundle, tmp_path):
     db = tmp_path / "empty.sqlite"
+    Store(str(db)).close()
     result = CliRunner().invoke(cli, ["calibrate", str(tiny_bundle), "--from-reviews", "--db", str(db)])
     assert result.exit_code == 1 and "no reviewed parts judged by this model" in result.output
 

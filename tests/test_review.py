@@ -70,9 +70,10 @@ def test_report_escapes_names_and_copies_overlays(db, tmp_path):
 
 
 def test_stats_per_station_and_model(database_url):
+    """Issue 16.10: rates over the time the daemons ran (their run spans), not first to last verdict."""
     from datetime import datetime, timedelta
 
-    from inspector.store import ModelRecord
+    from inspector.store import ModelRecord, Run
 
     store = Store(database_url)
     start = datetime(2026, 11, 23, 8, 0, 0)
@@ -80,21 +81,52 @@ def test_stats_per_station_and_model(database_url):
         model = ModelRecord(fingerprint="f" * 16, name="screw", path="/m", threshold=0.5)
         s.add(model)
         s.flush()
-        for i in range(10):  # line1: 10 parts in 9 s, scores 0.0 .. 0.9, two defects, one error
+        for i in range(10):  # line1: 10 parts, scores 0.0 .. 0.9, two defects, one error
             verdict = "error" if i == 0 else ("defect" if i >= 8 else "ok")
             s.add(Inspection(source_path=f"/in/{i}", source_name=f"{i}.png", content_hash=f"{i:064d}",
                              status="error" if i == 0 else "done", verdict=verdict,
                              score=None if i == 0 else i / 10, model_id=model.id, station="line1",
-                             scored_at=start + timedelta(seconds=i)))
+                             received_at=start + timedelta(seconds=i), scored_at=start + timedelta(seconds=i)))
         s.add(Inspection(source_path="/in/x", source_name="x.png", content_hash="x" * 64, status="done",
-                         verdict="ok", score=0.2, model_id=model.id, station="line2", scored_at=start))
+                         verdict="ok", score=0.2, model_id=model.id, station="line2", scored_at=start,
+                         received_at=start))
+        # line1 ran 20 s in all: two daemons overlapping for 5 s (15 s), then a restart (5 s).
+        for begin, end in ((-5, 5), (0, 10), (30, 35)):
+            s.add(Run(worker=f"h:{begin}:1", station="line1", model_id=model.id, started_at=start + timedelta(seconds=begin),
+                      last_seen_at=start + timedelta(seconds=end), stopped_at=start + timedelta(seconds=end)))
     store.close()
     result = run("stats", "--db", database_url, "--json")
     assert result.exit_code == 0, result.output
     line1, line2 = json.loads(result.stdout)
     assert (line1["station"], line1["model"], line1["images"], line1["defects"], line1["errors"]) == ("line1", "screw", 10, 2, 1)
-    assert line1["images_per_s"] == pytest.approx(10 / 9)
+    assert line1["running_s"] == pytest.approx(20.0)
+    assert line1["images_per_s"] == pytest.approx(10 / 20)
     assert line1["score_percentiles"]["p50"] == pytest.approx(0.5)  # median of 0.1 .. 0.9
-    assert (line2["station"], line2["images"], line2["images_per_s"]) == ("line2", 1, None)
+    assert (line2["station"], line2["images"], line2["images_per_s"]) == ("line2", 1, None)  # no run recorded
+    since = run("stats", "--db", database_url, "--since", (start + timedelta(seconds=2)).isoformat(), "--json")
+    line1 = json.loads(since.stdout)[0]
+    assert line1["images"] == 8 and line1["running_s"] == pytest.approx(13.0)
     table = run("stats", "--db", database_url).stdout
     assert "line1" in table and "line2" in table and "images/s" in table
+
+
+@pytest.mark.parametrize("command", [["review", "list"], ["review", "show", "1"], ["review", "label", "1", "ok"],
+                                     ["report", "--out", "r"], ["stats"]])
+def test_read_only_commands_do_not_create_a_database(tmp_path, monkeypatch, command):
+    """Issue 16.2: `inspector review list` where there is no database is an error naming the path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("INSPECTOR_DB", raising=False)
+    result = run(*command)
+    assert result.exit_code == 1
+    assert "no database at inspector.db" in result.output
+    assert not (tmp_path / "inspector.db").exists()
+
+
+@pytest.mark.parametrize("command", [["review", "list"], ["stats"]])
+def test_one_shot_commands_fail_fast_on_a_database_that_cannot_be_opened(command):
+    """Issue 14.13: one clear line and exit code 1, not 'database busy' for ever or a traceback."""
+    for url, says in (("postgresql+psycopg://qa@no-such-host.invalid/x", "cannot open database"),
+                      ("foo://x", "unknown database type 'foo'")):
+        result = run(*command, "--db", url)
+        assert result.exit_code == 1, result.output
+        assert says in result.output and "Traceback" not in result.output

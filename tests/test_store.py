@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -24,7 +26,7 @@ def test_migrating_twice_is_harmless(database_url):
     again = Store(database_url)
     assert again.inspections() == []
     with again.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
     again.close()
 
 
@@ -118,3 +120,105 @@ def test_daemons_starting_together_share_one_model_row(database_url):
     for s in stores:
         s.close()
     assert errors == [] and len(set(ids)) == 1
+
+
+@pytest.mark.parametrize("url, says", [
+    ("sqlite:////nonexistent/dir/x.db", "cannot open database sqlite:////nonexistent/dir/x.db"),
+    ("postgresql+psycopg://qa:secret@no-such-host.invalid/inspector", "cannot open database postgresql+psycopg://qa:***@no-such-host.invalid/inspector"),
+    ("foo://x/y", "unknown database type 'foo'"),
+    ("mysql://qa@db/inspector", "its driver is not installed"),
+])
+def test_a_database_that_cannot_be_opened_fails_fast_with_one_line(url, says):
+    """Issue 14.13: unreachable is not locked: no retry for ever, no traceback."""
+    import time
+
+    from inspector.errors import DatabaseError
+
+    started = time.monotonic()
+    with pytest.raises(DatabaseError) as caught:
+        Store(url)
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+    assert "secret" not in str(caught.value)
+    assert time.monotonic() - started < 20
+
+
+def test_locked_is_retried_for_ever_unreachable_only_for_the_outage(tmp_path):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from inspector.errors import DatabaseError
+
+    store = Store(str(tmp_path / "db.sqlite"), outage=0.3)
+    calls = []
+
+    def locked_three_times():
+        calls.append(1)
+        if len(calls) <= 3:
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        return "written"
+
+    assert store.retry(locked_three_times, "test") == "written"
+
+    def unreachable():
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("unable to open database file"))
+
+    with pytest.raises(DatabaseError, match="unreachable for 0 s during test: unable to open database file"):
+        store.retry(unreachable, "test")
+    store.close()
+
+
+def test_read_only_opening_never_creates_a_database(tmp_path):
+    """Issue 16.2: a missing SQLite file is an error naming the path looked at."""
+    from inspector.errors import DatabaseError
+
+    missing = tmp_path / "inspector.db"
+    with pytest.raises(DatabaseError, match=f"no database at {missing}"):
+        Store(str(missing), must_exist=True)
+    assert not missing.exists()
+
+
+def test_a_deleted_or_replaced_sqlite_file_is_noticed(tmp_path):
+    """Issue 14.5: the file's identity (device and inode) is checked."""
+    from inspector.errors import DatabaseError
+
+    db = tmp_path / "db.sqlite"
+    store = Store(str(db))
+    store.check_file()
+    other = Store(str(tmp_path / "other.sqlite"))
+    other.close()
+    os.replace(tmp_path / "other.sqlite", db)
+    with pytest.raises(DatabaseError, match="was replaced"):
+        store.check_file()
+    db.unlink()
+    with pytest.raises(DatabaseError, match="was deleted"):
+        store.check_file()
+    store.close()
+
+
+def test_migration_0003_adds_daemon_runs_and_keeps_the_rows(database_url):
+    """Issue 16.10: the runs table (when each daemon ran) is added to a database at 0002."""
+    from alembic import command
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(database_url)
+    config = _alembic_config(None)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.execute(text("INSERT INTO inspections (source_path, source_name, content_hash, received_at, status)"
+                                " VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done')"))
+    assert "runs" not in inspect(engine).get_table_names()
+    engine.dispose()
+    store = Store(database_url)  # migrates to the head
+    assert [r.source_name for r in store.inspections()] == ["a.png"]
+    run_id = store.start_run("host:1:2", "line1", None)
+    store.touch_run(run_id, stopped=True)
+    with store.engine.connect() as connection:
+        row = connection.execute(text("SELECT worker, station, started_at, last_seen_at, stopped_at FROM runs")).one()
+    assert row.worker == "host:1:2" and row.station == "line1" and row.stopped_at >= row.started_at
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    assert "runs" not in inspect(store.engine).get_table_names()
+    store.close()

@@ -11,7 +11,7 @@ from inspector.bundle import load_bundle
 from inspector.store import Store
 from inspector.intake import is_temporary
 from inspector.watcher import WatchOptions, Watcher
-from helpers import png_bytes, rows, wait_for, write_png
+from helpers import encoded, png_bytes, rows, wait_for, write_png
 from test_preprocess import huge_png
 
 
@@ -20,12 +20,12 @@ def daemon(tiny_bundle, tmp_path):
     """Start a watcher in a thread; yields a function that starts it, and stops it afterwards."""
     started = []
 
-    def start(on_done="move", settle=0.2, incomplete_timeout=1.0):
+    def start(on_done="move", settle=0.2, incomplete_timeout=1.0, rescan_every=1.0):
         inbox = tmp_path / "inbox"
         inbox.mkdir(exist_ok=True)
         store = Store(str(tmp_path / "db.sqlite"))
         options = WatchOptions(out=tmp_path / "out", batch=8, on_done=on_done, settle=settle,
-                               incomplete_timeout=incomplete_timeout, rescan_every=1.0)
+                               incomplete_timeout=incomplete_timeout, rescan_every=rescan_every)
         watcher = Watcher(inbox, load_bundle(tiny_bundle), store, options)
         thread = threading.Thread(target=watcher.run, kwargs={"install_signals": False}, name="watcher-under-test")
         thread.start()
@@ -74,7 +74,7 @@ def test_each_bad_input_gets_its_documented_outcome_and_the_daemon_stays_up(daem
     (inbox / "first name.png").write_bytes(png_bytes(8))
     expected_errors = {
         "empty.png": "empty file",
-        "truncated.png": "not a readable image",
+        "truncated.png": "incomplete PNG file: it ends before its IEND chunk",
         "text.png": "not a readable image",
         "huge.png": "too large (50000x50000",
         "link.png": "symlink to a file outside the inbox",
@@ -133,10 +133,12 @@ def test_slowly_written_file_waits_until_complete(daemon):
 def test_keep_leaves_files_and_never_rescores(daemon):
     inbox, out, db, watcher, thread = daemon(on_done="keep")
     write_png(inbox / "kept.png", seed=11)
-    wait_for(lambda: rows(db, "status='done'"), 30, "verdict")
+    with open(os.fsencode(inbox) + b"/kept\xff.png", "wb") as fh:  # a name that is not UTF-8 (issue 14.7)
+        fh.write(png_bytes(12))
+    wait_for(lambda: len(rows(db, "status='done'")) == 2, 30, "verdicts")
     threading.Event().wait(2.5)  # two rescans of the inbox
     assert (inbox / "kept.png").exists()
-    assert len(rows(db)) == 1
+    assert len(rows(db)) == 2
 
 
 def test_daemon_waits_for_a_locked_database_and_loses_nothing(daemon):
@@ -175,3 +177,351 @@ def test_a_failing_batch_is_retried_and_the_daemon_keeps_running(daemon, monkeyp
     assert row["source_name"] == "unlucky.png" and len(rows(db)) == 1
     assert len(failures) == 2 and thread.is_alive()
     wait_for(lambda: not (inbox / "unlucky.png").exists(), 10, "file moved")
+
+
+def _write_slowly(path: Path, data: bytes, pieces: int, pause: float) -> None:
+    with open(path, "wb") as fh:
+        for i in range(pieces):
+            fh.write(data[i * len(data) // pieces:(i + 1) * len(data) // pieces])
+            fh.flush()
+            if i < pieces - 1:
+                threading.Event().wait(pause)
+
+
+def test_tiff_and_bmp_written_with_long_pauses_are_judged_complete(daemon):
+    """Issue 14.1: pauses longer than --settle; a real completeness rule per format."""
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=5.0)
+    files = {"slow.tif": encoded(".tif", 41, size=160), "slow.bmp": encoded(".bmp", 42, size=160)}
+    writers = [threading.Thread(target=_write_slowly, args=(inbox / name, data, 3, 0.6)) for name, data in files.items()]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    wait_for(lambda: len(rows(db, "status != 'pending'")) == 2, 30, "two verdicts")
+    for row in rows(db):
+        assert row["status"] == "done", (row["source_name"], row["error_reason"])
+        assert row["size_bytes"] == len(files[row["source_name"]])
+    assert not (out / "rejected").exists()
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".tif"])
+def test_a_file_created_empty_and_filled_later_is_judged(daemon, suffix):
+    """Issue 14.3: exec 3>f; sleep 1.5; cat img >&3 (or rsync --inplace)."""
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=5.0)
+    (inbox / f"earlier empty{suffix}").write_bytes(b"")  # an empty file left for good, first
+    data = encoded(suffix, 43)
+    with open(inbox / f"late{suffix}", "wb") as fh:
+        threading.Event().wait(1.5)
+        fh.write(data)
+    row = wait_for(lambda: rows(db, f"source_name='late{suffix}' AND status != 'pending'"), 30, "verdict")[0]
+    assert row["status"] == "done" and row["size_bytes"] == len(data)
+    wait_for(lambda: not (inbox / f"late{suffix}").exists(), 10, "archived")
+    assert not list((out / "rejected").rglob(f"*late{suffix}"))
+    # The empty file itself ends as an error once the timeout is over, judged once.
+    empty = wait_for(lambda: rows(db, "status = 'error'"), 30, "the empty file's error row")[0]
+    assert empty["source_name"] == f"earlier empty{suffix}" and empty["error_reason"] == "empty file"
+
+
+def test_a_premature_rejection_loses_nothing_when_the_file_completes(daemon):
+    """Issue 14.1/14.3: a writer pausing longer than --incomplete-timeout. The unfinished file gets
+    an error row and a copy in rejected/; the file stays, and its complete content is judged."""
+    import hashlib
+
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=1.0)
+    data = encoded(".tif", 44, size=160)
+    path = inbox / "paused.tif"
+    with open(path, "wb") as fh:
+        fh.write(data[:len(data) // 3])
+        fh.flush()
+        first = wait_for(lambda: rows(db, "status = 'error'"), 30, "the unfinished file rejected")[0]
+        assert first["error_reason"].startswith("incomplete TIFF file")
+        copy = Path(first["stored_path"])
+        assert "rejected" in str(copy) and copy.read_bytes() == data[:len(data) // 3]
+        assert path.exists()  # held: it may still be written
+        fh.write(data[len(data) // 3:])
+    done = wait_for(lambda: rows(db, "status = 'done'"), 30, "the completed file judged")[0]
+    assert done["source_name"] == "paused.tif" and done["content_hash"] == hashlib.sha256(data).hexdigest()
+    wait_for(lambda: Path(done["stored_path"]).is_file() and not path.exists(), 10, "archived")
+    assert copy.is_file() and len(rows(db)) == 2  # the rejected copy is kept
+
+
+def test_an_unfinished_file_left_so_is_removed_from_the_inbox_once_its_copy_is_kept(daemon):
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=0.5)
+    (inbox / "cut.png").write_bytes(png_bytes(45)[:500])
+    row = wait_for(lambda: rows(db, "status = 'error'"), 30, "error row")[0]
+    wait_for(lambda: not (inbox / "cut.png").exists(), 10, "removed after a second timeout")
+    assert Path(row["stored_path"]).read_bytes() == png_bytes(45)[:500]
+
+
+def test_an_unreadable_file_gets_an_error_row_and_is_moved_aside(daemon, monkeypatch):
+    """Issue 14.6: no read permission, as .png or .tif: one rule, no hot retry loop."""
+    import errno
+
+    import inspector.intake
+    from inspector.errors import ImageError
+
+    original, attempts = inspector.intake.read_bytes, []
+
+    def read_bytes(path, follow_symlinks=True):  # root reads a mode 000 file: refuse as EACCES would
+        if Path(path).stem == "locked":
+            attempts.append(path)
+            raise ImageError(path, "cannot read file: Permission denied") from PermissionError(errno.EACCES, "")
+        return original(path, follow_symlinks)
+
+    monkeypatch.setattr(inspector.intake, "read_bytes", read_bytes)
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=1.0)
+    for suffix in (".png", ".tif"):
+        (inbox / f"locked{suffix}").write_bytes(encoded(suffix, 46))
+    errors = wait_for(lambda: len(rows(db, "status = 'error'")) == 2 and rows(db, "status = 'error'"), 30, "errors")
+    for row in errors:
+        assert "Permission denied" in row["error_reason"]
+        wait_for(lambda: Path(row["stored_path"]).is_file(), 10, "moved aside")
+    assert len(attempts) <= 6, len(attempts)
+    assert not any(inbox.iterdir())
+
+
+def test_a_fifo_in_the_inbox_is_refused_and_the_daemon_stays_responsive(daemon):
+    """Issue 14.9: a FIFO renamed over a tracked file must not block the loop in open()."""
+    inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=5.0)
+    (inbox / "part.png").write_bytes(png_bytes(47)[:300])  # unfinished: tracked
+    threading.Event().wait(0.3)
+    os.mkfifo(inbox / ".fifo")
+    os.rename(inbox / ".fifo", inbox / "part.png")
+    write_png(inbox / "after.png", seed=48)
+    try:
+        wait_for(lambda: rows(db, "source_name='after.png' AND status='done'"), 30, "verdict after the FIFO")
+        row = wait_for(lambda: rows(db, "source_name='part.png' AND status='error'"), 30, "the FIFO refused")[0]
+        assert "not a regular file (a FIFO)" in row["error_reason"]
+    finally:  # a loop blocked in open() on the FIFO is let go, so that the test ends
+        import time
+
+        deadline = time.monotonic() + 10
+        while (inbox / "part.png").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+            try:
+                os.close(os.open(inbox / "part.png", os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def small_out(tmp_path):
+    """OUT on a 2 MB tmpfs (root only), most of it taken by a filler file; yields the filler."""
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(out)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    filler = out / "filler"
+    filler.write_bytes(b"\0" * 1_200_000)
+    yield filler
+    subprocess.run(["umount", "-l", str(out)], check=True)
+
+
+def noise_png(seed: int, size: int = 320) -> bytes:
+    """A PNG that does not compress: about size * size bytes."""
+    import numpy as np
+
+    from inspector.cv_setup import cv2
+
+    ok, data = cv2.imencode(".png", np.random.default_rng(seed).integers(0, 255, (size, size), dtype=np.uint8))
+    return data.tobytes()
+
+
+def test_a_full_disk_keeps_files_in_the_inbox_and_recovers_when_space_returns(small_out, daemon):
+    """Issue 14.4: --out on a full 2 MB tmpfs, then space freed: every file is archived, every
+    row points at a complete copy (size and SHA-256)."""
+    import hashlib
+
+    inbox, out, db, watcher, thread = daemon()
+    watcher.intake  # the inbox is on the disk, OUT on the tmpfs: moves are copies
+    images = {f"big{i:02d}.png": noise_png(60 + i) for i in range(12)}
+    for name, data in images.items():
+        (inbox / name).write_bytes(data)
+    wait_for(lambda: len(rows(db, "status = 'done'")) >= 4, 60, "some verdicts")
+    threading.Event().wait(2.0)  # the disk is full: some files cannot leave the inbox
+    stuck = sorted(p.name for p in inbox.iterdir())
+    assert stuck, "the tmpfs should have filled up"
+    for row in rows(db, "status = 'done'"):  # no row points at a truncated copy
+        stored = Path(row["stored_path"])
+        assert not stored.exists() or hashlib.sha256(stored.read_bytes()).hexdigest() == row["content_hash"]
+    small_out.unlink()  # space returns
+    wait_for(lambda: len(rows(db, "status = 'done'")) == 12 and not any(inbox.iterdir()), 60, "recovery")
+    for row in rows(db):
+        stored = Path(row["stored_path"])
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == row["content_hash"], row["source_name"]
+        assert stored.stat().st_size == len(images[row["source_name"]])
+    assert not [p for p in out.rglob(".*") if p.is_file()], "a temporary copy was left behind"
+
+
+def test_the_sqlite_file_deleted_while_running_stops_the_daemon_before_moving_anything(tiny_bundle, tmp_path, caplog):
+    """Issue 14.5: the daemon would write into the unlinked file and archive the images, losing
+    their verdicts. It must stop loudly (ERROR, exit code 1), the image left in the inbox."""
+    import signal
+
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite"
+    inbox.mkdir()
+    write_png(inbox / "first.png", seed=51)
+
+    def saboteur():
+        wait_for(lambda: rows(db, "status = 'done'"), 60, "first verdict")
+        wait_for(lambda: not (inbox / "first.png").exists(), 10, "first archived")
+        for name in ("db.sqlite", "db.sqlite-wal", "db.sqlite-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        write_png(inbox / "second.png", seed=52)
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    thread = threading.Thread(target=saboteur)
+    thread.start()
+    try:
+        result = CliRunner().invoke(cli, ["watch", str(inbox), "--model", str(tiny_bundle), "--db", str(db),
+                                          "--out", str(out), "--settle", "0.2", "--exit-when-idle", "15"])
+    finally:
+        thread.join()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert result.exit_code == 1, result.output
+    assert f"the database file {db} was deleted while in use" in result.output
+    assert any(r.levelname == "ERROR" and "was deleted" in r.getMessage() for r in caplog.records)
+    assert (inbox / "second.png").exists() and not list(out.rglob("*second.png"))
+
+
+@pytest.mark.parametrize("db, says", [("/nonexistent/dir/x.db", "cannot open database sqlite:////nonexistent/dir/x.db"),
+                                      ("foo://x", "unknown database type 'foo'")])
+def test_watch_with_a_database_that_cannot_be_opened_exits_at_once(tiny_bundle, tmp_path, db, says):
+    """Issue 14.13: not "database busy" for ever, not a traceback: one line, exit code 1."""
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+
+    (tmp_path / "inbox").mkdir()
+    result = CliRunner().invoke(cli, ["watch", str(tmp_path / "inbox"), "--model", str(tiny_bundle), "--db", db,
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and says in result.output and result.exception.__class__ is SystemExit
+
+
+def test_a_name_with_invalid_utf8_is_judged_and_stored_losslessly(daemon):
+    """Issue 14.7: bad\\xff\\xfe.png made its whole batch fail every 10 s."""
+    from inspector.names import restored
+
+    inbox, out, db, watcher, thread = daemon()
+    bad = os.fsencode(inbox) + b"/bad\xff\xfe.png"
+    with open(bad, "wb") as fh:
+        fh.write(png_bytes(53))
+    write_png(inbox / "good neighbour.png", seed=54)
+    done = wait_for(lambda: len(rows(db, "status = 'done'")) == 2 and rows(db, "status = 'done'"), 30, "both judged")
+    by_name = {r["source_name"]: r for r in done}
+    row = by_name["bad\\xff\\xfe.png"]  # printable for people
+    assert os.fsencode(restored(row["source_path"])) == bad  # the real name, byte for byte
+    stored = Path(row["stored_path"])
+    assert stored.read_bytes() == png_bytes(53) and stored.name == f"{row['id']}_bad\\xff\\xfe.png"
+    assert Path(row["heatmap_path"]).is_file()
+    wait_for(lambda: not any(inbox.iterdir()), 10, "both archived")
+
+
+def test_a_very_long_name_gets_bounded_output_names(daemon):
+    """Issue 14.8: a 250-byte name made the heatmap's name exceed 255 bytes; both files of its
+    batch stayed pending for ever."""
+    inbox, out, db, watcher, thread = daemon()
+    long_name = "line1_station4_" + "x" * 231 + ".png"
+    assert len(long_name.encode()) == 250
+    write_png(inbox / long_name, seed=55)
+    write_png(inbox / "batch mate.png", seed=56)
+    done = wait_for(lambda: len(rows(db, "status = 'done'")) == 2 and rows(db, "status = 'done'"), 30, "both judged")
+    row = next(r for r in done if r["source_name"] == long_name)
+    for column in ("heatmap_path", "overlay_path", "stored_path"):
+        name = Path(row[column]).name
+        assert len(name.encode()) <= 255 and name.startswith(f"{row['id']}_line1_station4_xxx"), name
+        wait_for(lambda: Path(row[column]).is_file(), 10, column)
+
+
+def test_a_file_that_fails_for_good_gets_an_error_row_and_its_batch_mates_are_judged(daemon, monkeypatch):
+    """Issue 14.12: a batch failing for a reason that will not go away was retried for ever.
+    It is retried one file at a time; the failing file gets an error row with the reason."""
+    inbox, out, db, watcher, thread = daemon()
+    original = watcher._write_heatmaps
+
+    def poisoned(result, heat, over):
+        if "poison" in result.path.name:
+            raise ValueError("heat_scale is not a number: 'x'")
+        return original(result, heat, over)
+
+    monkeypatch.setattr(watcher, "_write_heatmaps", poisoned)
+    write_png(inbox / "poison.png", seed=61)
+    for i in range(3):
+        write_png(inbox / f"mate{i}.png", seed=62 + i)
+    wait_for(lambda: len(rows(db, "status != 'pending'")) == 4, 30, "four outcomes")
+    by_name = {r["source_name"]: r for r in rows(db)}
+    poison = by_name.pop("poison.png")
+    assert poison["status"] == "error" and "heat_scale is not a number" in poison["error_reason"]
+    assert all(r["status"] == "done" for r in by_name.values())
+    wait_for(lambda: not any(inbox.iterdir()), 10, "every file out of the inbox")
+    assert "rejected" in poison["stored_path"] and Path(poison["stored_path"]).is_file()
+
+
+def test_an_inbox_deleted_and_recreated_is_watched_again_at_once(daemon, caplog):
+    """Issue 14.14: events stopped and only the rescan (every 10 s) found new files, silently."""
+    import shutil
+    import time
+
+    inbox, out, db, watcher, thread = daemon(rescan_every=600.0)  # events only
+    write_png(inbox / "before.png", seed=71)
+    wait_for(lambda: rows(db, "status = 'done'"), 30, "first verdict")
+    wait_for(lambda: not (inbox / "before.png").exists(), 10, "archived")
+    shutil.rmtree(inbox)
+    time.sleep(0.5)
+    inbox.mkdir()
+    time.sleep(0.5)
+    write_png(inbox / "after.png", seed=72)
+    started = time.monotonic()
+    wait_for(lambda: rows(db, "source_name = 'after.png' AND status = 'done'"), 10, "verdict in the new inbox")
+    assert time.monotonic() - started < 5
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("is gone" in m for m in messages) and any("was recreated" in m for m in messages), messages
+
+
+def test_each_row_records_its_own_processing_time_and_the_run_is_recorded(tiny_bundle, tmp_path, monkeypatch):
+    """Issue 16.10: processing_ms was the batch's time, the same on every row of the batch."""
+    import time
+
+    import inspector.inference as inference
+    from inspector.store import Run
+
+    real_prepare = inference.prepare
+
+    def prepare(gray, config, path=None):
+        if path is not None and "slow" in str(path):
+            time.sleep(0.4)
+        return real_prepare(gray, config, path)
+
+    monkeypatch.setattr(inference, "prepare", prepare)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name, seed in (("slow.png", 81), ("quick1.png", 82), ("quick2.png", 83)):
+        write_png(inbox / name, seed=seed)
+    store = Store(str(tmp_path / "db.sqlite"))
+    watcher = Watcher(inbox, load_bundle(tiny_bundle), store, WatchOptions(out=tmp_path / "out", quick_settle=0.0))
+    try:
+        watcher.intake.scan()
+        arrivals = watcher.intake.take(10)
+        assert len(arrivals) == 3
+        watcher.process(arrivals)  # one batch
+    finally:
+        watcher._pool.shutdown()
+        watcher.inferencer.close()
+    by_name = {r["source_name"]: r["processing_ms"] for r in rows(tmp_path / "db.sqlite")}
+    assert by_name["slow.png"] >= 400, by_name
+    assert by_name["quick1.png"] < 300 and by_name["quick2.png"] < 300, by_name
+    # The daemon records when it ran, for the rates of `inspector stats`.
+    watcher = Watcher(inbox, load_bundle(tiny_bundle), store, WatchOptions(out=tmp_path / "out"))
+    watcher.run(install_signals=False, max_idle=0.5)
+    with store.session() as s:
+        [recorded] = s.query(Run).all()
+    assert recorded.stopped_at is not None and recorded.stopped_at >= recorded.started_at
+    assert recorded.station == watcher.options.station and recorded.model_id == watcher.model_id
+    store.close()

@@ -1,4 +1,5 @@
-"""The real daemon as a subprocess, killed with SIGKILL twice while 600 images arrive.
+"""The real daemon as a subprocess, killed with SIGKILL twice while 600 images arrive, on SQLite
+and on PostgreSQL.
 
 At the end every image has exactly one verdict row, none is missing or duplicated, and every
 heatmap, overlay and archived image exists.
@@ -14,7 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import png_bytes, rows, wait_for
+from sqlalchemy import create_engine, text
+
+from helpers import png_bytes, wait_for
 
 SLOW, ATOMIC = 300, 300
 
@@ -52,9 +55,18 @@ def write_atomically(inbox: Path, stop: threading.Event):
             return
 
 
-def test_sigkill_twice_loses_nothing_and_scores_nothing_twice(tiny_bundle, tmp_path):
-    inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite"
+def test_sigkill_twice_loses_nothing_and_scores_nothing_twice(tiny_bundle, database_url, tmp_path):
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", database_url
     inbox.mkdir()
+    engine = create_engine(database_url)
+
+    def rows(url, where="1=1"):
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text(f"SELECT * FROM inspections WHERE {where} ORDER BY id")).mappings().all()
+        except Exception:  # the schema is not there yet
+            return []
+
     seed = random.SystemRandom().randrange(1 << 30)  # keras seeds the global generator
     rng = random.Random(seed)
     print(f"kill schedule seed {seed}")
@@ -64,7 +76,7 @@ def test_sigkill_twice_loses_nothing_and_scores_nothing_twice(tiny_bundle, tmp_p
                threading.Thread(target=write_atomically, args=(inbox, stop))]
     daemon = start_daemon(inbox, tiny_bundle, db, out, log)
     try:
-        wait_for(lambda: rows(db) is not None and db.exists(), 60, "daemon start-up")
+        wait_for(lambda: b"watching" in (tmp_path / "daemon.log").read_bytes(), 60, "daemon start-up")
         for w in writers:
             w.start()
         for kill in range(2):
@@ -94,6 +106,7 @@ def test_sigkill_twice_loses_nothing_and_scores_nothing_twice(tiny_bundle, tmp_p
         log.close()
 
     everything = rows(db)
+    engine.dispose()
     names = [r["source_name"] for r in everything]
     expected = {f"slow {i:03d}.png" for i in range(SLOW)} | {f"atomic_{i:03d}.png" for i in range(ATOMIC)}
     assert len(names) == len(set(names)), "an image has more than one row"

@@ -385,7 +385,7 @@ def bundle_verify(model_dir, accept_edits):
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path),
-              help="Write NAME_heatmap.png (the error map of the upright part), NAME_overlay.png (the heat "
+              help="Write NAME_heatmap.png (the error map of the upright part), NAME_overlay.jpg (the heat "
                    "drawn on the photo) and NAME_crop.png (the heat on the upright part) for each image into this "
                    "folder; images of the same name get their folders' names in front (good_000, defect_000).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=32, show_default=True, help="Images per model batch.")
@@ -442,7 +442,7 @@ def score(model_dir, paths, heatmaps, batch, as_json):
 
 def _write_pictures(inferencer, prefix: Path, result) -> dict:
     heat = prefix.with_name(f"{prefix.name}_heatmap.png")
-    over = prefix.with_name(f"{prefix.name}_overlay.png")
+    over = prefix.with_name(f"{prefix.name}_overlay.jpg")
     crop = prefix.with_name(f"{prefix.name}_crop.png")
     inferencer.write_pictures(result, heat, over, crop)
     return {"heatmap": str(heat), "overlay": str(over), "crop_overlay": str(crop)}
@@ -737,7 +737,7 @@ def review_show(inspection_id, db, as_json):
         click.echo(json.dumps(data, indent=2))
         return
     for key in ("id", "source_name", "status", "verdict", "score", "threshold", "error_reason", "stored_path",
-                "heatmap_path", "overlay_path", "received_at", "scored_at", "review"):
+                "heatmap_path", "overlay_path", "crop_overlay_path", "received_at", "scored_at", "review"):
         if data[key] is not None:
             click.echo(f"{key:14} {data[key]}")
     for r in data["reviews"]:

@@ -52,6 +52,7 @@ def as_dict(row: Inspection) -> dict:
         "error_reason": row.error_reason,
         "heatmap_path": row.heatmap_path,
         "overlay_path": row.overlay_path,
+        "crop_overlay_path": row.crop_overlay_path,
         "received_at": row.received_at.isoformat() if row.received_at else None,
         "scored_at": row.scored_at.isoformat() if row.scored_at else None,
         "processing_ms": row.processing_ms,
@@ -88,7 +89,7 @@ def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts"
     for r in rows:
         picture = ""
         if r.overlay_path and os.path.isfile(r.overlay_path):
-            copy = images / f"{r.id}_overlay.png"
+            copy = images / f"{r.id}_overlay{Path(r.overlay_path).suffix}"
             shutil.copyfile(r.overlay_path, copy)
             picture = f'<img src="images/{copy.name}" alt="overlay of inspection {r.id}">'
         notes = "".join(

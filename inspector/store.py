@@ -86,7 +86,8 @@ class Inspection(Base):
     threshold: Mapped[Optional[float]] = mapped_column(Float)
     error_reason: Mapped[Optional[str]] = mapped_column(Text)
     heatmap_path: Mapped[Optional[str]] = mapped_column(Text)
-    overlay_path: Mapped[Optional[str]] = mapped_column(Text)
+    overlay_path: Mapped[Optional[str]] = mapped_column(Text)  # the heat drawn on the photo
+    crop_overlay_path: Mapped[Optional[str]] = mapped_column(Text)  # the heat on the upright part
     stored_path: Mapped[Optional[str]] = mapped_column(Text)  # where the image went afterwards
     model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id"))
     processing_ms: Mapped[Optional[float]] = mapped_column(Float)

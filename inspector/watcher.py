@@ -216,11 +216,12 @@ class Watcher:
         heat_jobs = {}
         for w in work:
             if w.error is None:
-                heat, over = self._heat_paths(w)
-                heat_jobs[w.row_id] = self._pool.submit(self._write_heatmaps, w.result, heat, over)
+                heat, over, crop = self._heat_paths(w)
+                heat_jobs[w.row_id] = self._pool.submit(self._write_heatmaps, w.result, heat, over, crop)
                 updates[w.row_id] = dict(
                     status="done", verdict=w.result.verdict, score=w.result.score, threshold=self.bundle.threshold,
-                    heatmap_path=str(heat), overlay_path=str(over), model_id=self.model_id,
+                    heatmap_path=str(heat), overlay_path=str(over), crop_overlay_path=str(crop),
+                    model_id=self.model_id,
                     stored_path=str(self._destination(w, "archive")) if self.options.on_done == "move"
                     else stored(str(w.path)),
                     width=w.result.width, height=w.result.height,
@@ -274,15 +275,16 @@ class Watcher:
 
     # -- files -----------------------------------------------------------------------------
 
-    def _heat_paths(self, w: Work) -> tuple[Path, Path]:
+    def _heat_paths(self, w: Work) -> tuple[Path, Path, Path]:
+        """Where its heatmap, its overlay on the photo and its overlay on the upright part go."""
         folder = self.out / "heatmaps" / _day(w.received_at)
-        return (folder / bounded(f"{w.row_id}_", w.path.name, "_heatmap.png"),
-                folder / bounded(f"{w.row_id}_", w.path.name, "_overlay.png"))
+        return tuple(folder / bounded(f"{w.row_id}_", w.path.name, end)
+                     for end in ("_heatmap.png", "_overlay.jpg", "_crop.png"))
 
-    def _write_heatmaps(self, result: Result, heat: Path, over: Path) -> float:
-        """Write the heatmap and the overlay; returns the milliseconds it took."""
+    def _write_heatmaps(self, result: Result, heat: Path, over: Path, crop: Path) -> float:
+        """Write the heatmap and the overlays; returns the milliseconds it took."""
         started = time.perf_counter()
-        self.inferencer.write_pictures(result, heat, over)
+        self.inferencer.write_pictures(result, heat, over, crop)
         return (time.perf_counter() - started) * 1000
 
     def _destination(self, w: Work, kind: str) -> Path:

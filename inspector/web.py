@@ -30,7 +30,8 @@ from .review import parse_since, review_state
 from .store import Inspection, ModelRecord, Store, utcnow
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-PICTURES = {"input": "stored_path", "heatmap": "heatmap_path", "overlay": "overlay_path"}
+PICTURES = {"input": "stored_path", "overlay": "overlay_path", "upright": "crop_overlay_path",
+            "heatmap": "heatmap_path"}
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in every database
 MAX_DAYS = 3660
 # What a picture's first bytes must be for it to be served as an image.

@@ -8,6 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from inspector.bundle import accept_edits
 from inspector.cli import cli
 from conftest import SAMPLE
 
@@ -78,7 +79,8 @@ def test_score_files_and_folders_with_heatmaps(tiny_bundle, tmp_path):
             continue
         assert row["verdict"] == ("defect" if row["score"] > threshold else "ok")
         assert (heat / name.replace(".png", "_heatmap.png")).stat().st_size > 0
-        assert (heat / name.replace(".png", "_overlay.png")).stat().st_size > 0
+        assert (heat / name.replace(".png", "_overlay.jpg")).stat().st_size > 0
+        assert (heat / name.replace(".png", "_crop.png")).stat().st_size > 0
 
 
 def test_score_text_output(tiny_bundle):
@@ -168,6 +170,7 @@ def with_threshold(bundle, tmp_path, value):
     meta = json.loads((copy / "bundle.json").read_text())
     meta["threshold"]["value"] = value
     (copy / "bundle.json").write_text(json.dumps(meta))
+    accept_edits(copy)  # an edit on purpose (`inspector bundle verify --accept-edits`)
     return copy
 
 
@@ -195,10 +198,11 @@ def test_score_heatmaps_of_images_with_the_same_name_do_not_overwrite_each_other
     rows = {r["path"]: r for r in json.loads(result.stdout)}
     good, defect = rows[str(GOOD / "000.png")], rows[str(DEFECT / "000.png")]
     assert good["heatmap"] == str(heat / "good_000_heatmap.png")
-    assert defect["overlay"] == str(heat / "defect_000_overlay.png")
+    assert defect["overlay"] == str(heat / "defect_000_overlay.jpg")
     assert rows[str(DEFECT / "005_1.png")]["heatmap"] == str(heat / "005_1_heatmap.png")  # no clash: plain name
     assert sorted(p.name for p in heat.iterdir()) == sorted(
-        f"{stem}_{kind}.png" for stem in ("good_000", "defect_000", "005_1") for kind in ("heatmap", "overlay"))
+        f"{stem}_{kind}" for stem in ("good_000", "defect_000", "005_1")
+        for kind in ("heatmap.png", "overlay.jpg", "crop.png"))
     assert (heat / "good_000_heatmap.png").read_bytes() != (heat / "defect_000_heatmap.png").read_bytes()
 
 
@@ -263,8 +267,10 @@ def test_evaluate_and_train_check_their_arguments_first(tiny_bundle, tmp_path, n
     (tmp_path / "empty").mkdir()
     result = run("evaluate", tiny_bundle, "--good", GOOD, "--defect", tmp_path / "empty")
     assert result.exit_code == 1 and "no images found in defect folder" in result.output
-    result = run("train", SAMPLE / "train" / "good", "--out", tmp_path / "m", "--epochs", "3")  # default: no epochs
-    assert result.exit_code == 1 and "--epochs: pipeline screw (patch_memory) is fitted without epochs" in result.output
+    result = run("train", SAMPLE / "train" / "good", "--out", tmp_path / "m", "--epochs", "3", "--pipeline",
+                 "screw-memory")
+    assert result.exit_code == 1 and "--epochs: pipeline screw-memory (patch_memory) is fitted without epochs" \
+        in result.output
     assert not (tmp_path / "m").exists()
 
 

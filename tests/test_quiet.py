@@ -20,7 +20,7 @@ def inspector(*args, cwd):
 
 
 def test_train_score_and_watch_print_no_library_noise(tmp_path):
-    trained = inspector("train", SAMPLE / "train" / "good", "--out", "m", cwd=tmp_path)
+    trained = inspector("train", SAMPLE / "train" / "good", "--out", "m", "--epochs", "2", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     scored = inspector("score", "m", SAMPLE / "test" / "good", SAMPLE / "test" / "defect", cwd=tmp_path)
     assert scored.returncode in (0, 1), scored.stderr

@@ -26,7 +26,7 @@ def test_migrating_twice_is_harmless(database_url):
     again = Store(database_url)
     assert again.inspections() == []
     with again.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
     again.close()
 
 
@@ -221,4 +221,29 @@ def test_migration_0003_adds_daemon_runs_and_keeps_the_rows(database_url):
         config.attributes["connection"] = connection
         command.downgrade(config, "0002")
     assert "runs" not in inspect(store.engine).get_table_names()
+    store.close()
+
+
+def test_migration_0004_adds_the_upright_overlay_and_keeps_the_rows(database_url):
+    """Issue 15: the overlay on the upright part is kept beside the overlay on the photo."""
+    from alembic import command
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(database_url)
+    config = _alembic_config(None)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        connection.execute(text("INSERT INTO inspections (source_path, source_name, content_hash, received_at, status,"
+                                " overlay_path) VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done',"
+                                " '/out/1_overlay.png')"))
+    assert "crop_overlay_path" not in {c["name"] for c in inspect(engine).get_columns("inspections")}
+    engine.dispose()
+    store = Store(database_url)
+    [row] = store.inspections()
+    assert row.overlay_path == "/out/1_overlay.png" and row.crop_overlay_path is None
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+    assert "crop_overlay_path" not in {c["name"] for c in inspect(store.engine).get_columns("inspections")}
     store.close()

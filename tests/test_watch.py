@@ -306,15 +306,15 @@ def test_a_fifo_in_the_inbox_is_refused_and_the_daemon_stays_responsive(daemon):
 
 @pytest.fixture
 def small_out(tmp_path):
-    """OUT on a 2 MB tmpfs (root only), most of it taken by a filler file; yields the filler."""
+    """OUT on a 4 MB tmpfs (root only), most of it taken by a filler file; yields the filler."""
     import subprocess
 
     out = tmp_path / "out"
     out.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(out)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(out)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     filler = out / "filler"
-    filler.write_bytes(b"\0" * 1_200_000)
+    filler.write_bytes(b"\0" * 3_000_000)
     yield filler
     subprocess.run(["umount", "-l", str(out)], check=True)
 
@@ -330,7 +330,7 @@ def noise_png(seed: int, size: int = 320) -> bytes:
 
 
 def test_a_full_disk_keeps_files_in_the_inbox_and_recovers_when_space_returns(small_out, daemon):
-    """Issue 14.4: --out on a full 2 MB tmpfs, then space freed: every file is archived, every
+    """Issue 14.4: --out on a full 4 MB tmpfs, then space freed: every file is archived, every
     row points at a complete copy (size and SHA-256)."""
     import hashlib
 
@@ -446,10 +446,10 @@ def test_a_file_that_fails_for_good_gets_an_error_row_and_its_batch_mates_are_ju
     inbox, out, db, watcher, thread = daemon()
     original = watcher._write_heatmaps
 
-    def poisoned(result, heat, over):
+    def poisoned(result, *pictures):
         if "poison" in result.path.name:
             raise ValueError("heat_scale is not a number: 'x'")
-        return original(result, heat, over)
+        return original(result, *pictures)
 
     monkeypatch.setattr(watcher, "_write_heatmaps", poisoned)
     write_png(inbox / "poison.png", seed=61)
@@ -492,14 +492,14 @@ def test_each_row_records_its_own_processing_time_and_the_run_is_recorded(tiny_b
     import inspector.inference as inference
     from inspector.store import Run
 
-    real_prepare = inference.prepare
+    real_prepare = inference.prepare_frame
 
-    def prepare(gray, config, path=None):
+    def prepare(gray, config, path=None, expected_length=None):
         if path is not None and "slow" in str(path):
             time.sleep(0.4)
-        return real_prepare(gray, config, path)
+        return real_prepare(gray, config, path, expected_length)
 
-    monkeypatch.setattr(inference, "prepare", prepare)
+    monkeypatch.setattr(inference, "prepare_frame", prepare)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for name, seed in (("slow.png", 81), ("quick1.png", 82), ("quick2.png", 83)):

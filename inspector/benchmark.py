@@ -6,6 +6,7 @@ architecture with `seed003` on the same images in the same process.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -132,8 +133,10 @@ class Daemon:
 
 
 def burst(model_dir: Path, files: list[Path], work: Path) -> dict:
-    """All files renamed into the inbox at once: images/s from first arrival to last verdict."""
-    daemon = Daemon(model_dir, work)
+    """All files renamed into the inbox at once: images/s from first arrival to last verdict,
+    and the daemon's time per stage (`watch --profile`)."""
+    profile = work.parent / f"{work.name}-profile.json"
+    daemon = Daemon(model_dir, work, ["--profile", str(profile)])
     try:
         first = time.time()
         for path in files:
@@ -144,7 +147,8 @@ def burst(model_dir: Path, files: list[Path], work: Path) -> dict:
     finally:
         code = daemon.stop()
     return {"images": len(files), "seconds": last - first, "images_per_s": len(files) / (last - first),
-            "peak_rss_mb": rss, "exit_code": code}
+            "peak_rss_mb": rss, "exit_code": code,
+            "stages": json.loads(profile.read_text()) if profile.exists() else {}}
 
 
 def steady(model_dir: Path, files: list[Path], work: Path, rate: float) -> dict:
@@ -256,4 +260,12 @@ def table(result: dict) -> str:
         f"p95 {s['latency_ms_p95']:.0f} ms, p99 {s['latency_ms_p99']:.0f} ms, max {s['latency_ms_max']:.0f} ms |",
         f"| daemon peak RSS | {result['daemon_peak_rss_mb']:.0f} MB |",
     ]
+    stages = b.get("stages", {})
+    if stages:
+        lines += ["", f"Where the daemon's time went during the burst (per image; threads overlap, so the sum can "
+                      f"exceed the wall time per image, {1000 / b['images_per_s']:.1f} ms):", "",
+                  "| stage | ms per image | share |", "|---|---|---|"]
+        total = sum(s["total_ms"] for s in stages.values())
+        for name, s in stages.items():
+            lines.append(f"| {name} | {s['total_ms'] / b['images']:.2f} | {100 * s['total_ms'] / total:.0f}% |")
     return "\n".join(lines)

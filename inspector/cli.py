@@ -585,11 +585,14 @@ def config_option(f):
               help="Seconds after which a claim left by a worker on another host is taken over.")
 @click.option("--exit-when-idle", type=click.FloatRange(0.1),
               help="Exit after this many seconds with nothing to do (for batch runs and demos).")
+@click.option("--profile", "profile_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="When stopping, write the time spent per stage (read, hash, claim, decode, preprocess, model, "
+                   "score, pictures, commit, move) to this JSON file.")
 @config_option
 @logging_options(logging.INFO)
 @_fail_cleanly
 def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
-          station, claim_timeout, exit_when_idle):
+          station, claim_timeout, exit_when_idle, profile_file):
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
@@ -628,6 +631,10 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
         watcher.run(max_idle=exit_when_idle)
     finally:
         store.close()
+        if profile_file is not None:
+            from .profile import PROFILE
+
+            profile_file.write_text(json.dumps(PROFILE.summary(), indent=2))
 
 
 @cli.command()

@@ -25,6 +25,7 @@ from .cv_setup import MAX_PIXELS
 from .errors import ImageError
 from .formats import declared_pixels
 from .preprocess import FrameChange, prepare_frame, read_bytes, read_frame
+from .profile import PROFILE
 from .scoring import error_maps, frame_preview, image_scores, write_heatmaps
 
 # A file to read, or (its path, its bytes) when the caller has read it already (the daemon
@@ -232,15 +233,16 @@ class Inferencer:
             return self._from_frame(source, path, keep_frame)
         if not isinstance(source, (bytes, bytearray)):
             source, path = read_bytes(source), path or source
-        with DECODING.hold(declared_pixels(source)):
+        with DECODING.hold(declared_pixels(source)), PROFILE.stage("decode"):
             gray = read_frame(source, change, path)
             if not np.isfinite(gray).all():
                 raise ImageError(path, "image has non-finite pixel values (NaN or infinity)")
             return self._from_frame(gray, path, keep_frame)
 
     def _from_frame(self, gray: np.ndarray, path, keep_frame: bool):
-        prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length)
-        frame = frame_preview(gray, prepared.matrix) if keep_frame else None
+        with PROFILE.stage("preprocess"):
+            prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length)
+            frame = frame_preview(gray, prepared.matrix) if keep_frame else None
         return prepared.array, gray.shape[:2], frame
 
     def _load(self, source: Source, change_for, keep_frame: bool = False):
@@ -269,7 +271,10 @@ class Inferencer:
         if good:
             started = time.perf_counter()
             arrays = np.stack([loaded[i][0] for i in good])
-            scores, maps, verdicts = self.post_process(arrays, self.forward(arrays, batch_size))
+            with PROFILE.stage("model", len(arrays)):
+                outputs = self.forward(arrays, batch_size)
+            with PROFILE.stage("score", len(arrays)):
+                scores, maps, verdicts = self.post_process(arrays, outputs)
             share_ms = (time.perf_counter() - started) * 1000 / len(good)
             for j, i in enumerate(good):
                 height, width = loaded[i][1]

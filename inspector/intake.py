@@ -24,6 +24,7 @@ from .errors import ImageError
 from .formats import COMPLETE, INCOMPLETE, UNKNOWN, completeness
 from .names import printable
 from .preprocess import check_file_size, read_bytes
+from .profile import PROFILE
 
 log = logging.getLogger("inspector.intake")
 
@@ -318,7 +319,8 @@ class Intake:
         (state, what is missing); no arrival when the file changed meanwhile. A read error that
         may pass (permission denied) counts as incomplete, any other as final."""
         try:
-            arrival = Arrival(path, read_bytes(path, follow_symlinks=False), stamp=stamp)
+            with PROFILE.stage("read"):
+                arrival = Arrival(path, read_bytes(path, follow_symlinks=False), stamp=stamp)
             state, detail = completeness(arrival.data)
         except ImageError as exc:
             arrival, detail = Arrival(path, None, exc.reason, stamp=stamp), exc.reason

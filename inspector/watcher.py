@@ -29,6 +29,7 @@ from .errors import ConfigError, DatabaseError
 from .inference import Inferencer, Result
 from .intake import Arrival, Intake, content_key, copy_out, move_out
 from .names import bounded, printable, stored
+from .profile import PROFILE
 from .store import Store, utcnow
 
 log = logging.getLogger("inspector.watch")
@@ -237,22 +238,26 @@ class Watcher:
             if w.row_id in heat_jobs:
                 own = (own or 0.0) + heat_jobs[w.row_id].result()  # on disk before the row that names them
             updates[w.row_id].update(scored_at=now, processing_ms=own)
-        lost = self.claims.commit(updates)
-        self.store.check_file()  # the verdicts really are in the database before any file moves
+        with PROFILE.stage("commit", len(updates)):
+            lost = self.claims.commit(updates)
+            self.store.check_file()  # the verdicts really are in the database before any file moves
         for w in work:
             if w.row_id in lost:  # another worker took this claim over and owns the verdict
                 log.warning("%s: inspection %d was taken over by another worker; result dropped",
                             printable(w.path.name), w.row_id)
                 continue
-            self._finish(w.arrival, w.digest, updates[w.row_id])
+            with PROFILE.stage("move"):
+                self._finish(w.arrival, w.digest, updates[w.row_id])
             self._count(w.path, updates[w.row_id], w.row_id)
 
     def _claim(self, arrivals: list[Arrival]) -> list[Work]:
         """Claim each file's content (`claims`); files judged already are finished or set aside."""
-        digests = list(self._pool.map(content_key, arrivals))
+        with PROFILE.stage("hash", len(arrivals)):
+            digests = list(self._pool.map(content_key, arrivals))
         requests = [Request(str(a.path), digest, len(a.data) if a.data is not None else None)
                     for a, digest in zip(arrivals, digests)]
-        answers = self.claims.claim(requests)
+        with PROFILE.stage("claim", len(arrivals)):
+            answers = self.claims.claim(requests)
         self.store.check_file()
         claimed = []
         for arrival, digest, answer in zip(arrivals, digests, answers):
@@ -284,7 +289,8 @@ class Watcher:
     def _write_heatmaps(self, result: Result, heat: Path, over: Path, crop: Path) -> float:
         """Write the heatmap and the overlays; returns the milliseconds it took."""
         started = time.perf_counter()
-        self.inferencer.write_pictures(result, heat, over, crop)
+        with PROFILE.stage("pictures"):
+            self.inferencer.write_pictures(result, heat, over, crop)
         return (time.perf_counter() - started) * 1000
 
     def _destination(self, w: Work, kind: str) -> Path:

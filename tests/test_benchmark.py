@@ -34,3 +34,10 @@ def test_benchmark_runs_and_reports_every_field(tmp_path):
     assert 0 < steady["latency_ms_p50"] <= steady["latency_ms_p95"] <= steady["latency_ms_p99"] <= steady["latency_ms_max"]
     assert data["daemon_peak_rss_mb"] > 0
     assert data["machine"]["cores"] >= 1
+    # Where the daemon's time went: every stage an image passes through, counted per image.
+    stages = data["burst"]["stages"]
+    assert list(stages) == ["read", "hash", "claim", "decode", "preprocess", "model", "score", "pictures", "commit",
+                            "move"]
+    for name in ("hash", "claim", "decode", "preprocess", "model", "score", "pictures", "commit", "move"):
+        assert stages[name]["images"] == 12 and stages[name]["ms_per_image"] > 0, name
+    assert "Where the daemon's time went" in result.stdout and "| model |" in result.stdout

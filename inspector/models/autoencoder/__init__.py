@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...errors import ConfigError
 from ...validation import check_range
 
 
@@ -21,3 +22,10 @@ class AutoencoderSettings:
         check_range(f"{where}.epochs", self.epochs, 1, 10_000)
         check_range(f"{where}.batch_size", self.batch_size, 1, 1024)
         check_range(f"{where}.learning_rate", self.learning_rate, 1e-7, 1.0)
+
+
+def check_filters(where: str, filters: tuple[int, ...], most: int) -> None:
+    """`filters`: 1 to `most` stages, each a channel count in 1..512."""
+    if not filters or len(filters) > most or any(
+            not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= 512 for f in filters):
+        raise ConfigError(f"{where} must be 1 to {most} integers in 1..512")

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...errors import ConfigError
 from ...validation import check_choice, check_range
-from ..autoencoder import AutoencoderSettings
+from ..autoencoder import AutoencoderSettings, check_filters
+from ..patch_memory import PatchMemorySettings
 from ..spec import ERROR_MAP, ModelSpec
 
 SECOND_OPINIONS = ("none", "patch_memory")
 
 
 @dataclass(frozen=True)
-class DenoisingSettings(AutoencoderSettings):
+class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     epochs: int = 60
     # Encoder stages: two 3x3 convolutions each, the second halving the resolution; the decoder
     # mirrors them with transposed convolutions.
@@ -40,27 +40,19 @@ class DenoisingSettings(AutoencoderSettings):
     # Gaussian sigma (pixels) smoothing the squared error before it is normalised.
     error_sigma: float = 2.0
     second_opinion: str = "patch_memory"
-    # The second opinion's settings (see the patch_memory architecture).
-    neighbours: int = 10
-    search_radius: int = 2
+    # The second opinion's settings (neighbours, search_radius, patch_size: see patch_memory).
     patch_size: int = 6
 
     def validate(self, where: str) -> None:
-        super().validate(where)
-        if not self.filters or len(self.filters) > 4 or any(
-                not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= 512 for f in self.filters):
-            raise ConfigError(f"{where}.filters must be 1 to 4 integers in 1..512")
+        AutoencoderSettings.validate(self, where)
+        PatchMemorySettings.validate(self, where)
+        check_filters(f"{where}.filters", self.filters, 4)
         check_range(f"{where}.defect_share", self.defect_share, 0.0, 1.0)
         check_range(f"{where}.nuisance_share", self.nuisance_share, 0.0, 1.0)
         check_range(f"{where}.nuisance_copies", self.nuisance_copies, 0, 50)
         check_range(f"{where}.ssim_weight", self.ssim_weight, 0.0, 100.0)
         check_range(f"{where}.error_sigma", self.error_sigma, 0.1, 20.0)
         check_choice(f"{where}.second_opinion", self.second_opinion, SECOND_OPINIONS)
-        check_range(f"{where}.neighbours", self.neighbours, 1, 1000)
-        check_range(f"{where}.search_radius", self.search_radius, 0, 8)
-        check_range(f"{where}.patch_size", self.patch_size, 2, 32)
-        if self.patch_size % 2:
-            raise ConfigError(f"'{where}.patch_size' must be even; got {self.patch_size}")
 
 
 SPEC = ModelSpec(

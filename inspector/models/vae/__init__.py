@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...errors import ConfigError
 from ...validation import check_range
-from ..autoencoder import AutoencoderSettings
+from ..autoencoder import AutoencoderSettings, check_filters
 from ..spec import RECONSTRUCTION, ModelSpec
 
 
@@ -27,9 +26,7 @@ class VaeSettings(AutoencoderSettings):
 
     def validate(self, where: str) -> None:
         super().validate(where)
-        if not self.filters or len(self.filters) > 5 or any(
-                not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= 512 for f in self.filters):
-            raise ConfigError(f"{where}.filters must be 1 to 5 integers in 1..512")
+        check_filters(f"{where}.filters", self.filters, 5)
         check_range(f"{where}.latent_dim", self.latent_dim, 1, 4096)
         check_range(f"{where}.beta", self.beta, 0.0, 1000.0)
 

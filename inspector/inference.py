@@ -26,7 +26,7 @@ from .errors import ImageError
 from .formats import declared_pixels
 from .preprocess import FrameChange, prepare_frame, read_bytes, read_frame
 from .profile import PROFILE
-from .scoring import error_maps, frame_preview, image_scores, write_heatmaps
+from .scoring import error_maps, image_scores, write_heatmaps
 
 # A file to read, or (its path, its bytes) when the caller has read it already (the daemon
 # reads each file once, to hash it).
@@ -43,7 +43,7 @@ class Result:
     error: str | None = None
     model_input: np.ndarray | None = None
     error_map: np.ndarray | None = None
-    # With keep_maps: a shrunk copy of the photo and its frame-to-crop matrix (`frame_preview`),
+    # With keep_maps: a shrunk copy of the photo and its matrix to the crop (`Prepared.preview`),
     # to draw the error map back onto the photo.
     frame: tuple[np.ndarray, np.ndarray] | None = None
     width: int | None = None  # of the frame as read, before preprocessing
@@ -227,7 +227,7 @@ class Inferencer:
 
     def _prepared(self, source, change: FrameChange | None, path, keep_frame: bool = False):
         """The model input, the (height, width) of the frame it came from, and (`keep_frame`) a
-        `frame_preview` of the frame with its matrix; a file is decoded under the pixel budget,
+        shrunk copy of the frame with its matrix; a file is decoded under the pixel budget,
         and refused when a pixel is not a finite number."""
         if isinstance(source, np.ndarray):
             return self._from_frame(source, path, keep_frame)
@@ -242,7 +242,7 @@ class Inferencer:
     def _from_frame(self, gray: np.ndarray, path, keep_frame: bool):
         with PROFILE.stage("preprocess"):
             prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length)
-            frame = frame_preview(gray, prepared.matrix) if keep_frame else None
+            frame = (prepared.preview, prepared.preview_matrix) if keep_frame else None
         return prepared.array, gray.shape[:2], frame
 
     def _load(self, source: Source, change_for, keep_frame: bool = False):

@@ -63,6 +63,9 @@ class _Tracked:
     stamp: Stamp
     changed_at: float
     checked: tuple[Stamp, str] | None = None  # (stamp, completeness state) at the last read
+    # Its writer is done with it (closed it, or renamed it in): complete by its format's rule, it
+    # is taken at once, without waiting for it to settle.
+    final: bool = False
 
 
 @dataclass
@@ -86,7 +89,9 @@ class _Events:
             return
         path = Path(event.dest_path if kind == "moved" else event.src_path)
         if path.parent == self.inbox:
-            self.q.put(path)
+            # Renamed in (watchdog reports a file moved in from outside the folder as created) or
+            # closed by its writer: finished, if its format's rule finds it complete.
+            self.q.put((path, kind in ("created", "moved", "closed")))
 
 
 class Intake:
@@ -188,18 +193,18 @@ class Intake:
         """Look at every file events have named since the last call."""
         while True:
             try:
-                path = self._events.get_nowait()
+                path, final = self._events.get_nowait()
             except queue.Empty:
                 return
-            self._track(path)
+            self._track(path, final)
 
     def wait(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for an event, and look at the file it names."""
         try:
-            path = self._events.get(timeout=timeout)
+            path, final = self._events.get(timeout=timeout)
         except queue.Empty:
             return
-        self._track(path)
+        self._track(path, final)
 
     def keep(self, path: Path) -> None:
         """A judged file stays in the inbox (--on-done keep): ignore it until it changes."""
@@ -236,7 +241,7 @@ class Intake:
         self._tracked.pop(path, None)
         into[path] = _Ignored(stamp_of(st), time.monotonic(), payload)
 
-    def _track(self, path: Path) -> None:
+    def _track(self, path: Path, final: bool = False) -> None:
         if is_temporary(path.name):
             return
         try:
@@ -257,7 +262,9 @@ class Intake:
                 del ignoring[path]  # written again: a new file to judge
         known = self._tracked.get(path)
         if known is None or known.stamp != stamp:
-            self._tracked[path] = _Tracked(stamp, time.monotonic())
+            self._tracked[path] = _Tracked(stamp, time.monotonic(), final=final)
+        elif final:
+            known.final = True
 
     def take(self, limit: int) -> list[Arrival]:
         """Files that are complete now (or waited for long enough), each read once, at most `limit`."""
@@ -286,13 +293,13 @@ class Intake:
                     del self._tracked[path]
                 continue
             last = t.checked[1] if t.checked is not None and t.checked[0] == stamp else COMPLETE
-            if age < waits[last]:
+            if age < self._wait(t, last, waits):
                 continue
             arrival, state, detail = self._read(path, stamp)
             if arrival is None:  # changed while it was read, or gone: look again
                 self._track(path)
                 continue
-            if age >= waits[state]:
+            if age >= self._wait(t, state, waits):
                 if state == INCOMPLETE and arrival.data is not None:
                     arrival.error, arrival.unfinished = detail, True
                 ready.append(arrival)
@@ -300,6 +307,10 @@ class Intake:
             else:
                 t.checked = (stamp, state)  # looked at again once its wait is over, or when it changes
         return ready
+
+    @staticmethod
+    def _wait(t: _Tracked, state: str, waits: dict[str, float]) -> float:
+        return 0.0 if t.final and state == COMPLETE else waits[state]
 
     def _refusal(self, path: Path, st: os.stat_result) -> str | None:
         """Why a file is not to be read at all: a symlink, a special file, or too large."""

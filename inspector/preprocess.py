@@ -182,12 +182,14 @@ class Pose:
 
 @dataclass(frozen=True)
 class Located:
-    """A part found in a frame: its pose, and (with `flatten_light`) the background light
-    measured on the working copy, `light` at `scale` times the frame's size."""
+    """A part found in a frame: its pose; the working copy it was found on (the frame shrunk to
+    `scale` times its size, as photographed); with `flatten_light` the background light measured
+    on that copy."""
 
     pose: Pose
     light: np.ndarray | None
     scale: float
+    working: np.ndarray
 
 
 # Parts are found on a copy of the frame shrunk to about this many pixels across.
@@ -238,6 +240,7 @@ def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,
     """
     scale = min(1.0, POSE_WORKING_SIZE / max(gray.shape))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    working = small
     light = background_light(small) if config is not None and config.flatten_light else None
     if light is not None:
         small = np.clip(small / light * LIGHT_LEVEL, 0.0, 1.0)
@@ -268,7 +271,7 @@ def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,
     centre = mean + axis * (low + high) / 2
     pose = Pose(float(np.degrees(np.arctan2(axis[1], axis[0]))), (float(centre[0]), float(centre[1])),
                 float(high - low))
-    return Located(pose, light, scale)
+    return Located(pose, light, scale, working)
 
 
 # Flattened frames put the background at this level, as a well-lit frame has it.
@@ -302,10 +305,14 @@ def relative_length(pose: Pose, shape: tuple[int, int]) -> float:
 class Prepared:
     """A frame made ready for the model: `array` (the model's input); `matrix`, the 2x3 affine
     map from frame pixels to `array` pixels (error maps are drawn back onto the frame through its
-    inverse); for a pose-normalised part its `pose` and `relative_length`."""
+    inverse); `preview`, the frame shrunk to at most PREVIEW_SIZE pixels (uint8, for pictures)
+    with `preview_matrix` from its pixels to `array`'s; for a pose-normalised part its `pose` and
+    `relative_length`."""
 
     array: np.ndarray
     frame_shape: tuple[int, int]
+    preview: np.ndarray
+    preview_matrix: np.ndarray
     pose: Pose | None = None
     relative_length: float | None = None
     matrix: np.ndarray | None = None
@@ -344,7 +351,8 @@ def align_part(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLi
         crop = np.clip(crop / cut(located.light, located.scale) * LIGHT_LEVEL, 0.0, 1.0)
     matrix = cv2.getRotationMatrix2D(pose.centre, pose.angle, scale)
     matrix[:, 2] += np.array([width / 2 - pose.centre[0], height / 2 - pose.centre[1]])
-    return Prepared(_intensities(crop, config, dark_region(crop, 2.0)), gray.shape[:2], pose, length, matrix)
+    return Prepared(_intensities(crop, config, dark_region(crop, 2.0)), gray.shape[:2],
+                    *_preview(located.working, located.scale, matrix), pose, length, matrix)
 
 
 def apply_exposure(gray: np.ndarray, exposure: Exposure) -> np.ndarray:
@@ -397,4 +405,18 @@ def prepare_frame(gray: np.ndarray, config: PreprocessConfig, path: str | os.Pat
         return align_part(gray, config, path, expected_length)
     height, width = gray.shape[:2]
     matrix = np.array([[config.size / width, 0, 0], [0, config.size / height, 0]])
-    return Prepared(normalize(gray, config), gray.shape[:2], matrix=matrix)
+    factor = min(1.0, PREVIEW_SIZE / max(height, width))
+    shrunk = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA) if factor < 1 else gray
+    return Prepared(normalize(gray, config), gray.shape[:2], *_preview(shrunk, factor, matrix), matrix=matrix)
+
+
+# Pictures of the photo (the heat drawn back onto it) are this many pixels on the longer side at
+# most: the pose's working copy, enough for QA to see where on the part the heat is.
+PREVIEW_SIZE = POSE_WORKING_SIZE
+
+
+def _preview(shrunk: np.ndarray, factor: float, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A [0, 1] frame shrunk by `factor` as uint8, and the frame-to-array `matrix` for its pixels."""
+    scaled = np.array(matrix, np.float64).copy()
+    scaled[:, :2] /= factor  # array = M @ frame = M @ (preview / factor)
+    return (np.clip(shrunk, 0, 1) * 255 + 0.5).astype(np.uint8), scaled

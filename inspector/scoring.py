@@ -68,31 +68,18 @@ def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, 
     return cv2.addWeighted(heatmap_image(error_map, scale), alpha, base, 1.0 - alpha, 0.0)
 
 
-# The photo under a frame overlay is shrunk to at most this many pixels on its longer side:
-# enough for QA to see where on the part the heat is, cheap to draw and to store.
-FRAME_PREVIEW = 512
-
-
-def frame_preview(frame: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A shrunk uint8 copy of a [0, 1] frame and the frame-to-crop `matrix` for that copy."""
-    factor = min(1.0, FRAME_PREVIEW / max(frame.shape[:2]))
-    small = cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA) if factor < 1 else frame
-    scaled = np.array(matrix, np.float64).copy()
-    scaled[:, :2] /= factor  # crop = M @ frame = M @ (preview / factor)
-    return (np.clip(small, 0, 1) * 255 + 0.5).astype(np.uint8), scaled
-
-
 def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.ndarray, scale: float,
                         alpha: float = 0.45) -> np.ndarray:
-    """The heatmap drawn back onto the photo (BGR uint8, the preview's size): the error map goes
-    through the inverse of the pose transform, so the heat sits where it is on the real part;
-    the region the model looked at is outlined."""
+    """The heatmap drawn back onto the photo (BGR uint8, the size of `preview`, a shrunk grey
+    copy of it): the error map goes through the inverse of the pose transform (`matrix`: preview
+    pixels -> crop pixels), so the heat sits where it is on the real part; the region the model
+    looked at is outlined."""
     height, width = preview.shape[:2]
     heat = heatmap_image(on_frame(error_map, matrix, (height, width)), scale)
-    inside = on_frame(np.ones(error_map.shape, np.float32), matrix, (height, width))
-    base = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
-    weight = (alpha * inside)[..., None]
-    picture = (base * (1 - weight) + heat * weight).astype(np.uint8)
+    inside = on_frame(np.ones(error_map.shape, np.float32), matrix, (height, width)) > 0.5
+    picture = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
+    blended = cv2.addWeighted(heat, alpha, picture, 1.0 - alpha, 0.0)
+    picture[inside] = blended[inside]
     corners = np.array([[0, 0], [error_map.shape[1], 0], [error_map.shape[1], error_map.shape[0]],
                         [0, error_map.shape[0]]], np.float64)
     inverse = cv2.invertAffineTransform(matrix)
@@ -113,7 +100,7 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
     """Write the heatmap and overlay PNGs, each through a temporary name and a rename, so a
     reader never sees half a picture.
 
-    With `frame` (a `frame_preview` and its matrix) the overlay is drawn on the photo and the
+    With `frame` (a shrunk copy of the photo, `Prepared.preview`, and its matrix) the overlay is drawn on the photo and the
     upright crop's overlay goes to `crop_overlay`; without it the overlay is the crop's.
     """
     heatmap.parent.mkdir(parents=True, exist_ok=True)

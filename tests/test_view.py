@@ -10,7 +10,7 @@ from inspector.cv_setup import cv2
 from inspector.errors import ImageError
 from inspector.inference import Inferencer
 from inspector.preprocess import locate_part, prepare, prepare_frame, read_frame, relative_length
-from inspector.scoring import frame_preview, on_frame
+from inspector.scoring import on_frame
 from conftest import SAMPLE
 
 CHECKED = PreprocessConfig(pose="axis", normalize="standardize", flatten_light=True, check_view=True,
@@ -95,7 +95,7 @@ def test_the_heat_is_drawn_back_onto_the_photo_where_the_defect_is(frame, tmp_pa
     crop_map = np.zeros(prepared.array.shape, np.float32)
     cv2.circle(crop_map, (int(round(crop_xy[0])), int(round(crop_xy[1]))), 2, 1.0, -1)
     # ...comes back on the photo where the pit was painted.
-    preview, matrix = frame_preview(marked, prepared.matrix)
+    preview, matrix = prepared.preview, prepared.preview_matrix
     heat = on_frame(crop_map, matrix, preview.shape)
     factor = preview.shape[0] / frame.shape[0]
     hot_y, hot_x = np.unravel_index(np.argmax(heat), heat.shape)

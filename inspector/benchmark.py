@@ -153,7 +153,8 @@ def burst(model_dir: Path, files: list[Path], work: Path) -> dict:
 
 def steady(model_dir: Path, files: list[Path], work: Path, rate: float) -> dict:
     """One file renamed in every 1/rate seconds: latency from complete file to recorded verdict."""
-    daemon = Daemon(model_dir, work)
+    profile = work.parent / f"{work.name}-profile.json"
+    daemon = Daemon(model_dir, work, ["--profile", str(profile)])
     arrived: dict[str, float] = {}
     try:
         start = time.monotonic()
@@ -171,7 +172,8 @@ def steady(model_dir: Path, files: list[Path], work: Path, rate: float) -> dict:
     latencies = np.array([(scored[name] - t) * 1000 for name, t in arrived.items()])
     return {"images": len(files), "rate": rate, "latency_ms_p50": float(np.percentile(latencies, 50)),
             "latency_ms_p95": float(np.percentile(latencies, 95)), "latency_ms_p99": float(np.percentile(latencies, 99)),
-            "latency_ms_max": float(latencies.max()), "peak_rss_mb": rss, "exit_code": code}
+            "latency_ms_max": float(latencies.max()), "peak_rss_mb": rss, "exit_code": code,
+            "stages": json.loads(profile.read_text()) if profile.exists() else {}}
 
 
 def run_benchmark(

@@ -191,6 +191,13 @@ class Inferencer:
         """A file (path or its bytes) or an already-decoded [0, 1] grey frame -> the model's input."""
         return self._prepared(source, change, path)[0]
 
+    def warm_up(self, batch_size: int) -> None:
+        """Run the model once at batch 1 and at `batch_size` on blank inputs: tracing the graph
+        and setting up the kernels for those sizes takes ~0.4 s, which the first parts judged
+        would otherwise wait for."""
+        for size in sorted({1, batch_size}):
+            self.forward(np.full((size, *self.pipeline.preprocess.shape), 0.5, np.float32), batch_size)
+
     def forward(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         return forward(self.bundle.model, batch, batch_size)
 

@@ -99,6 +99,7 @@ class Watcher:
         # Hashing files and writing pictures; decoding runs in the inferencer's own threads.
         self._pool = ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="inspector-io")
         self.inferencer = Inferencer(bundle, threads=options.threads, contain_failures=True)
+        self.inferencer.warm_up(options.batch)  # the first part must not wait for graph tracing
         self.claims = Claims(store, station=options.station, timeout=options.claim_timeout)
         self.model_id = store.model_record(
             bundle.fingerprint, bundle.pipeline.name, str(bundle.path), bundle.threshold)

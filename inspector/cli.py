@@ -6,6 +6,8 @@ import functools
 import getpass
 import json
 import logging
+import os
+import signal
 import sys
 import time
 import tomllib
@@ -558,6 +560,18 @@ def config_option(f):
                              "the command line and environment variables override it.")(f)
 
 
+def drift_options(f):
+    """--drift-window and --drift-limit, for watch and stats."""
+    from .drift import DEFAULT_LIMIT, DEFAULT_WINDOW
+
+    f = click.option("--drift-limit", type=click.FloatRange(0, min_open=True), default=DEFAULT_LIMIT,
+                     show_default=True,
+                     help="Drift when the median or 90th percentile of passed scores moved this many calibration "
+                          "bands (p5-p95 of the calibration's good scores).")(f)
+    return click.option("--drift-window", type=click.IntRange(0), default=DEFAULT_WINDOW, show_default=True,
+                        help="Drift is judged on this many of the last parts of a station and model (0: off).")(f)
+
+
 @cli.command()
 @click.argument("inbox", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "model_dir", envvar="INSPECTOR_MODEL", required=True,
@@ -585,11 +599,12 @@ def config_option(f):
               help="Seconds after which a claim left by a worker on another host is taken over.")
 @click.option("--exit-when-idle", type=click.FloatRange(0.1),
               help="Exit after this many seconds with nothing to do (for batch runs and demos).")
+@drift_options
 @config_option
 @logging_options(logging.INFO)
 @_fail_cleanly
 def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
-          station, claim_timeout, exit_when_idle):
+          station, claim_timeout, exit_when_idle, drift_window, drift_limit):
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
@@ -607,27 +622,46 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     Logs on stderr: the start, a summary every --summary-every seconds, errors and duplicates;
     one line per image with -v. deploy/ has a systemd unit running it with --config.
 
+    Drift: the last --drift-window passed scores are compared with the bundle's calibration
+    (median and 90th percentile, in calibration bands: p5-p95 of its good scores), and the
+    shares of flagged parts and of part-in-view errors with the calibrated ones. One WARNING
+    when the line drifts past the limits, one INFO line when it is back.
+
+    SIGHUP (kill -HUP PID, systemctl reload) loads --model again between two batches (a
+    symlink is followed anew): the new bundle is checked and its model run once first; if that
+    fails, an ERROR and the old model goes on judging. Each part's row names its model.
+
     \b
     Examples:
       inspector watch /srv/line1/inbox --model models/screw --out /srv/line1/out -v
       INSPECTOR_DB=postgresql+psycopg://qa@db/inspector inspector watch inbox/ --model m
       inspector watch /mnt/share/inbox --model m --polling --station line2
       inspector watch --config /etc/inspector/watch.toml --log-format json
+      inspector watch inbox/ --model models/current --drift-window 100 --drift-limit 0.4
+      ln -sfn screw-v2 models/current.new && mv -T models/current.new models/current && kill -HUP PID
     """
     from .watcher import WatchOptions, Watcher
 
-    bundle = _load(model_dir)
-    store = _store(db, create=True)
-    options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
-                           incomplete_timeout=incomplete_timeout, summary_every=summary_every,
-                           station=station, claim_timeout=claim_timeout)
-    watcher = Watcher(inbox, bundle, store, options)
-    log.info("watching %s with %s (threshold %.6g); verdicts in %s", inbox, bundle.pipeline.name, bundle.threshold,
-             store.engine.url.render_as_string(hide_password=True))
+    reload_early = []  # a SIGHUP while starting up (systemctl reload right after start) is not lost
+    previous = signal.signal(signal.SIGHUP, lambda *_: reload_early.append(True))
     try:
-        watcher.run(max_idle=exit_when_idle)
+        bundle = _load(Path(os.path.realpath(model_dir)))  # a symlink is resolved now, and again at each reload
+        store = _store(db, create=True)
+        try:
+            options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
+                                   incomplete_timeout=incomplete_timeout, summary_every=summary_every,
+                                   station=station, claim_timeout=claim_timeout, drift_window=drift_window,
+                                   drift_limit=drift_limit)
+            watcher = Watcher(inbox, bundle, store, options, model_source=model_dir)
+            if reload_early:
+                watcher.request_reload()
+            log.info("watching %s with %s (%s, threshold %.6g); verdicts in %s", inbox, bundle.pipeline.name,
+                     bundle.path, bundle.threshold, store.engine.url.render_as_string(hide_password=True))
+            watcher.run(max_idle=exit_when_idle)
+        finally:
+            store.close()
     finally:
-        store.close()
+        signal.signal(signal.SIGHUP, previous)
 
 
 @cli.command()

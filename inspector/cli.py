@@ -885,22 +885,30 @@ def serve(db, out, host, port, allow_hosts, password):
 @cli.command()
 @db_option
 @click.option("--since", help="Only inspections received since a date or a span back from now (12h, 7d).")
+@drift_options
 @logging_options()
 @json_option
 @_fail_cleanly
-def stats(db, since, as_json):
-    """Per station and model: images, defects, errors, throughput and score percentiles.
+def stats(db, since, drift_window, drift_limit, as_json):
+    """Per station and model: images, defects, errors, throughput, score percentiles and drift.
+
+    Drift compares the newest rows of each station and model with the calibration of the
+    model's bundle (its path as the daemon loaded it): the median and 90th percentile of the
+    last --drift-window passed scores, in calibration bands (p5-p95 of its good scores), and
+    the shares of flagged parts and of part-in-view errors against the calibrated ones; with
+    the last hour's counts against the expected ones. As `inspector watch` judges it.
 
     \b
     Examples:
       inspector stats --since 24h
       inspector stats --db postgresql+psycopg://qa@db/inspector --json
+      inspector stats --json --drift-window 100 | jq '.[] | {station, model, drift: .drift.drifting}'
     """
     from .review import parse_since, station_stats, stats_table
 
     store = _store(db)
     try:
-        rows = station_stats(store, parse_since(since))
+        rows = station_stats(store, parse_since(since), drift_window, drift_limit)
     finally:
         store.close()
     click.echo(json.dumps(rows, indent=2) if as_json else (stats_table(rows) if rows else "no inspections"))

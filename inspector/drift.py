@@ -207,3 +207,37 @@ def recent(store, station: str | None, model_id: int, window: int) -> tuple[list
              .order_by(Inspection.id.desc()).limit(20 * window))
     with store.session() as s:
         return windows(s.execute(query), window)
+
+
+def of_model(path: str | None, fingerprint: str | None, rows: list[tuple], window: int = DEFAULT_WINDOW,
+             limit: float = DEFAULT_LIMIT, now=None) -> dict[str, Any]:
+    """The drift section of `inspector stats` for one station and model: `rows` are its
+    (verdict, score, error reason, scored time), newest first; the reference is the calibration
+    of the bundle at `path` (where the model was loaded from), if it still holds that model.
+    Also the last hour's flagged parts and part-in-view errors against the expected numbers."""
+    from datetime import timedelta
+
+    from .bundle import read_metadata
+
+    if not path or not fingerprint:
+        return {"available": False, "reason": "no model recorded for these rows"}
+    try:
+        meta = read_metadata(path)
+        reference = Reference.of(meta)
+    except BundleError as exc:
+        return {"available": False, "reason": f"cannot read the model's bundle: {exc}"}
+    if meta.fingerprint != fingerprint:
+        return {"available": False,
+                "reason": f"the bundle at {path} now holds another model ({meta.fingerprint}, not {fingerprint})"}
+    passed, outcomes = windows(((v, s, r) for v, s, r, _ in rows), window)
+    result = {"available": True, "bundle": str(path), **assess(reference, passed, outcomes, window, limit)}
+    if now is not None:
+        hour = [outcome(v, r) for v, _, r, t in rows if t is not None and t >= now - timedelta(hours=1)]
+        parts = sum(kind in (OK, FLAGGED) for kind in hour)
+        frames = sum(kind is not None for kind in hour)
+        result["last_hour"] = {
+            "parts": parts, "flagged": hour.count(FLAGGED),
+            "expected_flagged": parts * reference.false_reject_rate,
+            "view_errors": hour.count(VIEW), "expected_view_errors": frames * reference.view_error_rate,
+        }
+    return result

@@ -209,6 +209,20 @@ def recent(store, station: str | None, model_id: int, window: int) -> tuple[list
         return windows(s.execute(query), window)
 
 
+def reference_at(path: str, fingerprint: str) -> Reference:
+    """The `Reference` of the bundle at `path` (a model's row in the database says where it was
+    loaded from), if it still holds the model of that fingerprint; `BundleError` saying why not."""
+    from .bundle import read_metadata
+
+    try:
+        meta = read_metadata(path)
+    except BundleError as exc:
+        raise BundleError(f"cannot read the model's bundle: {exc}") from None
+    if meta.fingerprint != fingerprint:
+        raise BundleError(f"the bundle at {path} now holds another model ({meta.fingerprint}, not {fingerprint})")
+    return Reference.of(meta)
+
+
 def of_model(path: str | None, fingerprint: str | None, rows: list[tuple], window: int = DEFAULT_WINDOW,
              limit: float = DEFAULT_LIMIT, now=None) -> dict[str, Any]:
     """The drift section of `inspector stats` for one station and model: `rows` are its
@@ -217,18 +231,12 @@ def of_model(path: str | None, fingerprint: str | None, rows: list[tuple], windo
     Also the last hour's flagged parts and part-in-view errors against the expected numbers."""
     from datetime import timedelta
 
-    from .bundle import read_metadata
-
     if not path or not fingerprint:
         return {"available": False, "reason": "no model recorded for these rows"}
     try:
-        meta = read_metadata(path)
-        reference = Reference.of(meta)
+        reference = reference_at(path, fingerprint)
     except BundleError as exc:
-        return {"available": False, "reason": f"cannot read the model's bundle: {exc}"}
-    if meta.fingerprint != fingerprint:
-        return {"available": False,
-                "reason": f"the bundle at {path} now holds another model ({meta.fingerprint}, not {fingerprint})"}
+        return {"available": False, "reason": str(exc)}
     passed, outcomes = windows(((v, s, r) for v, s, r, _ in rows), window)
     result = {"available": True, "bundle": str(path), **assess(reference, passed, outcomes, window, limit)}
     if now is not None:

@@ -83,3 +83,42 @@ def test_monitor_warns_once_and_clears_below_the_hysteresis():
     off = drift.Monitor(ref, window=0)
     off.add("ok", 100.0)
     assert off.check() is None
+
+
+def test_qa_summary_charts_scores_over_time_and_says_which_line_drifts(tiny_bundle, tmp_path):
+    """The summary page: scores over time (PNG) with the threshold and the calibration band,
+    and a line per station and model saying whether it drifts."""
+    from datetime import timedelta
+
+    from inspector.bundle import read_metadata
+    from inspector.store import Inspection, ModelRecord, Store, utcnow
+    from inspector.web import create_app
+
+    meta = read_metadata(tiny_bundle)
+    good = np.array(meta.calibration["good_scores"])
+    calm = np.quantile(good[good <= meta.threshold], np.linspace(0, 1, 60))
+    store = Store(str(tmp_path / "db.sqlite"))
+    now = utcnow()
+    with store.session() as s, s.begin():
+        model = ModelRecord(fingerprint=meta.fingerprint, name="tiny", path=str(tiny_bundle), threshold=meta.threshold)
+        s.add(model)
+        s.flush()
+        scores = [*calm, *(calm + 3 * (good.max() - good.min()))]  # then far above the calibration
+        for i, score in enumerate(scores):
+            s.add(Inspection(source_path=f"/in/{i}", source_name=f"{i}.png", content_hash=f"{i:064d}", status="done",
+                             verdict="defect" if score > meta.threshold else "ok", score=score,
+                             threshold=meta.threshold, model_id=model.id, station="line1",
+                             received_at=now - timedelta(minutes=len(scores) - i),
+                             scored_at=now - timedelta(minutes=len(scores) - i)))
+    store.close()
+    app = create_app(str(tmp_path / "db.sqlite"), tmp_path)
+    try:
+        client = app.test_client()
+        chart = client.get("/summary/scores.png?days=1", headers={"Host": "127.0.0.1"})
+        assert chart.status_code == 200 and chart.mimetype == "image/png"
+        assert chart.data.startswith(b"\x89PNG\r\n\x1a\n") and len(chart.data) > 10_000
+        page = client.get("/summary", headers={"Host": "127.0.0.1"}).get_data(as_text=True)
+        assert 'src="/summary/scores.png?days=7"' in page
+        assert "line1 / tiny:" in page and "DRIFT</b>: flagged 50 of 50 parts (100%)" in page
+    finally:
+        app.config["STORE"].close()

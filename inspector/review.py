@@ -213,10 +213,12 @@ def stats_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def reviewed_scores(store, fingerprint: str):
-    """Scores of parts judged by the model with this fingerprint that QA reviewed:
+MIN_REVIEWS = 5  # QA's decisions on fewer parts than this are too few to trust
+
+
+def reviewed_parts(store, fingerprint: str) -> tuple[list[Inspection], list[Inspection]]:
+    """Scored parts judged by the model with this fingerprint that QA reviewed, oldest first:
     (dismissed false alarms and parts QA passed, confirmed defects); the newest review counts."""
-    import numpy as np
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
@@ -224,9 +226,24 @@ def reviewed_scores(store, fingerprint: str):
 
     query = (select(Inspection).join(ModelRecord, Inspection.model_id == ModelRecord.id)
              .where(ModelRecord.fingerprint == fingerprint, Inspection.score.is_not(None), Inspection.reviews.any())
-             .options(selectinload(Inspection.reviews)))
+             .options(selectinload(Inspection.reviews)).order_by(Inspection.id))
     with store.session() as s:
         rows = list(s.scalars(query))
-    dismissed = np.array([r.score for r in rows if review_state(r) == "dismissed"], dtype=float)
-    confirmed = np.array([r.score for r in rows if review_state(r) == "confirmed"], dtype=float)
-    return dismissed, confirmed
+    return ([r for r in rows if review_state(r) == "dismissed"], [r for r in rows if review_state(r) == "confirmed"])
+
+
+def reviewed_scores(store, fingerprint: str):
+    """The scores of `reviewed_parts`: (dismissed, confirmed) arrays."""
+    import numpy as np
+
+    dismissed, confirmed = reviewed_parts(store, fingerprint)
+    return (np.array([r.score for r in dismissed], dtype=float), np.array([r.score for r in confirmed], dtype=float))
+
+
+def too_few_reviews(have: int, what: str, needed: int = MIN_REVIEWS) -> str | None:
+    """A sentence saying `have` `what` are too few to trust, or None when there are enough
+    (`calibrate --from-reviews` warns with it, `update` refuses)."""
+    if have >= needed:
+        return None
+    return (f"only {have} {what}; at least {needed} are needed to trust QA's reviews: review more flagged "
+            "parts (inspector review list --flagged --unreviewed)")

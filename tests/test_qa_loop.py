@@ -284,3 +284,23 @@ def test_daemon_switches_to_the_updated_bundle_on_sighup_losing_and_doubling_not
     assert after_switch and all(r.model_id == new_id for r in final if r.source_name[:-4] in after_switch)
     log_text = log_path.read_text()
     assert log_text.count("model switched on reload") == 1 and "Traceback" not in log_text
+
+
+def test_update_keeps_a_policy_that_needs_defects_choosing_with_the_confirmed_ones(parent, updated, tmp_path):
+    """A bundle recalibrated on QA's reviews (best F1) stays best F1: the new threshold is chosen
+    with the confirmed defects as scored by the new model."""
+    from inspector.calibration import choose_threshold
+
+    model = tmp_path / "screw-f1"
+    shutil.copytree(parent, model)
+    calibrated = cli_run("calibrate", model, "--from-reviews", "--db", updated.db)
+    assert calibrated.exit_code == 0, calibrated.output
+    assert read_metadata(model).fingerprint == read_metadata(parent).fingerprint  # the same model, its reviews count
+    result = cli_run("update", model, "--from-reviews", "--out", tmp_path / "v2", "--db", updated.db, "--json")
+    assert result.exit_code == 0, result.output
+    new = read_metadata(tmp_path / "v2")
+    assert json.loads(result.stdout)["policy"] == new.threshold_info["policy"] == "best_f1"
+    assert "defects confirmed by QA" in new.threshold_info["source"]
+    good, defects = np.array(new.calibration["good_scores"]), np.array(new.calibration["defect_scores"])
+    assert len(defects) == updated.report["confirmed"]["count"]
+    assert new.threshold == pytest.approx(choose_threshold(good, defects, new.pipeline.threshold))

@@ -281,7 +281,8 @@ def update(model_dir, from_reviews, out, db, good_dir, min_reviews, as_json):
     lines = [f"New bundle {out} (model {result['fingerprint']}, parent {result['parent']}): trained on "
              f"{result['trained_on']} images, {result['added']} of them parts QA passed as good",
              f"Threshold {result['threshold_before']:.6g} -> {result['threshold']:.6g} ({result['policy']})",
-             f"Flagged among the parts QA dismissed: {flags(result['dismissed'])} (now training images of the new model)"]
+             f"Flagged among the parts QA dismissed: {flags(result['dismissed'])} "
+             "(now training images of the new model)"]
     if confirmed["count"]:
         lines.append(f"Recall on defects QA confirmed: {confirmed['recall_before']:.3f} -> "
                      + (f"{confirmed['recall_after']:.3f}" if confirmed["recall_after"] is not None else "-")

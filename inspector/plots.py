@@ -72,7 +72,8 @@ def score_timeline(path, times: list, scores: np.ndarray, flagged: np.ndarray, t
                                 label="calibration p5-p95" if not i else None)
             passed = [(t, s) for t, s, f, m in zip(times, scores, flagged, models) if m == model and not f]
             if len(passed) >= window > 0:
-                medians = [np.median([s for _, s in passed[j - window + 1:j + 1]]) for j in range(window - 1, len(passed))]
+                values = np.array([s for _, s in passed])
+                medians = [np.median(values[j - window + 1:j + 1]) for j in range(window - 1, len(values))]
                 ax.plot([t for t, _ in passed[window - 1:]], medians, color="tab:orange", linewidth=1.5,
                         label=f"median of the last {window} passed" if not i else None)
         ax.scatter([t for t, f in zip(times, flagged) if not f], scores[~flagged], s=9, color="tab:green",

@@ -210,8 +210,8 @@ def create_app(db: str, out: str | Path, host: str = "127.0.0.1", allowed_hosts:
         defects = sum(r.verdict == "defect" for r in rows)
         states = [review_state(r) for r in rows]
         drift = [(r["station"], r["model"], r["drift"]) for r in station_stats(store, utcnow() - timedelta(days=days))]
-        return render_template("summary.html", title="Summary", days=days, total=len(rows), defects=defects, drift=drift,
-                    drift_summary=drift_summary,
+        return render_template("summary.html", title="Summary", days=days, total=len(rows), defects=defects,
+                    drift=drift, drift_summary=drift_summary,
                     errors=sum(r.verdict == "error" for r in rows), rate=100 * defects / len(rows) if rows else 0.0,
                     confirmed=states.count("confirmed"), dismissed=states.count("dismissed"),
                     per_day=sorted(per_day.items(), reverse=True), per_hour=sorted(per_hour.items(), reverse=True))

@@ -283,6 +283,17 @@ def _validate(meta: dict[str, Any], meta_path: Path) -> None:
         fail("training.skipped", "a list of text")
     for key in ("fingerprint", "model_sha256"):
         text(training, key, f"training.{key}", "[0-9a-f]{64}")
+    # Recorded since issue 18 (older bundles lack them): the folder trained on; from `update`, the
+    # parent's fingerprint and the parts QA passed that were added.
+    if "folder" in training:
+        text(training, "folder", "training.folder")
+    if "parent" in training:
+        text(training, "parent", "training.parent", "[0-9a-f]{16}")
+    added = training.get("added", [])
+    if not isinstance(added, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("path"), str) and isinstance(a.get("inspection"), int)
+            for a in added):
+        fail("training.added", "a list of objects with an inspection id and a path")
     versions = section("versions")
     for key, value in versions.items():
         if not isinstance(value, str):

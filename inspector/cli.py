@@ -6,6 +6,8 @@ import functools
 import getpass
 import json
 import logging
+import os
+import signal
 import sys
 import time
 import tomllib
@@ -169,35 +171,17 @@ def train(good_dir, out, pipeline, epochs, seed, force, as_json):
     from . import models
     from .bundle import META_FILE
     from .config import resolve_pipeline
-    from .training import load_folder, train_bundle
 
     started = time.perf_counter()
     config = resolve_pipeline(pipeline)
     spec = models.get(config.model.architecture)
-    total = spec.planned_epochs(config.model.settings, epochs)
-    if epochs is not None and total is None:
+    if epochs is not None and spec.planned_epochs(config.model.settings, epochs) is None:
         raise click.ClickException(f"--epochs: pipeline {config.name} ({spec.name}) is fitted without epochs")
     if (out / META_FILE).exists() and not force:
         raise click.ClickException(f"{out} already holds a model bundle; use --force to overwrite it")
     paths = _folder_images(good_dir, "good")
-    with _progress(len(paths), "Loading images", as_json) as bar:
-        images = load_folder(good_dir, config, on_image=lambda: bar.update(1), seed=seed)
-    for path, reason in images.skipped:
-        click.echo(f"warning: skipped {path}: {reason}", err=True)
-    if total is None:
-        announcement = spec.no_epochs_announcement.format(count=len(images.arrays))
-        if sys.stderr.isatty() and not as_json:
-            click.echo(announcement, err=True)
-        else:
-            log.info(announcement)
-        bundle, summary = train_bundle(images, out, config, seed=seed)
-    else:
-        with _progress(total, f"Training {config.model.architecture}", as_json,
-                       item_show_func=lambda loss: loss) as bar:
-            bundle, summary = train_bundle(
-                images, out, config, seed=seed, epochs=epochs,
-                on_epoch=lambda epoch, loss: bar.update(1, f"loss {loss:.5f}"),
-            )
+    bundle, summary = _train_on(paths, out, config, seed, epochs, as_json,
+                                record={"folder": str(good_dir.resolve())})
     # Everything `train` did: reading and preprocessing the images, training, calibrating, saving.
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     fitted = (f"{summary['epochs']}, final loss {summary['final_loss']:.6f}" if summary["final_loss"] is not None
@@ -210,6 +194,100 @@ def train(good_dir, out, pipeline, epochs, seed, force, as_json):
         f"  training time  {summary['total_seconds']:.1f} s in all ({summary['train_seconds']:.1f} s fitting the model)",
         f"  threshold      {summary['threshold']:.6g} ({summary['policy']})",
     ]))
+
+
+def _train_on(paths: list[Path], out: Path, config, seed: int, epochs: int | None, as_json: bool,
+              record: dict | None = None):
+    """Load the images (a progress bar), fit the pipeline's model (a bar per epoch) and save
+    the bundle to `out`: `training.train_bundle`'s (bundle, summary)."""
+    from . import models
+    from .training import load_images, train_bundle
+
+    spec = models.get(config.model.architecture)
+    total = spec.planned_epochs(config.model.settings, epochs)
+    with _progress(len(paths), "Loading images", as_json) as bar:
+        images = load_images(paths, config, on_image=lambda: bar.update(1), seed=seed)
+    for path, reason in images.skipped:
+        click.echo(f"warning: skipped {path}: {reason}", err=True)
+    if total is None:
+        announcement = spec.no_epochs_announcement.format(count=len(images.arrays))
+        if sys.stderr.isatty() and not as_json:
+            click.echo(announcement, err=True)
+        else:
+            log.info(announcement)
+        return train_bundle(images, out, config, seed=seed, record=record)
+    with _progress(total, f"Training {config.model.architecture}", as_json, item_show_func=lambda loss: loss) as bar:
+        return train_bundle(images, out, config, seed=seed, epochs=epochs, record=record,
+                            on_epoch=lambda epoch, loss: bar.update(1, f"loss {loss:.5f}"))
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--from-reviews", is_flag=True,
+              help="Learn from QA's decisions on parts MODEL_DIR judged (the only source so far; required).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New directory for the new bundle (never an existing bundle, never MODEL_DIR).")
+@db_option
+@click.option("--good-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The good images MODEL_DIR was trained on [default: the folder its bundle records].")
+@click.option("--min-reviews", type=click.IntRange(1),
+              help="False alarms QA must have dismissed (flagged parts labelled ok) before an update is trusted "
+                   "[default: 5, review.MIN_REVIEWS].")
+@logging_options()
+@json_option
+@_fail_cleanly
+def update(model_dir, from_reviews, out, db, good_dir, min_reviews, as_json):
+    """Train a new bundle that learns from QA: the parts it flagged that QA dismissed become good images.
+
+    The new model is trained with MODEL_DIR's pipeline and seed on the images MODEL_DIR was
+    trained on (the folder `train` recorded, or --good-dir), what earlier updates added, and the
+    archived images of the parts QA labelled ok; it is calibrated as `train` does (the
+    pipeline's threshold policy), and the defects QA confirmed, scored by the new model, are
+    kept as its calibration defect scores. Prints, before (MODEL_DIR) and after (the new
+    bundle): the threshold, the flags on the dismissed parts (now training images of the new
+    model: judge it on new parts before switching), and the recall on the confirmed defects.
+
+    NEW_DIR (--out) must be new or empty: a bundle is never overwritten (a daemon may be using
+    MODEL_DIR). The new bundle records its parent's fingerprint (training.parent). Refused when
+    QA dismissed fewer than --min-reviews false alarms: too few to trust.
+
+    \b
+    Examples:
+      inspector update models/screw --from-reviews --out models/screw-v2 --db /srv/line1/inspector.db
+      inspector update models/screw --from-reviews --out models/screw-v2 --good-dir /data/screw/train/good --json
+      ln -sfn screw-v2 models/current.new && mv -T models/current.new models/current && systemctl reload inspector-watch
+    """
+    from . import learn
+    from .review import MIN_REVIEWS
+
+    if not from_reviews:
+        raise click.ClickException("give --from-reviews: an update learns from QA's reviews")
+    store = _store(db)
+    try:
+        plan = learn.plan(model_dir, out, store, good_dir, min_reviews or MIN_REVIEWS)
+    finally:
+        store.close()
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    with learn.staging(out) as building:
+        _, summary = _train_on(plan.paths, building, plan.pipeline, plan.seed, plan.epochs, as_json, plan.record)
+        result = learn.finish(plan, building)
+    result["trained"] = summary
+
+    def flags(part: dict) -> str:
+        return f"{part['flagged_before']}/{part['count']} -> {part['flagged_after']}/{part['judged_after']}"
+
+    confirmed = result["confirmed"]
+    lines = [f"New bundle {out} (model {result['fingerprint']}, parent {result['parent']}): trained on "
+             f"{result['trained_on']} images, {result['added']} of them parts QA passed as good",
+             f"Threshold {result['threshold_before']:.6g} -> {result['threshold']:.6g} ({result['policy']})",
+             f"Flagged among the parts QA dismissed: {flags(result['dismissed'])} "
+             "(now training images of the new model)"]
+    if confirmed["count"]:
+        lines.append(f"Recall on defects QA confirmed: {confirmed['recall_before']:.3f} -> "
+                     + (f"{confirmed['recall_after']:.3f}" if confirmed["recall_after"] is not None else "-")
+                     + f" (flagged {flags(confirmed)})")
+    _emit(result, as_json, "\n".join(lines))
 
 
 @cli.command()
@@ -268,9 +346,9 @@ def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, fals
     folders = {what: (folder, _folder_images(folder, what)) for what, folder in (("good", good), ("defect", defect))
                if folder is not None}
     parameters = dict(k=k, factor=factor, false_reject_rate=false_reject_rate, target_recall=target_recall)
-    meta, reviews = read_metadata(model_dir), None  # the bundle.json, without loading the model
+    meta, reviews, few = read_metadata(model_dir), None, None  # the bundle.json, without loading the model
     if from_reviews:
-        from .review import reviewed_scores
+        from .review import reviewed_scores, too_few_reviews
 
         store = _store(db)
         try:
@@ -279,6 +357,11 @@ def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, fals
             store.close()
         if not any(len(scores) for scores in reviews):
             raise click.ClickException(f"no reviewed parts judged by this model ({meta.fingerprint}) in {db}")
+        few = too_few_reviews(len(reviews[0]) + len(reviews[1]),
+                              f"parts of this model reviewed by QA ({len(reviews[0])} passed as good, "
+                              f"{len(reviews[1])} confirmed defects)")
+        if few:
+            click.echo(f"warning: {few}", err=True)
     defects_expected = defect is not None or (reviews is not None and len(reviews[1]) > 0)
     recalibration_settings(meta.pipeline, policy, defects_expected, from_reviews, **parameters)
     bundle = _load(model_dir)
@@ -298,7 +381,8 @@ def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, fals
     good_count, defect_count, before, after = len(result.good), len(result.defect), result.before, result.after
     data = {"old_threshold": result.old, "threshold": result.new, "policy": result.policy,
             "good": good_count, "defect": defect_count, "confusion": after.to_dict(),
-            "confusion_before": before.to_dict(), "histogram": str(plot) if plot else None, "saved": not dry_run}
+            "confusion_before": before.to_dict(), "histogram": str(plot) if plot else None, "saved": not dry_run,
+            "warnings": [few] if few else []}
     lines = [
         f"Threshold {result.old:.6g} -> {result.new:.6g} ({result.policy}){' [dry run, not saved]' if dry_run else ''}",
         f"From: {bundle.threshold_info['source']}",
@@ -558,6 +642,18 @@ def config_option(f):
                              "the command line and environment variables override it.")(f)
 
 
+def drift_options(f):
+    """--drift-window and --drift-limit, for watch and stats."""
+    from .drift import DEFAULT_LIMIT, DEFAULT_WINDOW
+
+    f = click.option("--drift-limit", type=click.FloatRange(0, min_open=True), default=DEFAULT_LIMIT,
+                     show_default=True,
+                     help="Drift when the median or 90th percentile of passed scores moved this many calibration "
+                          "bands (p5-p95 of the calibration's good scores).")(f)
+    return click.option("--drift-window", type=click.IntRange(0), default=DEFAULT_WINDOW, show_default=True,
+                        help="Drift is judged on this many of the last parts of a station and model (0: off).")(f)
+
+
 @cli.command()
 @click.argument("inbox", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "model_dir", envvar="INSPECTOR_MODEL", required=True,
@@ -588,11 +684,12 @@ def config_option(f):
 @click.option("--profile", "profile_file", type=click.Path(dir_okay=False, path_type=Path),
               help="When stopping, write the time spent per stage (read, hash, claim, decode, preprocess, model, "
                    "score, pictures, commit, move) to this JSON file.")
+@drift_options
 @config_option
 @logging_options(logging.INFO)
 @_fail_cleanly
 def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
-          station, claim_timeout, exit_when_idle, profile_file):
+          station, claim_timeout, exit_when_idle, drift_window, drift_limit, profile_file):
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
@@ -610,27 +707,46 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     Logs on stderr: the start, a summary every --summary-every seconds, errors and duplicates;
     one line per image with -v. deploy/ has a systemd unit running it with --config.
 
+    Drift: the last --drift-window passed scores are compared with the bundle's calibration
+    (median and 90th percentile, in calibration bands: p5-p95 of its good scores), and the
+    shares of flagged parts and of part-in-view errors with the calibrated ones. One WARNING
+    when the line drifts past the limits, one INFO line when it is back.
+
+    SIGHUP (kill -HUP PID, systemctl reload) loads --model again between two batches (a
+    symlink is followed anew): the new bundle is checked and its model run once first; if that
+    fails, an ERROR and the old model goes on judging. Each part's row names its model.
+
     \b
     Examples:
       inspector watch /srv/line1/inbox --model models/screw --out /srv/line1/out -v
       INSPECTOR_DB=postgresql+psycopg://qa@db/inspector inspector watch inbox/ --model m
       inspector watch /mnt/share/inbox --model m --polling --station line2
       inspector watch --config /etc/inspector/watch.toml --log-format json
+      inspector watch inbox/ --model models/current --drift-window 100 --drift-limit 0.4
+      ln -sfn screw-v2 models/current.new && mv -T models/current.new models/current && kill -HUP PID
     """
     from .watcher import WatchOptions, Watcher
 
-    bundle = _load(model_dir)
-    store = _store(db, create=True)
-    options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
-                           incomplete_timeout=incomplete_timeout, summary_every=summary_every,
-                           station=station, claim_timeout=claim_timeout)
-    watcher = Watcher(inbox, bundle, store, options)
-    log.info("watching %s with %s (threshold %.6g); verdicts in %s", inbox, bundle.pipeline.name, bundle.threshold,
-             store.engine.url.render_as_string(hide_password=True))
+    reload_early = []  # a SIGHUP while starting up (systemctl reload right after start) is not lost
+    previous = signal.signal(signal.SIGHUP, lambda *_: reload_early.append(True))
     try:
-        watcher.run(max_idle=exit_when_idle)
+        bundle = _load(Path(os.path.realpath(model_dir)))  # a symlink is resolved now, and again at each reload
+        store = _store(db, create=True)
+        try:
+            options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
+                                   incomplete_timeout=incomplete_timeout, summary_every=summary_every,
+                                   station=station, claim_timeout=claim_timeout, drift_window=drift_window,
+                                   drift_limit=drift_limit)
+            watcher = Watcher(inbox, bundle, store, options, model_source=model_dir)
+            if reload_early:
+                watcher.request_reload()
+            log.info("watching %s with %s (%s, threshold %.6g); verdicts in %s", inbox, bundle.pipeline.name,
+                     bundle.path, bundle.threshold, store.engine.url.render_as_string(hide_password=True))
+            watcher.run(max_idle=exit_when_idle)
+        finally:
+            store.close()
     finally:
-        store.close()
+        signal.signal(signal.SIGHUP, previous)
         if profile_file is not None:
             from .profile import PROFILE
 
@@ -858,22 +974,30 @@ def serve(db, out, host, port, allow_hosts, password):
 @cli.command()
 @db_option
 @click.option("--since", help="Only inspections received since a date or a span back from now (12h, 7d).")
+@drift_options
 @logging_options()
 @json_option
 @_fail_cleanly
-def stats(db, since, as_json):
-    """Per station and model: images, defects, errors, throughput and score percentiles.
+def stats(db, since, drift_window, drift_limit, as_json):
+    """Per station and model: images, defects, errors, throughput, score percentiles and drift.
+
+    Drift compares the newest rows of each station and model with the calibration of the
+    model's bundle (its path as the daemon loaded it): the median and 90th percentile of the
+    last --drift-window passed scores, in calibration bands (p5-p95 of its good scores), and
+    the shares of flagged parts and of part-in-view errors against the calibrated ones; with
+    the last hour's counts against the expected ones. As `inspector watch` judges it.
 
     \b
     Examples:
       inspector stats --since 24h
       inspector stats --db postgresql+psycopg://qa@db/inspector --json
+      inspector stats --json --drift-window 100 | jq '.[] | {station, model, drift: .drift.drifting}'
     """
     from .review import parse_since, station_stats, stats_table
 
     store = _store(db)
     try:
-        rows = station_stats(store, parse_since(since))
+        rows = station_stats(store, parse_since(since), drift_window, drift_limit)
     finally:
         store.close()
     click.echo(json.dumps(rows, indent=2) if as_json else (stats_table(rows) if rows else "no inspections"))

@@ -52,3 +52,41 @@ def roc_plot(path: Path, fpr: np.ndarray, tpr: np.ndarray, auc: float, title: st
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def score_timeline(path, times: list, scores: np.ndarray, flagged: np.ndarray, thresholds: np.ndarray,
+                   models: list, bands: dict, window: int, title: str):
+    """Scores over time (oldest first): passed parts green, flagged red; the threshold in force
+    (a step line); per model (`models`: each score's model) its calibration band (p5-p95 of its
+    good scores, `bands`: model -> (low, high)) over the time it judged, and the median of its
+    last `window` passed scores, as the drift monitor sees them. `path` may be a file object."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
+    scores, flagged = np.asarray(scores, float), np.asarray(flagged, bool)
+    if len(scores):
+        ax.step(times, thresholds, where="post", color="black", linestyle="--", linewidth=1, label="threshold")
+        for i, model in enumerate(dict.fromkeys(models)):
+            mine = [t for t, m in zip(times, models) if m == model]
+            if model in bands:
+                ax.fill_between([mine[0], mine[-1]], *bands[model], color="tab:blue", alpha=0.15, linewidth=0,
+                                label="calibration p5-p95" if not i else None)
+            passed = [(t, s) for t, s, f, m in zip(times, scores, flagged, models) if m == model and not f]
+            if len(passed) >= window > 0:
+                values = np.array([s for _, s in passed])
+                medians = [np.median(values[j - window + 1:j + 1]) for j in range(window - 1, len(values))]
+                ax.plot([t for t, _ in passed[window - 1:]], medians, color="tab:orange", linewidth=1.5,
+                        label=f"median of the last {window} passed" if not i else None)
+        ax.scatter([t for t, f in zip(times, flagged) if not f], scores[~flagged], s=9, color="tab:green",
+                   label=f"passed ({int((~flagged).sum())})")
+        ax.scatter([t for t, f in zip(times, flagged) if f], scores[flagged], s=12, color="tab:red",
+                   label=f"flagged ({int(flagged.sum())})")
+        ax.legend(fontsize="small", loc="upper left")
+    else:
+        ax.text(0.5, 0.5, "no scored parts", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylabel("anomaly score")
+    ax.set_title(title)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

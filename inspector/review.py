@@ -122,22 +122,28 @@ def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts"
     return page
 
 
-def station_stats(store, since: datetime | None = None) -> list[dict]:
-    """Counts, throughput and score percentiles for each (station, model) pair.
+def station_stats(store, since: datetime | None = None, drift_window: int | None = None,
+                  drift_limit: float | None = None) -> list[dict]:
+    """Counts, throughput, score percentiles and drift for each (station, model) pair.
 
     The rate is images over the time daemons of that station and model ran (the union of their
     run spans, clipped to `since`): idle time between runs does not count, and two daemons
     sharing a station's inbox count their common time once. None when no run was recorded.
+    Drift (`drift.of_model`): the newest rows against the calibration of the model's bundle
+    (`drift_window` 0: none).
     """
     import numpy as np
     from sqlalchemy import func, select
 
+    from . import drift
     from .store import Inspection, ModelRecord, Run
 
+    window = drift.DEFAULT_WINDOW if drift_window is None else drift_window
+    limit = drift.DEFAULT_LIMIT if drift_limit is None else drift_limit
     query = (select(Inspection.station, ModelRecord.name, ModelRecord.fingerprint, Inspection.verdict,
-                    Inspection.score, Inspection.scored_at)
+                    Inspection.score, Inspection.scored_at, Inspection.error_reason)
              .outerjoin(ModelRecord, Inspection.model_id == ModelRecord.id)
-             .where(Inspection.status != "pending"))
+             .where(Inspection.status != "pending").order_by(Inspection.id.desc()))
     if since:
         query = query.where(Inspection.received_at >= since)
     runs = (select(Run.station, ModelRecord.name, ModelRecord.fingerprint, Run.started_at,
@@ -146,26 +152,30 @@ def station_stats(store, since: datetime | None = None) -> list[dict]:
     groups: dict[tuple, list] = {}
     spans: dict[tuple, list] = {}
     with store.session() as s:
-        for station, model, fingerprint, verdict, score, scored_at in s.execute(query):
-            groups.setdefault((station or "", model or "", fingerprint or ""), []).append((verdict, score, scored_at))
+        for station, model, fingerprint, verdict, score, scored_at, reason in s.execute(query):
+            groups.setdefault((station or "", model or "", fingerprint or ""), []).append(
+                (verdict, score, reason, scored_at))
         for station, model, fingerprint, started, ended in s.execute(runs):
             spans.setdefault((station or "", model or "", fingerprint or ""), []).append((started, ended))
+        paths = dict(s.execute(select(ModelRecord.fingerprint, ModelRecord.path)).all())
     result = []
+    now = utcnow()
     for key, items in sorted(groups.items()):
         station, model, fingerprint = key
-        scores = np.array([score for _, score, _ in items if score is not None])
-        times = [t for _, _, t in items if t is not None]
-        running = _covered_seconds(spans.get(key, []), since, utcnow()) if key in spans else None
+        scores = np.array([score for _, score, _, _ in items if score is not None])
+        times = [t for *_, t in items if t is not None]
+        running = _covered_seconds(spans.get(key, []), since, now) if key in spans else None
         result.append({
             "station": station, "model": model, "fingerprint": fingerprint,
             "images": len(items),
-            "defects": sum(v == "defect" for v, _, _ in items),
-            "errors": sum(v == "error" for v, _, _ in items),
+            "defects": sum(v == "defect" for v, *_ in items),
+            "errors": sum(v == "error" for v, *_ in items),
             "first": min(times).isoformat() if times else None,
             "last": max(times).isoformat() if times else None,
             "running_s": running,
             "images_per_s": len(items) / running if running else None,
             "score_percentiles": {f"p{q}": float(np.percentile(scores, q)) for q in (50, 90, 99)} if scores.size else {},
+            "drift": drift.of_model(paths.get(fingerprint), fingerprint, items, window, limit, now) if window else None,
         })
     return result
 
@@ -184,6 +194,8 @@ def _covered_seconds(spans: list[tuple[datetime, datetime]], since: datetime | N
 
 
 def stats_table(rows: list[dict]) -> str:
+    from .drift import summary
+
     lines = [f"{'station':16}  {'model':12}  {'images':>7}  {'defects':>7}  {'errors':>6}  {'images/s':>8}  "
              f"{'p50':>9}  {'p90':>9}  {'p99':>9}"]
     for r in rows:
@@ -192,13 +204,21 @@ def stats_table(rows: list[dict]) -> str:
         pct = "  ".join(f"{p[k]:9.4g}" if k in p else f"{'-':>9}" for k in ("p50", "p90", "p99"))
         lines.append(f"{r['station'][:16]:16}  {r['model'][:12]:12}  {r['images']:7d}  {r['defects']:7d}  "
                      f"{r['errors']:6d}  {rate}  {pct}")
+    for r in rows:
+        d = r.get("drift")
+        if d is not None:
+            state = ("DRIFT: " if d["drifting"] else "no drift: ") + summary(d) if d["available"] else \
+                f"drift not assessed: {d['reason']}"
+            lines.append(f"{r['station']} / {r['model']}: {state}")
     return "\n".join(lines)
 
 
-def reviewed_scores(store, fingerprint: str):
-    """Scores of parts judged by the model with this fingerprint that QA reviewed:
+MIN_REVIEWS = 5  # QA's decisions on fewer parts than this are too few to trust
+
+
+def reviewed_parts(store, fingerprint: str) -> tuple[list[Inspection], list[Inspection]]:
+    """Scored parts judged by the model with this fingerprint that QA reviewed, oldest first:
     (dismissed false alarms and parts QA passed, confirmed defects); the newest review counts."""
-    import numpy as np
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
@@ -206,9 +226,24 @@ def reviewed_scores(store, fingerprint: str):
 
     query = (select(Inspection).join(ModelRecord, Inspection.model_id == ModelRecord.id)
              .where(ModelRecord.fingerprint == fingerprint, Inspection.score.is_not(None), Inspection.reviews.any())
-             .options(selectinload(Inspection.reviews)))
+             .options(selectinload(Inspection.reviews)).order_by(Inspection.id))
     with store.session() as s:
         rows = list(s.scalars(query))
-    dismissed = np.array([r.score for r in rows if review_state(r) == "dismissed"], dtype=float)
-    confirmed = np.array([r.score for r in rows if review_state(r) == "confirmed"], dtype=float)
-    return dismissed, confirmed
+    return ([r for r in rows if review_state(r) == "dismissed"], [r for r in rows if review_state(r) == "confirmed"])
+
+
+def reviewed_scores(store, fingerprint: str):
+    """The scores of `reviewed_parts`: (dismissed, confirmed) arrays."""
+    import numpy as np
+
+    dismissed, confirmed = reviewed_parts(store, fingerprint)
+    return (np.array([r.score for r in dismissed], dtype=float), np.array([r.score for r in confirmed], dtype=float))
+
+
+def too_few_reviews(have: int, what: str, needed: int = MIN_REVIEWS) -> str | None:
+    """A sentence saying `have` `what` are too few to trust, or None when there are enough
+    (`calibrate --from-reviews` warns with it, `update` refuses)."""
+    if have >= needed:
+        return None
+    return (f"only {have} {what}; at least {needed} are needed to trust QA's reviews: review more flagged "
+            "parts (inspector review list --flagged --unreviewed)")

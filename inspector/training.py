@@ -47,14 +47,25 @@ def load_folder(
     copies: int | None = None,
     seed: int = 0,
 ) -> LoadedImages:
-    """Preprocess every image in a folder (in parallel); unreadable files are listed, not fatal.
+    """Preprocess every image in a folder (`load_images`)."""
+    return load_images(list_images(folder), pipeline, on_image, copies, seed)
+
+
+def load_images(
+    paths: list[Path],
+    pipeline: Pipeline,
+    on_image: Callable[[], None] | None = None,
+    copies: int | None = None,
+    seed: int = 0,
+) -> LoadedImages:
+    """Preprocess image files (in parallel); unreadable files are listed, not fatal.
 
     With `copies` (default: as many as the pipeline's architecture asks for), each image is
     also preprocessed under that many random line nuisances
     (`inspector.nuisance.augment`, fixed by `seed` and the image's place); a copy that can no
     longer be judged (the part pushed out of view, say) is replaced by the image itself.
     """
-    paths = list_images(folder)
+    paths = list(paths)
     config = pipeline.preprocess
     if copies is None:
         copies = models.get(pipeline.model.architecture).nuisance_copies(pipeline.model.settings)
@@ -96,9 +107,11 @@ def train_bundle(
     seed: int = 0,
     epochs: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    record: dict | None = None,
 ) -> tuple[Bundle, dict]:
     """Fit the pipeline's architecture on the good images, choose the threshold from the good
-    images it did not learn from, and write the bundle to `out`."""
+    images it did not learn from, and write the bundle to `out`. `record`: more to keep in the
+    bundle's `training` (the folder trained on, the parent bundle)."""
     if needs_defects(pipeline.threshold.policy):
         raise ConfigError(
             f"threshold policy {pipeline.threshold.policy!r} needs defect images; train with an "
@@ -130,6 +143,7 @@ def train_bundle(
             "seconds": round(fitted.seconds, 1),
             "loss": fitted.losses,
             "part_length": images.part_length,
+            **(record or {}),
         },
         versions=library_versions(),
         created=now_iso(),

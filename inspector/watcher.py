@@ -7,6 +7,9 @@ overlay written -> commit (verdicts of rows still ours) -> move the files out of
 The database row is the truth and files follow it: a crash between two steps leaves a state
 that the next start finishes. A pending row is scored again; a finished row whose file is still
 in the inbox only has its file moved. Nothing is scored twice because the content hash is unique.
+
+Between batches: SIGHUP reloads the model bundle (`--model`, a symlink resolved again), and each
+batch's verdicts feed the drift monitor (`drift`), which logs when the line drifts and clears.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .bundle import Bundle
+import numpy as np
+
+from . import drift
+from .bundle import Bundle, load_bundle
 from .claims import CLAIMED, DUPLICATE, FINISH, Claims, Request
 from .errors import ConfigError, DatabaseError
 from .inference import Inferencer, Result
@@ -50,6 +56,8 @@ class WatchOptions:
     threads: int = 4
     station: str = field(default_factory=socket.gethostname)  # recorded with every inspection
     claim_timeout: float = 60.0  # a claim from another host older than this is taken over
+    drift_window: int = drift.DEFAULT_WINDOW  # parts the drift monitor looks back on (0: off)
+    drift_limit: float = drift.DEFAULT_LIMIT  # shift of passed scores, in calibration bands, that is drift
 
 
 @dataclass
@@ -86,31 +94,56 @@ class Counters:
 
 
 class Watcher:
-    def __init__(self, inbox: Path, bundle: Bundle, store: Store, options: WatchOptions):
+    """`model_source`: where `reload` loads the bundle from (the --model path as given, maybe a
+    symlink; default: the bundle's own path)."""
+
+    def __init__(self, inbox: Path, bundle: Bundle, store: Store, options: WatchOptions,
+                 model_source: Path | None = None):
         self.intake = Intake(inbox, options.polling, options.settle, options.quick_settle,
                              options.incomplete_timeout)
         self.out = Path(os.path.abspath(options.out))
         inbox = self.intake.inbox
         if self.out == inbox or inbox in self.out.parents:
             raise ConfigError("--out must not be inside the inbox")
-        self.bundle, self.store, self.options = bundle, store, options
+        self.store, self.options = store, options
+        self.model_source = Path(os.path.abspath(model_source or bundle.path))
         self.stop_event = threading.Event()
+        self.reload_requested = threading.Event()
         self.counters = Counters()
         # Hashing files and writing pictures; decoding runs in the inferencer's own threads.
         self._pool = ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="inspector-io")
-        self.inferencer = Inferencer(bundle, threads=options.threads, contain_failures=True)
-        self.inferencer.warm_up(options.batch)  # the first part must not wait for graph tracing
         self.claims = Claims(store, station=options.station, timeout=options.claim_timeout)
-        self.model_id = store.model_record(
-            bundle.fingerprint, bundle.pipeline.name, str(bundle.path), bundle.threshold)
+        self.inferencer = None
+        reference = drift.Reference.of(bundle)
+        inferencer = Inferencer(bundle, threads=options.threads, contain_failures=True)
+        inferencer.warm_up(options.batch)  # the first part must not wait for graph tracing
+        self._use(bundle, inferencer, reference)
+
+    def _use(self, bundle: Bundle, inferencer: Inferencer, reference: drift.Reference) -> None:
+        """Judge with `bundle` from now on: its model row, its drift reference (the window
+        seeded with what this station's earlier daemons judged with it)."""
+        model_id = self.store.model_record(bundle.fingerprint, bundle.pipeline.name, str(bundle.path),
+                                           bundle.threshold)
+        old = self.inferencer
+        self.bundle, self.inferencer, self.model_id = bundle, inferencer, model_id
+        if old is not None:
+            old.close()
+        window = self.options.drift_window
+        self.drift = drift.Monitor(reference, window, self.options.drift_limit)
+        if window:
+            passed, outcomes = drift.recent(self.store, self.options.station, model_id, window)
+            self.drift.passed.extend(passed)
+            self.drift.outcomes.extend(outcomes)
 
     # -- the main loop ---------------------------------------------------------------------
 
     def run(self, install_signals: bool = True, max_idle: float | None = None) -> None:
         """Watch until SIGINT/SIGTERM (or `stop()`); the batch in hand is finished first."""
+        previous = {}
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: self.stop())
+                previous[sig] = signal.signal(sig, lambda *_: self.stop())
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         intake = self.intake
         intake.start()
         run_id = None
@@ -120,6 +153,11 @@ class Watcher:
             intake.scan()
             last_scan = last_summary = last_work = last_beat = time.monotonic()
             while not self.stop_event.is_set():
+                if self.reload_requested.is_set():  # between batches: no part is judged by two models
+                    self.reload_requested.clear()
+                    if self.reload():
+                        self.store.touch_run(run_id, stopped=True)  # runs are per model: stats' rates
+                        run_id = self.store.start_run(self.claims.worker, self.options.station, self.model_id)
                 intake.check_inbox()
                 intake.drain()
                 now = time.monotonic()
@@ -157,10 +195,41 @@ class Watcher:
             intake.stop()
             self._pool.shutdown(wait=True)
             self.inferencer.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             log.info("stopped; %s", self.counters.line())
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def request_reload(self) -> None:
+        """Load the bundle again from `model_source` before the next batch (SIGHUP)."""
+        self.reload_requested.set()
+
+    def reload(self) -> bool:
+        """Load and check the bundle `model_source` names now (a symlink is resolved again), run
+        its model once, then judge with it; if any of that fails, an ERROR and the old model
+        stays. Returns whether the model was switched."""
+        source = self.model_source
+        target = Path(os.path.realpath(source))
+        old = self.bundle
+        try:
+            bundle = load_bundle(target)
+            reference = drift.Reference.of(bundle)
+            inferencer = Inferencer(bundle, threads=self.options.threads, contain_failures=True)
+            try:
+                inferencer.warm_up(self.options.batch)  # runs, and the parts after the switch need not wait
+            except BaseException:
+                inferencer.close()
+                raise
+        except Exception as exc:
+            log.error("reload of %s failed, still judging with %s (%s): %s", source, old.path, old.fingerprint, exc)
+            return False
+        self._use(bundle, inferencer, reference)
+        log.info("model switched on reload: %s (%s, threshold %.6g) -> %s (%s, threshold %.6g); model id %d",
+                 old.path, old.fingerprint, old.threshold, bundle.path, bundle.fingerprint, bundle.threshold,
+                 self.model_id)
+        return True
 
     def recover(self) -> None:
         """At start-up: close the abandoned claims whose file is gone (`Claims.recover`)."""
@@ -250,6 +319,21 @@ class Watcher:
             with PROFILE.stage("move"):
                 self._finish(w.arrival, w.digest, updates[w.row_id])
             self._count(w.path, updates[w.row_id], w.row_id)
+            values = updates[w.row_id]
+            self.drift.add(values["verdict"], values.get("score"), values.get("error_reason"))
+        self._check_drift()
+
+    def _check_drift(self) -> None:
+        change = self.drift.check()
+        if change is None:
+            return
+        state, assessment = change
+        where = f"station {self.options.station}, model {self.bundle.pipeline.name} ({self.bundle.fingerprint})"
+        if state == "start":
+            log.warning("drift: the line no longer looks like the calibration (%s): %s", where,
+                        drift.summary(assessment))
+        else:
+            log.info("drift cleared (%s): %s", where, drift.summary(assessment))
 
     def _claim(self, arrivals: list[Arrival]) -> list[Work]:
         """Claim each file's content (`claims`); files judged already are finished or set aside."""

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, abort, redirect, render_template, request, send_file, url_for
 
 from .errors import ConfigError
-from .review import parse_since, review_state
+from .drift import summary as drift_summary
+from .review import parse_since, review_state, station_stats
 from .store import Inspection, ModelRecord, Store, utcnow
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -208,7 +209,9 @@ def create_app(db: str, out: str | Path, host: str = "127.0.0.1", allowed_hosts:
                     counts[2] += r.verdict == "error"
         defects = sum(r.verdict == "defect" for r in rows)
         states = [review_state(r) for r in rows]
+        drift = [(r["station"], r["model"], r["drift"]) for r in station_stats(store, utcnow() - timedelta(days=days))]
         return render_template("summary.html", title="Summary", days=days, total=len(rows), defects=defects,
+                    drift=drift, drift_summary=drift_summary,
                     errors=sum(r.verdict == "error" for r in rows), rate=100 * defects / len(rows) if rows else 0.0,
                     confirmed=states.count("confirmed"), dismissed=states.count("dismissed"),
                     per_day=sorted(per_day.items(), reverse=True), per_hour=sorted(per_hour.items(), reverse=True))
@@ -225,6 +228,31 @@ def create_app(db: str, out: str | Path, host: str = "127.0.0.1", allowed_hosts:
         threshold = rows[0].threshold if rows else 0.0  # newest first: the threshold in force now
         buffer = io.BytesIO()
         score_histogram(buffer, ok, flagged, threshold, "recent parts", labels=("passed", "flagged"))
+        return Response(buffer.getvalue(), mimetype="image/png")
+
+    @app.get("/summary/scores.png")
+    def score_chart():
+        """Scores over time with the threshold, each model's calibration band and the median of
+        the last passed scores (what drift is judged on)."""
+        from .drift import DEFAULT_WINDOW, reference_at
+        from .errors import BundleError
+        from .plots import score_timeline
+
+        rows = sorted((r for r in recent(days_argument()) if r.score is not None and r.scored_at is not None),
+                      key=lambda r: (r.scored_at, r.id))
+        bands = {}
+        for model_id in dict.fromkeys(r.model_id for r in rows if r.model_id is not None):
+            with store.session() as s:
+                model = s.get(ModelRecord, model_id)
+            try:
+                reference = reference_at(model.path, model.fingerprint)
+            except BundleError:
+                continue  # its bundle is gone or holds another model now: no band
+            bands[model_id] = (reference.low, reference.high)
+        buffer = io.BytesIO()
+        score_timeline(buffer, [r.scored_at for r in rows], [r.score for r in rows],
+                       [r.verdict == "defect" for r in rows], [r.threshold for r in rows], [r.model_id for r in rows],
+                       bands, DEFAULT_WINDOW, "scores over time (UTC)")
         return Response(buffer.getvalue(), mimetype="image/png")
 
     @app.get("/inspections/<int:inspection_id>/picture/<kind>")

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import numpy as np
@@ -142,6 +143,7 @@ def test_bundle_json_without_a_checksum_is_refused(bundle_copy):
     ('"good_scores": [0.1, "x"]', "calibration.good_scores must be a list of finite numbers"),
     ('"model_sha256": 12', "training.model_sha256 must be"),
     ('"created": 5', "created must be text"),
+    ('"folder": 5', "training.folder must be text"),
 ])
 def test_every_field_is_validated_even_when_edits_are_accepted(bundle_copy, text, says):
     """Issue 14.15: NaN or Infinity thresholds, a heat_scale of "x": refused with a clear message."""
@@ -159,6 +161,20 @@ def test_every_field_is_validated_even_when_edits_are_accepted(bundle_copy, text
     for check in (read_metadata, accept_edits):
         with pytest.raises(BundleError, match=re.escape(says)):
             check(bundle_copy)
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("parent", "not a fingerprint", "training.parent must be text matching [0-9a-f]{16}"),
+    ("added", [{"inspection": "7", "path": "/a.png"}], "training.added must be a list of objects"),
+    ("added", "/a.png", "training.added must be a list of objects"),
+])
+def test_what_an_update_records_is_validated(bundle_copy, field, value, says):
+    """Issue 18: `update` records its parent and the images it added; they are checked as any field."""
+    from inspector.bundle import accept_edits
+
+    _edit_meta(bundle_copy, lambda m: m["training"].update({field: value}))
+    with pytest.raises(BundleError, match=re.escape(says)):
+        accept_edits(bundle_copy)
 
 
 def test_calibrate_rewrites_the_checksum(bundle_copy):

@@ -130,3 +130,54 @@ def test_one_shot_commands_fail_fast_on_a_database_that_cannot_be_opened(command
         result = run(*command, "--db", url)
         assert result.exit_code == 1, result.output
         assert says in result.output and "Traceback" not in result.output
+
+
+def test_stats_drift_section_against_the_bundles_calibration(tiny_bundle, database_url):
+    """Issue 18: the newest passed scores of a station and model against the calibration of the
+    bundle the model was loaded from; part-in-view errors against the expected share."""
+    from datetime import timedelta
+
+    import numpy as np
+
+    from inspector.bundle import read_metadata
+    from inspector.store import ModelRecord, utcnow
+
+    meta = read_metadata(tiny_bundle)
+    good = np.array(meta.calibration["good_scores"])
+    band = np.quantile(good, 0.95) - np.quantile(good, 0.05)
+    calm = np.quantile(good[good <= meta.threshold], np.linspace(0, 1, 20))  # as calibrated
+    store = Store(database_url)
+    now = utcnow()
+    with store.session() as s, s.begin():
+        model = ModelRecord(fingerprint=meta.fingerprint, name="tiny", path=str(tiny_bundle), threshold=meta.threshold)
+        gone = ModelRecord(fingerprint="0" * 16, name="gone", path="/nowhere", threshold=1.0)
+        s.add_all([model, gone])
+        s.flush()
+        rows = [("calm", score, "ok", None) for score in calm]  # line calm: as calibrated
+        rows += [("shifted", score, "ok", None) for score in calm]  # line shifted: calm, then 2 bands higher
+        rows += [("shifted", score + 2 * band, "ok", None) for score in calm]
+        rows += [("view", score, "ok", None) for score in calm[:14]]  # line view: 6 frames of 20 without a part
+        rows += [("view", None, "error", "no part found: nothing stands out from the background")] * 6
+        for i, (station, score, verdict, reason) in enumerate(rows):
+            s.add(Inspection(source_path=f"/in/{i}", source_name=f"{i}.png", content_hash=f"{i:064d}",
+                             status="error" if reason else "done", verdict=verdict, score=score, error_reason=reason,
+                             model_id=model.id, station=station, scored_at=now - timedelta(seconds=len(rows) - i)))
+        s.add(Inspection(source_path="/in/g", source_name="g.png", content_hash="g" * 64, status="done",
+                         verdict="ok", score=0.1, model_id=gone.id, station="calm", scored_at=now))
+    store.close()
+    result = run("stats", "--db", database_url, "--json", "--drift-window", "20")
+    assert result.exit_code == 0, result.output
+    by_key = {(r["station"], r["model"]): r["drift"] for r in json.loads(result.stdout)}
+    calm, shifted, view = by_key["calm", "tiny"], by_key["shifted", "tiny"], by_key["view", "tiny"]
+    assert calm["available"] and not calm["drifting"] and calm["scores"]["count"] == 20
+    assert abs(calm["scores"]["shift"]) < 0.05 and calm["last_hour"]["parts"] == 20
+    assert shifted["drifting"] and shifted["scores"]["median_shift"] == pytest.approx(2.0, abs=0.01)
+    assert shifted["scores"]["band"] == pytest.approx([np.quantile(good, 0.05), np.quantile(good, 0.95)])
+    assert view["drifting"] and view["view_errors"]["drifting"] and not view["scores"]["drifting"]
+    assert view["view_errors"]["count"] == 6 and view["last_hour"]["view_errors"] == 6
+    assert by_key["calm", "gone"] == {"available": False,
+                                      "reason": "cannot read the model's bundle: /nowhere: no such model directory"}
+    table = run("stats", "--db", database_url, "--drift-window", "20").stdout
+    assert "shifted / tiny: DRIFT: passed scores: median" in table and "calm / tiny: no drift" in table
+    assert "view / tiny: DRIFT: part-in-view errors 6 of 20 frames (30%)" in table
+    assert run("stats", "--db", database_url, "--json", "--drift-window", "0").stdout.count('"drift": null') == 4

@@ -116,6 +116,7 @@ def unit():
 def test_the_systemd_unit_runs_watch_with_options_it_has(tmp_path, tiny_bundle):
     service = unit()["Service"]
     assert service["KillSignal"] == "SIGTERM" and service["Restart"] == "on-failure" and service["User"]
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # systemctl reload: the daemon loads its bundle again
     program, command, *args = shlex.split(service["ExecStart"])
     assert program.endswith("/bin/inspector") and command == "watch"
     # Parse the unit's arguments with the real command, its --config pointing at the sample
@@ -123,7 +124,7 @@ def test_the_systemd_unit_runs_watch_with_options_it_has(tmp_path, tiny_bundle):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     sample = (DEPLOY / "watch.toml").read_text()
-    sample = (sample.replace("/srv/line1/inbox", str(inbox)).replace("/srv/line1/models/screw", str(tiny_bundle))
+    sample = (sample.replace("/srv/line1/inbox", str(inbox)).replace("/srv/line1/models/current", str(tiny_bundle))
               .replace("/srv/line1/out", str(tmp_path / "out")))
     (tmp_path / "watch.toml").write_text(sample)
     args = [str(tmp_path / "watch.toml") if a == "/etc/inspector/watch.toml" else a for a in args]

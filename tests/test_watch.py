@@ -1,6 +1,7 @@
 """The watcher in-process: each kind of bad input gets its documented outcome, the daemon goes on."""
 
 import os
+import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ from inspector.bundle import load_bundle
 from inspector.store import Store
 from inspector.intake import is_temporary
 from inspector.watcher import WatchOptions, Watcher
+from conftest import SAMPLE
 from helpers import encoded, png_bytes, rows, wait_for, write_png
 from test_preprocess import huge_png
 
@@ -524,4 +526,72 @@ def test_each_row_records_its_own_processing_time_and_the_run_is_recorded(tiny_b
         [recorded] = s.query(Run).all()
     assert recorded.stopped_at is not None and recorded.stopped_at >= recorded.started_at
     assert recorded.station == watcher.options.station and recorded.model_id == watcher.model_id
+    store.close()
+
+
+def test_reload_switches_between_batches_and_a_bundle_that_fails_keeps_the_old_model(tiny_bundle, tiny_pipeline_file,
+                                                                                      tmp_path, caplog):
+    """Issue 18: SIGHUP (`request_reload`) loads --model again, a symlink resolved anew; a bundle
+    that does not load is an ERROR and the old model goes on judging."""
+    import json
+    import logging
+
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+    from inspector.store import Run
+
+    caplog.set_level(logging.INFO, logger="inspector.watch")
+    other = tmp_path / "models" / "other"
+    result = CliRunner().invoke(cli, ["train", str(SAMPLE / "train" / "good"), "--out", str(other), "--pipeline",
+                                      str(tiny_pipeline_file), "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    broken = tmp_path / "models" / "broken"
+    shutil.copytree(tiny_bundle, broken)
+    meta = json.loads((broken / "bundle.json").read_text())
+    meta["threshold"]["value"] = 1000.0  # a hand edit: refused by its checksum
+    (broken / "bundle.json").write_text(json.dumps(meta))
+    link = tmp_path / "models" / "current"
+    link.symlink_to(tiny_bundle)
+
+    def point(target):
+        (tmp_path / "models" / "new").symlink_to(target)
+        os.replace(tmp_path / "models" / "new", link)
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    db = tmp_path / "db.sqlite"
+    store = Store(str(db))
+    watcher = Watcher(inbox, load_bundle(os.path.realpath(link)), store,
+                      WatchOptions(out=tmp_path / "out", settle=0.1), model_source=link)
+    thread = threading.Thread(target=watcher.run, kwargs={"install_signals": False})
+    thread.start()
+    try:
+        first_model = watcher.model_id
+        write_png(inbox / "one.png", seed=181)
+        wait_for(lambda: rows(db, "source_name='one.png' AND status='done'"), 30, "first verdict")
+        point(broken)
+        watcher.request_reload()
+        wait_for(lambda: any("reload of" in r.getMessage() for r in caplog.records), 30, "the failed reload")
+        failed = [r for r in caplog.records if "reload of" in r.getMessage()][0]
+        assert failed.levelname == "ERROR" and "changed since inspector wrote it" in failed.getMessage()
+        write_png(inbox / "two.png", seed=182)
+        wait_for(lambda: rows(db, "source_name='two.png' AND status='done'"), 30, "second verdict")
+        point(other)
+        watcher.request_reload()
+        wait_for(lambda: watcher.model_id != first_model, 30, "the switch")
+        write_png(inbox / "three.png", seed=183)
+        wait_for(lambda: rows(db, "source_name='three.png' AND status='done'"), 30, "third verdict")
+    finally:
+        watcher.stop()
+        thread.join(timeout=30)
+    by_name = {r["source_name"]: r for r in rows(db)}
+    assert by_name["one.png"]["model_id"] == by_name["two.png"]["model_id"] == first_model
+    assert by_name["three.png"]["model_id"] == watcher.model_id != first_model
+    assert by_name["three.png"]["threshold"] == pytest.approx(load_bundle(other).threshold)
+    switched = [r for r in caplog.records if "model switched on reload" in r.getMessage()]
+    assert len(switched) == 1 and str(other) in switched[0].getMessage()
+    with store.session() as s:  # a run per model, for the rates of `inspector stats`
+        runs = s.query(Run).order_by(Run.id).all()
+    assert [r.model_id for r in runs] == [first_model, watcher.model_id] and all(r.stopped_at for r in runs)
     store.close()

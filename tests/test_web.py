@@ -187,6 +187,8 @@ def test_summary_page_counts_and_histogram(server, browser, tmp_path):
     text = browser.find_element(By.TAG_NAME, "main").text
     assert "8 parts judged, 4 flagged (defect rate 50.0%)" in text
     assert "dismissed 1" in text
-    width = browser.execute_script("return document.querySelector('main img').naturalWidth")
-    assert width == 700
+    widths = browser.execute_script("return [...document.querySelectorAll('main img')].map(i => i.naturalWidth)")
+    assert widths == [700, 900]  # the histogram, the scores over time
+    # The model's bundle is not at the path recorded: no band, no drift judged, and it says why.
+    assert "line1 / screw: not assessed: cannot read the model's bundle: /models/screw: no such model directory" in text
     screenshot(browser, "summary.png", tmp_path)

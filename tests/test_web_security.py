@@ -138,6 +138,7 @@ def test_the_page_cannot_be_framed(client):
     ("/summary?days=99999999999", 400),
     ("/summary?days=0", 400),
     ("/summary/histogram.png?days=99999999999", 400),
+    ("/summary/scores.png?days=0", 400),
     ("/inspections/" + "9" * 23, 404),
     ("/inspections/" + "9" * 23 + "/picture/input", 404),
     ("/files/%00", 404),

@@ -170,6 +170,9 @@ def station_stats(store, since: datetime | None = None, drift_window: int | None
             "images": len(items),
             "defects": sum(v == "defect" for v, *_ in items),
             "errors": sum(v == "error" for v, *_ in items),
+            # Of those, frames where the part could not be judged: none found, cut by the edge,
+            # two parts, the wrong size.
+            "not_in_view": sum(v == "error" and (r or "").startswith(drift.VIEW_ERRORS) for v, _, r, _ in items),
             "first": min(times).isoformat() if times else None,
             "last": max(times).isoformat() if times else None,
             "running_s": running,
@@ -196,14 +199,14 @@ def _covered_seconds(spans: list[tuple[datetime, datetime]], since: datetime | N
 def stats_table(rows: list[dict]) -> str:
     from .drift import summary
 
-    lines = [f"{'station':16}  {'model':12}  {'images':>7}  {'defects':>7}  {'errors':>6}  {'images/s':>8}  "
-             f"{'p50':>9}  {'p90':>9}  {'p99':>9}"]
+    lines = [f"{'station':16}  {'model':12}  {'images':>7}  {'defects':>7}  {'errors':>6}  {'no view':>7}  "
+             f"{'images/s':>8}  {'p50':>9}  {'p90':>9}  {'p99':>9}"]
     for r in rows:
         p = r["score_percentiles"]
         rate = f"{r['images_per_s']:8.2f}" if r["images_per_s"] else f"{'-':>8}"
         pct = "  ".join(f"{p[k]:9.4g}" if k in p else f"{'-':>9}" for k in ("p50", "p90", "p99"))
         lines.append(f"{r['station'][:16]:16}  {r['model'][:12]:12}  {r['images']:7d}  {r['defects']:7d}  "
-                     f"{r['errors']:6d}  {rate}  {pct}")
+                     f"{r['errors']:6d}  {r['not_in_view']:7d}  {rate}  {pct}")
     for r in rows:
         d = r.get("drift")
         if d is not None:

@@ -181,3 +181,20 @@ def test_stats_drift_section_against_the_bundles_calibration(tiny_bundle, databa
     assert "shifted / tiny: DRIFT: passed scores: median" in table and "calm / tiny: no drift" in table
     assert "view / tiny: DRIFT: part-in-view errors 6 of 20 frames (30%)" in table
     assert run("stats", "--db", database_url, "--json", "--drift-window", "0").stdout.count('"drift": null') == 4
+
+
+def test_stats_count_the_frames_where_the_part_could_not_be_judged(database_url):
+    """Issue 15: part-in-view errors are errors with a reason, counted apart in `stats`."""
+    store = Store(database_url)
+    reasons = ["no part found: the image is blank", "part not in view: it touches the frame's edge (cut off)",
+               "part not in view: 2 parts in the frame; one at a time can be judged", "empty file"]
+    with store.session() as s, s.begin():
+        for i, reason in enumerate(reasons):
+            s.add(Inspection(source_path=f"/in/{i}", source_name=f"{i}.png", content_hash=f"{i:064d}",
+                             status="error", verdict="error", error_reason=reason, station="line1"))
+        s.add(Inspection(source_path="/in/ok", source_name="ok.png", content_hash="o" * 64, status="done",
+                         verdict="ok", score=0.1, station="line1"))
+    store.close()
+    [line1] = json.loads(run("stats", "--db", database_url, "--json").stdout)
+    assert (line1["images"], line1["errors"], line1["not_in_view"]) == (5, 4, 3)
+    assert "no view" in run("stats", "--db", database_url).stdout

@@ -156,11 +156,13 @@ def cli():
 def train(good_dir, out, pipeline, epochs, seed, force, as_json):
     """Train a model on a folder of good images and save a bundle.
 
-    The default pipeline (patch memory) remembers every good image and calibrates the
-    threshold by cross-validation: each fifth is scored by a memory of the others. Autoencoder
-    pipelines hold part of the images out of training and calibrate on them. Either way the
-    threshold comes from good images the model did not see, with the pipeline's threshold
-    policy; the same seed and images give the same threshold. Prints the training time.
+    The default pipeline (screw) trains a denoising convolutional autoencoder, with the patch
+    memory as a second opinion, on 80% of the images and their copies under line nuisances
+    (uneven light, defocus, noise, ...): about 8-10 minutes for 320 screws on two cores. The
+    other 20% (and their nuisance copies) calibrate the threshold. screw-memory only remembers
+    the images and calibrates by cross-validation (seconds). Either way the threshold comes from
+    good images the model did not learn from, with the pipeline's threshold policy; the same
+    seed and images give the same threshold. Prints the training time.
 
     \b
     Examples:
@@ -669,7 +671,9 @@ def drift_options(f):
 @click.option("--on-done", type=click.Choice(["move", "keep"]), default="move", show_default=True,
               help="After the verdict: move the image to OUT/archive/<date>/, or leave it in the inbox.")
 @click.option("--settle", type=click.FloatRange(0), default=0.5, show_default=True,
-              help="Seconds a file's size and time must stay unchanged before it is taken.")
+              help="Seconds a file of a format without a completeness rule must stay unchanged before it is "
+                   "taken (PNG, JPEG, TIFF and BMP are taken once complete by their rule: at once when renamed "
+                   "in or closed, else after 50 ms unchanged).")
 @click.option("--incomplete-timeout", type=click.FloatRange(0), default=10.0, show_default=True,
               help="Seconds an empty, unfinished (by its format's rule) or unreadable file may stay unchanged "
                    "before it is rejected as such.")
@@ -727,6 +731,8 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     """
     from .watcher import WatchOptions, Watcher
 
+    if profile_file is not None and not os.access(profile_file.parent if str(profile_file.parent) else ".", os.W_OK):
+        raise click.ClickException(f"--profile: cannot write into {profile_file.parent}")
     reload_early = []  # a SIGHUP while starting up (systemctl reload right after start) is not lost
     previous = signal.signal(signal.SIGHUP, lambda *_: reload_early.append(True))
     try:
@@ -750,7 +756,10 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
         if profile_file is not None:
             from .profile import PROFILE
 
-            profile_file.write_text(json.dumps(PROFILE.summary(), indent=2))
+            try:
+                profile_file.write_text(json.dumps(PROFILE.summary(), indent=2))
+            except OSError as exc:  # never hide why the daemon stopped behind the profile's failure
+                log.error("cannot write the profile to %s: %s", profile_file, exc)
 
 
 @cli.command()

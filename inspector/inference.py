@@ -240,10 +240,11 @@ class Inferencer:
             return self._from_frame(source, path, keep_frame)
         if not isinstance(source, (bytes, bytearray)):
             source, path = read_bytes(source), path or source
-        with DECODING.hold(declared_pixels(source)), PROFILE.stage("decode"):
-            gray = read_frame(source, change, path)
-            if not np.isfinite(gray).all():
-                raise ImageError(path, "image has non-finite pixel values (NaN or infinity)")
+        with DECODING.hold(declared_pixels(source)):  # held while the decoded frame is in memory
+            with PROFILE.stage("decode"):
+                gray = read_frame(source, change, path)
+                if not np.isfinite(gray).all():
+                    raise ImageError(path, "image has non-finite pixel values (NaN or infinity)")
             return self._from_frame(gray, path, keep_frame)
 
     def _from_frame(self, gray: np.ndarray, path, keep_frame: bool):

@@ -89,9 +89,8 @@ class _Events:
             return
         path = Path(event.dest_path if kind == "moved" else event.src_path)
         if path.parent == self.inbox:
-            # Renamed in (watchdog reports a file moved in from outside the folder as created) or
-            # closed by its writer: finished, if its format's rule finds it complete.
-            self.q.put((path, kind in ("created", "moved", "closed")))
+            # Renamed in, or closed by its writer: finished, if its format's rule finds it complete.
+            self.q.put((path, kind in ("moved", "closed")))
 
 
 class Intake:
@@ -127,9 +126,14 @@ class Intake:
 
             observer = PollingObserver(timeout=0.5)
         else:
-            from watchdog.observers import Observer
+            try:  # Linux: a file renamed in from outside the folder is reported as moved, not created
+                from watchdog.observers.inotify import InotifyObserver
 
-            observer = Observer()
+                observer = InotifyObserver(generate_full_events=True)
+            except ImportError:
+                from watchdog.observers import Observer
+
+                observer = Observer()
         observer.schedule(_Events(self.inbox, self._events), str(self.inbox), recursive=False)
         observer.daemon = True
         observer.start()

@@ -296,9 +296,9 @@ def find_pose(gray: np.ndarray, path: str | os.PathLike | None = None) -> Pose:
 
 
 def relative_length(pose: Pose, shape: tuple[int, int]) -> float:
-    """The part's length as a share of the frame's longer side: the same on another camera
-    resolution, different with another zoom or another part."""
-    return pose.length / max(shape)
+    """The part's length as a share of the frame's shorter side: the same on a camera of another
+    resolution, or a wider frame of the same height; different with another zoom or part."""
+    return pose.length / min(shape)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ import pytest
 from inspector.bundle import load_bundle
 from inspector.config import pipeline_from_dict, resolve_pipeline
 from inspector.cv_setup import cv2
-from inspector.inference import score_arrays
+from inspector.inference import forward, score_arrays
+from inspector.models.autoencoder.fit import split_holdout
+from inspector.tf_setup import keras
 from inspector.models.denoising.defects import add_defect, part_outline
 from inspector.training import load_folder, train_bundle
 from conftest import SAMPLE
@@ -84,6 +86,15 @@ def test_the_bundle_loads_safely_and_scores_as_trained(autoencoder_alone, images
     assert json.loads((out / "bundle.json").read_text())["training"]["part_length"] == pytest.approx(images.part_length)
 
 
+def test_too_few_held_out_images_is_a_clear_error_not_an_absurd_threshold(images, tmp_path):
+    from inspector.errors import TrainingError
+
+    few = load_folder(SAMPLE / "train" / "good", small(copies=0))
+    few.arrays, few.paths = few.arrays[:10], few.paths[:10]  # 20% of 10: 2 held out, one per half
+    with pytest.raises(TrainingError, match="needs at least 4 held-out good images"):
+        train_bundle(few, tmp_path / "few", small(epochs=1, copies=0), seed=0)
+
+
 def test_same_seed_same_threshold(images, tmp_path):
     first, _ = train_bundle(images, tmp_path / "first", small(epochs=3), seed=5)
     again, _ = train_bundle(images, tmp_path / "again", small(epochs=3), seed=5)
@@ -110,9 +121,21 @@ def test_with_the_second_opinion_both_maps_count(images, tmp_path):
     bundle, _ = train_bundle(images, tmp_path / "both", pipeline, seed=0)
     names = {layer.name for layer in bundle.model.layers}
     assert {"reconstruction_error", "memory_unit", "both_opinions"} <= names
-    # Each branch is scaled so good parts score about 1 in it: they add on one scale.
-    assert float(bundle.model.get_layer("reconstruction_error").unit.numpy()) > 0
-    assert float(bundle.model.get_layer("memory_unit").unit.numpy()) > 0
+    # Each branch is divided by its typical score on the held-out good screws (and their nuisance
+    # copies), so on them each branch's image maxima average exactly 1: the maps add on one scale.
+    _, held = split_holdout(len(images.arrays), pipeline.model.holdout_fraction, 0)
+    calibration = np.concatenate([images.arrays[held], images.variants[held, 0]])
+    for name in ("reconstruction_error", "memory_unit"):
+        layer = bundle.model.get_layer(name)
+        assert float(layer.unit.numpy()) != 1.0
+        branch = keras.Model(bundle.model.input, layer.output)
+        maxima = forward(branch, calibration).reshape(len(calibration), -1).max(axis=1)
+        assert maxima.mean() == pytest.approx(1.0, rel=1e-4), name
+    # The threshold's scores are cross-fitted: each half scored with statistics learnt on the other
+    # half, so they are higher than the same images scored by the final model, which learnt from all.
+    honest = np.array(bundle.calibration["good_scores"])
+    in_sample, _ = score_arrays(bundle.model, calibration, pipeline.scoring)
+    assert len(honest) == len(calibration) and honest.mean() > in_sample.mean()
     loaded = load_bundle(tmp_path / "both")
     np.testing.assert_allclose(score_arrays(loaded.model, images.arrays[:4], pipeline.scoring)[0],
                                score_arrays(bundle.model, images.arrays[:4], pipeline.scoring)[0], rtol=1e-5)

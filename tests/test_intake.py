@@ -289,7 +289,7 @@ def test_an_unread_file_with_an_undecodable_name_has_a_content_key(tmp_path):
 
 def test_a_complete_file_renamed_in_is_taken_without_waiting_to_settle(tmp_path):
     """Issue 17: a file renamed into the inbox (or closed by its writer) is finished; complete by
-    its format's rule, it need not settle first. One written in place still waits."""
+    its format's rule, it need not settle first. One written in place waits while it is open."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     intake = Intake(inbox, settle=5.0, quick_settle=5.0, incomplete_timeout=10.0)
@@ -304,16 +304,20 @@ def test_a_complete_file_renamed_in_is_taken_without_waiting_to_settle(tmp_path)
             intake.wait(0.05)
             taken = intake.take(10)
         assert names(taken) == ["renamed.png"] and time.monotonic() - started < 1.0
-        # Written in place in two pieces, never closed: once complete it may still change, so it
-        # settles first.
-        data = png_bytes(8)
+        # Written whole in place and still open: complete by its rule, but its writer may go on
+        # (another image after the first, a tool rewriting its metadata), so it settles first...
         with open(inbox / "in_place.png", "wb") as fh:
-            for piece in (data[: len(data) // 2], data[len(data) // 2:]):
-                fh.write(piece)
-                fh.flush()
-                deadline = time.monotonic() + 0.5
-                while time.monotonic() < deadline:
-                    intake.wait(0.05)
-                    assert not intake.take(10)
+            fh.write(png_bytes(8))
+            fh.flush()
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                intake.wait(0.05)
+                assert not intake.take(10)
+        # ...until its writer closes it.
+        started, taken = time.monotonic(), []
+        while not taken and time.monotonic() - started < 3:
+            intake.wait(0.05)
+            taken = intake.take(10)
+        assert names(taken) == ["in_place.png"] and time.monotonic() - started < 1.0
     finally:
         intake.stop()

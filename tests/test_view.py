@@ -83,41 +83,47 @@ def test_uneven_light_does_not_move_the_crop_once_flattened(frame):
         assert np.abs(lit - plain).mean() < 0.05 and np.corrcoef(lit.ravel(), plain.ravel())[0, 1] > 0.95, name
 
 
-def test_the_heat_is_drawn_back_onto_the_photo_where_the_defect_is(frame, tmp_path):
-    pose = locate_part(frame, CHECKED).pose
+def painted_line_frame(frame: np.ndarray):
+    """The sample screw at the line camera's 1024 px, with a bright pit painted on its shank:
+    the frame and the pit's place (x, y)."""
+    big = cv2.resize(frame, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    pose = locate_part(big, CHECKED).pose
     direction = np.array([np.cos(np.radians(pose.angle)), np.sin(np.radians(pose.angle))])
     x, y = (np.array(pose.centre) - 0.1 * pose.length * direction).astype(int)  # the shank, near the middle
-    marked = frame.copy()
-    cv2.circle(marked, (int(x), int(y)), 4, float(frame.max()), -1)
+    cv2.circle(big, (int(x), int(y)), 14, float(big.max()), -1)
+    return big, (int(x), int(y))
+
+
+def test_the_crop_matrix_says_where_a_point_of_the_photo_is_in_the_crop(frame):
+    marked, (x, y) = painted_line_frame(frame)
     prepared = prepare_frame(marked, CHECKED)
-    # A crop error map that is hot where the pit is in the crop...
-    crop_xy = prepared.matrix @ np.array([x, y, 1.0])
-    crop_map = np.zeros(prepared.array.shape, np.float32)
-    cv2.circle(crop_map, (int(round(crop_xy[0])), int(round(crop_xy[1]))), 2, 1.0, -1)
-    # ...comes back on the photo where the pit was painted.
-    preview, matrix = prepared.preview, prepared.preview_matrix
-    heat = on_frame(crop_map, matrix, preview.shape)
-    factor = preview.shape[0] / frame.shape[0]
-    hot_y, hot_x = np.unravel_index(np.argmax(heat), heat.shape)
-    assert abs(hot_x - x * factor) <= 3 and abs(hot_y - y * factor) <= 3
+    # Where the pit really is in the crop: the brightest blob of the crop...
+    plain = prepare_frame(cv2.resize(frame, (1024, 1024), interpolation=cv2.INTER_CUBIC), CHECKED).array
+    found = np.unravel_index(np.argmax(cv2.GaussianBlur(prepared.array - plain, (0, 0), 1.5)), plain.shape)
+    # ...is where the matrix maps the painted point, and the preview's matrix agrees.
+    mapped = prepared.matrix @ np.array([x, y, 1.0])
+    assert abs(mapped[0] - found[1]) <= 2 and abs(mapped[1] - found[0]) <= 2
+    factor = prepared.preview.shape[0] / marked.shape[0]
+    assert prepared.preview.shape == (256, 256)  # the photo's picture is the pose's working copy
+    np.testing.assert_allclose(prepared.preview_matrix @ np.array([x * factor, y * factor, 1.0]), mapped, atol=1e-6)
 
 
-def test_the_overlay_on_the_photo_has_the_photo_shape_and_the_crop_view_is_kept(tmp_path):
+def test_the_heat_on_the_photo_lies_on_a_defect_painted_on_the_photo(frame, tmp_path):
     from inspector.bundle import load_bundle
     from inspector.training import load_folder, train_bundle
 
     pipeline = resolve_pipeline("screw-memory")
     train_bundle(load_folder(SAMPLE / "train" / "good", pipeline), tmp_path / "m", pipeline)
-    defect = sorted((SAMPLE / "test" / "defect").glob("*.png"))[0]
+    marked, (x, y) = painted_line_frame(frame)
+    cv2.imwrite(str(tmp_path / "pit.png"), (marked * 255).astype(np.uint8))
     with Inferencer(load_bundle(tmp_path / "m")) as inferencer:
-        result = next(inferencer.judge([defect], keep_maps=True))
-        inferencer.write_pictures(result, tmp_path / "h.png", tmp_path / "o.png", tmp_path / "c.png")
-    photo = cv2.imread(str(defect))
-    assert cv2.imread(str(tmp_path / "o.png")).shape == photo.shape  # 256x256 sample frames: not shrunk
+        result = next(inferencer.judge([tmp_path / "pit.png"], keep_maps=True))
+        inferencer.write_pictures(result, tmp_path / "h.png", tmp_path / "o.jpg", tmp_path / "c.png")
+    assert result.verdict == "defect"
+    preview, matrix = result.frame
+    overlay = cv2.imread(str(tmp_path / "o.jpg"))
+    assert overlay.shape[:2] == preview.shape == (256, 256)  # the photo, shrunk to 256 px
     assert cv2.imread(str(tmp_path / "c.png")).shape[:2] == (64, 192)  # the upright crop
-    # The hottest place of the photo overlay is the hottest place of the crop map, drawn back.
-    heat = on_frame(result.error_map, result.frame[1], photo.shape[:2])
-    hot = np.unravel_index(np.argmax(heat), heat.shape)
-    crop_hot = np.unravel_index(np.argmax(result.error_map), result.error_map.shape)
-    back = cv2.invertAffineTransform(result.frame[1]) @ np.array([crop_hot[1], crop_hot[0], 1.0])
-    assert abs(hot[1] - back[0]) <= 3 and abs(hot[0] - back[1]) <= 3
+    heat = on_frame(result.error_map, matrix, preview.shape)
+    hot_y, hot_x = np.unravel_index(np.argmax(heat), heat.shape)
+    assert abs(hot_x - x / 4) <= 4 and abs(hot_y - y / 4) <= 4  # 1024 px -> 256 px

@@ -25,6 +25,23 @@ def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(order[held:]), np.sort(order[:held])
 
 
+def seeded(seed: int) -> None:
+    """Same seed, same weights: Python's, NumPy's and TensorFlow's generators seeded, and
+    TensorFlow's ops made deterministic."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def check_sides(architecture: str, shape: tuple[int, int], stages: int) -> None:
+    """Each of `stages` halves both sides: they must be divisible by 2**stages."""
+    height, width = shape
+    if height % 2**stages or width % 2**stages:
+        raise ConfigError(f"{architecture} with {stages} stages needs sides divisible by {2**stages}, "
+                          f"got {height}x{width}")
+
+
 def square_size(shape: tuple[int, int], architecture: str) -> int:
     height, width = shape
     if height != width:
@@ -57,13 +74,10 @@ def fit_autoencoder(
 
     Same seed and same images give the same weights (op determinism is switched on).
     """
-    import tensorflow as tf
-
     settings = pipeline.model.settings
     train_idx, hold_idx = split_holdout(len(arrays), pipeline.model.holdout_fraction, seed)
     started = time.perf_counter()
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    seeded(seed)
     model = build(settings, arrays.shape[1:])
     x = arrays[train_idx][..., None].astype(np.float32)
     callbacks = []

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from ...errors import TrainingError
 from ...inference import score_arrays
 from ...tf_setup import keras
-from ..autoencoder.fit import split_holdout
+from ..autoencoder.fit import check_sides, seeded, split_holdout
 from ..patch_memory.fit import memory_layer, part_level, pixel_statistics, set_statistics
 from ..spec import Fitted
 from . import DenoisingSettings
@@ -31,17 +32,16 @@ from .layers import ReconstructionError, Rescale
 if TYPE_CHECKING:
     from ...config import Pipeline
 
+# Each half of the held-out images learns per-pixel statistics for the other: a spread needs
+# at least two images.
+MIN_HELD_OUT = 4
+
 
 def autoencoder(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.Model":
     """Image (H, W, 1) -> its reconstruction: per stage a 3x3 convolution and a strided one
     down, then transposed convolutions and a 3x3 convolution up, sigmoid output."""
-    from ...errors import ConfigError
-
+    check_sides("denoising_autoencoder", shape, len(settings.filters))
     height, width = shape
-    stages = len(settings.filters)
-    if height % 2**stages or width % 2**stages:
-        raise ConfigError(f"denoising_autoencoder with {stages} stages needs sides divisible by {2**stages}, "
-                          f"got {height}x{width}")
     layers = keras.layers
     inputs = keras.Input(shape=(height, width, 1))
     x = inputs
@@ -97,8 +97,7 @@ def train_autoencoder(
     (N, K, H, W) from copies with synthetic defects; returns it and its loss per epoch."""
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    seeded(seed)
     rng = np.random.default_rng(seed)
     ae = autoencoder(settings, arrays.shape[1:])
     optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
@@ -147,6 +146,11 @@ def fit(
     settings = pipeline.model.settings
     epochs = epochs or settings.epochs
     train_idx, hold_idx = split_holdout(len(arrays), pipeline.model.holdout_fraction, seed)
+    if len(hold_idx) < MIN_HELD_OUT:
+        raise TrainingError(
+            f"denoising_autoencoder needs at least {MIN_HELD_OUT} held-out good images to calibrate (two per "
+            f"half for the cross-fitted statistics); {len(arrays)} images with holdout_fraction "
+            f"{pipeline.model.holdout_fraction} hold out {len(hold_idx)}: give more images or a larger fraction")
     started = time.perf_counter()
     ae, losses = train_autoencoder(arrays[train_idx], None if variants is None else variants[train_idx],
                                    settings, seed, epochs, on_epoch)

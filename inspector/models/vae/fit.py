@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ...errors import ConfigError
 from ...inference import score_arrays
 from ...tf_setup import keras
-from ..autoencoder.fit import split_holdout
+from ..autoencoder.fit import check_sides, seeded, split_holdout
 from ..spec import Fitted
 from . import VaeSettings
 
@@ -23,8 +22,7 @@ def parts(settings: VaeSettings, shape: tuple[int, int]):
     """(encoder: image -> (mean, log variance), decoder: latent -> image)."""
     height, width = shape
     stages = len(settings.filters)
-    if height % 2**stages or width % 2**stages:
-        raise ConfigError(f"vae with {stages} stages needs sides divisible by {2**stages}, got {height}x{width}")
+    check_sides("vae", shape, stages)
     layers = keras.layers
     image = keras.Input(shape=(height, width, 1))
     x = image
@@ -73,8 +71,7 @@ def fit(
     epochs = epochs or settings.epochs
     train_idx, hold_idx = split_holdout(len(arrays), pipeline.model.holdout_fraction, seed)
     started = time.perf_counter()
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    seeded(seed)
     encoder, decoder = parts(settings, arrays.shape[1:])
     weights = encoder.trainable_variables + decoder.trainable_variables
     optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)

@@ -65,3 +65,18 @@ def jpeg_with_exif_thumbnail(seed: int) -> tuple[bytes, int]:
     main = encoded(".jpg", seed)
     data = main[:2] + app1 + main[2:]
     return data, 2 + len(app1)
+
+
+def evaluate_on_sample(bundle: Path) -> dict:
+    """`inspector evaluate --json` of `bundle` on the sample's good and defect test screws."""
+    import json
+
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+
+    sample = Path(__file__).resolve().parent.parent / "sample_data" / "test"
+    result = CliRunner().invoke(cli, ["evaluate", str(bundle), "--good", str(sample / "good"),
+                                      "--defect", str(sample / "defect"), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)

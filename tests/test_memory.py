@@ -1,11 +1,10 @@
 """Patch memory (the `screw-memory` pipeline, and the default's second opinion): remembers good screws, flags what matches none."""
 
-import json
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from helpers import evaluate_on_sample
 from inspector.bundle import load_bundle
 from inspector.cli import cli
 from inspector.config import resolve_pipeline
@@ -68,10 +67,7 @@ def test_the_patch_memory_pipeline_flags_the_sample_defects_and_passes_the_good(
                                   "--pipeline", "screw-memory"])
     assert trained.exit_code == 0, trained.output
     assert "training time" in trained.output and "patch_memory" in trained.output
-    result = runner.invoke(cli, ["evaluate", str(tmp_path / "m"), "--good", str(SAMPLE / "test" / "good"),
-                                 "--defect", str(SAMPLE / "test" / "defect"), "--json"])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = evaluate_on_sample(tmp_path / "m")
     confusion = report["confusion"]
     # Measured: 11 of 12 defects flagged, 0 of 8 good rejected, AUROC 0.96 (40 training images).
     assert confusion["true_positive"] >= 9 and confusion["false_positive"] <= 1

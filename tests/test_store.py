@@ -196,18 +196,36 @@ def test_a_deleted_or_replaced_sqlite_file_is_noticed(tmp_path):
     store.close()
 
 
-def test_migration_0003_adds_daemon_runs_and_keeps_the_rows(database_url):
-    """Issue 16.10: the runs table (when each daemon ran) is added to a database at 0002."""
+def _database_at(database_url, revision: str, insert_sql: str) -> None:
+    """A database migrated to `revision` only, holding the row `insert_sql` adds."""
     from alembic import command
-    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy import create_engine, text
 
     engine = create_engine(database_url)
     config = _alembic_config(None)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0002")
-        connection.execute(text("INSERT INTO inspections (source_path, source_name, content_hash, received_at, status)"
-                                " VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done')"))
+        command.upgrade(config, revision)
+        connection.execute(text(insert_sql))
+    engine.dispose()
+
+
+def _downgrade(store, revision: str) -> None:
+    from alembic import command
+
+    config = _alembic_config(None)
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def test_migration_0003_adds_daemon_runs_and_keeps_the_rows(database_url):
+    """Issue 16.10: the runs table (when each daemon ran) is added to a database at 0002."""
+    from sqlalchemy import create_engine, inspect, text
+
+    _database_at(database_url, "0002", "INSERT INTO inspections (source_path, source_name, content_hash, received_at,"
+                 " status) VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done')")
+    engine = create_engine(database_url)
     assert "runs" not in inspect(engine).get_table_names()
     engine.dispose()
     store = Store(database_url)  # migrates to the head
@@ -217,33 +235,27 @@ def test_migration_0003_adds_daemon_runs_and_keeps_the_rows(database_url):
     with store.engine.connect() as connection:
         row = connection.execute(text("SELECT worker, station, started_at, last_seen_at, stopped_at FROM runs")).one()
     assert row.worker == "host:1:2" and row.station == "line1" and row.stopped_at >= row.started_at
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0002")
+    _downgrade(store, "0002")
     assert "runs" not in inspect(store.engine).get_table_names()
     store.close()
 
 
 def test_migration_0004_adds_the_upright_overlay_and_keeps_the_rows(database_url):
     """Issue 15: the overlay on the upright part is kept beside the overlay on the photo."""
-    from alembic import command
-    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy import create_engine, inspect
 
+    def columns(engine) -> set[str]:
+        return {c["name"] for c in inspect(engine).get_columns("inspections")}
+
+    _database_at(database_url, "0003", "INSERT INTO inspections (source_path, source_name, content_hash, received_at,"
+                 " status, overlay_path) VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done',"
+                 " '/out/1_overlay.png')")
     engine = create_engine(database_url)
-    config = _alembic_config(None)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0003")
-        connection.execute(text("INSERT INTO inspections (source_path, source_name, content_hash, received_at, status,"
-                                " overlay_path) VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done',"
-                                " '/out/1_overlay.png')"))
-    assert "crop_overlay_path" not in {c["name"] for c in inspect(engine).get_columns("inspections")}
+    assert "crop_overlay_path" not in columns(engine)
     engine.dispose()
     store = Store(database_url)
     [row] = store.inspections()
     assert row.overlay_path == "/out/1_overlay.png" and row.crop_overlay_path is None
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0003")
-    assert "crop_overlay_path" not in {c["name"] for c in inspect(store.engine).get_columns("inspections")}
+    _downgrade(store, "0003")
+    assert "crop_overlay_path" not in columns(store.engine)
     store.close()

@@ -7,10 +7,11 @@ def test_shipped_pipelines_load():
     screw = load_pipeline(PIPELINES_DIR / "screw.toml")
     assert screw.preprocess.pose == "axis" and screw.preprocess.shape == (64, 192)
     assert screw.model.architecture == "denoising_autoencoder" and screw.scoring.error == "distance"
-    assert screw.model.settings.second_opinion == "patch_memory"
-    autoencoder = resolve_pipeline("screw-autoencoder")
-    assert autoencoder.model.architecture == "denoising_autoencoder"
-    assert autoencoder.model.settings.second_opinion == "none" and autoencoder.preprocess.shape == (64, 192)
+    assert screw.model.settings.second_opinion == "none" and screw.model.settings.layout == "strided"
+    both = resolve_pipeline("screw-ae-memory")
+    assert both.model.architecture == "denoising_autoencoder" and both.preprocess.shape == (64, 192)
+    assert both.model.settings.second_opinion == "patch_memory"
+    assert both.model.settings.filters == screw.model.settings.filters  # the same autoencoder
     assert resolve_pipeline("screw-memory").model.architecture == "patch_memory"
     assert resolve_pipeline("screw-vae").model.architecture == "vae"
     seed = resolve_pipeline("seed003")

@@ -1,5 +1,6 @@
-"""The default model: a denoising convolutional autoencoder (with the patch memory as a second
-opinion). It trains on sample screws, saves and loads safely, and flags a painted defect where it is."""
+"""The default model: a denoising convolutional autoencoder (the patch memory may be added as a
+second opinion). It trains on sample screws, saves and loads safely, and flags a painted defect
+where it is."""
 
 import json
 import zipfile
@@ -14,6 +15,7 @@ from inspector.inference import forward, score_arrays
 from inspector.models.autoencoder.fit import split_holdout
 from inspector.tf_setup import keras
 from inspector.models.denoising.defects import add_defect, part_outline
+from inspector.models.denoising.fit import build as build_model
 from inspector.training import load_folder, train_bundle
 from conftest import SAMPLE
 
@@ -22,7 +24,7 @@ def small(second_opinion: str = "none", epochs: int = 60, copies: int = 1):
     """The default pipeline with a narrow autoencoder, so it trains in seconds on the 40 sample
     screws (a faster learning rate and more defects per epoch make up for so few images)."""
     data = resolve_pipeline("screw").to_dict()
-    data["model"].update(filters=[16, 32, 64], epochs=epochs, nuisance_copies=copies, second_opinion=second_opinion,
+    data["model"].update(filters=[16, 32, 64, 64], epochs=epochs, nuisance_copies=copies, second_opinion=second_opinion,
                          neighbours=5, batch_size=8, learning_rate=0.002, defect_share=0.9, ssim_weight=0.0)
     return pipeline_from_dict(data, source="small screw")
 
@@ -49,8 +51,25 @@ def painted(image: np.ndarray, x: int, y: int) -> np.ndarray:
 def test_the_default_pipeline_scores_with_the_denoising_autoencoder():
     pipeline = resolve_pipeline("screw")
     assert pipeline.model.architecture == "denoising_autoencoder"
-    assert pipeline.model.settings.second_opinion == "patch_memory"
+    assert pipeline.model.settings.second_opinion == "none"  # the autoencoder alone scores
     assert pipeline.preprocess.flatten_light and pipeline.preprocess.check_view
+    model = build_model(pipeline.model.settings, pipeline.preprocess.shape)
+    assert {type(layer).__name__ for layer in model.layers} == {"InputLayer", "Functional", "ReconstructionError"}
+    ae = model.get_layer("autoencoder")
+    kinds = [type(layer).__name__ for layer in ae.layers]
+    # Four strided convolutions down, four transposed ones up, 3x3 refinements on the two coarse stages.
+    assert kinds.count("Conv2D") == 4 + 2 + 1 and kinds.count("Conv2DTranspose") == 4
+    assert [layer.strides for layer in ae.layers if type(layer).__name__ == "Conv2D"][:4] == [(2, 2)] * 4
+    assert ae.output_shape == (None, 64, 192, 1)
+
+
+def test_the_paired_layout_still_builds_the_earlier_autoencoder():
+    data = resolve_pipeline("screw").to_dict()
+    data["model"].update(layout="paired", filters=[32, 64, 128])
+    pipeline = pipeline_from_dict(data, source="paired")
+    ae = build_model(pipeline.model.settings, pipeline.preprocess.shape).get_layer("autoencoder")
+    kinds = [type(layer).__name__ for layer in ae.layers]
+    assert kinds.count("Conv2D") == 2 * 3 + 1 + 3 + 1 and kinds.count("Conv2DTranspose") == 3
 
 
 def test_training_copies_under_nuisances_and_records_the_part_length(images):

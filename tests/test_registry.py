@@ -29,7 +29,7 @@ def pipeline_for(name: str, **model) -> Pipeline:
 
 def test_the_registry_lists_the_shipped_architectures():
     assert NAMES == ("compact", "seed003", "patch_memory", "denoising_autoencoder", "vae")
-    for pipeline in ("screw", "screw-autoencoder", "screw-memory", "screw-vae", "seed003"):
+    for pipeline in ("screw", "screw-ae-memory", "screw-memory", "screw-vae", "seed003"):
         config = resolve_pipeline(pipeline).model
         assert type(config.settings) is models.get(config.architecture).settings
 

@@ -38,20 +38,29 @@ MIN_HELD_OUT = 4
 
 
 def autoencoder(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.Model":
-    """Image (H, W, 1) -> its reconstruction: per stage a 3x3 convolution and a strided one
-    down, then transposed convolutions and a 3x3 convolution up, sigmoid output."""
+    """Image (H, W, 1) -> its reconstruction, sigmoid output; `settings.layout` says how."""
     check_sides("denoising_autoencoder", shape, len(settings.filters))
     height, width = shape
     layers = keras.layers
     inputs = keras.Input(shape=(height, width, 1))
     x = inputs
-    for filters in settings.filters:
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
-    x = layers.Conv2D(settings.filters[-1], 3, padding="same", activation="relu")(x)
-    for filters in reversed(settings.filters):
-        x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(x)
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    filters = settings.filters
+    if settings.layout == "strided":
+        for count in filters:
+            x = layers.Conv2D(count, 3, strides=2, padding="same", activation="relu")(x)
+        finer = [settings.head_filters, *filters[:-1]]  # channels of each stage's output, fine to coarse
+        for stage in reversed(range(len(filters))):
+            x = layers.Conv2DTranspose(finer[stage], 3, strides=2, padding="same", activation="relu")(x)
+            if stage >= len(filters) // 2 and stage > 0:  # the coarser half is refined
+                x = layers.Conv2D(finer[stage], 3, padding="same", activation="relu")(x)
+    else:
+        for count in filters:
+            x = layers.Conv2D(count, 3, padding="same", activation="relu")(x)
+            x = layers.Conv2D(count, 3, strides=2, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters[-1], 3, padding="same", activation="relu")(x)
+        for count in reversed(filters):
+            x = layers.Conv2DTranspose(count, 3, strides=2, padding="same", activation="relu")(x)
+            x = layers.Conv2D(count, 3, padding="same", activation="relu")(x)
     outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
     return keras.Model(inputs, outputs, name="autoencoder")
 
@@ -100,7 +109,13 @@ def train_autoencoder(
     seeded(seed)
     rng = np.random.default_rng(seed)
     ae = autoencoder(settings, arrays.shape[1:])
-    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
+    copies = 0 if variants is None else variants.shape[1]
+    batch = min(settings.batch_size, len(arrays))
+    rate = settings.learning_rate
+    if settings.learning_rate_decay == "cosine":
+        steps = max(1, epochs * (len(arrays) // batch))
+        rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps, alpha=0.05)
+    optimizer = keras.optimizers.Adam(learning_rate=rate)
 
     @tf.function(reduce_retracing=True)
     def step(shown, target):
@@ -112,8 +127,6 @@ def train_autoencoder(
         optimizer.apply_gradients(zip(tape.gradient(loss, ae.trainable_variables), ae.trainable_variables))
         return loss
 
-    copies = 0 if variants is None else variants.shape[1]
-    batch = min(settings.batch_size, len(arrays))
     losses = []
     for epoch in range(epochs):
         total, steps = 0.0, 0

@@ -1,13 +1,15 @@
-"""What each part of the default model adds: the autoencoder alone, the patch memory alone, both.
+"""What each part of a model adds: the autoencoder alone, the patch memory alone, both.
 
-Trains the pipeline on 256 of the 320 `train/good` screws (a fixed split), then scores with each
-branch of the trained model and with the whole model:
+Trains the pipeline (by default `screw-ae-memory`: the default autoencoder with the patch memory
+as a second opinion) on 256 of the 320 `train/good` screws (a fixed split), then scores with
+each branch of the trained model, with the whole model, and with the autoencoder's squared
+error before it is divided by the per-pixel statistics of good screws:
 - validation: the 64 held-out training screws, as photographed and under one random line
   nuisance each, against copies of them with drawn defects (`validation_defects`: six kinds);
 - test: `test_matched/` and raw `test/` (reported, never used to choose anything).
 
 Usage (from the repository root, inspector installed):
-    python benchmarks/ablation.py [--data ../shared/data/mvtec_screw] [--pipeline screw] [--seed 0] [--out DIR]
+    python benchmarks/ablation.py [--data ../shared/data/mvtec_screw] [--pipeline screw-ae-memory] [--seed 0] [--out DIR]
 """
 
 from __future__ import annotations
@@ -30,12 +32,38 @@ from inspector.bundle import load_bundle  # noqa: E402
 from inspector.calibration import bootstrap_auc_interval, roc_auc  # noqa: E402
 from inspector.config import resolve_pipeline  # noqa: E402
 from inspector.inference import Inferencer, score_arrays  # noqa: E402
+from inspector.models.regions import part_region  # noqa: E402
+from inspector.scoring import image_scores  # noqa: E402
 from inspector.preprocess import list_images, read_frame  # noqa: E402
 from inspector.tf_setup import keras  # noqa: E402
 from inspector.training import load_folder, train_bundle  # noqa: E402
 
 # Layer names of the default model's branches (models/denoising/fit.py `assemble`).
 BRANCHES = {"autoencoder alone": "reconstruction_error", "patch memory alone": "memory_unit"}
+
+
+class RawAutoencoderError:
+    """The autoencoder's smoothed squared error kept to the part, without the per-pixel statistics."""
+
+    def __init__(self, model):
+        self.autoencoder = model.get_layer("autoencoder")
+        self.error = model.get_layer("reconstruction_error")
+
+    def scores(self, arrays, scoring):
+        import tensorflow as tf
+
+        maps = []
+        for start in range(0, len(arrays), 64):
+            x = tf.constant(arrays[start:start + 64, ..., None], tf.float32)
+            raw = self.error.smoothed_error(x, self.autoencoder(x, training=False)) * part_region(x, self.error.part_level)
+            maps.append(raw.numpy()[..., 0])
+        return image_scores(np.concatenate(maps), scoring)
+
+
+def branch_scores(model, arrays, scoring):
+    if isinstance(model, RawAutoencoderError):
+        return model.scores(arrays, scoring)
+    return score_arrays(model, arrays, scoring)[0]
 
 
 def branch_models(model) -> dict:
@@ -47,13 +75,15 @@ def branch_models(model) -> dict:
             found[label] = keras.Model(model.input, model.get_layer(layer).output)
     if len(found) == 1:
         found = {"model": model}
+    if "autoencoder" in names:
+        found["autoencoder, error not normalised"] = RawAutoencoderError(model)
     return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/mvtec_screw")
-    parser.add_argument("--pipeline", default="screw")
+    parser.add_argument("--pipeline", default="screw-ae-memory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="Folder for the model and results.json")
     args = parser.parse_args()
@@ -105,8 +135,8 @@ def main() -> None:
     for label, model in branch_models(bundle.model).items():
         row = {}
         for name, (good, defect) in sets.items():
-            g = score_arrays(model, good, pipeline.scoring)[0]
-            d = score_arrays(model, defect, pipeline.scoring)[0]
+            g = branch_scores(model, good, pipeline.scoring)
+            d = branch_scores(model, defect, pipeline.scoring)
             row[name] = {"auroc": roc_auc(g, d), "ci95": bootstrap_auc_interval(g, d)}
             if name == "validation":
                 row["validation by kind"] = {k: roc_auc(g, d[kinds == i]) for i, k in enumerate(KINDS)}

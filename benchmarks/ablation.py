@@ -137,7 +137,11 @@ def main() -> None:
         for name, (good, defect) in sets.items():
             g = branch_scores(model, good, pipeline.scoring)
             d = branch_scores(model, defect, pipeline.scoring)
-            row[name] = {"auroc": roc_auc(g, d), "ci95": bootstrap_auc_interval(g, d)}
+            row[name] = {"auroc": roc_auc(g, d), "ci95": bootstrap_auc_interval(g, d),
+                         "good_scores": g.tolist(), "defect_scores": d.tolist()}
+            if label in ("combined", "model"):  # the bundle's own threshold judges the whole model's scores
+                row[name].update(recall=float((d > bundle.threshold).mean()),
+                                 false_rejects=int((g > bundle.threshold).sum()), good=len(g))
             if name == "validation":
                 row["validation by kind"] = {k: roc_auc(g, d[kinds == i]) for i, k in enumerate(KINDS)}
         results["rows"][label] = row
@@ -150,6 +154,11 @@ def main() -> None:
     for label, row in results["rows"].items():
         cells = [f"{row[c]['auroc']:.3f} ({row[c]['ci95'][0]:.2f}-{row[c]['ci95'][1]:.2f})" for c in columns]
         print(f"| {label} | " + " | ".join(cells) + " |")
+    for label, row in results["rows"].items():
+        if "recall" in row["validation"]:
+            print(f"\nat the bundle's threshold {bundle.threshold:.4g} ({label}): " + "; ".join(
+                f"{c} recall {row[c]['recall']:.2f}, {row[c]['false_rejects']} of {row[c]['good']} good rejected"
+                for c in columns))
     print("\nvalidation AUROC by defect kind:")
     for label, row in results["rows"].items():
         print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in row["validation by kind"].items()))

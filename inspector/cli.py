@@ -156,11 +156,12 @@ def cli():
 def train(good_dir, out, pipeline, epochs, seed, force, as_json):
     """Train a model on a folder of good images and save a bundle.
 
-    The default pipeline (screw) trains a denoising convolutional autoencoder, with the patch
-    memory as a second opinion, on 80% of the images and their copies under line nuisances
-    (uneven light, defocus, noise, ...): about 8-10 minutes for 320 screws on two cores. The
-    other 20% (and their nuisance copies) calibrate the threshold. screw-memory only remembers
-    the images and calibrates by cross-validation (seconds). Either way the threshold comes from
+    The default pipeline (screw) trains a denoising convolutional autoencoder on 80% of the
+    images and their copies under line nuisances (uneven light, defocus, noise, ...), 150
+    epochs: about 3-5 minutes for 320 screws on two cores. The other 20% (and their nuisance
+    copies) calibrate the threshold. screw-ae-memory adds the patch memory as a second opinion;
+    screw-memory only remembers the images and calibrates by cross-validation (seconds).
+    Either way the threshold comes from
     good images the model did not learn from, with the pipeline's threshold policy; the same
     seed and images give the same threshold. Prints the training time.
 

@@ -150,8 +150,8 @@ def test_with_the_second_opinion_both_maps_count(images, tmp_path):
         branch = keras.Model(bundle.model.input, layer.output)
         maxima = forward(branch, calibration).reshape(len(calibration), -1).max(axis=1)
         assert maxima.mean() == pytest.approx(1.0, rel=1e-4), name
-    # The threshold's scores are cross-fitted: each half scored with statistics learnt on the other
-    # half, so they are higher than the same images scored by the final model, which learnt from all.
+    # The threshold's scores are cross-fitted: each fold scored with statistics learnt on the others
+    # folds, so they are higher than the same images scored by the final model, which learnt from all.
     honest = np.array(bundle.calibration["good_scores"])
     in_sample, _ = score_arrays(bundle.model, calibration, pipeline.scoring)
     assert len(honest) == len(calibration) and honest.mean() > in_sample.mean()

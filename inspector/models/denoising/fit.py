@@ -8,8 +8,10 @@ line nuisances, then learn what its error looks like on good parts it did not se
 3. The held-out images and their nuisance copies calibrate: the per-pixel statistics of the
    reconstruction error (and of the patch memory's distances, the second opinion, which
    remembers the training images), each map's typical score, and the threshold's good scores.
-   Statistics are cross-fitted: each half of the held-out images is scored with statistics
-   learnt on the other half, so the threshold sees scores as honest as a new part's.
+   Statistics are cross-fitted: the held-out images fall into `CROSS_FIT_FOLDS` folds (an image
+   and its nuisance copies in the same one), each scored with statistics learnt on the other
+   folds, so the threshold sees scores as honest as a new part's, from statistics nearly as
+   good as the final model's (which learns them from every held-out image).
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from .layers import ReconstructionError, Rescale
 if TYPE_CHECKING:
     from ...config import Pipeline
 
-# Each half of the held-out images learns per-pixel statistics for the other: a spread needs
-# at least two images.
+# Held-out images are scored in this many folds, each with the statistics of the others. Halves
+# (statistics from half the images) made the calibration scores noisier, so higher, than a new
+# part's under the final model's statistics; with 8 folds each is scored with 7/8 of them.
+CROSS_FIT_FOLDS = 8
+# The other folds must give a per-pixel spread (two images at least) for every fold.
 MIN_HELD_OUT = 4
 
 
@@ -161,8 +166,8 @@ def fit(
     train_idx, hold_idx = split_holdout(len(arrays), pipeline.model.holdout_fraction, seed)
     if len(hold_idx) < MIN_HELD_OUT:
         raise TrainingError(
-            f"denoising_autoencoder needs at least {MIN_HELD_OUT} held-out good images to calibrate (two per "
-            f"half for the cross-fitted statistics); {len(arrays)} images with holdout_fraction "
+            f"denoising_autoencoder needs at least {MIN_HELD_OUT} held-out good images to calibrate (each "
+            f"scored with per-pixel statistics of the others); {len(arrays)} images with holdout_fraction "
             f"{pipeline.model.holdout_fraction} hold out {len(hold_idx)}: give more images or a larger fraction")
     started = time.perf_counter()
     ae, losses = train_autoencoder(arrays[train_idx], None if variants is None else variants[train_idx],
@@ -174,15 +179,18 @@ def fit(
                                                                     for k in range(variants.shape[1])])
     images = np.concatenate(calibration)
     owner = np.tile(np.arange(len(hold_idx)), len(calibration))  # which held-out image each one is
-    halves = np.isin(owner, np.random.default_rng(seed).permutation(len(hold_idx))[: len(hold_idx) // 2])
+    folds = min(CROSS_FIT_FOLDS, len(hold_idx))
+    fold_of_image = np.empty(len(hold_idx), int)
+    fold_of_image[np.random.default_rng(seed).permutation(len(hold_idx))] = np.arange(len(hold_idx)) % folds
+    fold = fold_of_image[owner]
     raw = _raw_maps(model, branches, images)
-    scores, maps = _cross_fitted(model, branches, raw, images, halves, pipeline)
+    scores, maps = _cross_fitted(model, branches, raw, images, fold, pipeline)
     seconds = time.perf_counter() - started
     return Fitted(
         model=model, scores=scores, maps=maps,
         calibrated_on=(f"{len(hold_idx)} held-out good images"
                        + (f" and {len(images) - len(hold_idx)} nuisance copies of them" if len(calibration) > 1 else "")
-                       + ", cross-fitted (each half scored with statistics from the other)"),
+                       + f", cross-fitted in {folds} folds (each scored with statistics from the others)"),
         trained_on=len(train_idx), held_out=len(hold_idx), epochs=epochs, losses=losses, seconds=seconds,
     )
 
@@ -202,9 +210,10 @@ def _raw_maps(model, branches, images: np.ndarray) -> list[np.ndarray]:
     return raw
 
 
-def _cross_fitted(model, branches, raw: list[np.ndarray], images: np.ndarray, halves: np.ndarray, pipeline):
-    """Calibration scores and maps through the served model, each half with statistics (and
-    map units) learnt on the other half; then the model keeps statistics learnt on all."""
+def _cross_fitted(model, branches, raw: list[np.ndarray], images: np.ndarray, fold: np.ndarray, pipeline):
+    """Calibration scores and maps through the served model, each fold (`fold`: each image's)
+    with statistics (and map units) learnt on the other folds; then the model keeps statistics
+    learnt on all."""
     layers = [branches[0]] + branches[1:2]  # the layers holding per-pixel statistics
     units = [branches[0], branches[-1]] if len(branches) > 1 else [branches[0]]
 
@@ -218,7 +227,8 @@ def _cross_fitted(model, branches, raw: list[np.ndarray], images: np.ndarray, ha
             unit.unit.assign(max(float(normalised.reshape(len(normalised), -1).max(axis=1).mean()), 1e-6))
 
     scores, maps = np.empty(len(images)), np.empty(images.shape, np.float32)
-    for scored in (halves, ~halves):
+    for k in np.unique(fold):
+        scored = fold == k
         learn(~scored)
         scores[scored], maps[scored] = score_arrays(model, images[scored], pipeline.scoring)
     learn(np.ones(len(images), bool))

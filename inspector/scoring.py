@@ -61,11 +61,14 @@ def heatmap_image(error_map: np.ndarray, scale: float) -> np.ndarray:
     return cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
 
 
-def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, alpha: float = 0.45) -> np.ndarray:
-    """The heatmap blended over the (preprocessed) input image, BGR uint8."""
+def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, alpha: float = 0.45,
+                  heat: np.ndarray | None = None) -> np.ndarray:
+    """The heatmap blended over the (preprocessed) input image, BGR uint8 (`heat`: the heatmap
+    picture of `error_map`, when it is drawn already)."""
     grey = (np.clip(_squeeze(model_input[None])[0], 0, 1) * 255).astype(np.uint8)
     base = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-    return cv2.addWeighted(heatmap_image(error_map, scale), alpha, base, 1.0 - alpha, 0.0)
+    heat = heatmap_image(error_map, scale) if heat is None else heat
+    return cv2.addWeighted(heat, alpha, base, 1.0 - alpha, 0.0)
 
 
 def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.ndarray, scale: float,
@@ -79,7 +82,7 @@ def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.n
     inside = on_frame(np.ones(error_map.shape, np.float32), matrix, (height, width)) > 0.5
     picture = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
     blended = cv2.addWeighted(heat, alpha, picture, 1.0 - alpha, 0.0)
-    picture[inside] = blended[inside]
+    cv2.copyTo(blended, inside.view(np.uint8), picture)  # the blend inside the crop only
     corners = np.array([[0, 0], [error_map.shape[1], 0], [error_map.shape[1], error_map.shape[0]],
                         [0, error_map.shape[0]]], np.float64)
     inverse = cv2.invertAffineTransform(matrix)
@@ -104,8 +107,9 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
     upright crop's overlay goes to `crop_overlay`; without it the overlay is the crop's.
     """
     heatmap.parent.mkdir(parents=True, exist_ok=True)
-    _write_picture(heatmap, heatmap_image(error_map, scale))
-    crop = overlay_image(model_input, error_map, scale)
+    heat = heatmap_image(error_map, scale)
+    _write_picture(heatmap, heat)
+    crop = overlay_image(model_input, error_map, scale, heat=heat)
     if frame is None:
         _write_picture(overlay, crop)
         return

@@ -15,7 +15,7 @@ from inspector.inference import forward, score_arrays
 from inspector.models.autoencoder.fit import split_holdout
 from inspector.tf_setup import keras
 from inspector.models.denoising.defects import add_defect, part_outline
-from inspector.models.denoising.fit import build as build_model
+from inspector.models.denoising.fit import build as build_model, learning_rate
 from inspector.training import load_folder, train_bundle
 from conftest import SAMPLE
 
@@ -61,6 +61,17 @@ def test_the_default_pipeline_scores_with_the_denoising_autoencoder():
     assert kinds.count("Conv2D") == 4 + 2 + 1 and kinds.count("Conv2DTranspose") == 4
     assert [layer.strides for layer in ae.layers if type(layer).__name__ == "Conv2D"][:4] == [(2, 2)] * 4
     assert ae.output_shape == (None, 64, 192, 1)
+
+
+def test_the_default_learning_rate_falls_along_a_cosine_to_five_percent():
+    settings = resolve_pipeline("screw").model.settings
+    schedule = learning_rate(settings, 1000)
+    assert float(schedule(0)) == pytest.approx(settings.learning_rate)
+    assert float(schedule(500)) == pytest.approx(settings.learning_rate * (0.05 + 0.95 * 0.5))
+    assert float(schedule(1000)) == pytest.approx(settings.learning_rate * 0.05)
+    constant = pipeline_from_dict({**resolve_pipeline("screw").to_dict(), "model": {
+        **resolve_pipeline("screw").to_dict()["model"], "learning_rate_decay": "constant"}}).model.settings
+    assert learning_rate(constant, 1000) == settings.learning_rate
 
 
 def test_the_paired_layout_still_builds_the_earlier_autoencoder():
@@ -150,7 +161,7 @@ def test_with_the_second_opinion_both_maps_count(images, tmp_path):
         branch = keras.Model(bundle.model.input, layer.output)
         maxima = forward(branch, calibration).reshape(len(calibration), -1).max(axis=1)
         assert maxima.mean() == pytest.approx(1.0, rel=1e-4), name
-    # The threshold's scores are cross-fitted: each fold scored with statistics learnt on the others
+    # The threshold's scores are cross-fitted: each fold scored with statistics learnt on the other
     # folds, so they are higher than the same images scored by the final model, which learnt from all.
     honest = np.array(bundle.calibration["good_scores"])
     in_sample, _ = score_arrays(bundle.model, calibration, pipeline.scoring)

@@ -99,6 +99,14 @@ def benchmark_model(arrays: np.ndarray, pipeline: Pipeline) -> "keras.Model":
     return assemble(autoencoder(settings, arrays.shape[1:]), settings, part_level(arrays), memory)[0]
 
 
+def learning_rate(settings: DenoisingSettings, steps: int):
+    """Adam's learning rate over `steps` training steps: constant, or along a cosine from
+    `learning_rate` down to 5% of it at the last step."""
+    if settings.learning_rate_decay == "cosine":
+        return keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(1, steps), alpha=0.05)
+    return settings.learning_rate
+
+
 def train_autoencoder(
     arrays: np.ndarray,
     variants: np.ndarray | None,
@@ -116,11 +124,7 @@ def train_autoencoder(
     ae = autoencoder(settings, arrays.shape[1:])
     copies = 0 if variants is None else variants.shape[1]
     batch = min(settings.batch_size, len(arrays))
-    rate = settings.learning_rate
-    if settings.learning_rate_decay == "cosine":
-        steps = max(1, epochs * (len(arrays) // batch))
-        rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps, alpha=0.05)
-    optimizer = keras.optimizers.Adam(learning_rate=rate)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(settings, epochs * (len(arrays) // batch)))
 
     @tf.function(reduce_retracing=True)
     def step(shown, target):

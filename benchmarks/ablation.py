@@ -9,7 +9,8 @@ error before it is divided by the per-pixel statistics of good screws:
 - test: `test_matched/` and raw `test/` (reported, never used to choose anything).
 
 Usage (from the repository root, inspector installed):
-    python benchmarks/ablation.py [--data ../shared/data/mvtec_screw] [--pipeline screw-ae-memory] [--seed 0] [--out DIR]
+    python benchmarks/ablation.py [--data ../shared/data/mvtec_screw] [--pipeline screw-ae-memory] [--seed 0]
+                                  [--out DIR]
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class RawAutoencoderError:
         maps = []
         for start in range(0, len(arrays), 64):
             x = tf.constant(arrays[start:start + 64, ..., None], tf.float32)
-            raw = self.error.smoothed_error(x, self.autoencoder(x, training=False)) * part_region(x, self.error.part_level)
+            error = self.error.smoothed_error(x, self.autoencoder(x, training=False))
+            raw = error * part_region(x, self.error.part_level)
             maps.append(raw.numpy()[..., 0])
         return image_scores(np.concatenate(maps), scoring)
 

@@ -24,6 +24,10 @@ def test_round_trip_through_dict():
     assert pipeline_from_dict(screw.to_dict()) == screw
 
 
+DENOISING = "[model]\narchitecture = 'denoising_autoencoder'\n"
+DISTANCE = "[scoring]\nerror = 'distance'\n"
+
+
 @pytest.mark.parametrize(
     "toml, message",
     [
@@ -43,12 +47,10 @@ def test_round_trip_through_dict():
         ("[model]\npatch_size = 4\n", "unknown key 'model.patch_size' (architecture 'compact' takes: architecture,"),
         ("[model]\narchitecture = 'seed003'\nfilters = [8]\n", "unknown key 'model.filters' (architecture 'seed003'"),
         ("[model]\narchitecture = 'gan'\n", "'model.architecture' must be one of compact, seed003, patch_memory, denoising_autoencoder, vae; got 'gan'"),
-        ("[model]\narchitecture = 'denoising_autoencoder'\nlayout = 'wide'\n[scoring]\nerror = 'distance'\n",
-         "'model.layout' must be one of strided, paired; got 'wide'"),
-        ("[model]\narchitecture = 'denoising_autoencoder'\nlearning_rate_decay = 'step'\n[scoring]\nerror = 'distance'\n",
+        (DENOISING + "layout = 'wide'\n" + DISTANCE, "'model.layout' must be one of strided, paired; got 'wide'"),
+        (DENOISING + "learning_rate_decay = 'step'\n" + DISTANCE,
          "'model.learning_rate_decay' must be one of constant, cosine; got 'step'"),
-        ("[model]\narchitecture = 'denoising_autoencoder'\nhead_filters = 0\n[scoring]\nerror = 'distance'\n",
-         "'model.head_filters' must be between 1 and 512; got 0"),
+        (DENOISING + "head_filters = 0\n" + DISTANCE, "'model.head_filters' must be between 1 and 512; got 0"),
         ("[threshold]\npolicy = 'guess'\n", "'threshold.policy' must be one of"),
         ("[threshold]\nk = true\n", "'threshold.k' must be of type float"),
         ("model = 3\n", "[model] must be a table"),

@@ -207,11 +207,11 @@ def _train_on(paths: list[Path], out: Path, config, seed: int, epochs: int | Non
     from .training import load_images, train_bundle
 
     spec = models.get(config.model.architecture)
-    total = spec.planned_epochs(config.model.settings, epochs)
     with _progress(len(paths), "Loading images", as_json) as bar:
         images = load_images(paths, config, on_image=lambda: bar.update(1), seed=seed)
     for path, reason in images.skipped:
         click.echo(f"warning: skipped {path}: {reason}", err=True)
+    total = spec.planned_epochs(config.model.settings, epochs, len(images.arrays), config.model.holdout_fraction)
     if total is None:
         announcement = spec.no_epochs_announcement.format(count=len(images.arrays))
         if sys.stderr.isatty() and not as_json:

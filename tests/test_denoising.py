@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from inspector import models
 from inspector.bundle import load_bundle
 from inspector.config import pipeline_from_dict, resolve_pipeline
 from inspector.cv_setup import cv2
@@ -25,7 +26,8 @@ def small(second_opinion: str = "none", epochs: int = 60, copies: int = 1):
     screws (a faster learning rate and more defects per epoch make up for so few images)."""
     data = resolve_pipeline("screw").to_dict()
     data["model"].update(filters=[16, 32, 64, 64], epochs=epochs, nuisance_copies=copies, second_opinion=second_opinion,
-                         neighbours=5, batch_size=8, learning_rate=0.002, defect_share=0.9, ssim_weight=0.0)
+                         neighbours=5, batch_size=8, learning_rate=0.002, defect_share=0.9, ssim_weight=0.0,
+                         min_steps=0)
     return pipeline_from_dict(data, source="small screw")
 
 
@@ -72,6 +74,18 @@ def test_the_default_learning_rate_falls_along_a_cosine_to_five_percent():
     constant = pipeline_from_dict({**resolve_pipeline("screw").to_dict(), "model": {
         **resolve_pipeline("screw").to_dict()["model"], "learning_rate_decay": "constant"}}).model.settings
     assert learning_rate(constant, 1000) == settings.learning_rate
+
+
+def test_a_small_training_set_runs_more_epochs_to_reach_the_minimum_steps():
+    pipeline = resolve_pipeline("screw")
+    settings, fraction = pipeline.model.settings, pipeline.model.holdout_fraction
+    assert settings.min_steps == 1800 and settings.batch_size == 16
+    assert settings.epochs_for(320, fraction) == 150  # 256 trained: 16 batches an epoch, 2,400 steps
+    assert settings.epochs_for(256, fraction) == 150  # 205 trained: 12 batches, exactly 1,800
+    assert settings.epochs_for(40, fraction) == 900  # 32 trained: 2 batches an epoch
+    spec = models.get("denoising_autoencoder")
+    assert spec.planned_epochs(settings, None, 40, fraction) == 900  # what the progress bar counts
+    assert spec.planned_epochs(settings, 3, 40, fraction) == 3  # --epochs is taken as it is
 
 
 def test_the_paired_layout_still_builds_the_earlier_autoencoder():

@@ -79,9 +79,16 @@ class ModelSpec:
     def keys(self) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(self.settings))
 
-    def planned_epochs(self, settings: Any, override: int | None = None) -> int | None:
-        """Epochs `fit` will run, or None for an architecture fitted without epochs."""
-        return (override or settings.epochs) if "epochs" in self.keys else None
+    def planned_epochs(self, settings: Any, override: int | None = None, images: int | None = None,
+                       holdout_fraction: float = 0.0) -> int | None:
+        """Epochs `fit` will run (on `images` good images, when the architecture's settings make
+        that depend on how many: `epochs_for`), or None for an architecture fitted without epochs."""
+        if "epochs" not in self.keys:
+            return None
+        if override:
+            return override
+        epochs_for = getattr(settings, "epochs_for", None)
+        return epochs_for(images, holdout_fraction) if epochs_for and images else settings.epochs
 
     def build(self, settings: Any, shape: tuple[int, int]):
         """An untrained Keras model for images of `shape` (height, width)."""

@@ -24,6 +24,11 @@ class AutoencoderSettings:
         check_range(f"{where}.learning_rate", self.learning_rate, 1e-7, 1.0)
 
 
+def held_out_count(count: int, fraction: float) -> int:
+    """How many of `count` good images `holdout_fraction` holds out (at least 2, at most count - 2)."""
+    return min(count - 2, max(2, int(round(count * fraction))))
+
+
 def check_filters(where: str, filters: tuple[int, ...], most: int) -> None:
     """`filters`: 1 to `most` stages, each a channel count in 1..512."""
     if not filters or len(filters) > most or any(

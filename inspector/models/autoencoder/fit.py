@@ -11,6 +11,7 @@ from ...errors import ConfigError
 from ...inference import score_arrays
 from ...tf_setup import keras
 from ..spec import Fitted
+from . import held_out_count
 
 if TYPE_CHECKING:
     from ...config import Pipeline
@@ -21,7 +22,7 @@ Builder = Callable[[Any, tuple[int, int]], "keras.Model"]
 def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices for training and for calibration; the same seed gives the same split."""
     order = np.random.default_rng(seed).permutation(count)
-    held = min(count - 2, max(2, int(round(count * fraction))))
+    held = held_out_count(count, fraction)
     return np.sort(order[held:]), np.sort(order[:held])
 
 

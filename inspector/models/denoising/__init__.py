@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...validation import check_choice, check_range
-from ..autoencoder import AutoencoderSettings, check_filters
+from ..autoencoder import AutoencoderSettings, check_filters, held_out_count
 from ..patch_memory import PatchMemorySettings
 from ..spec import ERROR_MAP, ModelSpec
 
@@ -40,6 +40,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     head_filters: int = 8
     # "cosine": the learning rate falls along a cosine to 5% of `learning_rate` by the last epoch.
     learning_rate_decay: str = "constant"
+    # At least this many training steps (batches): a small training set runs more epochs than
+    # `epochs`, so it is not left with a fraction of the training a full one gets (0: no minimum).
+    min_steps: int = 0
     # Share of training copies given a synthetic defect, and given a random line nuisance.
     defect_share: float = 0.6
     nuisance_share: float = 0.6
@@ -60,12 +63,20 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_choice(f"{where}.layout", self.layout, LAYOUTS)
         check_range(f"{where}.head_filters", self.head_filters, 1, 512)
         check_choice(f"{where}.learning_rate_decay", self.learning_rate_decay, LEARNING_RATE_DECAYS)
+        check_range(f"{where}.min_steps", self.min_steps, 0, 1_000_000)
         check_range(f"{where}.defect_share", self.defect_share, 0.0, 1.0)
         check_range(f"{where}.nuisance_share", self.nuisance_share, 0.0, 1.0)
         check_range(f"{where}.nuisance_copies", self.nuisance_copies, 0, 50)
         check_range(f"{where}.ssim_weight", self.ssim_weight, 0.0, 100.0)
         check_range(f"{where}.error_sigma", self.error_sigma, 0.1, 20.0)
         check_choice(f"{where}.second_opinion", self.second_opinion, SECOND_OPINIONS)
+
+    def epochs_for(self, images: int, holdout_fraction: float) -> int:
+        """Epochs `fit` runs on `images` good images (of which `holdout_fraction` is held out):
+        `epochs`, or as many more as `min_steps` batches take."""
+        trained = images - held_out_count(images, holdout_fraction)
+        per_epoch = max(1, trained // max(1, min(self.batch_size, trained)))
+        return max(self.epochs, -(-self.min_steps // per_epoch))
 
 
 SPEC = ModelSpec(

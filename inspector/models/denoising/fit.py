@@ -166,7 +166,7 @@ def fit(
 ) -> Fitted:
     """Train on good crops (N, H, W) and their nuisance copies (N, K, H, W), calibrate on held-out ones."""
     settings = pipeline.model.settings
-    epochs = epochs or settings.epochs
+    epochs = epochs or settings.epochs_for(len(arrays), pipeline.model.holdout_fraction)
     train_idx, hold_idx = split_holdout(len(arrays), pipeline.model.holdout_fraction, seed)
     if len(hold_idx) < MIN_HELD_OUT:
         raise TrainingError(

@@ -220,7 +220,9 @@ def _train_on(paths: list[Path], out: Path, config, seed: int, epochs: int | Non
         else:
             log.info(announcement)
         return train_bundle(images, out, config, seed=seed, record=record)
-    with _progress(total, f"Training {config.model.architecture}", as_json, item_show_func=lambda loss: loss) as bar:
+    # Epoch n/total, the share done, time left and the last epoch's loss.
+    with _progress(total, f"Training {config.model.architecture}", as_json, item_show_func=lambda loss: loss,
+                   show_pos=True) as bar:
         return train_bundle(images, out, config, seed=seed, epochs=epochs, record=record,
                             on_epoch=lambda epoch, loss: bar.update(1, f"loss {loss:.5f}"))
 

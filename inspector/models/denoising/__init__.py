@@ -72,11 +72,18 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.error_sigma", self.error_sigma, 0.1, 20.0)
         check_choice(f"{where}.second_opinion", self.second_opinion, SECOND_OPINIONS)
 
+    def batch_for(self, trained: int) -> int:
+        """The batch size training on `trained` images uses (the whole set when it is smaller)."""
+        return max(1, min(self.batch_size, trained))
+
+    def steps_per_epoch(self, trained: int) -> int:
+        """Batches an epoch over `trained` images runs: full batches only."""
+        return max(1, trained // self.batch_for(trained))
+
     def epochs_for(self, images: int, holdout_fraction: float) -> int:
         """Epochs `fit` runs on `images` good images (of which `holdout_fraction` is held out):
         `epochs`, or as many more as `min_steps` batches take."""
-        trained = images - held_out_count(images, holdout_fraction)
-        per_epoch = max(1, trained // max(1, min(self.batch_size, trained)))
+        per_epoch = self.steps_per_epoch(images - held_out_count(images, holdout_fraction))
         return max(self.epochs, -(-self.min_steps // per_epoch))
 
 

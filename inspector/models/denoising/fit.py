@@ -123,8 +123,9 @@ def train_autoencoder(
     rng = np.random.default_rng(seed)
     ae = autoencoder(settings, arrays.shape[1:])
     copies = 0 if variants is None else variants.shape[1]
-    batch = min(settings.batch_size, len(arrays))
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(settings, epochs * (len(arrays) // batch)))
+    batch = settings.batch_for(len(arrays))
+    planned = epochs * settings.steps_per_epoch(len(arrays))  # the loop below runs full batches only
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(settings, planned))
 
     @tf.function(reduce_retracing=True)
     def step(shown, target):

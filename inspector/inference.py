@@ -242,9 +242,7 @@ class Inferencer:
             source, path = read_bytes(source), path or source
         with DECODING.hold(declared_pixels(source)):  # held while the decoded frame is in memory
             with PROFILE.stage("decode"):
-                gray = read_frame(source, change, path)
-                if not np.isfinite(gray).all():
-                    raise ImageError(path, "image has non-finite pixel values (NaN or infinity)")
+                gray = read_frame(source, change, path)  # a frame with NaN or infinity is refused
             return self._from_frame(gray, path, keep_frame)
 
     def _from_frame(self, gray: np.ndarray, path, keep_frame: bool):

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import png
 from .config import PreprocessConfig
 from .cv_setup import MAX_PIXELS, cv2
 from .errors import ImageError
@@ -112,6 +113,15 @@ def decode(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
 
     Accepts 8- and 16-bit images, grey, RGB or RGBA (alpha is ignored).
     """
+    return to_unit(decode_frame(data, path))
+
+
+def decode_frame(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
+    """Decode image bytes to a 2-D grey frame in its own pixel type (uint8, uint16 or float32).
+
+    Raises `ImageError` when the bytes are empty, too large, corrupt or not an image, or a
+    float image has pixels that are not finite.
+    """
     if not data:
         raise ImageError(path, "empty file")
     size = declared_size(data)
@@ -124,6 +134,9 @@ def decode(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
     unreadable = "not a readable image (corrupt, truncated or unsupported format)"
     if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data:
         raise ImageError(path, unreadable)  # cut short: libpng would fail too, printing on stderr
+    image = png.decode(data)  # the common 8-bit grey PNG, fast; None: OpenCV decodes it
+    if image is not None:
+        return image
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
@@ -131,13 +144,7 @@ def decode(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
         raise ImageError(path, f"cannot decode image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None or image.size == 0:
         raise ImageError(path, unreadable)
-    if image.dtype == np.uint8:
-        scale = 255.0
-    elif image.dtype == np.uint16:
-        scale = 65535.0
-    elif image.dtype == np.float32:
-        scale = 1.0
-    else:
+    if image.dtype not in _UNIT_SCALE:
         raise ImageError(path, f"unsupported pixel type {image.dtype}")
     if image.ndim == 3:
         channels = image.shape[2]
@@ -149,7 +156,28 @@ def decode(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
             image = image[:, :, 0]
         else:
             raise ImageError(path, f"unsupported number of channels: {channels}")
-    return image.astype(np.float32) / np.float32(scale)
+    check_finite(image, path)
+    return image
+
+
+# What a pixel type's largest value is in [0, 1] intensities.
+_UNIT_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
+
+
+def to_unit(frame: np.ndarray) -> np.ndarray:
+    """A grey frame of a pixel type `decode_frame` gives -> float32 in [0, 1] (floats as they are)."""
+    if frame.dtype == np.float32:
+        return frame
+    unit = frame.astype(np.float32)
+    unit /= np.float32(_UNIT_SCALE[frame.dtype])  # in place: one pass less over a large frame
+    return unit
+
+
+def check_finite(frame: np.ndarray, path: str | os.PathLike | None = None) -> None:
+    """Refuse a frame with NaN or infinite pixels (`ImageError`). Integer pixels are always
+    finite: only a float frame is looked at, saving a pass over every 8-bit one."""
+    if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+        raise ImageError(path, "image has non-finite pixel values (NaN or infinity)")
 
 
 def normalize(gray: np.ndarray, config: PreprocessConfig) -> np.ndarray:
@@ -374,7 +402,11 @@ def read_frame(
     else:
         data, path = read_bytes(source), path or source
     gray = decode(data, path)
-    return np.asarray(change(gray), np.float32) if change is not None else gray
+    if change is None:
+        return gray
+    changed = np.asarray(change(gray), np.float32)
+    check_finite(changed, path)
+    return changed
 
 
 def preprocess(

@@ -7,7 +7,7 @@ import pytest
 
 from inspector.config import PreprocessConfig
 from inspector.cv_setup import cv2
-from inspector.preprocess import Exposure, ImageError, list_images, preprocess
+from inspector.preprocess import Exposure, ImageError, decode, decode_frame, list_images, preprocess
 
 UNIT = PreprocessConfig(size=200, normalize="unit")
 
@@ -47,6 +47,25 @@ def test_every_format_gives_the_same_normalized_array(tmp_path, kind):
     assert 0.0 <= out.min() and out.max() <= 1.0
     tolerance = 0.03 if name.endswith((".jpg", ".jpeg")) else 0.005  # JPEG is lossy
     assert np.abs(out - reference).mean() < tolerance
+
+
+@pytest.mark.parametrize("kind, dtype", [("png8_gray", np.uint8), ("png16_gray", np.uint16), ("png_rgb", np.uint8)])
+def test_frames_keep_their_pixel_type_and_decode_scales_them_to_unit(tmp_path, kind, dtype):
+    name, convert = FORMATS[kind]
+    data = _write(tmp_path / name, convert(_gradient())).read_bytes()
+    frame = decode_frame(data)
+    assert frame.dtype == dtype and frame.shape == (240, 320)
+    unit = decode(data)
+    assert unit.dtype == np.float32
+    np.testing.assert_allclose(unit, frame / np.iinfo(dtype).max, atol=1e-6)
+
+
+def test_a_float_frame_with_nan_is_refused(tmp_path):
+    image = np.full((32, 32), 0.5, np.float32)
+    image[3, 4] = np.nan
+    data = _write(tmp_path / "a.tif", image).read_bytes()
+    with pytest.raises(ImageError, match="non-finite pixel values"):
+        decode_frame(data)
 
 
 def test_bytes_and_path_give_the_same_array(tmp_path):

@@ -1,0 +1,121 @@
+"""The fast PNG path gives OpenCV's pixels, or leaves the file to OpenCV."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from inspector import png
+from inspector.cv_setup import cv2
+from inspector.preprocess import ImageError, decode_frame
+
+RNG = np.random.default_rng(0)
+IMAGE = RNG.integers(0, 256, (37, 53), dtype=np.uint8)
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _encode(image, filters, pieces=3, extra=(), header=None):
+    """A grey 8-bit PNG with the given filter byte per row, its data in `pieces` IDAT chunks."""
+    height, width = image.shape
+    rows, above = [], np.zeros(width, np.uint8)
+    for row, kind in zip(image, filters):
+        left = np.concatenate([[0], row[:-1]]).astype(np.uint8)
+        corner = np.concatenate([[0], above[:-1]]).astype(np.uint8)
+        encoded = {0: row, 1: row - left, 2: row - above, 3: row - ((left.astype(int) + above) // 2).astype(np.uint8),
+                   4: row - _paeth(left, above, corner)}[kind]
+        rows.append(bytes([kind]) + encoded.astype(np.uint8).tobytes())
+        above = row
+    stream = zlib.compress(b"".join(rows), 6)
+    step = -(-len(stream) // pieces)
+    header = header or struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (png.SIGNATURE + _chunk(b"IHDR", header) + b"".join(_chunk(k, b) for k, b in extra)
+            + b"".join(_chunk(b"IDAT", stream[i:i + step]) for i in range(0, len(stream), step))
+            + _chunk(b"IEND", b""))
+
+
+def _paeth(a, b, c):
+    """The PNG spec's Paeth predictor from left, above and upper-left, pixel by pixel."""
+    a, b, c = (x.astype(int) for x in (a, b, c))
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c)).astype(np.uint8)
+
+
+def _opencv(data: bytes):
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+FILTERS = {
+    "none": [0] * 37,
+    "sub": [1] * 37,
+    "none and sub": list(RNG.integers(0, 2, 37)),
+    "up": [2] * 37,
+    "sub, then up": [1] + [2] * 36,
+    "up first, then sub": [2] + [1] * 36,
+}
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_fast_path_gives_opencvs_pixels(name):
+    data = _encode(IMAGE, FILTERS[name], extra=[(b"tEXt", b"Camera\x00line 3")])
+    fast = png.decode(data)
+    assert fast is not None and fast.dtype == np.uint8
+    np.testing.assert_array_equal(fast, _opencv(data))
+    np.testing.assert_array_equal(fast, IMAGE)
+
+
+def test_a_png_written_by_opencv_takes_the_fast_path():
+    image = RNG.integers(0, 256, (300, 400), dtype=np.uint8)
+    data = cv2.imencode(".png", image)[1].tobytes()
+    np.testing.assert_array_equal(png.decode(data), image)
+    np.testing.assert_array_equal(decode_frame(data), image)
+
+
+@pytest.mark.parametrize("name, data", [
+    ("average rows", _encode(IMAGE, [1] * 36 + [3])),
+    ("paeth rows", _encode(IMAGE, [4] + [1] * 36)),
+    ("up mixed with sub", _encode(IMAGE, [1, 2] * 18 + [1])),
+    ("16 bits", cv2.imencode(".png", IMAGE.astype(np.uint16) * 257)[1].tobytes()),
+    ("colour", cv2.imencode(".png", cv2.cvtColor(IMAGE, cv2.COLOR_GRAY2BGR))[1].tobytes()),
+    ("transparency", _encode(IMAGE, [1] * 37, extra=[(b"tRNS", b"\x00\x00")])),
+    ("gamma", _encode(IMAGE, [1] * 37, extra=[(b"gAMA", struct.pack(">I", 45455))])),
+    ("interlaced", _encode(IMAGE, [1] * 37, header=struct.pack(">IIBBBBB", 53, 37, 8, 0, 0, 0, 1))),
+])
+def test_other_pngs_are_left_to_opencv(name, data):
+    assert png.decode(data) is None
+    if name in ("average rows", "paeth rows", "up mixed with sub"):
+        np.testing.assert_array_equal(decode_frame(data), IMAGE)  # by OpenCV
+
+
+def test_a_bad_checksum_is_left_to_opencv_which_refuses_it():
+    data = bytearray(_encode(IMAGE, [1] * 37, pieces=1))
+    data[60] ^= 0xFF  # inside the image data: its chunk's CRC no longer matches
+    assert png.decode(bytes(data)) is None
+    with pytest.raises(ImageError):
+        decode_frame(bytes(data))
+
+
+def test_too_little_image_data_is_left_to_opencv():
+    short = _encode(IMAGE[:30], [1] * 30, header=struct.pack(">IIBBBBB", 53, 37, 8, 0, 0, 0, 0))
+    assert png.decode(short) is None
+
+
+def test_damaged_files_never_raise_and_never_give_other_pixels_than_opencv():
+    base = cv2.imencode(".png", RNG.integers(0, 256, (64, 64), dtype=np.uint8))[1].tobytes()
+    taken = 0
+    for _ in range(2000):
+        data = bytearray(base)
+        for _ in range(int(RNG.integers(1, 4))):
+            data[int(RNG.integers(0, len(data)))] = int(RNG.integers(0, 256))
+        if RNG.random() < 0.3:
+            data = data[:int(RNG.integers(8, len(data)))]
+        fast = png.decode(bytes(data))
+        if fast is not None:
+            taken += 1
+            reference = _opencv(bytes(data))
+            assert reference is not None and np.array_equal(fast, reference)
+    assert taken > 0  # bytes that change nothing the decoder reads (a chunk's name case, say) still decode

@@ -43,7 +43,7 @@ log = logging.getLogger("inspector.watch")
 @dataclass
 class WatchOptions:
     out: Path
-    batch: int = 16
+    batch: int = 32
     on_done: str = "move"  # move | keep
     polling: bool = False
     settle: float = 0.5  # seconds a file's size and mtime must stay unchanged (formats we cannot check)

@@ -1,13 +1,14 @@
-"""A fast decoder for the PNGs line cameras most often write: 8-bit grey, not interlaced, rows
-filtered with None or Sub (as OpenCV's own writer does) or Up.
+"""A fast decoder for one common kind of PNG: 8-bit grey, not interlaced, rows filtered with
+None or Sub (what OpenCV's own writer gives, and so software built on it) or Up.
 
-Decoding a 1024x1024 frame is the largest single cost of a verdict, and nearly all of it is
-inflating the compressed data: ISA-L (`isal`) inflates about three times as fast as the zlib
-inside OpenCV's libpng, and these three filters undo with whole-array numpy operations. Any
-other PNG (colour, 16 bits, palette, interlaced, transparency, Average or Paeth rows, a chunk not
-listed below) and any file with something wrong in it (a bad checksum, too little or too much
-image data) is left to OpenCV: `decode` returns None and the caller decodes as before, so a
-broken file gets OpenCV's verdict on it. The pixels are the same as OpenCV's, tested.
+Decoding a 1024x1024 frame was the largest single cost of a verdict, and most of it is
+inflating the compressed data: ISA-L (`isal`) inflates about three times as fast as zlib (1.6
+against 4.9 ms for one frame here), and these three filters undo with numpy additions of whole
+rows (Average and Paeth need a pixel-by-pixel loop). Any other PNG (colour, 16 bits, palette,
+interlaced, transparency, Average or Paeth rows, a chunk not listed below) and any file with
+something wrong in it (a bad checksum, too little or too much image data) is left to OpenCV:
+`decode` returns None and the caller decodes as before, so a broken file gets OpenCV's verdict
+on it. The pixels are the same as OpenCV's, tested.
 """
 
 from __future__ import annotations

@@ -119,3 +119,18 @@ def test_damaged_files_never_raise_and_never_give_other_pixels_than_opencv():
             reference = _opencv(bytes(data))
             assert reference is not None and np.array_equal(fast, reference)
     assert taken > 0  # bytes that change nothing the decoder reads (a chunk's name case, say) still decode
+
+
+def test_a_screw_prepares_alike_with_and_without_the_fast_path(monkeypatch):
+    from pathlib import Path
+
+    from inspector.config import resolve_pipeline
+    from inspector.preprocess import preprocess
+
+    config = resolve_pipeline("screw").preprocess
+    screw = sorted((Path(__file__).parent.parent / "sample_data" / "train" / "good").glob("*.png"))[0]
+    data = cv2.imencode(".png", cv2.imread(str(screw), cv2.IMREAD_GRAYSCALE))[1].tobytes()  # Sub rows
+    assert png.decode(data) is not None
+    fast = preprocess(data, config)
+    monkeypatch.setattr(png, "decode", lambda data: None)
+    np.testing.assert_array_equal(fast, preprocess(data, config))

@@ -32,6 +32,17 @@ NONE, SUB, UP = 0, 1, 2
 # Rows inflated first: if their filters are not ones handled here, the file goes to OpenCV
 # having cost a few per cent of an inflate.
 _PEEK_ROWS = 64
+# Larger frames go to OpenCV: libpng refuses sides over 1,000,000 pixels (and so must we), and
+# undoing the filters loops over one side in Python, which a 10,000,000 x 1 file would make
+# take seconds.
+MAX_SIDE = 16384
+# libpng (as OpenCV sets it up) refuses an ancillary chunk before the image data of 8 MB or
+# more; this path leaves any large one to it.
+MAX_PASSIVE_CHUNK = 1 << 20
+# The zlib header of a stream with a 32 KB window and deflate, the only one taken: ISA-L always
+# inflates with a 32 KB window, where libpng keeps to the smaller one a header declares (and
+# refuses a stream that reaches further back).
+_ZLIB_32K = 0x78
 
 
 def decode(data: bytes) -> np.ndarray | None:
@@ -40,7 +51,7 @@ def decode(data: bytes) -> np.ndarray | None:
         return None
     try:
         return _decode(memoryview(data))
-    except (ValueError, struct.error, isal_zlib.error):
+    except (ValueError, OverflowError, MemoryError, struct.error, isal_zlib.error):
         return None
 
 
@@ -49,11 +60,13 @@ def _decode(data: memoryview) -> np.ndarray | None:
     if chunks is None:
         return None
     (width, height), stream = chunks
+    if width > MAX_SIDE or height > MAX_SIDE or stream[:1] != bytes([_ZLIB_32K]):
+        return None
     stride = width + 1  # each row: its filter byte, then one byte per pixel
     expected = stride * height
     inflater = isal_zlib.decompressobj()
     head = inflater.decompress(stream, min(expected, _PEEK_ROWS * stride))
-    if len(head) % stride or not set(head[::stride]) <= {NONE, SUB, UP}:
+    if not head or len(head) % stride or not _takes(np.frombuffer(head, np.uint8)[::stride]):
         return None
     inflated = bytearray(head)
     inflated += inflater.decompress(inflater.unconsumed_tail, expected - len(head) + 1)
@@ -85,7 +98,7 @@ def _chunks(data: memoryview) -> tuple[tuple[int, int], bytes] | None:
             parts.append(body)
         elif kind == b"IEND":
             return (size, b"".join(parts)) if parts else None
-        elif kind in _PASSIVE:
+        elif kind in _PASSIVE and length <= MAX_PASSIVE_CHUNK:
             ended = ended or bool(parts)
         else:
             return None
@@ -98,22 +111,31 @@ def _unfilter(filters: np.ndarray, pixels: np.ndarray) -> np.ndarray | None:
     it as it is. With the other rows all None or Sub each row stands alone; with Up each row
     builds on the one above, so only all-Up is taken. Running sums go one row of pixels at a
     time, each a whole-row addition (numpy's cumsum over uint8 is several times slower)."""
+    if not _takes(filters):
+        return None
     first, rest = filters[0], filters[1:]
     if (rest <= SUB).all():
+        sub = filters == SUB
+        if not sub.any():
+            return pixels.copy()
         columns = cv2.transpose(np.ascontiguousarray(pixels))  # a sum along rows is one down columns
         _running_sum(columns)
         image = cv2.transpose(columns)
-        unchanged = filters != SUB
-        if unchanged.any():
-            image[unchanged] = pixels[unchanged]
+        if not sub.all():
+            image[~sub] = pixels[~sub]
         return image
-    if (rest == UP).all():
-        image = pixels.copy()
-        if first == SUB:
-            image[0] = np.cumsum(pixels[0], dtype=np.uint8)
-        _running_sum(image)
-        return image
-    return None
+    image = pixels.copy()  # all Up after the first row
+    if first == SUB:
+        image[0] = np.cumsum(pixels[0], dtype=np.uint8)
+    _running_sum(image)
+    return image
+
+
+def _takes(filters: np.ndarray) -> bool:
+    """Whether rows with these filter bytes (the first ones, or all) can be undone here: the first
+    None, Sub or Up, the others all None or Sub, or all Up."""
+    first, rest = filters[0], filters[1:]
+    return bool(first <= UP and ((rest <= SUB).all() or (rest == UP).all()))
 
 
 def _running_sum(rows: np.ndarray) -> None:

@@ -104,21 +104,82 @@ def test_too_little_image_data_is_left_to_opencv():
     assert png.decode(short) is None
 
 
-def test_damaged_files_never_raise_and_never_give_other_pixels_than_opencv():
-    base = cv2.imencode(".png", RNG.integers(0, 256, (64, 64), dtype=np.uint8))[1].tobytes()
-    taken = 0
-    for _ in range(2000):
-        data = bytearray(base)
+def _damaged(base: bytes, fix_crc: bool):
+    """`base` with a few bytes changed, cut short, or (with `fix_crc`) one chunk's body changed
+    and its CRC made right again, so the decoder's own checks are reached."""
+    data = bytearray(base)
+    if not fix_crc:
         for _ in range(int(RNG.integers(1, 4))):
             data[int(RNG.integers(0, len(data)))] = int(RNG.integers(0, 256))
-        if RNG.random() < 0.3:
-            data = data[:int(RNG.integers(8, len(data)))]
-        fast = png.decode(bytes(data))
+        return bytes(data[:int(RNG.integers(8, len(data)))] if RNG.random() < 0.3 else data)
+    chunks, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        chunks.append([bytes(data[pos + 4:pos + 8]), bytearray(data[pos + 8:pos + 8 + length])])
+        pos += 12 + length
+    kind, body = chunks[int(RNG.integers(0, len(chunks)))]
+    if body:
+        for _ in range(int(RNG.integers(1, 3))):
+            body[int(RNG.integers(0, len(body)))] = int(RNG.integers(0, 256))
+    return png.SIGNATURE + b"".join(_chunk(k, bytes(b)) for k, b in chunks)
+
+
+@pytest.mark.parametrize("fix_crc", [False, True])
+def test_damaged_files_never_raise_and_never_give_other_pixels_than_opencv(fix_crc):
+    base = cv2.imencode(".png", RNG.integers(0, 256, (128, 128), dtype=np.uint8))[1].tobytes()
+    assert png.decode(base) is not None
+    taken = 0
+    for _ in range(1500):
+        data = _damaged(base, fix_crc)
+        fast = png.decode(data)
         if fast is not None:
             taken += 1
-            reference = _opencv(bytes(data))
+            reference = _opencv(data)
             assert reference is not None and np.array_equal(fast, reference)
-    assert taken > 0  # bytes that change nothing the decoder reads (a chunk's name case, say) still decode
+    assert taken > 0  # changes that alter nothing the decoder reads (in a checksum it skips, say) still decode
+
+
+def _zlib_with_window(raw: bytes, cinfo: int) -> bytes:
+    stream = zlib.compress(raw)
+    cmf = (cinfo << 4) | 8
+    return bytes([cmf, (31 - (cmf * 256) % 31) % 31]) + stream[2:]
+
+
+def _png_with_stream(width, height, stream, before=b""):
+    return (png.SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + before
+            + _chunk(b"IDAT", stream) + _chunk(b"IEND", b""))
+
+
+def test_a_stream_declaring_another_window_is_left_to_opencv():
+    raw = b"".join(b"\x00" + bytes(RNG.integers(0, 256, 17, dtype=np.uint8)) for _ in range(20))
+    invalid = _png_with_stream(17, 20, _zlib_with_window(raw, 8))  # no such window: libpng refuses it
+    assert png.decode(invalid) is None and _opencv(invalid) is None
+    small = _png_with_stream(17, 20, _zlib_with_window(raw, 2))  # ISA-L would not hold it to 1 KB
+    assert png.decode(small) is None
+
+
+def test_sides_libpng_refuses_and_degenerate_shapes_are_left_to_opencv():
+    wide = _png_with_stream(1_000_001, 1, zlib.compress(b"\x00" + bytes(1_000_001)))
+    assert png.decode(wide) is None and _opencv(wide) is None
+    long_one = _png_with_stream(1, png.MAX_SIDE + 1, zlib.compress(b"\x02\x00" * (png.MAX_SIDE + 1)))
+    assert png.decode(long_one) is None
+    absurd = _png_with_stream(0xFFFFFFFF, 0xFFFFFFFF, zlib.compress(b""))
+    assert png.decode(absurd) is None
+
+
+def test_a_large_text_chunk_before_the_image_is_left_to_opencv():
+    stream = zlib.compress(b"".join(b"\x00" + IMAGE[y].tobytes() for y in range(37)))
+    big = _png_with_stream(53, 37, stream, before=_chunk(b"zTXt", b"k\x00\x00" + bytes(png.MAX_PASSIVE_CHUNK)))
+    assert png.decode(big) is None
+    np.testing.assert_array_equal(png.decode(_png_with_stream(53, 37, stream)), IMAGE)
+
+
+def test_filters_past_the_first_rows_are_checked_too():
+    tall = RNG.integers(0, 256, (100, 53), dtype=np.uint8)  # its last row Paeth, after the 64 looked at first
+    filters = [1] * 99 + [4]
+    data = _encode(tall, filters, pieces=2)
+    assert png.decode(data) is None
+    np.testing.assert_array_equal(decode_frame(data), tall)  # by OpenCV
 
 
 def test_a_screw_prepares_alike_with_and_without_the_fast_path(monkeypatch):

@@ -5,8 +5,9 @@ Decoding a 1024x1024 frame was the largest single cost of a verdict, and most of
 inflating the compressed data: ISA-L (`isal`) inflates about three times as fast as zlib (1.6
 against 4.9 ms for one frame here), and these three filters undo with numpy additions of whole
 rows (Average and Paeth need a pixel-by-pixel loop). Any other PNG (colour, 16 bits, palette,
-interlaced, transparency, Average or Paeth rows, a chunk not listed below) and any file with
-something wrong in it (a bad checksum, too little or too much image data) is left to OpenCV:
+interlaced, transparency, Average or Paeth rows, a chunk not listed below, a side over
+MAX_SIDE, a compressed stream declaring a window other than 32 KB) and any file with something
+wrong in it (a bad checksum, too little or too much image data) is left to OpenCV:
 `decode` returns None and the caller decodes as before, so a broken file gets OpenCV's verdict
 on it. The pixels are the same as OpenCV's, tested.
 """

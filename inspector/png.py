@@ -19,13 +19,13 @@ import struct
 import numpy as np
 
 from .cv_setup import cv2
+from .formats import PNG_SIGNATURE
 
 try:
     from isal import isal_zlib
 except ImportError:  # without ISA-L there is nothing to gain over OpenCV: every PNG goes there
     isal_zlib = None
 
-SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Chunks that do not change the pixels OpenCV returns for a grey image (gamma, colour profiles,
 # transparency and the like might: files with them go to OpenCV).
 _PASSIVE = {b"tEXt", b"zTXt", b"iTXt", b"tIME", b"pHYs"}
@@ -48,7 +48,7 @@ _ZLIB_32K = 0x78
 
 def decode(data: bytes) -> np.ndarray | None:
     """The frame of a PNG of the kind above as a (height, width) uint8 array, or None."""
-    if isal_zlib is None or data[:8] != SIGNATURE:
+    if isal_zlib is None or data[:8] != PNG_SIGNATURE:
         return None
     try:
         return _decode(memoryview(data))

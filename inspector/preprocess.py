@@ -20,6 +20,7 @@ from . import png
 from .config import PreprocessConfig
 from .cv_setup import MAX_PIXELS, cv2
 from .errors import ImageError
+from .formats import PNG_SIGNATURE
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -80,7 +81,7 @@ def read_bytes(path: str | os.PathLike, follow_symlinks: bool = True) -> bytes:
 
 def declared_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a PNG, JPEG or BMP header without decoding; None if not found."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+    if data[:8] == PNG_SIGNATURE and len(data) >= 24 and data[12:16] == b"IHDR":
         return struct.unpack(">II", data[16:24])
     if data[:2] == b"BM" and len(data) >= 26:
         width, height = struct.unpack("<ii", data[18:26])
@@ -132,7 +133,7 @@ def decode_frame(data: bytes, path: str | os.PathLike | None = None) -> np.ndarr
         if width * height > MAX_PIXELS:
             raise ImageError(path, f"image too large ({width}x{height} pixels, limit {MAX_PIXELS})")
     unreadable = "not a readable image (corrupt, truncated or unsupported format)"
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data:
+    if data[:8] == PNG_SIGNATURE and b"IEND" not in data:
         raise ImageError(path, unreadable)  # cut short: libpng would fail too, printing on stderr
     image = png.decode(data)  # the common 8-bit grey PNG, fast; None: OpenCV decodes it
     if image is not None:

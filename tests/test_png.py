@@ -8,6 +8,7 @@ import pytest
 
 from inspector import png
 from inspector.cv_setup import cv2
+from inspector.formats import PNG_SIGNATURE
 from inspector.preprocess import ImageError, decode_frame
 
 RNG = np.random.default_rng(0)
@@ -32,7 +33,7 @@ def _encode(image, filters, pieces=3, extra=(), header=None):
     stream = zlib.compress(b"".join(rows), 6)
     step = -(-len(stream) // pieces)
     header = header or struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (png.SIGNATURE + _chunk(b"IHDR", header) + b"".join(_chunk(k, b) for k, b in extra)
+    return (PNG_SIGNATURE + _chunk(b"IHDR", header) + b"".join(_chunk(k, b) for k, b in extra)
             + b"".join(_chunk(b"IDAT", stream[i:i + step]) for i in range(0, len(stream), step))
             + _chunk(b"IEND", b""))
 
@@ -121,7 +122,7 @@ def _damaged(base: bytes, fix_crc: bool):
     if body:
         for _ in range(int(RNG.integers(1, 3))):
             body[int(RNG.integers(0, len(body)))] = int(RNG.integers(0, 256))
-    return png.SIGNATURE + b"".join(_chunk(k, bytes(b)) for k, b in chunks)
+    return PNG_SIGNATURE + b"".join(_chunk(k, bytes(b)) for k, b in chunks)
 
 
 @pytest.mark.parametrize("fix_crc", [False, True])
@@ -146,7 +147,7 @@ def _zlib_with_window(raw: bytes, cinfo: int) -> bytes:
 
 
 def _png_with_stream(width, height, stream, before=b""):
-    return (png.SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + before
+    return (PNG_SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + before
             + _chunk(b"IDAT", stream) + _chunk(b"IEND", b""))
 
 

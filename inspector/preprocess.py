@@ -169,9 +169,8 @@ def to_unit(frame: np.ndarray) -> np.ndarray:
     """A grey frame of a pixel type `decode_frame` gives -> float32 in [0, 1] (floats as they are)."""
     if frame.dtype == np.float32:
         return frame
-    unit = frame.astype(np.float32)
-    unit /= np.float32(_UNIT_SCALE[frame.dtype])  # in place: one pass less over a large frame
-    return unit
+    # One pass: each pixel cast and divided as it is read (the same values as casting first).
+    return np.divide(frame, np.float32(_UNIT_SCALE[frame.dtype]), dtype=np.float32)
 
 
 def check_finite(frame: np.ndarray, path: str | os.PathLike | None = None) -> None:

@@ -31,7 +31,7 @@ from . import drift
 from .bundle import Bundle, load_bundle
 from .claims import CLAIMED, DUPLICATE, FINISH, Claims, Request
 from .errors import ConfigError, DatabaseError
-from .inference import Inferencer, Result
+from .inference import Inferencer, Result, default_threads
 from .intake import Arrival, Intake, content_key, copy_out, move_out
 from .names import bounded, printable, stored
 from .profile import PROFILE
@@ -52,7 +52,7 @@ class WatchOptions:
     rescan_every: float = 10.0  # safety net for missed events
     heartbeat_every: float = 10.0  # how often the daemon's run record says it is still at work
     summary_every: float = 60.0
-    threads: int = 4
+    threads: int = field(default_factory=default_threads)  # decoding, hashing, pictures
     station: str = field(default_factory=socket.gethostname)  # recorded with every inspection
     claim_timeout: float = 60.0  # a claim from another host older than this is taken over
     drift_window: int = drift.DEFAULT_WINDOW  # parts the drift monitor looks back on (0: off)

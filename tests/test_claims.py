@@ -140,3 +140,16 @@ def test_a_name_that_is_not_utf8_is_claimed_stored_losslessly_and_finished(store
     assert claims.commit({answer.row_id: {"status": "done", "verdict": "ok"}}) == set()
     assert claims.claim([Request(path, "b" * 64)])[0].state == FINISH
     assert claims.recover(exists=lambda p: p == path) == (0, 0)
+
+
+def test_one_commit_records_verdicts_and_errors_of_a_batch_and_reports_only_the_rows_lost(store):
+    mine = Claims(store, worker=ME)
+    a, b, c = mine.claim([Request(f"/in/{n}.png", n * 64) for n in "abc"])
+    assert mine.commit({c.row_id: {"status": "done", "verdict": "ok", "score": 0.3}}) == set()
+    lost = mine.commit({a.row_id: {"status": "done", "verdict": "defect", "score": 2.5},
+                        b.row_id: {"status": "error", "verdict": "error", "error_reason": "not an image"},
+                        c.row_id: {"status": "done", "verdict": "defect", "score": 9.0}})
+    assert lost == {c.row_id}  # recorded already: its first verdict stands
+    assert (row(store, a.row_id).status, row(store, a.row_id).score) == ("done", 2.5)
+    assert (row(store, b.row_id).status, row(store, b.row_id).error_reason) == ("error", "not an image")
+    assert (row(store, c.row_id).verdict, row(store, c.row_id).score) == ("ok", 0.3)

@@ -229,10 +229,11 @@ SECOND_PART_SHARE = 0.25
 # The background light is measured with a closing this share of the working copy wide: wider
 # than any part, so the part is closed away and only the light around it is left.
 LIGHT_KERNEL_SHARE = 0.25
-# ...on a copy shrunk to this many pixels across: light falls off over a quarter of the frame,
-# so this copy holds all of it, and its closing and wide blur cost a sixteenth of the working
-# copy's (the blur was the largest single cost of preparing a frame).
-LIGHT_WORKING_SIZE = 64
+# The light's blur (a sigma of a quarter of the closing) is done on a copy shrunk this many times:
+# on the working copy it was the largest single cost of preparing a frame, and a light that
+# smooth is the same to within 0.02% on average (0.5% at the frame's edge) blurred at a
+# quarter of the size and brought back.
+LIGHT_BLUR_SHRINK = 4
 
 
 def otsu_split(image: np.ndarray, blur_sigma: float) -> tuple[float, np.ndarray]:
@@ -253,20 +254,21 @@ def background_light(small: np.ndarray) -> np.ndarray:
     """How bright the light falls at each pixel of a (shrunk) frame, from its background.
 
     A closing wider than the part replaces the dark part by the background around it; a blur
-    smooths what is left. Dividing by it evens out light falling off towards the corners, a lamp
-    from one side or a hot spot, before the part is segmented and its intensities measured.
-    Both are done on a copy of at most LIGHT_WORKING_SIZE pixels across, and the light brought
-    back to the size of `small`.
+    smooths what is left (on a copy LIGHT_BLUR_SHRINK times smaller, brought back to the size of
+    `small`). Dividing by it evens out light falling off towards the corners, a lamp from one
+    side or a hot spot, before the part is segmented and its intensities measured.
     """
-    factor = min(1.0, LIGHT_WORKING_SIZE / max(small.shape))
-    tiny = cv2.resize(small, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA) if factor < 1 else small
-    side = int(LIGHT_KERNEL_SHARE * max(tiny.shape)) | 1
+    side = int(LIGHT_KERNEL_SHARE * max(small.shape)) | 1
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))  # separable: fast
-    light = cv2.morphologyEx(tiny, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
-    light = cv2.GaussianBlur(light, (0, 0), side / 4)
-    if factor < 1:
-        light = cv2.resize(light, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return np.maximum(light, 1e-3)
+    light = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+    shrink = LIGHT_BLUR_SHRINK if min(small.shape) >= 4 * LIGHT_BLUR_SHRINK else 1
+    if shrink == 1:
+        return np.maximum(cv2.GaussianBlur(light, (0, 0), side / 4), 1e-3)
+    tiny = cv2.resize(light, None, fx=1 / shrink, fy=1 / shrink, interpolation=cv2.INTER_AREA)
+    # Averaging over shrink x shrink pixels blurs a little already: the rest is blurred after.
+    sigma = np.sqrt(max((side / 4) ** 2 - (shrink / 2) ** 2, 0.25)) / shrink
+    blurred = cv2.GaussianBlur(tiny, (0, 0), sigma)
+    return np.maximum(cv2.resize(blurred, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_LINEAR), 1e-3)
 
 
 def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,

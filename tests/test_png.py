@@ -196,3 +196,22 @@ def test_a_screw_prepares_alike_with_and_without_the_fast_path(monkeypatch):
     fast = preprocess(data, config)
     monkeypatch.setattr(png, "decode", lambda data: None)
     np.testing.assert_array_equal(fast, preprocess(data, config))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 3), (16, 16), (17, 5), (5, 17), (100, 7), (7, 100)])
+@pytest.mark.parametrize("kind", [1, 2])
+def test_running_sums_in_blocks_give_opencvs_pixels_for_any_shape(shape, kind):
+    image = RNG.integers(0, 256, shape, dtype=np.uint8)
+    data = _encode(image, [kind] * shape[0], pieces=1)
+    fast = png.decode(data)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, _opencv(data))
+
+
+def test_a_wide_frame_whose_first_rows_do_not_fit_the_first_look_is_still_checked_whole():
+    wide = RNG.integers(0, 256, (80, 3000), dtype=np.uint8)  # 64 rows of noise: far more than the bytes looked at first
+    good = _encode(wide, [1] * 80, pieces=4)
+    np.testing.assert_array_equal(png.decode(good), wide)
+    paeth_late = _encode(wide, [1] * 40 + [4] + [1] * 39, pieces=4)
+    assert png.decode(paeth_late) is None
+    np.testing.assert_array_equal(decode_frame(paeth_late), wide)  # by OpenCV

@@ -8,6 +8,7 @@ import pytest
 from inspector.config import PreprocessConfig
 from inspector.cv_setup import cv2
 from inspector.preprocess import Exposure, ImageError, decode, decode_frame, list_images, preprocess
+from conftest import SAMPLE
 
 UNIT = PreprocessConfig(size=200, normalize="unit")
 
@@ -144,3 +145,23 @@ def test_list_images_skips_hidden_and_other_files(tmp_path):
     for name in ["b.png", "a.JPG", ".hidden.png", "notes.txt", "c.tiff"]:
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png", "c.tiff"]
+
+
+def test_a_crop_cut_from_the_region_under_it_is_the_crop_cut_from_the_whole_frame():
+    """Only the frame's region under the crop is shrunk before it is turned: the crop is the one
+    the whole frame, shrunk, gives (up to where the shrinking's pixel grid starts); one frame
+    pixel off would differ ten times as much."""
+    from inspector.preprocess import prepare_frame, read_frame
+
+    plain = PreprocessConfig(pose="axis", normalize="unit")
+    for path in sorted((SAMPLE / "train" / "good").glob("*.png"))[:4]:
+        frame = read_frame(path)
+        prepared = prepare_frame(frame, plain)
+        crop = prepared.array.reshape(prepared.array.shape[:2])
+        scale = float(np.hypot(*prepared.matrix[:, 0]))
+        matrix = prepared.matrix.copy()
+        matrix[:, :2] /= scale  # from the shrunk frame's pixels
+        whole = cv2.warpAffine(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), matrix,
+                               crop.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        difference = np.abs(crop - whole)
+        assert difference.mean() < 0.003 and difference.max() < 0.08, path.name

@@ -107,8 +107,9 @@ class Claims:
             return [answer for request in requests for answer in self.claim([request])]
 
     def _claim(self, requests: list[Request]) -> list[Claim]:
-        # One query for the rows already there and one insert for the new ones: a batch's
-        # claims took a query and an insert per file (a millisecond each, the line waiting).
+        # One query for the rows already there and one flush for the new ones (one INSERT where the
+        # database gives ids back in order, PostgreSQL): a batch's claims took a query and a flush
+        # per file (a millisecond each, the line waiting).
         with self.store.session() as s, s.begin():
             rows = self._rows_by_hash(s, [request.content_hash for request in requests])
             decided: list[tuple[str, Inspection]] = []

@@ -127,7 +127,8 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
 # Heatmaps are pictures for people, not archives: fast PNG compression with every row filtered
 # by Sub (libpng otherwise tries each filter on each row: twice the time here, for files 3%
 # larger); a picture of the photo (many grey levels, large) as JPEG, about a tenth of its PNG.
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
+    [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB] if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])  # OpenCV >= 4.12
 JPEG_QUALITY = 90
 
 

@@ -165,3 +165,19 @@ def test_a_crop_cut_from_the_region_under_it_is_the_crop_cut_from_the_whole_fram
                                crop.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         difference = np.abs(crop - whole)
         assert difference.mean() < 0.003 and difference.max() < 0.08, path.name
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (192, 256), (201, 255), (257, 257)])
+def test_the_light_blurred_on_a_smaller_copy_is_the_full_size_blur_for_any_frame_size(shape):
+    from inspector.preprocess import LIGHT_KERNEL_SHARE, background_light
+
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    frame = (0.4 + 0.5 * x / w + 0.1 * np.sin(y / 20)).astype(np.float32)  # light falling across
+    frame[h // 3:h // 2, w // 3:2 * w // 3] = 0.1  # a dark part, closed away
+    side = int(LIGHT_KERNEL_SHARE * max(shape)) | 1
+    closed = cv2.morphologyEx(frame, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)),
+                              borderType=cv2.BORDER_REPLICATE)
+    full = cv2.GaussianBlur(closed, (0, 0), side / 4)
+    relative = np.abs(background_light(frame) / full - 1)
+    assert relative.mean() < 5e-4 and relative.max() < 6e-3

@@ -53,7 +53,7 @@ class Result:
 
 def default_threads() -> int:
     """One decoding thread per core, at most four: more threads than cores only made them wait
-    for each other and for the memory (a burst ran 3-8% slower with four on two cores)."""
+    for each other and for the memory (a burst ran 2-8% slower with four on two cores)."""
     return max(1, min(4, os.cpu_count() or 1))
 
 

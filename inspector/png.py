@@ -35,8 +35,7 @@ NONE, SUB, UP = 0, 1, 2
 _PEEK_ROWS = 64
 _PEEK_BYTES = 32 * 1024  # of compressed data, at most, for those rows
 # Larger frames go to OpenCV: libpng refuses sides over 1,000,000 pixels (and so must we), and
-# undoing the filters loops over one side in Python, which a 10,000,000 x 1 file would make
-# take seconds.
+# undoing the filters loops in Python over about 2 sqrt(side) blocks, so a side stays short.
 MAX_SIDE = 16384
 # libpng (as OpenCV sets it up) refuses an ancillary chunk before the image data of 8 MB or
 # more; this path leaves any large one to it.
@@ -113,8 +112,8 @@ def _unfilter(filters: np.ndarray, pixels: np.ndarray) -> np.ndarray | None:
     """Undo the row filters (PNG spec, section 9): Sub adds the pixel to the left, Up the one
     above, both modulo 256 (uint8 addition wraps). The first row has no row above, so Up leaves
     it as it is. With the other rows all None or Sub each row stands alone; with Up each row
-    builds on the one above, so only all-Up is taken. Running sums go one row of pixels at a
-    time, each a whole-row addition (numpy's cumsum over uint8 is several times slower)."""
+    builds on the one above, so only all-Up is taken. Running sums go down rows of pixels
+    (`_running_sum`; numpy's cumsum over uint8 is several times slower)."""
     if not _takes(filters):
         return None
     first, rest = filters[0], filters[1:]

@@ -261,8 +261,8 @@ def background_light(small: np.ndarray) -> np.ndarray:
     side = int(LIGHT_KERNEL_SHARE * max(small.shape)) | 1
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))  # separable: fast
     light = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
-    shrink = LIGHT_BLUR_SHRINK if min(small.shape) >= 4 * LIGHT_BLUR_SHRINK else 1
-    if shrink == 1:
+    shrink = LIGHT_BLUR_SHRINK
+    if min(small.shape) < 4 * shrink:  # too small a copy to shrink
         return np.maximum(cv2.GaussianBlur(light, (0, 0), side / 4), 1e-3)
     # Sides made a multiple of `shrink` (edge pixels repeated), so the copy is exactly `shrink`
     # times smaller and comes back onto the same pixels.
@@ -407,13 +407,19 @@ def align_part(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLi
                     *_preview(located.working, located.scale, matrix), pose, length, matrix)
 
 
+def crop_corners(matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Where the corners of a crop of `size` (width, height) lie in the frame that `matrix`
+    (frame -> crop) maps from: (4, 2) points (x, y), in order round the crop."""
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0], [size[0], 0], [size[0], size[1]], [0, size[1]]], np.float64)
+    return corners @ inverse[:, :2].T + inverse[:, 2]
+
+
 def _crop_bounds(matrix: np.ndarray, size: tuple[int, int], shape: tuple[int, int],
                  margin: float) -> tuple[int, int, int, int]:
     """The frame's pixels (x0, y0, x1, y1) under a crop of `size` (width, height) that `matrix`
     maps to, `margin` pixels wider on every side, within a frame of `shape` (height, width)."""
-    inverse = cv2.invertAffineTransform(matrix)
-    corners = np.array([[0, 0], [size[0], 0], [size[0], size[1]], [0, size[1]]], np.float64)
-    points = corners @ inverse[:, :2].T + inverse[:, 2]
+    points = crop_corners(matrix, size)
     low = np.floor(points.min(axis=0) - margin).astype(int)
     high = np.ceil(points.max(axis=0) + margin).astype(int)
     x0, y0, x1, y1 = max(0, low[0]), max(0, low[1]), min(shape[1], high[0]), min(shape[0], high[1])

@@ -9,6 +9,7 @@ import numpy as np
 
 from .config import ScoringConfig
 from .cv_setup import cv2
+from .preprocess import crop_corners
 
 
 def error_maps(inputs: np.ndarray, outputs: np.ndarray, config: ScoringConfig) -> np.ndarray:
@@ -84,10 +85,7 @@ def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.n
     looked at is outlined."""
     height, width = preview.shape[:2]
     heat = heatmap_image(on_frame(error_map, matrix, (height, width)), scale)
-    corners = np.array([[0, 0], [error_map.shape[1], 0], [error_map.shape[1], error_map.shape[0]],
-                        [0, error_map.shape[0]]], np.float64)
-    inverse = cv2.invertAffineTransform(matrix)
-    outline = corners @ inverse[:, :2].T + inverse[:, 2]
+    outline = crop_corners(matrix, error_map.shape[::-1])
     inside = np.zeros((height, width), np.uint8)  # the crop's outline filled: cheaper than warping a map of ones
     cv2.fillConvexPoly(inside, np.round(outline * 16).astype(np.int32), 1, cv2.LINE_8, 4)  # 1/16 px
     picture = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)

@@ -2,8 +2,9 @@
 
 Trains the pipeline (by default `screw-ae-memory`: the default autoencoder with the patch memory
 as a second opinion) on 256 of the 320 `train/good` screws (a fixed split), then scores with
-each branch of the trained model, with the whole model, and with the autoencoder's squared
-error before it is divided by the per-pixel statistics of good screws:
+each branch of the trained model (the autoencoder's two maps added, each of them alone, the
+patch memory), with the whole model, and with the autoencoder's squared error before it is
+divided by the per-pixel statistics of good screws:
 - validation: the 64 held-out training screws, as photographed and under one random line
   nuisance each, against copies of them with drawn defects (`validation_defects`: six kinds);
 - test: `test_matched/` and raw `test/` (reported, never used to choose anything).
@@ -39,8 +40,13 @@ from inspector.preprocess import list_images, read_frame  # noqa: E402
 from inspector.tf_setup import keras  # noqa: E402
 from inspector.training import load_folder, train_bundle  # noqa: E402
 
-# Layer names of the default model's branches (models/denoising/fit.py `assemble`).
-BRANCHES = {"autoencoder alone": "reconstruction_error", "patch memory alone": "memory_unit"}
+# Layer names of the default model's branches (models/denoising/fit.py `assemble`): the
+# autoencoder's maps added ("reconstruction_maps", with `structure_error`), or its squared error
+# alone, and the patch memory's.
+BRANCHES = {"autoencoder alone": ("reconstruction_maps", "reconstruction_error"),
+            "autoencoder, squared error only": ("reconstruction_error",),
+            "autoencoder, 1 - SSIM only": ("structure_error",),
+            "patch memory alone": ("memory_unit",)}
 
 
 class RawAutoencoderError:
@@ -56,7 +62,7 @@ class RawAutoencoderError:
         maps = []
         for start in range(0, len(arrays), 64):
             x = tf.constant(arrays[start:start + 64, ..., None], tf.float32)
-            error = self.error.smoothed_error(x, self.autoencoder(x, training=False))
+            error = self.error.raw(x, self.autoencoder(x, training=False))
             raw = error * part_region(x, self.error.part_level)
             maps.append(raw.numpy()[..., 0])
         return image_scores(np.concatenate(maps), scoring)
@@ -72,8 +78,11 @@ def branch_models(model) -> dict:
     """The whole model and, where it has them, each branch as a model of its own."""
     found = {"combined": model}
     names = {layer.name for layer in model.layers}
-    for label, layer in BRANCHES.items():
-        if layer in names:
+    taken = set()
+    for label, layers in BRANCHES.items():
+        layer = next((name for name in layers if name in names and name not in taken), None)
+        if layer is not None:
+            taken.add(layer)
             found[label] = keras.Model(model.input, model.get_layer(layer).output)
     if len(found) == 1:
         found = {"model": model}

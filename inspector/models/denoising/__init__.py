@@ -5,7 +5,8 @@ target is always the part without them) and some under a line's nuisances (uneve
 defocus, noise, JPEG, a lower resolution: the target keeps them). So it learns to give back a
 good part as it was photographed and to leave a defect out. Its squared reconstruction error,
 smoothed, is divided by how large that error usually is at each pixel on good parts the model
-did not learn from, and kept to the part.
+did not learn from, and kept to the part; with `structure_error`, so is 1 - SSIM between the part
+and its reconstruction, and the two maps are added.
 
 With `second_opinion = "patch_memory"` the patch memory's map (each patch against the closest
 good patches) is added, each map in units of its own typical score on good parts, so both
@@ -53,6 +54,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     ssim_weight: float = 1.0
     # Gaussian sigma (pixels) smoothing the squared error before it is normalised.
     error_sigma: float = 2.0
+    # Add a second map of the same reconstruction, 1 - SSIM (a wrong structure, whatever its
+    # contrast), normalised the same way, to the squared error's (layers.StructureError).
+    structure_error: bool = False
     second_opinion: str = "patch_memory"
     # The second opinion's settings (neighbours, search_radius, patch_size: see patch_memory).
     patch_size: int = 6

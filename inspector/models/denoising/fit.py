@@ -6,8 +6,9 @@ line nuisances, then learn what its error looks like on good parts it did not se
    copies (`nuisance_share`), with a synthetic defect (`defect_share`); the target is the same
    copy without the defect. Loss: squared error + `ssim_weight` x (1 - SSIM).
 3. The held-out images and their nuisance copies calibrate: the per-pixel statistics of the
-   reconstruction error (and of the patch memory's distances, the second opinion, which
-   remembers the training images), each map's typical score, and the threshold's good scores.
+   reconstruction error (and of 1 - SSIM, and of the patch memory's distances, the second
+   opinion, which remembers the training images), each map's typical score, and the threshold's
+   good scores.
    Statistics are cross-fitted: the held-out images fall into `CROSS_FIT_FOLDS` folds (an image
    and its nuisance copies in the same one), each scored with statistics learnt on the other
    folds, so the threshold sees scores as honest as a new part's, from statistics nearly as
@@ -29,7 +30,7 @@ from ..patch_memory.fit import memory_layer, part_level, pixel_statistics, set_s
 from ..spec import Fitted
 from . import DenoisingSettings
 from .defects import add_defect
-from .layers import ReconstructionError, Rescale
+from .layers import PartMap, ReconstructionError, Rescale, StructureError
 
 if TYPE_CHECKING:
     from ...config import Pipeline
@@ -71,18 +72,25 @@ def autoencoder(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.M
 
 
 def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memory: np.ndarray | None):
-    """The served model: input -> reconstruction error map (+ the patch memory's map if
-    `memory`, the images it remembers, is given). Returns the model and its error layers."""
+    """The served model: input -> reconstruction error map (+ 1 - SSIM's map with
+    `settings.structure_error`, + the patch memory's map if `memory`, the images it remembers, is
+    given). Returns the model and its branches: (layer holding per-pixel statistics, layer
+    holding the unit) for each map added."""
     height, width = ae.input_shape[1:3]
     inputs = keras.Input(shape=(height, width, 1))
+    restored = ae(inputs)
     error = ReconstructionError(height, width, settings.error_sigma, level, name="reconstruction_error")
-    output = error([inputs, ae(inputs)])
-    branches = [error]
+    output = error([inputs, restored])
+    branches = [(error, error)]
+    if settings.structure_error:
+        structure = StructureError(height, width, level, name="structure_error")
+        output = keras.layers.Add(name="reconstruction_maps")([output, structure([inputs, restored])])
+        branches.append((structure, structure))
     if memory is not None:
         distances = memory_layer(memory, settings)
         rescale = Rescale(name="memory_unit")
         output = keras.layers.Add(name="both_opinions")([output, rescale(distances(inputs))])
-        branches += [distances, rescale]
+        branches.append((distances, rescale))
     return keras.Model(inputs, output, name="denoising_autoencoder"), branches
 
 
@@ -201,33 +209,29 @@ def fit(
 
 
 def _raw_maps(model, branches, images: np.ndarray) -> list[np.ndarray]:
-    """Each branch's map before any statistics: the smoothed squared error, the distances."""
+    """Each branch's map before any statistics: the smoothed squared error, 1 - SSIM, the distances."""
     import tensorflow as tf
 
     x = images[..., None].astype(np.float32)
-    error = branches[0]
     ae = model.get_layer("autoencoder")
-    raw = [np.concatenate([error.smoothed_error(x[i:i + 64], ae(x[i:i + 64], training=False)).numpy()[..., 0]
-                           for i in range(0, len(x), 64)])]
-    if len(branches) > 1:
-        distances = branches[1]
-        raw.append(np.concatenate([distances(tf.constant(x[i:i + 64])).numpy()[..., 0] for i in range(0, len(x), 64)]))
-    return raw
+    raw = [[] for _ in branches]
+    for i in range(0, len(x), 64):
+        batch = tf.constant(x[i:i + 64])
+        restored = ae(batch, training=False)
+        for maps, (layer, _) in zip(raw, branches):
+            maps.append((layer.raw(batch, restored) if isinstance(layer, PartMap) else layer(batch)).numpy()[..., 0])
+    return [np.concatenate(maps) for maps in raw]
 
 
 def _cross_fitted(model, branches, raw: list[np.ndarray], images: np.ndarray, fold: np.ndarray, pipeline):
     """Calibration scores and maps through the served model, each fold (`fold`: each image's)
     with statistics (and map units) learnt on the other folds; then the model keeps statistics
     learnt on all."""
-    layers = [branches[0]] + branches[1:2]  # the layers holding per-pixel statistics
-    units = [branches[0], branches[-1]] if len(branches) > 1 else [branches[0]]
 
     def learn(select: np.ndarray) -> None:
-        for layer, maps in zip(layers, raw):
+        for (layer, unit), maps in zip(branches, raw):
             set_statistics(layer, *pixel_statistics(maps[select]))
-        for unit in units:
             unit.unit.assign(1.0)
-        for layer, unit, maps in zip(layers, units, raw):
             normalised = _branch_output(layer, maps[select], images[select])
             unit.unit.assign(max(float(normalised.reshape(len(normalised), -1).max(axis=1).mean()), 1e-6))
 

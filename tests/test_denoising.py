@@ -1,5 +1,5 @@
-"""The default model: a denoising convolutional autoencoder (the patch memory may be added as a
-second opinion). It trains on sample screws, saves and loads safely, and flags a painted defect
+"""The default model: a denoising convolutional autoencoder scored by its squared error and 1 - SSIM
+(the patch memory may be added as a second opinion). It trains on sample screws, saves and loads safely, and flags a painted defect
 where it is."""
 
 import json
@@ -17,6 +17,7 @@ from inspector.models.autoencoder.fit import split_holdout
 from inspector.tf_setup import keras
 from inspector.models.denoising.defects import add_defect, part_outline
 from inspector.models.denoising.fit import build as build_model, learning_rate
+from inspector.models.denoising.layers import StructureError
 from inspector.training import load_folder, train_bundle
 from conftest import SAMPLE
 
@@ -56,7 +57,9 @@ def test_the_default_pipeline_scores_with_the_denoising_autoencoder():
     assert pipeline.model.settings.second_opinion == "none"  # the autoencoder alone scores
     assert pipeline.preprocess.flatten_light and pipeline.preprocess.check_view
     model = build_model(pipeline.model.settings, pipeline.preprocess.shape)
-    assert {type(layer).__name__ for layer in model.layers} == {"InputLayer", "Functional", "ReconstructionError"}
+    assert pipeline.model.settings.structure_error  # squared error and 1 - SSIM, added
+    assert {type(layer).__name__ for layer in model.layers} == {"InputLayer", "Functional", "ReconstructionError",
+                                                                "StructureError", "Add"}
     ae = model.get_layer("autoencoder")
     kinds = [type(layer).__name__ for layer in ae.layers]
     # Four strided convolutions down, four transposed ones up, 3x3 refinements on the two coarse stages.
@@ -86,6 +89,35 @@ def test_a_small_training_set_runs_more_epochs_to_reach_the_minimum_steps():
     spec = models.get("denoising_autoencoder")
     assert spec.planned_epochs(settings, None, 40, fraction) == 900  # what the progress bar counts
     assert spec.planned_epochs(settings, 3, 40, fraction) == 3  # --epochs is taken as it is
+
+
+def test_without_structure_error_the_model_is_the_squared_error_alone():
+    data = resolve_pipeline("screw").to_dict()
+    data["model"]["structure_error"] = False  # as bundles trained before the setting was there
+    pipeline = pipeline_from_dict(data, source="squared error only")
+    model = build_model(pipeline.model.settings, pipeline.preprocess.shape)
+    assert {type(layer).__name__ for layer in model.layers} == {"InputLayer", "Functional", "ReconstructionError"}
+
+
+def test_the_structure_map_is_one_minus_ssim_as_opencv_computes_it():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.random((64, 192)).astype(np.float32), (0, 0), 2.0)
+    restored = np.clip(image + 0.05 * rng.standard_normal(image.shape).astype(np.float32), 0, 1)
+    layer = StructureError(64, 192, part_level=0.5)
+    got = layer.raw(tf.constant(image[None, ..., None]), tf.constant(restored[None, ..., None])).numpy()[0, ..., 0]
+
+    def blur(m, sigma, size):
+        return cv2.GaussianBlur(m, (size, size), sigma)  # OpenCV mirrors the border, as the layer does
+
+    mx, mr = blur(image, 1.5, 11), blur(restored, 1.5, 11)
+    vx, vr = blur(image * image, 1.5, 11) - mx ** 2, blur(restored * restored, 1.5, 11) - mr ** 2
+    cov = blur(image * restored, 1.5, 11) - mx * mr
+    ssim = (2 * mx * mr + 1e-4) * (2 * cov + 9e-4) / ((mx ** 2 + mr ** 2 + 1e-4) * (vx + vr + 9e-4))
+    np.testing.assert_allclose(got, blur(1 - ssim, 1.0, 7), atol=1e-4)
+    same = layer.raw(tf.constant(image[None, ..., None]), tf.constant(image[None, ..., None])).numpy()
+    assert np.abs(same).max() < 1e-4  # a perfect reconstruction has no structure error
 
 
 def test_the_paired_layout_still_builds_the_earlier_autoencoder():
@@ -121,7 +153,7 @@ def test_the_bundle_loads_safely_and_scores_as_trained(autoencoder_alone, images
     with zipfile.ZipFile(out / "model.keras") as archive:
         config = archive.read("config.json").decode()
     assert "Lambda" not in config and '"module": "inspector"' not in config  # registered, not pickled
-    assert "inspector>ReconstructionError" in config
+    assert "inspector>ReconstructionError" in config and "inspector>StructureError" in config
     loaded = load_bundle(out)  # safe_mode=True
     tests = images.arrays[:6]
     before, _ = score_arrays(bundle.model, tests, bundle.pipeline.scoring)
@@ -164,12 +196,12 @@ def test_with_the_second_opinion_both_maps_count(images, tmp_path):
     pipeline = small(second_opinion="patch_memory", epochs=2)
     bundle, _ = train_bundle(images, tmp_path / "both", pipeline, seed=0)
     names = {layer.name for layer in bundle.model.layers}
-    assert {"reconstruction_error", "memory_unit", "both_opinions"} <= names
+    assert {"reconstruction_error", "structure_error", "memory_unit", "both_opinions"} <= names
     # Each branch is divided by its typical score on the held-out good screws (and their nuisance
     # copies), so on them each branch's image maxima average exactly 1: the maps add on one scale.
     _, held = split_holdout(len(images.arrays), pipeline.model.holdout_fraction, 0)
     calibration = np.concatenate([images.arrays[held], images.variants[held, 0]])
-    for name in ("reconstruction_error", "memory_unit"):
+    for name in ("reconstruction_error", "structure_error", "memory_unit"):
         layer = bundle.model.get_layer(name)
         assert float(layer.unit.numpy()) != 1.0
         branch = keras.Model(bundle.model.input, layer.output)

@@ -9,5 +9,8 @@ def part_region(x, level: float):
     for nothing. `x`: (B, H, W, 1)."""
     import tensorflow as tf
 
-    part = tf.cast(tf.nn.avg_pool2d(x, 5, 1, "SAME") < level, tf.float32)
-    return tf.nn.max_pool2d(part, 7, 1, "SAME")
+    # Each 2-D window done as a column then a row (the same mean over the window, cut at the
+    # border, and the same maximum): half the time of the square windows.
+    mean = tf.nn.avg_pool2d(tf.nn.avg_pool2d(x, (5, 1), 1, "SAME"), (1, 5), 1, "SAME")
+    part = tf.cast(mean < level, tf.float32)
+    return tf.nn.max_pool2d(tf.nn.max_pool2d(part, (7, 1), 1, "SAME"), (1, 7), 1, "SAME")

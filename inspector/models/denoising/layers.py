@@ -12,12 +12,43 @@ from ..patch_memory import layers as _patch_memory_layers  # noqa: F401  (the se
 from ..regions import part_region
 
 
-def gaussian_kernel(sigma: float) -> np.ndarray:
-    """A normalised 2-D Gaussian kernel, (k, k, 1, 1), k covering 3 sigma each side."""
+def gaussian_line(sigma: float) -> np.ndarray:
+    """A normalised 1-D Gaussian, covering 3 sigma each side."""
     radius = max(1, int(np.ceil(3 * sigma)))
     line = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel = np.outer(line, line)
-    return (kernel / kernel.sum()).astype(np.float32)[..., None, None]
+    return (line / line.sum()).astype(np.float32)
+
+
+def blur_matrix(n: int, sigma: float, mirror: bool = False) -> np.ndarray:
+    """(n, n): a Gaussian blur along one side of n pixels as a matrix. Past the border the map
+    is taken as zeros, or with `mirror` reflected as OpenCV's default does (a crop's edge is
+    background, and zeros there would read as structure)."""
+    line = gaussian_line(sigma)
+    radius = len(line) // 2
+    matrix = np.zeros((n, n), np.float64)
+    for i in range(n):
+        for k, weight in enumerate(line):
+            j = i + k - radius
+            while mirror and not 0 <= j < n:
+                j = -j if j < 0 else 2 * (n - 1) - j
+            if 0 <= j < n:
+                matrix[i, j] += weight
+    return matrix.astype(np.float32)
+
+
+class GaussianBlur:
+    """A Gaussian blur of (B, H, W) maps as two matrix products (columns, then rows): the same
+    blur as a convolution, in less than half its time on a CPU, and the border is in the
+    matrices (no padding step)."""
+
+    def __init__(self, height: int, width: int, sigma: float, mirror: bool = False):
+        self.rows = blur_matrix(height, sigma, mirror)
+        self.columns = blur_matrix(width, sigma, mirror).T.copy()
+
+    def __call__(self, maps):
+        import tensorflow as tf
+
+        return tf.matmul(self.rows, tf.matmul(maps, self.columns))
 
 
 class PartMap(keras.layers.Layer):
@@ -42,7 +73,7 @@ class PartMap(keras.layers.Layer):
     def call(self, inputs):
         x, reconstruction = inputs
         raw = self.raw(x, reconstruction)[..., 0]
-        normalised = (raw - self.position_mean) / self.position_scale / self.unit
+        normalised = (raw - self.position_mean) * (1.0 / (self.position_scale * self.unit))
         return normalised[..., None] * part_region(x, self.part_level)
 
     def compute_output_shape(self, input_shape):
@@ -59,12 +90,12 @@ class ReconstructionError(PartMap):
     def __init__(self, height: int, width: int, sigma: float, part_level: float, **kwargs):
         super().__init__(height, width, part_level, **kwargs)
         self.sigma = float(sigma)
-        self.kernel = gaussian_kernel(self.sigma)
+        self.blur = GaussianBlur(self.height, self.width, self.sigma)
 
     def raw(self, x, reconstruction):
         import tensorflow as tf
 
-        return tf.nn.conv2d(tf.square(x - reconstruction), self.kernel, 1, "SAME")
+        return self.blur(tf.square(x - reconstruction)[..., 0])[..., None]
 
     def get_config(self):
         return {**super().get_config(), "sigma": self.sigma}
@@ -86,33 +117,24 @@ class StructureError(PartMap):
                  **kwargs):
         super().__init__(height, width, part_level, **kwargs)
         self.window, self.smooth = float(window), float(smooth)
-        self.window_kernel = np.tile(gaussian_kernel(self.window), (1, 1, 5, 1))  # five maps at once
-        self.smooth_kernel = gaussian_kernel(self.smooth)
+        self.window_blur = GaussianBlur(self.height, self.width, self.window, mirror=True)
+        self.smooth_blur = GaussianBlur(self.height, self.width, self.smooth, mirror=True)
 
     def raw(self, x, reconstruction):
         import tensorflow as tf
 
-        r = reconstruction
-        local = _reflect_blur(tf.concat([x, r, x * x, r * r, x * r], axis=-1), self.window_kernel, depthwise=True)
-        mx, mr, xx, rr, xr = tf.unstack(local, axis=-1)
-        vx, vr, cov = xx - mx * mx, rr - mr * mr, xr - mx * mr
-        ssim = ((2 * mx * mr + SSIM_C1) * (2 * cov + SSIM_C2)) / ((mx * mx + mr * mr + SSIM_C1) * (vx + vr + SSIM_C2))
-        return _reflect_blur((1.0 - ssim)[..., None], self.smooth_kernel)
+        x, r = x[..., 0], reconstruction[..., 0]
+        # Local means of x, r, x^2 + r^2 and x r, blurred as one batch (the two variances are
+        # only ever added).
+        local = self.window_blur(tf.concat([x, r, x * x + r * r, x * r], axis=0))
+        mx, mr, squares, xr = tf.split(local, 4, axis=0)
+        means, squared_means = mx * mr, mx * mx + mr * mr
+        ssim = ((2 * means + SSIM_C1) * (2 * (xr - means) + SSIM_C2)
+                / ((squared_means + SSIM_C1) * (squares - squared_means + SSIM_C2)))
+        return self.smooth_blur(1.0 - ssim)[..., None]
 
     def get_config(self):
         return {**super().get_config(), "window": self.window, "smooth": self.smooth}
-
-
-def _reflect_blur(maps, kernel: np.ndarray, depthwise: bool = False):
-    """A Gaussian blur with the border mirrored (as OpenCV's default), not padded with zeros: a
-    crop's edge is background, and zeros there would read as structure."""
-    import tensorflow as tf
-
-    r = kernel.shape[0] // 2
-    padded = tf.pad(maps, [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
-    if depthwise:
-        return tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
-    return tf.nn.conv2d(padded, kernel, 1, "VALID")
 
 
 @keras.saving.register_keras_serializable(package="inspector")

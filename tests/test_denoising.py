@@ -17,7 +17,7 @@ from inspector.models.autoencoder.fit import split_holdout
 from inspector.tf_setup import keras
 from inspector.models.denoising.defects import add_defect, part_outline
 from inspector.models.denoising.fit import build as build_model, learning_rate
-from inspector.models.denoising.layers import StructureError
+from inspector.models.denoising.layers import StructureError, blur_matrix, gaussian_line
 from inspector.training import load_folder, train_bundle
 from conftest import SAMPLE
 
@@ -118,6 +118,19 @@ def test_the_structure_map_is_one_minus_ssim_as_opencv_computes_it():
     np.testing.assert_allclose(got, blur(1 - ssim, 1.0, 7), atol=1e-4)
     same = layer.raw(tf.constant(image[None, ..., None]), tf.constant(image[None, ..., None])).numpy()
     assert np.abs(same).max() < 1e-4  # a perfect reconstruction has no structure error
+
+
+def test_blur_matrices_blur_as_opencv_does_even_on_sides_shorter_than_the_kernel():
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 3, 5, 64, 192):
+        line = rng.random(n).astype(np.float32)
+        mirrored = blur_matrix(n, 1.5, mirror=True)
+        np.testing.assert_allclose(mirrored.sum(axis=1), 1.0, atol=1e-5)  # reflected, nothing lost
+        if n > 1:
+            want = cv2.GaussianBlur(np.tile(line, (3, 1)), (11, 1), 1.5, borderType=cv2.BORDER_REFLECT_101)[1]
+            np.testing.assert_allclose(mirrored @ line, want, atol=1e-5)
+        zeros = cv2.filter2D(line[None], -1, gaussian_line(1.5)[None], borderType=cv2.BORDER_CONSTANT)[0]
+        np.testing.assert_allclose(blur_matrix(n, 1.5) @ line, zeros, atol=1e-5)
 
 
 def test_the_paired_layout_still_builds_the_earlier_autoencoder():

@@ -29,8 +29,10 @@ def blur_matrix(n: int, sigma: float, mirror: bool = False) -> np.ndarray:
     for i in range(n):
         for k, weight in enumerate(line):
             j = i + k - radius
-            while mirror and not 0 <= j < n:
-                j = -j if j < 0 else 2 * (n - 1) - j
+            if mirror:  # reflected about the first and last pixels, as often as it takes
+                period = max(1, 2 * (n - 1))
+                j %= period
+                j = period - j if j >= n else j
             if 0 <= j < n:
                 matrix[i, j] += weight
     return matrix.astype(np.float32)

@@ -1,6 +1,6 @@
-"""The default model: a denoising convolutional autoencoder scored by its squared error and 1 - SSIM
-(the patch memory may be added as a second opinion). It trains on sample screws, saves and loads safely, and flags a painted defect
-where it is."""
+"""The default model: a denoising convolutional autoencoder scored by its squared error and
+1 - SSIM (the patch memory may be added as a second opinion). It trains on sample screws, saves
+and loads safely, and flags a painted defect where it is."""
 
 import json
 import zipfile

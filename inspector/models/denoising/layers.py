@@ -25,12 +25,12 @@ def blur_matrix(n: int, sigma: float, mirror: bool = False) -> np.ndarray:
     background, and zeros there would read as structure)."""
     line = gaussian_line(sigma)
     radius = len(line) // 2
+    period = max(1, 2 * (n - 1))  # of the mirrored side: reflected about its first and last pixels
     matrix = np.zeros((n, n), np.float64)
     for i in range(n):
         for k, weight in enumerate(line):
             j = i + k - radius
-            if mirror:  # reflected about the first and last pixels, as often as it takes
-                period = max(1, 2 * (n - 1))
+            if mirror:  # as often as it takes
                 j %= period
                 j = period - j if j >= n else j
             if 0 <= j < n:

@@ -16,7 +16,7 @@ from inspector.inference import forward, score_arrays
 from inspector.models.autoencoder.fit import split_holdout
 from inspector.tf_setup import keras
 from inspector.models.denoising.defects import add_defect, part_outline
-from inspector.models.denoising.fit import build as build_model, learning_rate
+from inspector.models.denoising.fit import build as build_model, learning_rate, training_loss, worst_local_error
 from inspector.models.denoising.layers import StructureError, blur_matrix, gaussian_line
 from inspector.training import load_folder, train_bundle
 from conftest import SAMPLE
@@ -89,6 +89,25 @@ def test_a_small_training_set_runs_more_epochs_to_reach_the_minimum_steps():
     spec = models.get("denoising_autoencoder")
     assert spec.planned_epochs(settings, None, 40, fraction) == 900  # what the progress bar counts
     assert spec.planned_epochs(settings, 3, 40, fraction) == 3  # --epochs is taken as it is
+
+
+def test_the_worst_error_term_is_the_mean_of_each_images_worst_local_errors():
+    rng = np.random.default_rng(0)
+    target = rng.uniform(0, 1, (2, 64, 192, 1)).astype(np.float32)
+    restored = target + rng.normal(0, 0.01, target.shape).astype(np.float32)
+    restored[1, 30:34, 90:94] += 0.5  # one badly restored spot in the second image
+    worst = worst_local_error(restored, target, 0.01).numpy()
+    for i in range(2):  # 5x5 means of the squared error (zeros past the border do not count)
+        local = cv2.blur(np.square(restored[i, ..., 0] - target[i, ..., 0]), (5, 5), borderType=cv2.BORDER_CONSTANT)
+        counts = cv2.blur(np.ones((64, 192), np.float32), (5, 5), borderType=cv2.BORDER_CONSTANT)
+        assert worst[i] == pytest.approx(np.sort((local / counts).ravel())[-123:].mean(), rel=1e-4)
+    assert worst[1] > 50 * worst[0]  # the spot is what the term sees; the plain mean barely moves
+    settings = resolve_pipeline("screw").model.settings
+    assert settings.worst_error_weight > 0 and settings.worst_error_share == 0.01
+    plain = pipeline_from_dict({**resolve_pipeline("screw").to_dict(), "model": {
+        **resolve_pipeline("screw").to_dict()["model"], "worst_error_weight": 0.0}}).model.settings
+    added = float(training_loss(restored, target, settings)) - float(training_loss(restored, target, plain))
+    assert added == pytest.approx(settings.worst_error_weight * worst.mean(), rel=1e-4)
 
 
 def test_without_structure_error_the_model_is_the_squared_error_alone():

@@ -52,6 +52,12 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     nuisance_copies: int = 5
     # Weight of the structural (SSIM) term beside the squared error in the training loss.
     ssim_weight: float = 1.0
+    # Weight of a third term: the mean of each image's worst `worst_error_share` of its squared
+    # error, averaged over 5x5 windows. A part's score is the hottest spot of its map, so a mean
+    # alone leaves the worst-restored spots of good parts (a rarely seen head, an edge) where the
+    # scores of good parts come from (0: no such term).
+    worst_error_weight: float = 0.0
+    worst_error_share: float = 0.01
     # Gaussian sigma (pixels) smoothing the squared error before it is normalised.
     error_sigma: float = 2.0
     # Add a second map of the same reconstruction, 1 - SSIM (a wrong structure, whatever its
@@ -73,6 +79,8 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.nuisance_share", self.nuisance_share, 0.0, 1.0)
         check_range(f"{where}.nuisance_copies", self.nuisance_copies, 0, 50)
         check_range(f"{where}.ssim_weight", self.ssim_weight, 0.0, 100.0)
+        check_range(f"{where}.worst_error_weight", self.worst_error_weight, 0.0, 100.0)
+        check_range(f"{where}.worst_error_share", self.worst_error_share, 1e-4, 1.0)
         check_range(f"{where}.error_sigma", self.error_sigma, 0.1, 20.0)
         check_choice(f"{where}.second_opinion", self.second_opinion, SECOND_OPINIONS)
 

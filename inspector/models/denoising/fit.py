@@ -4,7 +4,8 @@ line nuisances, then learn what its error looks like on good parts it did not se
 1. `holdout_fraction` of the good images is held out; the autoencoder trains on the rest.
 2. Each epoch every training image is shown once: as photographed or as one of its nuisance
    copies (`nuisance_share`), with a synthetic defect (`defect_share`); the target is the same
-   copy without the defect. Loss: squared error + `ssim_weight` x (1 - SSIM).
+   copy without the defect. Loss: squared error + `ssim_weight` x (1 - SSIM) + `worst_error_weight`
+   x the mean of each image's worst `worst_error_share` of local squared error (`training_loss`).
 3. The held-out images and their nuisance copies calibrate: the per-pixel statistics of the
    reconstruction error (and of 1 - SSIM, and of the patch memory's distances, the second
    opinion, which remembers the training images), each map's typical score, and the threshold's
@@ -115,6 +116,34 @@ def learning_rate(settings: DenoisingSettings, steps: int):
     return settings.learning_rate
 
 
+# Side of the window over which `worst_error_weight`'s squared error is averaged: a spot, not a pixel.
+WORST_ERROR_WINDOW = 5
+
+
+def worst_local_error(restored, target, share: float):
+    """Each image's worst `share` of its local squared error (means over 5x5 windows), averaged:
+    (B, H, W, 1) each -> (B,)."""
+    import tensorflow as tf
+
+    local = tf.nn.avg_pool2d(tf.square(restored - target), WORST_ERROR_WINDOW, 1, "SAME")
+    pixels = int(local.shape[1]) * int(local.shape[2])
+    worst = tf.math.top_k(tf.reshape(local, [-1, pixels]), max(1, round(share * pixels))).values
+    return tf.reduce_mean(worst, axis=1)
+
+
+def training_loss(restored, target, settings: DenoisingSettings):
+    """Squared error + `ssim_weight` x (1 - SSIM) + `worst_error_weight` x the worst local error."""
+    import tensorflow as tf
+
+    loss = tf.reduce_mean(tf.square(restored - target))
+    if settings.ssim_weight:
+        loss += settings.ssim_weight * (1.0 - tf.reduce_mean(tf.image.ssim(restored, target, 1.0, filter_size=7)))
+    if settings.worst_error_weight:
+        loss += settings.worst_error_weight * tf.reduce_mean(worst_local_error(restored, target,
+                                                                               settings.worst_error_share))
+    return loss
+
+
 def train_autoencoder(
     arrays: np.ndarray,
     variants: np.ndarray | None,
@@ -138,10 +167,7 @@ def train_autoencoder(
     @tf.function(reduce_retracing=True)
     def step(shown, target):
         with tf.GradientTape() as tape:
-            restored = ae(shown, training=True)
-            loss = tf.reduce_mean(tf.square(restored - target))
-            if settings.ssim_weight:
-                loss += settings.ssim_weight * (1.0 - tf.reduce_mean(tf.image.ssim(restored, target, 1.0, filter_size=7)))
+            loss = training_loss(ae(shown, training=True), target, settings)
         optimizer.apply_gradients(zip(tape.gradient(loss, ae.trainable_variables), ae.trainable_variables))
         return loss
 

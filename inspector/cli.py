@@ -159,7 +159,7 @@ def train(good_dir, out, pipeline, epochs, seed, force, as_json):
     The default pipeline (screw) trains a denoising convolutional autoencoder on 80% of the
     images and their copies under line nuisances (uneven light, defocus, noise, ...), 150
     epochs, or more for a small set (at least 1,800 steps: 900 epochs for 40 screws): about
-    3-5 minutes for 320 screws on two cores. The other 20% (and their nuisance
+    6 minutes for 320 screws on two cores. The other 20% (and their nuisance
     copies) calibrate the threshold. screw-ae-memory adds the patch memory as a second opinion;
     screw-memory only remembers the images and calibrates by cross-validation (seconds).
     Either way the threshold comes from

@@ -120,12 +120,12 @@ def learning_rate(settings: DenoisingSettings, steps: int):
 WORST_ERROR_WINDOW = 5
 
 
-def worst_local_error(squared, share: float):
-    """Each image's worst `share` of its squared error `squared` (B, H, W, 1) averaged over 5x5
-    windows, then averaged: -> (B,)."""
+def worst_local_error(restored, target, share: float):
+    """Each image's worst `share` of its local squared error (means over 5x5 windows), averaged:
+    (B, H, W, 1) each -> (B,)."""
     import tensorflow as tf
 
-    local = tf.nn.avg_pool2d(squared, WORST_ERROR_WINDOW, 1, "SAME")
+    local = tf.nn.avg_pool2d(tf.square(restored - target), WORST_ERROR_WINDOW, 1, "SAME")
     pixels = int(local.shape[1]) * int(local.shape[2])
     worst = tf.math.top_k(tf.reshape(local, [-1, pixels]), max(1, round(share * pixels))).values
     return tf.reduce_mean(worst, axis=1)
@@ -135,12 +135,12 @@ def training_loss(restored, target, settings: DenoisingSettings):
     """Squared error + `ssim_weight` x (1 - SSIM) + `worst_error_weight` x the worst local error."""
     import tensorflow as tf
 
-    squared = tf.square(restored - target)
-    loss = tf.reduce_mean(squared)
+    loss = tf.reduce_mean(tf.square(restored - target))
     if settings.ssim_weight:
         loss += settings.ssim_weight * (1.0 - tf.reduce_mean(tf.image.ssim(restored, target, 1.0, filter_size=7)))
     if settings.worst_error_weight:
-        loss += settings.worst_error_weight * tf.reduce_mean(worst_local_error(squared, settings.worst_error_share))
+        loss += settings.worst_error_weight * tf.reduce_mean(worst_local_error(restored, target,
+                                                                               settings.worst_error_share))
     return loss
 
 

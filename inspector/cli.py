@@ -734,7 +734,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
       inspector watch inbox/ --model models/current --drift-window 100 --drift-limit 0.4
       ln -sfn screw-v2 models/current.new && mv -T models/current.new models/current && kill -HUP PID
     """
-    from .watcher import WatchOptions, Watcher
+    from .daemon import WatchOptions, Watcher
 
     if profile_file is not None and not os.access(profile_file.parent if str(profile_file.parent) else ".", os.W_OK):
         raise click.ClickException(f"--profile: cannot write into {profile_file.parent}")

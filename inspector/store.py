@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
 from sqlalchemy import (
-    CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, select,
+    CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine, event,
+    select,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
@@ -128,6 +129,28 @@ class Run(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     stopped_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+
+class OutboxEntry(Base):
+    """A verdict a durable output (`daemon.outputs`) still has to hand on, or has handed on:
+    committed in the same transaction as the verdict, marked delivered once the output took it.
+    Its id is the order in which entries are handed on."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("inspection_id", "output", name="uq_outbox_inspection_output"),
+        Index("ix_outbox_waiting", "output", "station", "delivered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"))
+    output: Mapped[str] = mapped_column(String(100))  # the output's name
+    station: Mapped[Optional[str]] = mapped_column(String(200))
+    worker: Mapped[str] = mapped_column(String(300))  # the daemon that hands it on (taken over when it died)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    delivered_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
 
 
 def normalize_url(db: str) -> str:

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from inspector.claims import (
-    BUSY, CLAIMED, DUPLICATE, FINISH, Claims, Request, claim_abandoned, worker_identity,
+from inspector.daemon.claims import (
+    BUSY, CLAIMED, DUPLICATE, ALREADY_JUDGED, Claims, Request, claim_abandoned, worker_identity,
 )
 from inspector.store import Inspection, Store, utcnow
 
@@ -107,7 +107,7 @@ def test_judged_content_is_finished_or_a_duplicate(store):
     [answer] = claims.claim([Request("/in/a.png", "a" * 64)])
     claims.commit({answer.row_id: {"status": "error", "verdict": "error", "stored_path": "/out/rejected/a.png"}})
     [again, copy] = claims.claim([Request("/in/a.png", "a" * 64), Request("/in/b.png", "a" * 64)])
-    assert (again.state, again.status, again.stored_path) == (FINISH, "error", "/out/rejected/a.png")
+    assert (again.state, again.status, again.stored_path) == (ALREADY_JUDGED, "error", "/out/rejected/a.png")
     assert (copy.state, copy.status, copy.row_id) == (DUPLICATE, "error", answer.row_id)
 
 
@@ -138,7 +138,7 @@ def test_a_name_that_is_not_utf8_is_claimed_stored_losslessly_and_finished(store
     r = row(store, answer.row_id)
     assert restored(r.source_path) == path and r.source_name == "bad\\xff\\xfe.png"
     assert claims.commit({answer.row_id: {"status": "done", "verdict": "ok"}}) == set()
-    assert claims.claim([Request(path, "b" * 64)])[0].state == FINISH
+    assert claims.claim([Request(path, "b" * 64)])[0].state == ALREADY_JUDGED
     assert claims.recover(exists=lambda p: p == path) == (0, 0)
 
 

@@ -15,7 +15,7 @@ from inspector.cli import cli
 from inspector.cv_setup import cv2
 from inspector.inference import Inferencer
 from inspector.store import Store
-from inspector.watcher import WatchOptions, Watcher
+from inspector.daemon import WatchOptions, Watcher
 from conftest import SAMPLE
 
 

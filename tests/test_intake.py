@@ -7,7 +7,8 @@ import time
 import pytest
 
 from inspector.errors import ImageError
-from inspector.intake import Intake, content_key, move_out
+from inspector.daemon.intake import Intake, content_key
+from inspector.daemon.moves import move_out
 from inspector.preprocess import MAX_FILE_BYTES
 from helpers import encoded, jpeg_with_exif_thumbnail, png_bytes
 
@@ -165,7 +166,7 @@ def test_an_empty_file_left_empty_is_taken_after_the_incomplete_timeout(tmp_path
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_an_unreadable_file_is_not_retried_hot_and_is_taken_as_an_error(tmp_path, monkeypatch, suffix):
     """Item 14.6: one rule for every format: no hot loop, then an error (permission denied)."""
-    import inspector.intake
+    import inspector.daemon.intake
 
     path = tmp_path / f"locked{suffix}"
     path.write_bytes(encoded(suffix, 4))
@@ -175,7 +176,7 @@ def test_an_unreadable_file_is_not_retried_hot_and_is_taken_as_an_error(tmp_path
         reads.append(p)
         raise ImageError(p, "cannot read file: Permission denied") from PermissionError(errno.EACCES, "denied")
 
-    monkeypatch.setattr(inspector.intake, "read_bytes", denied)
+    monkeypatch.setattr(inspector.daemon.intake, "read_bytes", denied)
     intake = intake_of(tmp_path, settle=0.1, incomplete_timeout=0.8)
     taken = []
     deadline = time.monotonic() + 0.6
@@ -220,7 +221,7 @@ def test_move_across_filesystems_on_a_full_disk_keeps_the_source_and_recovers(tm
     import errno
     import hashlib
 
-    import inspector.intake as intake_module
+    import inspector.daemon.moves as intake_module
 
     data = png_bytes(7, size=300)
     source, target = tmp_path / "in" / "a.png", tmp_path / "out" / "archive" / "1_a.png"
@@ -268,7 +269,7 @@ def test_move_across_filesystems_on_a_full_disk_keeps_the_source_and_recovers(tm
 
 
 def test_a_file_written_again_after_its_verdict_is_not_moved(tmp_path):
-    from inspector.intake import stamp_of
+    from inspector.daemon.intake import stamp_of
 
     source, target = tmp_path / "a.png", tmp_path / "out" / "a.png"
     source.write_bytes(png_bytes(1))

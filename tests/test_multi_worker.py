@@ -106,7 +106,7 @@ def _run_watcher(tiny_bundle, url, inbox, out, claim_timeout, until, timeout=60)
 
     from inspector.bundle import load_bundle
     from inspector.store import Store
-    from inspector.watcher import WatchOptions, Watcher
+    from inspector.daemon import WatchOptions, Watcher
 
     store = Store(url)
     watcher = Watcher(inbox, load_bundle(tiny_bundle), store,

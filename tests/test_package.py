@@ -76,7 +76,7 @@ def test_serving_never_imports_training_code():
     """The daemon, `score` and `serve` load bundles of every architecture without fitting code."""
     code = """
 import sys
-import inspector.cli, inspector.inference, inspector.watcher, inspector.web, inspector.bundle
+import inspector.cli, inspector.inference, inspector.daemon, inspector.web, inspector.bundle
 from inspector import models
 models.load_serving()  # what loading any bundle does
 training = sorted(m for m in sys.modules if m.startswith("inspector.") and

@@ -10,8 +10,8 @@ import pytest
 
 from inspector.bundle import load_bundle
 from inspector.store import Store
-from inspector.intake import is_temporary
-from inspector.watcher import WatchOptions, Watcher
+from inspector.daemon.intake import is_temporary
+from inspector.daemon import WatchOptions, Watcher
 from conftest import SAMPLE
 from helpers import encoded, png_bytes, rows, wait_for, write_png
 from test_preprocess import huge_png
@@ -164,7 +164,7 @@ def test_daemon_waits_for_a_locked_database_and_loses_nothing(daemon):
 def test_a_failing_batch_is_retried_and_the_daemon_keeps_running(daemon, monkeypatch):
     """Writing heatmaps fails (say, a full disk): the image stays, and is judged once it works."""
     inbox, out, db, watcher, thread = daemon()
-    original = watcher._write_heatmaps
+    original = watcher.pictures.write
     failures = []
 
     def flaky(*args):
@@ -173,7 +173,7 @@ def test_a_failing_batch_is_retried_and_the_daemon_keeps_running(daemon, monkeyp
             raise OSError(28, "No space left on device")
         return original(*args)
 
-    monkeypatch.setattr(watcher, "_write_heatmaps", flaky)
+    monkeypatch.setattr(watcher.pictures, "write", flaky)
     write_png(inbox / "unlucky.png", seed=31)
     row = wait_for(lambda: rows(db, "status='done'"), 60, "verdict after the disk recovered")[0]
     assert row["source_name"] == "unlucky.png" and len(rows(db)) == 1
@@ -259,10 +259,10 @@ def test_an_unreadable_file_gets_an_error_row_and_is_moved_aside(daemon, monkeyp
     """Issue 14.6: no read permission, as .png or .tif: one rule, no hot retry loop."""
     import errno
 
-    import inspector.intake
+    import inspector.daemon.intake
     from inspector.errors import ImageError
 
-    original, attempts = inspector.intake.read_bytes, []
+    original, attempts = inspector.daemon.intake.read_bytes, []
 
     def read_bytes(path, follow_symlinks=True):  # root reads a mode 000 file: refuse as EACCES would
         if Path(path).stem == "locked":
@@ -270,7 +270,7 @@ def test_an_unreadable_file_gets_an_error_row_and_is_moved_aside(daemon, monkeyp
             raise ImageError(path, "cannot read file: Permission denied") from PermissionError(errno.EACCES, "")
         return original(path, follow_symlinks)
 
-    monkeypatch.setattr(inspector.intake, "read_bytes", read_bytes)
+    monkeypatch.setattr(inspector.daemon.intake, "read_bytes", read_bytes)
     inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=1.0)
     for suffix in (".png", ".tif"):
         (inbox / f"locked{suffix}").write_bytes(encoded(suffix, 46))
@@ -446,14 +446,14 @@ def test_a_file_that_fails_for_good_gets_an_error_row_and_its_batch_mates_are_ju
     """Issue 14.12: a batch failing for a reason that will not go away was retried for ever.
     It is retried one file at a time; the failing file gets an error row with the reason."""
     inbox, out, db, watcher, thread = daemon()
-    original = watcher._write_heatmaps
+    original = watcher.pictures.write
 
     def poisoned(result, *pictures):
         if "poison" in result.path.name:
             raise ValueError("heat_scale is not a number: 'x'")
         return original(result, *pictures)
 
-    monkeypatch.setattr(watcher, "_write_heatmaps", poisoned)
+    monkeypatch.setattr(watcher.pictures, "write", poisoned)
     write_png(inbox / "poison.png", seed=61)
     for i in range(3):
         write_png(inbox / f"mate{i}.png", seed=62 + i)

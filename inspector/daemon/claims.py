@@ -6,7 +6,7 @@ verdict. A claim whose worker is gone is taken over: at once when that worker ra
 (its process is gone), after `timeout` seconds when it ran on another. At start-up, a pending
 row whose file vanished and whose worker is gone is closed as an error.
 
-Plain methods on a `Store`, without threads or files; the daemon (`watcher`) calls them.
+Plain methods on a `Store`, without threads or files; the daemon's batches (`batch`) call them.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .names import printable, restored, stored
-from .store import Inspection, Store, utcnow
+from ..names import printable, restored, stored
+from ..store import Inspection, OutboxEntry, Store, utcnow
 
 log = logging.getLogger("inspector.claims")
 
 # What became of a request to claim a file's content.
 CLAIMED = "claimed"  # ours to judge: a new row, our own earlier claim, or one taken over
 BUSY = "busy"  # another worker, alive, is judging this file
-FINISH = "finish"  # this file was judged already; only moving it out of the inbox is left
+ALREADY_JUDGED = "already judged"  # this file was judged already; only moving it out of the inbox is left
 DUPLICATE = "duplicate"  # the same content, under another name, was (or is being) judged
 
 # Values in one IN (...) list at most: well under any database's limit on parameters.
@@ -74,7 +74,7 @@ class Request:
 class Claim:
     """The answer to a `Request`: its state and the row that holds its content."""
 
-    state: str  # CLAIMED, BUSY, FINISH or DUPLICATE
+    state: str  # CLAIMED, BUSY, ALREADY_JUDGED or DUPLICATE
     row_id: int | None = None  # None when another worker claimed the content at the same moment
     status: str | None = None  # the row's status when it was read
     stored_path: str | None = None
@@ -133,7 +133,7 @@ class Claims:
                     else:
                         state = BUSY if row.source_path == path else DUPLICATE
                 elif row.source_path == path and row.status != "pending":
-                    state = FINISH
+                    state = ALREADY_JUDGED
                 else:
                     state = DUPLICATE
                 if state == CLAIMED:
@@ -168,9 +168,12 @@ class Claims:
             return True
         return False
 
-    def commit(self, verdicts: dict[int, dict]) -> set[int]:
+    def commit(self, verdicts: dict[int, dict], outbox: tuple[str, ...] = ()) -> set[int]:
         """Record the values of each row this worker still owns (row id -> column values), in one
-        transaction; returns the ids it no longer owns (taken over: their verdict is not ours)."""
+        transaction; returns the ids it no longer owns (taken over: their verdict is not ours).
+
+        `outbox`: the names of the durable outputs; each recorded verdict gets an outbox entry per
+        name in the same transaction, so a verdict is never committed without them."""
         def work() -> set[int]:
             with self.store.session() as s, s.begin():
                 connection = s.connection()
@@ -189,6 +192,11 @@ class Claims:
                                                 {"row_id_": row_id, **{f"value_{c}": values[c] for c in columns}})
                     if result.rowcount != 1:  # no longer ours, or recorded already
                         lost.add(row_id)
+                entries = [{"inspection_id": row_id, "output": name, "station": self.station, "worker": self.worker,
+                            "created_at": utcnow()}
+                           for row_id in verdicts if row_id not in lost for name in outbox]
+                if entries:
+                    connection.execute(insert(OutboxEntry), entries)
                 return lost
 
         return self.store.retry(work, "record verdicts")

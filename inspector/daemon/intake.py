@@ -2,8 +2,9 @@
 
 watchdog events (or a scan) -> temporary names left alone -> size, time and inode tracked ->
 complete by its format's rule (`formats`) and settled -> read once, never through a symlink,
-never blocking on a FIFO -> an `Arrival`. Files leave the inbox through `move_out` (or stay,
-remembered by `Intake.keep`, or watched a while longer by `Intake.hold`).
+never blocking on a FIFO -> an `Arrival`. Events come from `events`; files leave the inbox
+through `moves.move_out` (or stay, remembered by `Intake.keep`, or watched a while longer by
+`Intake.hold`).
 """
 
 from __future__ import annotations
@@ -12,19 +13,18 @@ import errno
 import hashlib
 import logging
 import os
-import queue
-import secrets
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ImageError
-from .formats import COMPLETE, INCOMPLETE, UNKNOWN, completeness
-from .names import printable
-from .preprocess import check_file_size, read_bytes
-from .profile import PROFILE
+from ..errors import ImageError
+from ..formats import COMPLETE, INCOMPLETE, UNKNOWN, completeness
+from ..names import printable
+from ..preprocess import check_file_size, read_bytes
+from ..profile import PROFILE
+from .events import InboxEvents
 
 log = logging.getLogger("inspector.intake")
 
@@ -77,22 +77,6 @@ class _Ignored:
     payload: Any = None
 
 
-class _Events:
-    """watchdog handler: every event naming a file in the inbox queues it for a look."""
-
-    def __init__(self, inbox: Path, q: queue.SimpleQueue):
-        self.inbox, self.q = inbox, q
-
-    def dispatch(self, event) -> None:
-        kind = event.event_type
-        if event.is_directory or kind not in ("created", "modified", "moved", "closed"):
-            return
-        path = Path(event.dest_path if kind == "moved" else event.src_path)
-        if path.parent == self.inbox:
-            # Renamed in, or closed by its writer: finished, if its format's rule finds it complete.
-            self.q.put((path, kind in ("moved", "closed")))
-
-
 class Intake:
     """Follows one inbox folder; `take` hands over the files that are complete.
 
@@ -111,72 +95,23 @@ class Intake:
         self.real_inbox = Path(os.path.realpath(self.inbox))
         self.polling = polling
         self.settle, self.quick_settle, self.incomplete_timeout = settle, quick_settle, incomplete_timeout
-        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self.events = InboxEvents(self.inbox, polling)
         self._tracked: dict[Path, _Tracked] = {}
         self._kept: dict[Path, _Ignored] = {}  # --on-done keep: judged files left in the inbox
         self._held: dict[Path, _Ignored] = {}  # unfinished files rejected, watched a while longer
-        self._observer = None
-        self._identity: tuple[int, int] | None = None  # the inbox folder watched (device, inode)
-        self._checked_at = 0.0
 
     def start(self) -> None:
         """Start following watchdog events (`polling`: by polling the folder, for network filesystems)."""
-        if self.polling:
-            from watchdog.observers.polling import PollingObserver
-
-            observer = PollingObserver(timeout=0.5)
-        else:
-            try:  # Linux: a file renamed in from outside the folder is reported as moved, not created
-                from watchdog.observers.inotify import InotifyObserver
-
-                observer = InotifyObserver(generate_full_events=True)
-            except ImportError:
-                from watchdog.observers import Observer
-
-                observer = Observer()
-        observer.schedule(_Events(self.inbox, self._events), str(self.inbox), recursive=False)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
-        self._identity = self._inbox_identity()
-
-    def check_inbox(self, every: float = 0.25) -> None:
-        """Watch the inbox again when it was deleted and recreated: its watch went with it, and
-        only the rescans would find new files. Said in the log, as is an inbox gone missing."""
-        now = time.monotonic()
-        if now - self._checked_at < every:
-            return
-        self._checked_at = now
-        identity = self._inbox_identity()
-        if identity == self._identity:
-            return
-        if identity is None:
-            log.error("inbox %s is gone; waiting for it to come back", self.inbox)
-            self._identity = None
-            return
-        self.stop()
-        self.real_inbox = Path(os.path.realpath(self.inbox))
-        try:
-            self.start()
-        except OSError as exc:  # gone again meanwhile: tried at the next check
-            log.error("cannot watch inbox %s: %s", self.inbox, exc)
-            self._identity = None
-            return
-        log.warning("inbox %s was recreated; watching the new folder", self.inbox)
-        self.scan()
-
-    def _inbox_identity(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.inbox)
-        except OSError:
-            return None
-        return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+        self.events.start()
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join()
-            self._observer = None
+        self.events.stop()
+
+    def check_inbox(self, every: float = 0.25) -> None:
+        """Watch the inbox again when it was deleted and recreated, and look at what is in it."""
+        if self.events.check(every):
+            self.real_inbox = Path(os.path.realpath(self.inbox))
+            self.scan()
 
     @property
     def waiting(self) -> bool:
@@ -195,20 +130,14 @@ class Intake:
 
     def drain(self) -> None:
         """Look at every file events have named since the last call."""
-        while True:
-            try:
-                path, final = self._events.get_nowait()
-            except queue.Empty:
-                return
+        for path, final in self.events.pending():
             self._track(path, final)
 
     def wait(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for an event, and look at the file it names."""
-        try:
-            path, final = self._events.get(timeout=timeout)
-        except queue.Empty:
-            return
-        self._track(path, final)
+        event = self.events.next(timeout)
+        if event is not None:
+            self._track(*event)
 
     def keep(self, path: Path) -> None:
         """A judged file stays in the inbox (--on-done keep): ignore it until it changes."""
@@ -290,10 +219,10 @@ class Intake:
                 self._tracked[path] = _Tracked(stamp, now)
                 continue
             age = now - t.changed_at
-            refusal = self._refusal(path, st)
-            if refusal is not None:
+            refused = refusal(path, st, self.real_inbox)
+            if refused is not None:
                 if age >= self.settle:
-                    ready.append(Arrival(path, None, refusal, stamp=stamp))
+                    ready.append(Arrival(path, None, refused, stamp=stamp))
                     del self._tracked[path]
                 continue
             last = t.checked[1] if t.checked is not None and t.checked[0] == stamp else COMPLETE
@@ -316,19 +245,6 @@ class Intake:
     def _wait(t: _Tracked, state: str, waits: dict[str, float]) -> float:
         return 0.0 if t.final and state == COMPLETE else waits[state]
 
-    def _refusal(self, path: Path, st: os.stat_result) -> str | None:
-        """Why a file is not to be read at all: a symlink, a special file, or too large."""
-        if stat.S_ISLNK(st.st_mode):
-            return self._symlink_reason(path)
-        if not stat.S_ISREG(st.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
-            return f"not a regular file ({kind}); never opened"
-        try:
-            check_file_size(st.st_size, path)
-        except ImageError as exc:
-            return exc.reason
-        return None
-
     def _read(self, path: Path, stamp: Stamp) -> tuple[Arrival | None, str, str]:
         """The file read now, never following a symlink nor blocking, with its completeness
         (state, what is missing); no arrival when the file changed meanwhile. A read error that
@@ -348,10 +264,25 @@ class Intake:
             return None, state, detail
         return arrival, state, detail
 
-    def _symlink_reason(self, path: Path) -> str:
-        if Path(os.path.realpath(path)).parent != self.real_inbox:
-            return f"symlink to a file outside the inbox ({printable(os.readlink(path))}); not followed"
-        return "symlink inside the inbox; only regular files are judged, the link was not followed"
+
+def refusal(path: Path, st: os.stat_result, real_inbox: Path) -> str | None:
+    """Why a file is not to be read at all: a symlink, a special file, or too large."""
+    if stat.S_ISLNK(st.st_mode):
+        return _symlink_reason(path, real_inbox)
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        return f"not a regular file ({kind}); never opened"
+    try:
+        check_file_size(st.st_size, path)
+    except ImageError as exc:
+        return exc.reason
+    return None
+
+
+def _symlink_reason(path: Path, real_inbox: Path) -> str:
+    if Path(os.path.realpath(path)).parent != real_inbox:
+        return f"symlink to a file outside the inbox ({printable(os.readlink(path))}); not followed"
+    return "symlink inside the inbox; only regular files are judged, the link was not followed"
 
 
 def content_key(arrival: Arrival) -> str:
@@ -365,126 +296,3 @@ def content_key(arrival: Arrival) -> str:
     except OSError:
         key = f"unread\0{arrival.path}\0{time.time_ns()}"
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def move_out(source: Path, target: Path, digest: str | None = None, stamp: Stamp | None = None) -> bool:
-    """Move a file (or a symlink itself, never its target) out of the inbox; true once it is out.
-
-    Idempotent and verified. A target that already holds the file (the same inode, after a crash
-    between link and unlink; or a complete copy) only has the source unlinked; a stale or
-    truncated target is replaced. Across filesystems the file is copied under a temporary name,
-    synced, its size and SHA-256 checked against the source and `digest` (the hash it was judged
-    by), then renamed into place, and only then is the source unlinked. A full disk (or any other
-    failure) leaves the source in the inbox and no partial copy: the next scan tries again. With
-    `stamp`, a source written again since it was read is left in the inbox, to be judged again.
-
-    A hard link then an unlink, rather than a rename: watchdog holds back every event for
-    0.5 s behind a rename out of the folder, which would delay the next verdicts.
-    """
-    try:
-        try:
-            st = os.lstat(source)
-        except FileNotFoundError:
-            return True  # already moved (a restart finishing earlier work)
-        if stamp is not None and stamp_of(st)[:3] != stamp[:3]:
-            log.warning("%s was written again after it was read; left in the inbox to be judged again",
-                        printable(str(source)))
-            return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not _holds(target, source, st, digest):
-            try:
-                _link(source, target)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                    raise
-                _copy(source, target, st, digest)  # another filesystem
-        os.unlink(source)
-        return True
-    except FileNotFoundError:
-        return True  # moved meanwhile by another worker
-    except OSError as exc:
-        log.error("cannot move %s to %s: %s; it stays in the inbox and is tried again at the next scan",
-                  printable(str(source)), target, exc.strerror or exc)
-        return False
-
-
-def copy_out(source: Path, target: Path, digest: str | None = None) -> bool:
-    """Copy a file out of the inbox (verified, as `move_out` does), leaving it where it is."""
-    try:
-        st = os.lstat(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not _holds(target, source, st, digest):
-            _copy(source, target, st, digest)
-        return True
-    except OSError as exc:
-        log.error("cannot copy %s to %s: %s; tried again at the next scan", printable(str(source)), target,
-                  exc.strerror or exc)
-        return False
-
-
-def _holds(target: Path, source: Path, st: os.stat_result, digest: str | None) -> bool:
-    """Whether `target` already is the file at `source`: the same inode, the same symlink, or a
-    regular file of the same size and content (`digest`, or the source's own hash)."""
-    try:
-        existing = os.lstat(target)
-    except FileNotFoundError:
-        return False
-    if os.path.samestat(existing, st):
-        return True
-    if stat.S_ISLNK(existing.st_mode) and stat.S_ISLNK(st.st_mode):
-        return os.readlink(target) == os.readlink(source)
-    if not (stat.S_ISREG(existing.st_mode) and stat.S_ISREG(st.st_mode)) or existing.st_size != st.st_size:
-        return False
-    return _sha256(target) == (digest or _sha256(source))
-
-
-def _temporary(target: Path) -> Path:
-    return target.parent / f".{secrets.token_hex(8)}.tmp"
-
-
-def _link(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target, follow_symlinks=False)
-    except FileExistsError:  # a stale or truncated copy from an earlier attempt: replace it
-        tmp = _temporary(target)
-        os.link(source, tmp, follow_symlinks=False)
-        os.replace(tmp, target)
-
-
-def _copy(source: Path, target: Path, st: os.stat_result, digest: str | None) -> None:
-    """Copy to a temporary name, check it, rename it into place; nothing is left on failure."""
-    tmp = _temporary(target)
-    try:
-        if stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(source), tmp)
-        elif stat.S_ISFIFO(st.st_mode):
-            os.mkfifo(tmp)
-        elif stat.S_ISREG(st.st_mode):
-            read = hashlib.sha256()
-            with open(os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as src, \
-                    open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as dst:
-                for chunk in iter(lambda: src.read(1 << 20), b""):
-                    read.update(chunk)
-                    dst.write(chunk)
-                dst.flush()
-                os.fsync(dst.fileno())
-            size = os.stat(tmp).st_size
-            if size != st.st_size or (digest and read.hexdigest() != digest) or _sha256(tmp) != read.hexdigest():
-                raise OSError(errno.EIO, f"the copy does not match the file judged ({size} of {st.st_size} bytes)")
-        else:  # a socket or a device: nothing to copy
-            return
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

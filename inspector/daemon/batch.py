@@ -1,0 +1,192 @@
+"""One batch of files through the daemon: claim -> judge -> prepare the outputs -> commit -> deliver.
+
+The database row is the truth and files follow it: each file's content is claimed first
+(`claims`), its verdict committed with what the outputs must find (the pictures), and only then
+is it handed to the outputs (the move out of the inbox, drift, the log, the line). A batch that
+fails for a reason that passes (a full disk, the database) leaves its files in the inbox for the
+next scan; one that fails for any other reason is judged one file at a time, and the file that
+fails alone gets an error row with the reason: one bad file cannot hold the line up.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from ..errors import DatabaseError
+from ..inference import Inferencer, Result
+from ..names import printable, stored
+from ..profile import PROFILE
+from ..store import Store, utcnow
+from .claims import ALREADY_JUDGED, CLAIMED, DUPLICATE, Claims, Request
+from .intake import Arrival, content_key
+from .outputs import Outputs, Verdict
+from .standard_outputs import Archive, Counters, Pictures
+
+log = logging.getLogger("inspector.watch")
+
+
+@dataclass
+class ClaimedPart:
+    """A file of this batch whose content this daemon claimed: it is this daemon's to judge."""
+
+    arrival: Arrival
+    row_id: int
+    received_at: datetime
+    digest: str  # the content hash it was claimed by
+    result: Result | None = None
+    pictures_ms: float = 0.0  # writing its pictures took this long
+
+    @property
+    def path(self) -> Path:
+        return self.arrival.path
+
+    @property
+    def error(self) -> str | None:
+        return self.arrival.error if self.result is None else self.result.error
+
+
+@dataclass
+class Serving:
+    """The model in service: its bundle, its inferencer and its row in the models table."""
+
+    bundle: object
+    inferencer: Inferencer
+    model_id: int
+
+
+# Errors of the machine rather than of a file: they pass (space freed, a share back) and the
+# files are retried as they are.
+_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM, errno.EMFILE,
+                     errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EBUSY, errno.ESTALE, errno.ETIMEDOUT,
+                     errno.ENOTCONN, errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ENETDOWN, errno.ENETUNREACH}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure is of the machine (it passes, the files are retried as they are)."""
+    from sqlalchemy.exc import OperationalError
+
+    return (isinstance(exc, (MemoryError, OperationalError))
+            or isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS)
+
+
+class Batches:
+    """Judges batches of arrivals for one daemon (`loop.Watcher`)."""
+
+    def __init__(self, store: Store, claims: Claims, outputs: Outputs, pictures: Pictures, archive: Archive,
+                 counters: Counters, pool: Executor, serving: Callable[[], Serving], options,
+                 pause: Callable[[float], None]):
+        self.store, self.claims, self.outputs = store, claims, outputs
+        self.pictures, self.archive, self.counters = pictures, archive, counters
+        self.pool, self.serving, self.options, self.pause = pool, serving, options, pause
+
+    def process_or_isolate(self, arrivals: list[Arrival]) -> None:
+        """`process` a batch; see the module's docstring for what a failure does."""
+        try:
+            self.process(arrivals)
+            return
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.debug("batch failure", exc_info=True)
+            if is_transient(exc):
+                log.error("batch failed (%s); its %d files stay in the inbox and are retried", reason, len(arrivals))
+                self.pause(1.0)
+                return
+        if len(arrivals) > 1:
+            log.warning("batch failed (%s); judging its %d files one by one", reason, len(arrivals))
+            for arrival in arrivals:
+                self.process_or_isolate([arrival])
+            return
+        try:
+            self.process(arrivals, failure=f"cannot process: {reason}")
+        except DatabaseError:
+            raise
+        except Exception as again:
+            log.error("%s: cannot record its failure (%s); retried at the next scan",
+                      printable(arrivals[0].path.name), again)
+
+    def process(self, arrivals: list[Arrival], failure: str | None = None) -> None:
+        """Claim, judge, record and hand on one batch of files (with `failure`: record each as an
+        error with that reason, without judging it)."""
+        parts = self._claim(arrivals)
+        if not parts:
+            return
+        serving = self.serving()
+        readable = [p for p in parts if p.error is None]
+        if failure is None:
+            judged = serving.inferencer.judge([(p.path, p.arrival.data) for p in readable], self.options.batch,
+                                              keep_maps=True)
+        else:
+            judged = [Result(p.path, "error", error=failure) for p in readable]
+        for part, result in zip(readable, judged):
+            part.result = result
+        self.outputs.prepare(parts)
+        updates = {p.row_id: self._row_values(p, serving) for p in parts}
+        with PROFILE.stage("commit", len(updates)):
+            lost = self.claims.commit(updates, self.outputs.durable_names)
+            self.store.check_file()  # the verdicts really are in the database before any file moves
+        verdicts = []
+        for part in parts:
+            if part.row_id in lost:  # another worker took this claim over and owns the verdict
+                log.warning("%s: inspection %d was taken over by another worker; result dropped",
+                            printable(part.path.name), part.row_id)
+                continue
+            verdicts.append(self._verdict(part, updates[part.row_id], serving))
+        self.outputs.deliver(verdicts)
+
+    def _row_values(self, part: ClaimedPart, serving: Serving) -> dict:
+        """The row's columns once judged: the verdict, or the error and where the file goes."""
+        if part.error is not None:
+            return dict(status="error", verdict="error", error_reason=printable(part.error), model_id=serving.model_id,
+                        stored_path=str(self.archive.destination(part, "rejected")), scored_at=utcnow(),
+                        processing_ms=part.result.processing_ms if part.result is not None else None)
+        heat, over, crop = self.pictures.paths(part)
+        result = part.result
+        return dict(
+            status="done", verdict=result.verdict, score=result.score, threshold=serving.bundle.threshold,
+            heatmap_path=str(heat), overlay_path=str(over), crop_overlay_path=str(crop), model_id=serving.model_id,
+            stored_path=str(self.archive.destination(part, "archive")) if self.options.on_done == "move"
+            else stored(str(part.path)),
+            width=result.width, height=result.height, scored_at=utcnow(),
+            # This image's own time: decoding, preprocessing, its share of the model call, its pictures.
+            processing_ms=(result.processing_ms or 0.0) + part.pictures_ms,
+        )
+
+    def _verdict(self, part: ClaimedPart, values: dict, serving: Serving) -> Verdict:
+        bundle = serving.bundle
+        return Verdict(
+            part.row_id, self.options.station, printable(part.path.name), str(part.path), values["status"],
+            values["verdict"], values.get("score"), values.get("threshold"), values.get("error_reason"),
+            part.received_at, values["scored_at"], serving.model_id, bundle.pipeline.name, bundle.fingerprint,
+            values["stored_path"], values.get("heatmap_path"), values.get("overlay_path"),
+            values.get("crop_overlay_path"), part)
+
+    def _claim(self, arrivals: list[Arrival]) -> list[ClaimedPart]:
+        """Claim each file's content (`claims`); files judged already are finished or set aside."""
+        with PROFILE.stage("hash", len(arrivals)):
+            digests = list(self.pool.map(content_key, arrivals))
+        requests = [Request(str(a.path), digest, len(a.data) if a.data is not None else None)
+                    for a, digest in zip(arrivals, digests)]
+        with PROFILE.stage("claim", len(arrivals)):
+            answers = self.claims.claim(requests)
+        self.store.check_file()
+        claimed = []
+        for arrival, digest, answer in zip(arrivals, digests, answers):
+            if answer.state == CLAIMED:
+                claimed.append(ClaimedPart(arrival, answer.row_id, answer.received_at, digest))
+            elif answer.state == ALREADY_JUDGED:
+                self.archive.finish(arrival, digest, answer.status, answer.stored_path)
+            elif answer.state == DUPLICATE:
+                self.archive.duplicate(arrival, digest, answer.row_id, answer.first_name, answer.status == "error")
+                self.counters.duplicates += 1
+            else:
+                log.debug("%s is being judged by another worker", printable(arrival.path.name))
+        return claimed
+

@@ -1,0 +1,187 @@
+"""The outputs every daemon has: the pictures, the archive move, the drift monitor, the log.
+
+Each is an `outputs.Output`; none is durable (see `outputs` for what that means): the pictures are
+written before the commit that names them, a file left in the inbox by a crash is moved by the
+next scan (its row is done: `claims.ALREADY_JUDGED`), and the drift window and the counters are
+this process's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from .. import drift
+from ..names import bounded, printable
+from ..profile import PROFILE
+from ..store import utcnow
+from .intake import Arrival, Intake
+from .moves import copy_out, move_out
+from .outputs import Output, Verdict
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from ..inference import Inferencer, Result
+    from ..store import Store
+    from .batch import ClaimedPart
+
+log = logging.getLogger("inspector.watch")
+
+PICTURE_ENDINGS = ("_heatmap.png", "_overlay.jpg", "_crop.png")  # heatmap, heat on the photo, on the upright part
+
+
+def day(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d")
+
+
+class Pictures(Output):
+    """The heatmap and the overlays of every judged part, under OUT/heatmaps/<date>/, written
+    (in the I/O threads) before the row that names them is committed."""
+
+    name = "pictures"
+
+    def __init__(self, out: Path, pool: "Executor", inferencer: Callable[[], "Inferencer"]):
+        self.out, self.pool, self.inferencer = out, pool, inferencer
+
+    def paths(self, part: "ClaimedPart") -> tuple[Path, Path, Path]:
+        """Where its heatmap, its overlay on the photo and its overlay on the upright part go."""
+        folder = self.out / "heatmaps" / day(part.received_at)
+        return tuple(folder / bounded(f"{part.row_id}_", part.path.name, end) for end in PICTURE_ENDINGS)
+
+    def prepare(self, parts: Sequence["ClaimedPart"]) -> None:
+        jobs = {id(p): self.pool.submit(self.write, p.result, *self.paths(p)) for p in parts if p.error is None}
+        for part in parts:
+            if id(part) in jobs:
+                part.pictures_ms = jobs[id(part)].result()  # on disk before the row that names them
+
+    def write(self, result: "Result", heat: Path, over: Path, crop: Path) -> float:
+        """Write the heatmap and the overlays; returns the milliseconds it took."""
+        started = time.perf_counter()
+        with PROFILE.stage("pictures"):
+            self.inferencer().write_pictures(result, heat, over, crop)
+        return (time.perf_counter() - started) * 1000
+
+
+class Archive(Output):
+    """Files out of the inbox once their verdict is committed: to OUT/archive/<date>/ (or left in
+    the inbox with --on-done keep); rejected files always to OUT/rejected/<date>/, second copies
+    of judged content to OUT/duplicates/<date>/."""
+
+    name = "archive"
+
+    def __init__(self, out: Path, on_done: str, intake: Intake):
+        self.out, self.on_done, self.intake = out, on_done, intake
+
+    def destination(self, part: "ClaimedPart", kind: str) -> Path:
+        return self.out / kind / day(part.received_at) / bounded(f"{part.row_id}_", part.path.name)
+
+    def deliver(self, verdicts: Sequence[Verdict]) -> None:
+        for verdict in verdicts:
+            if verdict.part is not None:
+                with PROFILE.stage("move"):
+                    self.finish(verdict.part.arrival, verdict.part.digest, verdict.status, verdict.stored_path)
+
+    def finish(self, arrival: Arrival, digest: str, status: str, stored_path: str | None) -> None:
+        """After the verdict is committed: move the file (rejects always), or remember it is kept."""
+        if status == "error" or self.on_done == "move":
+            self.set_aside(arrival, digest, Path(stored_path))
+        else:
+            self.intake.keep(arrival.path)
+
+    def set_aside(self, arrival: Arrival, digest: str, target: Path) -> None:
+        """Move a file out of the inbox to `target`, verified against the content it was judged by.
+
+        A file rejected as unfinished may still be written (a writer pausing longer than
+        --incomplete-timeout): a copy goes to `target` and the file stays in the inbox, held; if
+        it changes, its new content is judged; if not, it is removed after another timeout.
+        """
+        verify = digest if arrival.data is not None else None
+        if arrival.unfinished:
+            if copy_out(arrival.path, target, verify):
+                self.intake.hold(arrival.path, (target, verify))
+        else:
+            move_out(arrival.path, target, verify, arrival.stamp)
+
+    def duplicate(self, arrival: Arrival, digest: str, row_id: int, first_name: str, of_error: bool) -> None:
+        """A second copy of content judged already goes to duplicates/ (of a rejected file: to
+        rejected/, a second empty file say)."""
+        folder = "rejected" if of_error else "duplicates"
+        name = arrival.path.name
+        self.set_aside(arrival, digest, self.out / folder / day(utcnow()) / bounded(f"{row_id}_dup_", name))
+        log.warning("%s has the same content as inspection %d (%s); moved to %s/", printable(name), row_id,
+                    first_name, folder)
+
+
+@dataclass
+class Counters:
+    images: int = 0
+    defects: int = 0
+    errors: int = 0
+    duplicates: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return (f"summary: {self.images} images, {self.defects} defects, {self.errors} errors, "
+                f"{self.duplicates} duplicates, {self.images / elapsed:.2f} images/s")
+
+
+class LogLines(Output):
+    """Counts every verdict for the summary line; an error row is a WARNING, each verdict a
+    DEBUG line (-v)."""
+
+    name = "log"
+
+    def __init__(self, counters: Counters):
+        self.counters = counters
+
+    def deliver(self, verdicts: Sequence[Verdict]) -> None:
+        for v in verdicts:
+            self.counters.images += 1
+            if v.status == "error":
+                self.counters.errors += 1
+                log.warning("%s: error: %s (inspection %d)", v.source_name, v.error_reason, v.inspection_id)
+            else:
+                self.counters.defects += v.verdict == "defect"
+                log.debug("%s: %s score %.6g threshold %.6g (inspection %d)", v.source_name, v.verdict, v.score,
+                          v.threshold, v.inspection_id)
+
+
+class DriftWatch(Output):
+    """The drift monitor of the model in service: every verdict goes into its window; one
+    WARNING when the line drifts, one INFO line when it is back (`drift`)."""
+
+    name = "drift"
+
+    def __init__(self, store: "Store", station: str, window: int, limit: float):
+        self.store, self.station, self.window, self.limit = store, station, window, limit
+        self.monitor: drift.Monitor | None = None
+        self.where = ""
+
+    def use(self, reference: drift.Reference, model_id: int, model_name: str, fingerprint: str) -> None:
+        """Judge drift against this model from now on, the window seeded with what this
+        station's earlier daemons judged with it."""
+        self.monitor = drift.Monitor(reference, self.window, self.limit)
+        self.where = f"station {self.station}, model {model_name} ({fingerprint})"
+        if self.window:
+            passed, outcomes = drift.recent(self.store, self.station, model_id, self.window)
+            self.monitor.passed.extend(passed)
+            self.monitor.outcomes.extend(outcomes)
+
+    def deliver(self, verdicts: Sequence[Verdict]) -> None:
+        for v in verdicts:
+            self.monitor.add(v.verdict, v.score, v.error_reason)
+        change = self.monitor.check()
+        if change is None:
+            return
+        state, assessment = change
+        if state == "start":
+            log.warning("drift: the line no longer looks like the calibration (%s): %s", self.where,
+                        drift.summary(assessment))
+        else:
+            log.info("drift cleared (%s): %s", self.where, drift.summary(assessment))

@@ -1,0 +1,143 @@
+"""The outputs seam: an output added to the daemon is handed every committed verdict exactly
+once, in commit order, also when it fails for a while and after a SIGKILL between the commit and
+the output."""
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from helpers import rows, wait_for, write_png
+from inspector.bundle import load_bundle
+from inspector.daemon import Output, WatchOptions, Watcher
+from inspector.store import OutboxEntry, Store
+
+HERE = Path(__file__).resolve().parent
+
+
+class Recorder(Output):
+    """A throwaway output: remembers what it was handed; fails while `failures` is above 0."""
+
+    durable = True
+
+    def __init__(self, name="recorder", failures=0):
+        self.name, self.failures = name, failures
+        self.handed: list = []
+        self.tries = 0
+
+    def deliver(self, verdicts):
+        self.tries += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("the line is down")
+        self.handed.extend(verdicts)
+
+
+@pytest.fixture
+def watching(tiny_bundle, tmp_path):
+    started = []
+
+    def start(*outputs, **options):
+        inbox = tmp_path / "inbox"
+        inbox.mkdir(exist_ok=True)
+        store = Store(str(tmp_path / "db.sqlite"))
+        watcher = Watcher(inbox, load_bundle(tiny_bundle), store,
+                          WatchOptions(out=tmp_path / "out", batch=4, settle=0.2, rescan_every=1.0,
+                                       retry_every=0.2, **options), outputs=outputs)
+        thread = threading.Thread(target=watcher.run, kwargs={"install_signals": False}, name="watcher-under-test")
+        thread.start()
+        started.append((watcher, thread, store))
+        return inbox, tmp_path / "db.sqlite", watcher
+
+    yield start
+    for watcher, thread, store in started:
+        watcher.stop()
+        thread.join(timeout=30)
+        store.close()
+
+
+def test_an_added_output_gets_every_committed_verdict_once_in_commit_order(watching):
+    recorder = Recorder()
+    inbox, db, watcher = watching(recorder)
+    for i in range(10):
+        write_png(inbox / f"part{i}.png", seed=200 + i)
+    (inbox / "empty.png").write_bytes(b"")
+    wait_for(lambda: len(recorder.handed) == 11, 60, "11 verdicts handed on")
+    ids = [v.inspection_id for v in recorder.handed]
+    committed = {r["id"]: r for r in rows(db)}
+    assert sorted(ids) == sorted(committed) and len(set(ids)) == 11
+    for v in recorder.handed:
+        row = committed[v.inspection_id]
+        assert (v.verdict, v.status, v.source_name, v.score) == (row["verdict"], row["status"], row["source_name"],
+                                                                 row["score"])
+    assert {v.verdict for v in recorder.handed if v.source_name == "empty.png"} == {"error"}
+    with watcher.store.session() as s:
+        entries = s.query(OutboxEntry).filter_by(output="recorder").all()
+    assert len(entries) == 11 and all(e.delivered_at is not None for e in entries)
+
+
+def test_a_failing_output_holds_its_verdicts_and_hands_them_on_in_order_when_it_works(watching, caplog):
+    caplog.set_level(logging.INFO, logger="inspector.outputs")
+    recorder = Recorder(failures=3)
+    inbox, db, watcher = watching(recorder)
+    for i in range(6):
+        write_png(inbox / f"part{i}.png", seed=300 + i)
+    wait_for(lambda: len(recorder.handed) == 6, 60, "6 verdicts handed on after the failures")
+    assert recorder.tries >= 4
+    assert len(rows(db, "status = 'done'")) == 6  # the daemon kept judging meanwhile
+    ids = [v.inspection_id for v in recorder.handed]
+    assert len(set(ids)) == 6
+    with watcher.store.session() as s:
+        order = [e.inspection_id for e in s.query(OutboxEntry).filter_by(output="recorder").order_by(OutboxEntry.id)]
+    assert ids == order  # the outbox's order, which is commit order
+    warnings = [r.getMessage() for r in caplog.records if "output recorder failed" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # one WARNING for the whole outage
+    assert any("output recorder works again" in r.getMessage() for r in caplog.records)
+
+
+def test_outputs_need_distinct_names(tiny_bundle, tmp_path):
+    store = Store(str(tmp_path / "db.sqlite"))
+    try:
+        with pytest.raises(ValueError, match="distinct names"):
+            Watcher(tmp_path, load_bundle(tiny_bundle), store, WatchOptions(out=tmp_path.parent / "out2"),
+                    outputs=[Recorder("log")])
+    finally:
+        store.close()
+
+
+def test_verdicts_committed_before_a_sigkill_are_handed_on_once_after_the_restart(tiny_bundle, tmp_path):
+    inbox, out, db, record = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite", tmp_path / "record.txt"
+    inbox.mkdir()
+    log = open(tmp_path / "daemon.log", "wb")
+
+    def daemon(*extra):
+        return subprocess.Popen([sys.executable, str(HERE / "recording_daemon.py"), str(inbox), str(tiny_bundle),
+                                 str(db), str(out), str(record), *extra], stdout=log, stderr=subprocess.STDOUT)
+
+    process = daemon("--kill-at-first-delivery")
+    try:
+        for i in range(6):
+            write_png(inbox / f"part{i}.png", seed=400 + i)
+        assert process.wait(timeout=120) == -signal.SIGKILL  # killed itself after its first commit
+        committed = rows(db, "status != 'pending'")
+        assert committed and not record.exists()  # verdicts in the database that no output was handed
+        process = daemon()
+        for i in range(6, 10):
+            write_png(inbox / f"part{i}.png", seed=400 + i)
+        wait_for(lambda: len(rows(db, "status != 'pending'")) == 10 and record.exists()
+                 and len(record.read_text().splitlines()) >= 10, 120, "10 verdicts recorded")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+    recorded = [int(line.split()[0]) for line in record.read_text().splitlines()]
+    assert sorted(recorded) == sorted(r["id"] for r in rows(db)), (tmp_path / "daemon.log").read_text()[-3000:]
+    assert len(recorded) == len(set(recorded)) == 10  # exactly once
+    assert {r["id"] for r in committed} <= set(recorded)  # those committed before the kill were handed on

@@ -38,7 +38,7 @@ from inspector.models.regions import part_region  # noqa: E402
 from inspector.scoring import image_scores  # noqa: E402
 from inspector.preprocess import list_images, read_frame  # noqa: E402
 from inspector.tf_setup import keras  # noqa: E402
-from inspector.training import load_folder, train_bundle  # noqa: E402
+from inspector.usecases.training import load_folder, train_bundle  # noqa: E402
 
 # Layer names of the default model's branches (models/denoising/fit.py `assemble`): the
 # autoencoder's maps added ("reconstruction_maps", with `structure_error`), or its squared error

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.bundle import load_bundle
-from inspector.evaluation import exposure_jitter, nuisance_change, quality
+from inspector.usecases.evaluation import exposure_jitter, nuisance_change, quality
 from inspector.inference import Inferencer
 from inspector.nuisance import NUISANCES
 from inspector.preprocess import list_images

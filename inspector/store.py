@@ -41,6 +41,10 @@ OUTAGE_SECONDS = 60.0
 _PG_RETRY = ("40001", "40P01", "55P03", "57014")
 
 
+# The alembic scripts that bring a database to the newest schema.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
 def utcnow() -> datetime:
     """Naive UTC: every timestamp in the database is UTC."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -234,7 +238,7 @@ def migrate(engine: Engine) -> None:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection

@@ -336,7 +336,7 @@ def test_reviewer_defaults_to_the_login_name_then_unknown(monkeypatch):
     import getpass
     import pwd
 
-    from inspector.cli import _user_name
+    from inspector.cli.common import user_name as _user_name
 
     for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
         monkeypatch.delenv(name, raising=False)

@@ -19,7 +19,7 @@ from inspector.tf_setup import keras
 from inspector.models.denoising.defects import add_defect, part_outline
 from inspector.models.denoising.fit import build as build_model, learning_rate, training_loss, worst_local_error
 from inspector.models.denoising.layers import StructureError, blur_matrix, gaussian_line
-from inspector.training import load_folder, train_bundle
+from inspector.usecases.training import load_folder, train_bundle
 from conftest import SAMPLE
 
 

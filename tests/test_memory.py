@@ -11,7 +11,7 @@ from inspector.config import resolve_pipeline
 from inspector.inference import forward, score_arrays
 from inspector.models.patch_memory.fit import memory_of
 from inspector.cv_setup import cv2
-from inspector.training import load_folder, train_bundle
+from inspector.usecases.training import load_folder, train_bundle
 from conftest import SAMPLE
 
 

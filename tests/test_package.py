@@ -80,7 +80,7 @@ import inspector.cli, inspector.inference, inspector.daemon, inspector.web, insp
 from inspector import models
 models.load_serving()  # what loading any bundle does
 training = sorted(m for m in sys.modules if m.startswith("inspector.") and
-                  (m == "inspector.training" or m.endswith(".fit") or m == "inspector.models.autoencoder.fit"))
+                  (m == "inspector.usecases.training" or m.endswith(".fit") or m == "inspector.models.autoencoder.fit"))
 print(training)
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)

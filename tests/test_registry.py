@@ -8,7 +8,7 @@ import pytest
 from inspector import models
 from inspector.config import ERROR_KINDS, ConfigError, Pipeline, pipeline_from_dict, resolve_pipeline
 from inspector.inference import forward, post_process
-from inspector.training import load_folder
+from inspector.usecases.training import load_folder
 from conftest import SAMPLE
 
 NAMES = models.names()

@@ -26,7 +26,7 @@ def test_migrating_twice_is_harmless(database_url):
     again = Store(database_url)
     assert again.inspections() == []
     with again.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
     again.close()
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from inspector.bundle import load_bundle
 from inspector.config import pipeline_from_dict, resolve_pipeline
 from inspector.inference import forward, score_arrays
-from inspector.training import load_folder, train_bundle
+from inspector.usecases.training import load_folder, train_bundle
 from conftest import SAMPLE
 
 

@@ -110,7 +110,7 @@ def test_the_crop_matrix_says_where_a_point_of_the_photo_is_in_the_crop(frame):
 
 def test_the_heat_on_the_photo_lies_on_a_defect_painted_on_the_photo(frame, tmp_path):
     from inspector.bundle import load_bundle
-    from inspector.training import load_folder, train_bundle
+    from inspector.usecases.training import load_folder, train_bundle
 
     pipeline = resolve_pipeline("screw-memory")
     train_bundle(load_folder(SAMPLE / "train" / "good", pipeline), tmp_path / "m", pipeline)

@@ -1,4 +1,4 @@
-"""`inspector evaluate`: detection quality on labelled images, and the report folder.
+"""Detection quality on labelled images (`inspector evaluate`), and the report folder.
 
 Scores come from the inferencer; this module turns them into metrics (ROC AUC with a
 bootstrap interval, average precision, confusion at the bundle's threshold) and writes the
@@ -16,11 +16,12 @@ from typing import Callable
 
 import numpy as np
 
-from .calibration import Confusion, average_precision, bootstrap_auc_interval, confusion, roc_auc, roc_curve
-from .inference import Result
-from .plots import roc_plot, score_histogram
-from .errors import ConfigError
-from .preprocess import Exposure
+from ..calibration import Confusion, average_precision, bootstrap_auc_interval, confusion, roc_auc, roc_curve
+from ..inference import Result
+from ..plots import roc_plot, score_histogram
+from ..errors import ConfigError
+from ..preprocess import Exposure
+from .progress import Progress, Warn, no_progress, no_warnings
 
 
 @dataclass
@@ -49,7 +50,7 @@ def exposure_jitter(seed: int) -> Callable[[Path], Exposure]:
 def nuisance_change(name: str, seed: int) -> Callable[[Path], Callable[[np.ndarray], np.ndarray]]:
     """The line nuisance `name` (`inspector.nuisance.NUISANCES`) for each image, its strength
     and placement fixed by the seed and the file's name."""
-    from . import nuisance
+    from .. import nuisance
 
     if name not in nuisance.NUISANCES:
         raise ConfigError(f"unknown nuisance {name!r}; known: {', '.join(nuisance.NUISANCES)}")
@@ -82,3 +83,39 @@ def write_report(folder: Path, title: str, threshold: float, good_results: list[
                 writer.writerow([str(r.path), label, f"{r.score:.8g}", r.verdict])
     (folder / "metrics.json").write_text(json.dumps({**metrics, "report": files}, indent=2, default=float))
     return files
+
+
+def evaluate_folders(model_dir: Path, good: Path, defect: Path, report: Path | None = None,
+                     exposure: bool = False, nuisance: str | None = None, jitter_seed: int = 0,
+                     progress: Progress = no_progress, warn: Warn = no_warnings) -> dict:
+    """`inspector evaluate`: score the good and defect folders with the bundle in `model_dir`
+    (each image changed first by an exposure jitter or a line nuisance, if asked), and return
+    the metrics (with the report's files when `report` is given). Images that cannot be judged
+    are warned about and listed under "unjudged"."""
+    from ..bundle import load_bundle
+    from ..inference import Inferencer
+    from .folders import folder_images, score_folder
+
+    if exposure and nuisance:
+        raise ConfigError("give --exposure-jitter or --nuisance, not both")
+    good_paths, defect_paths = folder_images(good, "good"), folder_images(defect, "defect")
+    bundle = load_bundle(model_dir)
+    change_for = exposure_jitter(jitter_seed) if exposure else nuisance_change(nuisance, jitter_seed) if nuisance else None
+    unjudged: list[dict] = []
+    with Inferencer(bundle) as inferencer:
+        good_results, good_scores = score_folder(inferencer, good_paths, good, "good", progress, warn, change_for,
+                                                 unjudged)
+        defect_results, defect_scores = score_folder(inferencer, defect_paths, defect, "defect", progress, warn,
+                                                     change_for, unjudged)
+    q = quality(good_scores, defect_scores, bundle.threshold)
+    data = {
+        "model_dir": str(model_dir), "pipeline": bundle.pipeline.name,
+        "good": len(good_scores), "defect": len(defect_scores),
+        "exposure_jitter": exposure, "nuisance": nuisance, "unjudged": unjudged,
+        "auroc": q.auroc, "auroc_ci95": list(q.auroc_ci95), "average_precision": q.average_precision,
+        "threshold": bundle.threshold, "confusion": q.confusion.to_dict(),
+    }
+    if report is not None:
+        data["report"] = write_report(report, bundle.pipeline.name, bundle.threshold, good_results, defect_results,
+                                      data)
+    return data

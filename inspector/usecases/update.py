@@ -24,14 +24,15 @@ from typing import Iterator
 
 import numpy as np
 
-from . import models
-from .bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, read_metadata, save_bundle
-from .calibration import choose_threshold, confusion, needs_defects, threshold_info
-from .config import Pipeline
-from .errors import ConfigError, TrainingError
-from .names import restored
-from .preprocess import list_images
-from .review import MIN_REVIEWS, reviewed_parts, too_few_reviews
+from .. import models
+from ..bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, read_metadata, save_bundle
+from ..calibration import choose_threshold, confusion, needs_defects, threshold_info
+from ..config import Pipeline
+from ..errors import ConfigError, TrainingError
+from ..names import restored
+from ..preprocess import list_images
+from ..review import MIN_REVIEWS, reviewed_parts, too_few_reviews
+from .progress import Progress, Warn, no_progress, no_warnings
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def finish(plan: Plan, built: Path) -> dict:
     """After training into `built`: score the reviewed parts with the new model, keep the
     confirmed defects' scores (choosing the threshold with them if the policy needs defects),
     save, move the bundle into place; returns the before / after figures."""
-    from .inference import Inferencer
+    from ..inference import Inferencer
 
     bundle = load_bundle(built)  # as a daemon will: checked
     with Inferencer(bundle) as inferencer:
@@ -184,3 +185,21 @@ def _scores(inferencer, parts: list[Part]) -> np.ndarray:
     """Each part's score under the new model; NaN where it cannot be judged any more."""
     results = inferencer.judge([p.image for p in parts])
     return np.array([r.score if r.score is not None else np.nan for r in results], float)
+
+
+def update_from_reviews(model_dir: Path, out: Path, store, good_dir: Path | None = None,
+                        min_reviews: int = MIN_REVIEWS, progress: Progress = no_progress,
+                        warn: Warn = no_warnings) -> dict:
+    """`inspector update --from-reviews`: `plan`, train in a staging folder (`training.train_folder`),
+    `finish`; returns `finish`'s figures with the training summary under "trained"."""
+    from .training import train_folder
+
+    planned = plan(model_dir, out, store, good_dir, min_reviews)
+    for warning in planned.warnings:
+        warn(warning)
+    with staging(out) as building:
+        _, summary = train_folder(planned.paths, building, planned.pipeline, planned.seed, planned.epochs,
+                                  planned.record, progress, warn)
+        result = finish(planned, building)
+    result["trained"] = summary
+    return result

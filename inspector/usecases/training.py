@@ -1,4 +1,4 @@
-"""`inspector train`: load good images, fit the pipeline's architecture, calibrate, save the bundle.
+"""Training: load good images, fit the pipeline's architecture, calibrate, save the bundle.
 
 Architecture-agnostic: how a model is fitted, and which good images its threshold is calibrated
 on, is the architecture's business (`inspector.models`).
@@ -13,13 +13,15 @@ from typing import Callable
 
 import numpy as np
 
-from . import models, nuisance
-from .bundle import Bundle, images_fingerprint, library_versions, now_iso, save_bundle
-from .calibration import choose_threshold, needs_defects, score_statistics, threshold_info
-from .config import Pipeline
-from .errors import ConfigError, ImageError, TrainingError
-from .preprocess import list_images, prepare, prepare_frame, read_frame
-from .scoring import heat_scale
+from .. import models, nuisance
+from ..bundle import META_FILE, Bundle, images_fingerprint, library_versions, now_iso, save_bundle
+from ..calibration import choose_threshold, needs_defects, score_statistics, threshold_info
+from ..config import Pipeline
+from ..errors import ConfigError, ImageError, TrainingError
+from ..preprocess import list_images, prepare, prepare_frame, read_frame
+from ..scoring import heat_scale
+from .folders import folder_images
+from .progress import Progress, Warn, no_progress, no_warnings
 
 MIN_IMAGES = 4
 
@@ -165,3 +167,40 @@ def train_bundle(
         "holdout_good": bundle.calibration["good"],
     }
     return bundle, summary
+
+
+def train_folder(paths: list[Path], out: Path, pipeline: Pipeline, seed: int = 0, epochs: int | None = None,
+                 record: dict | None = None, progress: Progress = no_progress, warn: Warn = no_warnings,
+                 announce: Warn = no_warnings) -> tuple[Bundle, dict]:
+    """Load the images (a progress bar), fit the pipeline's model (a bar per epoch, or one
+    `announce`d line for a model fitted without epochs) and save the bundle to `out`:
+    `train_bundle`'s (bundle, summary). Unreadable images are `warn`ed about and left out."""
+    spec = models.get(pipeline.model.architecture)
+    with progress(len(paths), "Loading images") as bar:
+        images = load_images(paths, pipeline, on_image=lambda: bar.update(1), seed=seed)
+    for path, reason in images.skipped:
+        warn(f"skipped {path}: {reason}")
+    total = spec.planned_epochs(pipeline.model.settings, epochs, len(images.arrays), pipeline.model.holdout_fraction)
+    if total is None:
+        announce(spec.no_epochs_announcement.format(count=len(images.arrays)))
+        return train_bundle(images, out, pipeline, seed=seed, record=record)
+    # Epoch n/total, the share done, time left and the last epoch's loss.
+    with progress(total, f"Training {pipeline.model.architecture}", item_show_func=lambda loss: loss,
+                  show_pos=True) as bar:
+        return train_bundle(images, out, pipeline, seed=seed, epochs=epochs, record=record,
+                            on_epoch=lambda epoch, loss: bar.update(1, f"loss {loss:.5f}"))
+
+
+def train_new(good_dir: Path, out: Path, pipeline: Pipeline, seed: int = 0, epochs: int | None = None,
+              force: bool = False, progress: Progress = no_progress, warn: Warn = no_warnings,
+              announce: Warn = no_warnings) -> tuple[Bundle, dict]:
+    """`inspector train`: check the request (an --epochs the architecture cannot take, a bundle
+    already in `out` without `force`, no images), then `train_folder` on the folder's images."""
+    spec = models.get(pipeline.model.architecture)
+    if epochs is not None and spec.planned_epochs(pipeline.model.settings, epochs) is None:
+        raise ConfigError(f"--epochs: pipeline {pipeline.name} ({spec.name}) is fitted without epochs")
+    if (out / META_FILE).exists() and not force:
+        raise ConfigError(f"{out} already holds a model bundle; use --force to overwrite it")
+    paths = folder_images(good_dir, "good")
+    return train_folder(paths, out, pipeline, seed, epochs, {"folder": str(good_dir.resolve())}, progress, warn,
+                        announce)

@@ -41,7 +41,7 @@ def check_station(inbox: Path | None, model: Path | None, db: str, out: Path, po
 def check_model(path: Path | None) -> Check:
     if path is None:
         return Check("model", FAIL, "no model bundle given (--model or INSPECTOR_MODEL)")
-    from .bundle import load_bundle
+    from ..bundle import load_bundle
 
     try:
         bundle = load_bundle(path)
@@ -57,7 +57,7 @@ def check_database(db: str) -> Check:
     from alembic.script import ScriptDirectory
     from sqlalchemy.engine import make_url
 
-    from .store import make_engine, normalize_url
+    from ..store import MIGRATIONS, make_engine, normalize_url
 
     url = make_url(normalize_url(db))
     shown = url.render_as_string(hide_password=True)
@@ -71,7 +71,7 @@ def check_database(db: str) -> Check:
         if not (os.access(path, os.R_OK | os.W_OK) and _writable(path.parent)):
             return Check("database", FAIL, f"{path} or its folder is not writable (SQLite also writes "
                                            f"{path.name}-wal and {path.name}-shm next to it)")
-    scripts = ScriptDirectory(str(Path(__file__).parent / "migrations"))
+    scripts = ScriptDirectory(str(MIGRATIONS))
     head = scripts.get_current_head()
     engine = make_engine(str(url.render_as_string(hide_password=False)))
     try:

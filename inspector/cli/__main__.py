@@ -1,0 +1,5 @@
+"""`python -m inspector.cli`."""
+
+from . import main
+
+main()

@@ -1,0 +1,64 @@
+"""The benchmark command: model speed, the daemon's throughput and latency, memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .common import fail_cleanly, json_option, logging_options
+
+
+@click.command()
+@click.option("--images", "images_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default="sample_data/train/good", show_default=True,
+              help="Real images to build the test frames from (and to train on).")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Bundle for the daemon runs; without it the pipeline is trained on --images (and timed).")
+@click.option("--pipeline", "-p", default="screw", show_default=True, help="The pipeline measured.")
+@click.option("--reference", default="seed003", show_default=True, help="The pipeline compared against.")
+@click.option("--burst", "burst_count", type=click.IntRange(1), default=1000, show_default=True,
+              help="Images dropped at once into the watched inbox.")
+@click.option("--steady-seconds", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Length of the steady stream.")
+@click.option("--rate", type=click.FloatRange(0.1), default=10.0, show_default=True,
+              help="Images per second in the steady stream.")
+@click.option("--frame-size", type=click.IntRange(16, 8192), default=1024, show_default=True,
+              help="Width and height of the generated PNG frames.")
+@click.option("--epochs", type=click.IntRange(1), help="Override the pipeline's epochs when training.")
+@click.option("--out", "json_out", type=click.Path(dir_okay=False, path_type=Path), default="benchmark.json",
+              show_default=True, help="Where to write the full results as JSON.")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path),
+              help="Scratch folder (default: a new temporary folder).")
+@logging_options()
+@json_option
+@fail_cleanly
+def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_seconds, rate, frame_size, epochs,
+              json_out, work, as_json):
+    """Measure speed: model images/s, daemon burst throughput and steady-stream latency.
+
+    Model scoring is timed for PIPELINE and REFERENCE on the same images in the same process
+    (batch 1 and 32). The real daemon then judges a burst of full-size PNGs dropped at once
+    (images/s from first arrival to last verdict) and a steady stream (latency p50/p95/p99 from
+    the file being complete to its verdict), and its peak memory is read.
+
+    \b
+    Examples:
+      inspector benchmark
+      inspector benchmark --images ../shared/data/mvtec_screw/train/good --out bench.json
+      inspector benchmark --burst 50 --steady-seconds 5 --frame-size 512 --json
+    """
+    from ..usecases.benchmark import run_benchmark, table
+
+    result = run_benchmark(images_dir, pipeline, reference, model_dir, burst_count, steady_seconds, rate,
+                           frame_size, epochs, work, progress=lambda m: click.echo(f"... {m}", err=True))
+    json_out.write_text(json.dumps(result, indent=2))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(table(result))
+        click.echo(f"\nFull results in {json_out}")
+
+
+COMMANDS = (benchmark,)

@@ -1,0 +1,210 @@
+"""Commands of a station: watch (the daemon) and doctor (is the station ready?), with the station's
+settings file (--config)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import tomllib
+from pathlib import Path
+
+import click
+
+from .common import db_option, emit, fail_cleanly, json_option, load, logging_options, open_store
+
+log = logging.getLogger("inspector")
+
+
+def _config_keys(command: click.Command) -> dict[str, str]:
+    """A command's parameters by the key a --config file names them with: the long option
+    without its dashes (summary-every), or the argument's name (inbox)."""
+    keys = {}
+    for param in command.params:
+        if param.name != "config":
+            longs = [opt[2:] for opt in param.opts if opt.startswith("--")]
+            keys[longs[0] if longs else param.name] = param.name
+    return keys
+
+
+def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
+    """--config FILE: the TOML file's values (keys: `watch`'s options) become the defaults of this
+    command's options; the command line and environment variables override them."""
+    if path is None:
+        return
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", ctx, param) from None
+    keys = _config_keys(watch)
+    unknown = sorted(key for key in data if key.replace("_", "-") not in keys)
+    if unknown:
+        raise click.BadParameter(f"{path}: unknown key {', '.join(map(repr, unknown))}; the keys are watch's "
+                                 f"options: {', '.join(sorted(keys))}", ctx, param)
+    own = {p.name for p in ctx.command.params}
+    values = {keys[key.replace("_", "-")]: value for key, value in data.items()}
+    ctx.default_map = {**(ctx.default_map or {}), **{name: v for name, v in values.items() if name in own}}
+
+
+def config_option(f):
+    return click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
+                        expose_value=False, callback=_read_config,
+                        help="TOML file of watch's options (inbox = \"/srv/line1/inbox\", summary-every = 30, ...); "
+                             "the command line and environment variables override it.")(f)
+
+
+def drift_options(f):
+    """--drift-window and --drift-limit, for watch and stats."""
+    from ..drift import DEFAULT_LIMIT, DEFAULT_WINDOW
+
+    f = click.option("--drift-limit", type=click.FloatRange(0, min_open=True), default=DEFAULT_LIMIT,
+                     show_default=True,
+                     help="Drift when the median or 90th percentile of passed scores moved this many calibration "
+                          "bands (p5-p95 of the calibration's good scores).")(f)
+    return click.option("--drift-window", type=click.IntRange(0), default=DEFAULT_WINDOW, show_default=True,
+                        help="Drift is judged on this many of the last parts of a station and model (0: off).")(f)
+
+
+@click.command()
+@click.argument("inbox", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_dir", envvar="INSPECTOR_MODEL", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Model bundle directory [env: INSPECTOR_MODEL].")
+@db_option
+@click.option("--out", envvar="INSPECTOR_OUT", default="inspector-out", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where heatmaps, archive/, rejected/ and duplicates/ go [env: INSPECTOR_OUT].")
+@click.option("--polling", is_flag=True, help="Poll the folder instead of OS events (network filesystems).")
+@click.option("--batch", type=click.IntRange(1, 256), default=32, show_default=True,
+              help="Most images scored together in one model call (a lone image is scored at once; a burst "
+                   "goes faster in larger batches).")
+@click.option("--on-done", type=click.Choice(["move", "keep"]), default="move", show_default=True,
+              help="After the verdict: move the image to OUT/archive/<date>/, or leave it in the inbox.")
+@click.option("--settle", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="Seconds a file of a format without a completeness rule must stay unchanged before it is "
+                   "taken (PNG, JPEG, TIFF and BMP are taken once complete by their rule: at once when renamed "
+                   "in or closed, else after 50 ms unchanged).")
+@click.option("--incomplete-timeout", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Seconds an empty, unfinished (by its format's rule) or unreadable file may stay unchanged "
+                   "before it is rejected as such.")
+@click.option("--summary-every", type=click.FloatRange(0.1), default=60.0, show_default=True,
+              help="Seconds between one-line summaries on stderr.")
+@click.option("--station", envvar="INSPECTOR_STATION", default=lambda: __import__("socket").gethostname(),
+              help="Name of this line or machine, stored with every verdict [env: INSPECTOR_STATION; default: host name].")
+@click.option("--claim-timeout", type=click.FloatRange(1), default=60.0, show_default=True,
+              help="Seconds after which a claim left by a worker on another host is taken over.")
+@click.option("--exit-when-idle", type=click.FloatRange(0.1),
+              help="Exit after this many seconds with nothing to do (for batch runs and demos).")
+@click.option("--profile", "profile_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="When stopping, write the time spent per stage (read, hash, claim, decode, preprocess, model, "
+                   "score, pictures, commit, move) to this JSON file.")
+@drift_options
+@config_option
+@logging_options(logging.INFO)
+@fail_cleanly
+def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
+          station, claim_timeout, exit_when_idle, drift_window, drift_limit, profile_file):
+    """Judge every image that lands in INBOX, once, with verdicts in the database.
+
+    Images already in INBOX are taken first, then every new one. A file is taken when it is
+    complete (unchanged, and complete by its format's rule: PNG, JPEG, TIFF, BMP); names ending
+    in .tmp or .part and dot-files are left alone until renamed. Each verdict is committed with its heatmap
+    and overlay (OUT/heatmaps/), then the image moves to OUT/archive/<date>/. Unreadable files
+    get an error row and move to OUT/rejected/; a second copy of an image already judged moves
+    to OUT/duplicates/. SIGINT or SIGTERM finishes the batch in hand and exits 0. A restart
+    after a crash finishes what was in flight, scoring nothing twice.
+
+    Several daemons may watch one inbox with one database (PostgreSQL across machines): each
+    image is claimed by exactly one of them, and a claim left by a worker that died is taken
+    over (at once on the same host, after --claim-timeout from another host).
+
+    Logs on stderr: the start, a summary every --summary-every seconds, errors and duplicates;
+    one line per image with -v. deploy/ has a systemd unit running it with --config.
+
+    Drift: the last --drift-window passed scores are compared with the bundle's calibration
+    (median and 90th percentile, in calibration bands: p5-p95 of its good scores), and the
+    shares of flagged parts and of part-in-view errors with the calibrated ones. One WARNING
+    when the line drifts past the limits, one INFO line when it is back.
+
+    SIGHUP (kill -HUP PID, systemctl reload) loads --model again between two batches (a
+    symlink is followed anew): the new bundle is checked and its model run once first; if that
+    fails, an ERROR and the old model goes on judging. Each part's row names its model.
+
+    \b
+    Examples:
+      inspector watch /srv/line1/inbox --model models/screw --out /srv/line1/out -v
+      INSPECTOR_DB=postgresql+psycopg://qa@db/inspector inspector watch inbox/ --model m
+      inspector watch /mnt/share/inbox --model m --polling --station line2
+      inspector watch --config /etc/inspector/watch.toml --log-format json
+      inspector watch inbox/ --model models/current --drift-window 100 --drift-limit 0.4
+      ln -sfn screw-v2 models/current.new && mv -T models/current.new models/current && kill -HUP PID
+    """
+    from ..daemon import WatchOptions, Watcher
+
+    if profile_file is not None and not os.access(profile_file.parent if str(profile_file.parent) else ".", os.W_OK):
+        raise click.ClickException(f"--profile: cannot write into {profile_file.parent}")
+    reload_early = []  # a SIGHUP while starting up (systemctl reload right after start) is not lost
+    previous = signal.signal(signal.SIGHUP, lambda *_: reload_early.append(True))
+    try:
+        bundle = load(Path(os.path.realpath(model_dir)))  # a symlink is resolved now, and again at each reload
+        store = open_store(db, create=True)
+        options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
+                               incomplete_timeout=incomplete_timeout, summary_every=summary_every,
+                               station=station, claim_timeout=claim_timeout, drift_window=drift_window,
+                               drift_limit=drift_limit)
+        watcher = Watcher(inbox, bundle, store, options, model_source=model_dir)
+        if reload_early:
+            watcher.request_reload()
+        log.info("watching %s with %s (%s, threshold %.6g); verdicts in %s", inbox, bundle.pipeline.name,
+                 bundle.path, bundle.threshold, store.engine.url.render_as_string(hide_password=True))
+        watcher.run(max_idle=exit_when_idle)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+        if profile_file is not None:
+            from ..profile import PROFILE
+
+            try:
+                profile_file.write_text(json.dumps(PROFILE.summary(), indent=2))
+            except OSError as exc:  # never hide why the daemon stopped behind the profile's failure
+                log.error("cannot write the profile to %s: %s", profile_file, exc)
+
+
+@click.command()
+@click.argument("inbox", required=False, type=click.Path(path_type=Path))
+@click.option("--model", "model_dir", envvar="INSPECTOR_MODEL", type=click.Path(path_type=Path),
+              help="Model bundle directory [env: INSPECTOR_MODEL].")
+@db_option
+@click.option("--out", envvar="INSPECTOR_OUT", default="inspector-out", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="The daemon's output folder [env: INSPECTOR_OUT].")
+@click.option("--polling", is_flag=True, help="The daemon polls the inbox (no warning for a network filesystem).")
+@click.option("--min-free", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Gigabytes that must be free where the inbox and the out folder are.")
+@config_option
+@logging_options()
+@json_option
+@fail_cleanly
+def doctor(inbox, model_dir, db, out, polling, min_free, as_json):
+    """Check a station's set-up for `inspector watch`: one OK, WARN or FAIL line per check.
+
+    The model bundle loads; the database is reachable and its schema migrated (a missing SQLite
+    file is reported, not created); the inbox exists and the out folder can be made, both
+    writable, on which filesystem (a network one wants --polling), with --min-free GB free.
+    Give it the daemon's options or its --config file. Exit status 1 when a check fails.
+
+    \b
+    Examples:
+      inspector doctor --config /etc/inspector/watch.toml
+      inspector doctor /srv/line1/inbox --model models/screw --out /srv/line1/out --json
+    """
+    from ..usecases.doctor import FAIL, check_station
+
+    checks = check_station(inbox, model_dir, db, out, polling, int(min_free * 1e9))
+    failed = any(c.status == FAIL for c in checks)
+    emit({"ok": not failed, "checks": [c.to_dict() for c in checks]}, as_json,
+          "\n".join(f"{c.status:4}  {c.name:8}  {c.detail}" for c in checks))
+    sys.exit(1 if failed else 0)
+
+
+COMMANDS = (watch, doctor)

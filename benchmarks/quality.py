@@ -27,9 +27,9 @@ import numpy as np
 
 from inspector.bundle import load_bundle
 from inspector.evaluation import exposure_jitter, nuisance_change, quality
+from inspector.formats import list_images
 from inspector.inference import Inferencer
 from inspector.nuisance import NUISANCES
-from inspector.preprocess import list_images
 
 
 def judge(inferencer: Inferencer, folder: Path, change_for=None) -> tuple[np.ndarray, int]:

@@ -22,6 +22,7 @@ import numpy as np
 from . import __version__, logs
 from .config import POLICIES, pipeline_names
 from .errors import InspectorError
+from .formats import names_of_formats_with_rules
 from .nuisance import NUISANCES
 
 log = logging.getLogger("inspector")
@@ -100,7 +101,7 @@ def _load(model_dir: Path):
 
 
 def _folder_images(folder: Path, what: str) -> list[Path]:
-    from .preprocess import list_images
+    from .formats import list_images
 
     paths = list_images(folder)
     if not paths:
@@ -500,7 +501,7 @@ def score(model_dir, paths, heatmaps, batch, as_json):
       inspector score models/screw part.png || echo "reject or check the part"
     """
     from .inference import Inferencer, picture_stems
-    from .preprocess import list_images
+    from .formats import list_images
 
     files: list[Path] = []
     for path in paths:
@@ -677,8 +678,8 @@ def drift_options(f):
               help="After the verdict: move the image to OUT/archive/<date>/, or leave it in the inbox.")
 @click.option("--settle", type=click.FloatRange(0), default=0.5, show_default=True,
               help="Seconds a file of a format without a completeness rule must stay unchanged before it is "
-                   "taken (PNG, JPEG, TIFF and BMP are taken once complete by their rule: at once when renamed "
-                   "in or closed, else after 50 ms unchanged).")
+                   f"taken ({names_of_formats_with_rules()} are taken once complete by their rule: at once when "
+                   "renamed in or closed, else after 50 ms unchanged).")
 @click.option("--incomplete-timeout", type=click.FloatRange(0), default=10.0, show_default=True,
               help="Seconds an empty, unfinished (by its format's rule) or unreadable file may stay unchanged "
                    "before it is rejected as such.")

@@ -29,7 +29,6 @@ from inspector.bundle import load_bundle
 from inspector.usecases.evaluation import exposure_jitter, nuisance_change, quality
 from inspector.inference import Inferencer
 from inspector.nuisance import NUISANCES
-from inspector.preprocess import list_images
 
 
 def judge(inferencer: Inferencer, folder: Path, change_for=None) -> tuple[np.ndarray, int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 # Refuse images whose header declares more pixels than this before decoding them, so a crafted
-# 50000x50000 PNG cannot exhaust memory (`preprocess` checks headers against it too). 1024x1024
+# 50000x50000 PNG cannot exhaust memory (`formats` checks headers against it too). 1024x1024
 # line cameras are far below it.
 MAX_PIXELS = 10_000 * 10_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))

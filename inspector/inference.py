@@ -23,8 +23,8 @@ from .bundle import Bundle
 from .config import ScoringConfig
 from .cv_setup import MAX_PIXELS
 from .errors import ImageError
-from .formats import declared_pixels
-from .preprocess import FrameChange, prepare_frame, read_bytes, read_frame
+from .formats import declared_pixels, read_bytes
+from .preprocess import FrameChange, prepare_frame, read_frame
 from .profile import PROFILE
 from .scoring import error_maps, image_scores, write_heatmaps
 

@@ -1,5 +1,5 @@
 """File -> normalized array (square frame, or the part cut out and turned upright): the one
-place images are read.
+place a frame is made into the model's input. Files are read and decoded by `inspector.formats`.
 
 Training, scoring, evaluation and the daemon all call `preprocess` with the pipeline's
 `[preprocess]` settings stored in the model bundle, so training and serving cannot drift apart.
@@ -8,22 +8,15 @@ Training, scoring, evaluation and the daemon all call `preprocess` with the pipe
 from __future__ import annotations
 
 import os
-import stat
-import struct
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import png
 from .config import PreprocessConfig
-from .cv_setup import MAX_PIXELS, cv2
+from .cv_setup import cv2
 from .errors import ImageError
-from .formats import PNG_SIGNATURE
-
-MAX_FILE_BYTES = 256 * 1024 * 1024
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+from .formats import check_finite, decode, read_bytes
 
 
 @dataclass(frozen=True)
@@ -40,144 +33,6 @@ class Exposure:
 # Something done to a decoded frame before it is prepared (a change of exposure, a line
 # nuisance): evaluation uses it to see how a model copes.
 FrameChange = Callable[[np.ndarray], np.ndarray]
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in `folder`, sorted by name; hidden files are skipped."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ImageError(folder, "not a folder")
-    return sorted(
-        p for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
-
-
-def check_file_size(size: int, path: str | os.PathLike | None = None) -> None:
-    """Refuse a file too large to read (`ImageError`), before reading it."""
-    if size > MAX_FILE_BYTES:
-        raise ImageError(path, f"file too large ({size} bytes, limit {MAX_FILE_BYTES})")
-
-
-def read_bytes(path: str | os.PathLike, follow_symlinks: bool = True) -> bytes:
-    """Read a file, refusing oversized ones with an `ImageError`.
-
-    With `follow_symlinks=False` a symlink (even one swapped in at the last moment) is refused
-    instead of read. Opening never blocks (a FIFO would wait for a writer): anything but a
-    regular file is refused.
-    """
-    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
-    try:
-        fd = os.open(path, flags)
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise ImageError(path, "not a regular file (a FIFO, socket or device); not read")
-            check_file_size(st.st_size, path)
-            return fh.read()
-    except OSError as exc:
-        raise ImageError(path, f"cannot read file: {exc.strerror or exc}") from exc
-
-
-def declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG or BMP header without decoding; None if not found."""
-    if data[:8] == PNG_SIGNATURE and len(data) >= 24 and data[12:16] == b"IHDR":
-        return struct.unpack(">II", data[16:24])
-    if data[:2] == b"BM" and len(data) >= 26:
-        width, height = struct.unpack("<ii", data[18:26])
-        return abs(width), abs(height)
-    if data[:2] == b"\xff\xd8":
-        return _jpeg_size(data)
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    pos = 2
-    while pos + 9 < len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-        # Start-of-frame markers carry the dimensions (not DHT C4, JPG C8, DAC CC).
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
-            return width, height
-        pos += 2 + length
-    return None
-
-
-def decode(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
-    """Decode image bytes to a float32 grey image in [0, 1] at its own resolution.
-
-    Accepts 8- and 16-bit images, grey, RGB or RGBA (alpha is ignored).
-    """
-    return to_unit(decode_frame(data, path))
-
-
-def decode_frame(data: bytes, path: str | os.PathLike | None = None) -> np.ndarray:
-    """Decode image bytes to a 2-D grey frame in its own pixel type (uint8, uint16 or float32).
-
-    Raises `ImageError` when the bytes are empty, too large, corrupt or not an image, or a
-    float image has pixels that are not finite.
-    """
-    if not data:
-        raise ImageError(path, "empty file")
-    size = declared_size(data)
-    if size is not None:
-        width, height = size
-        if width == 0 or height == 0:
-            raise ImageError(path, "image header declares zero size")
-        if width * height > MAX_PIXELS:
-            raise ImageError(path, f"image too large ({width}x{height} pixels, limit {MAX_PIXELS})")
-    unreadable = "not a readable image (corrupt, truncated or unsupported format)"
-    if data[:8] == PNG_SIGNATURE and b"IEND" not in data:
-        raise ImageError(path, unreadable)  # cut short: libpng would fail too, printing on stderr
-    image = png.decode(data)  # the common 8-bit grey PNG, fast; None: OpenCV decodes it
-    if image is not None:
-        return image
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    try:
-        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
-        raise ImageError(path, f"cannot decode image: {str(exc).strip().splitlines()[-1]}") from None
-    if image is None or image.size == 0:
-        raise ImageError(path, unreadable)
-    if image.dtype not in _UNIT_SCALE:
-        raise ImageError(path, f"unsupported pixel type {image.dtype}")
-    if image.ndim == 3:
-        channels = image.shape[2]
-        if channels == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
-        elif channels == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        elif channels == 1:
-            image = image[:, :, 0]
-        else:
-            raise ImageError(path, f"unsupported number of channels: {channels}")
-    check_finite(image, path)
-    return image
-
-
-# What a pixel type's largest value is in [0, 1] intensities.
-_UNIT_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
-
-
-def to_unit(frame: np.ndarray) -> np.ndarray:
-    """A grey frame of a pixel type `decode_frame` gives -> float32 in [0, 1] (floats as they are)."""
-    if frame.dtype == np.float32:
-        return frame
-    # One pass: each pixel cast and divided as it is read (the same values as casting first).
-    return np.divide(frame, np.float32(_UNIT_SCALE[frame.dtype]), dtype=np.float32)
-
-
-def check_finite(frame: np.ndarray, path: str | os.PathLike | None = None) -> None:
-    """Refuse a frame with NaN or infinite pixels (`ImageError`). Integer pixels are always
-    finite: only a float frame is looked at, saving a pass over every 8-bit one."""
-    if frame.dtype.kind == "f" and not np.isfinite(frame).all():
-        raise ImageError(path, "image has non-finite pixel values (NaN or infinity)")
 
 
 def normalize(gray: np.ndarray, config: PreprocessConfig) -> np.ndarray:

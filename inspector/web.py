@@ -27,6 +27,7 @@ from flask import Flask, Response, abort, redirect, render_template, request, se
 
 from .errors import ConfigError
 from .drift import summary as drift_summary
+from .formats import media_type
 from .review import parse_since, review_state, station_stats
 from .store import Inspection, ModelRecord, Store, utcnow
 
@@ -35,9 +36,6 @@ PICTURES = {"input": "stored_path", "overlay": "overlay_path", "upright": "crop_
             "heatmap": "heatmap_path"}
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in every database
 MAX_DAYS = 3660
-# What a picture's first bytes must be for it to be served as an image.
-IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"BM", "image/bmp"),
-               (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"))
 PAGE_POLICY = ("default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; "
                "base-uri 'none'")
 FILE_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox"
@@ -81,9 +79,11 @@ def _is_ip(host: str) -> bool:
 
 
 def _image_type(path: Path) -> str | None:
+    """What a picture is served as, by its first bytes (the signatures of the formats table);
+    None: not an image, so not served as one."""
     with open(path, "rb") as fh:
         head = fh.read(8)
-    return next((kind for magic, kind in IMAGE_TYPES if head.startswith(magic)), None)
+    return media_type(head)
 
 
 def create_app(db: str, out: str | Path, host: str = "127.0.0.1", allowed_hosts: list[str] | tuple[str, ...] = (),

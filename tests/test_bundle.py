@@ -31,7 +31,8 @@ def _edit_meta(path, change, seal=True):
 
 
 def test_round_trip_keeps_model_threshold_and_pipeline(bundle_copy, tmp_path):
-    from inspector.preprocess import list_images, preprocess
+    from inspector.formats import list_images
+    from inspector.preprocess import preprocess
 
     bundle = load_bundle(bundle_copy)
     assert bundle.pipeline.name == "tiny"

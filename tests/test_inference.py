@@ -8,7 +8,8 @@ import pytest
 from inspector.bundle import Bundle
 from inspector.config import Pipeline, PreprocessConfig, ScoringConfig
 from inspector.inference import Inferencer
-from inspector.preprocess import decode, preprocess
+from inspector.formats import decode
+from inspector.preprocess import preprocess
 from inspector.tf_setup import keras
 from conftest import SAMPLE
 

@@ -9,7 +9,7 @@ import pytest
 from inspector.errors import ImageError
 from inspector.daemon.intake import Intake, content_key
 from inspector.daemon.moves import move_out
-from inspector.preprocess import MAX_FILE_BYTES
+from inspector.formats import MAX_FILE_BYTES
 from helpers import encoded, jpeg_with_exif_thumbnail, png_bytes
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from inspector.config import PreprocessConfig
 from inspector.cv_setup import cv2
-from inspector.preprocess import Exposure, ImageError, align_part, decode, find_pose, preprocess
+from inspector.formats import decode
+from inspector.preprocess import Exposure, ImageError, align_part, find_pose, preprocess
 from conftest import SAMPLE
 
 AXIS = PreprocessConfig(pose="axis", normalize="standardize", crop_width=192, crop_height=64)

@@ -7,7 +7,8 @@ import pytest
 
 from inspector.config import PreprocessConfig
 from inspector.cv_setup import cv2
-from inspector.preprocess import Exposure, ImageError, decode, decode_frame, list_images, preprocess
+from inspector.formats import decode, decode_frame, list_images
+from inspector.preprocess import Exposure, ImageError, preprocess
 from conftest import SAMPLE
 
 UNIT = PreprocessConfig(size=200, normalize="unit")

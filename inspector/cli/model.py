@@ -280,7 +280,7 @@ def score(model_dir, paths, heatmaps, batch, as_json):
       inspector score models/screw part.png || echo "reject or check the part"
     """
     from ..inference import Inferencer, picture_stems
-    from ..preprocess import list_images
+    from ..formats import list_images
 
     files: list[Path] = []
     for path in paths:

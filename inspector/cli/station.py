@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from ..formats import names_of_formats_with_rules
 from .common import db_option, emit, fail_cleanly, json_option, load, logging_options, open_store
 
 log = logging.getLogger("inspector")
@@ -84,8 +85,8 @@ def drift_options(f):
               help="After the verdict: move the image to OUT/archive/<date>/, or leave it in the inbox.")
 @click.option("--settle", type=click.FloatRange(0), default=0.5, show_default=True,
               help="Seconds a file of a format without a completeness rule must stay unchanged before it is "
-                   "taken (PNG, JPEG, TIFF and BMP are taken once complete by their rule: at once when renamed "
-                   "in or closed, else after 50 ms unchanged).")
+                   f"taken ({names_of_formats_with_rules()} are taken once complete by their rule: at once when "
+                   "renamed in or closed, else after 50 ms unchanged).")
 @click.option("--incomplete-timeout", type=click.FloatRange(0), default=10.0, show_default=True,
               help="Seconds an empty, unfinished (by its format's rule) or unreadable file may stay unchanged "
                    "before it is rejected as such.")

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ImageError
-from ..formats import COMPLETE, INCOMPLETE, UNKNOWN, completeness
+from ..formats import COMPLETE, INCOMPLETE, UNKNOWN, check_file_size, completeness, read_bytes
 from ..names import printable
-from ..preprocess import check_file_size, read_bytes
 from ..profile import PROFILE
 from .events import InboxEvents
 

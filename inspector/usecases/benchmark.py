@@ -23,7 +23,8 @@ import numpy as np
 from ..config import Pipeline, resolve_pipeline
 from ..cv_setup import cv2
 from ..errors import InspectorError
-from ..preprocess import list_images, preprocess
+from ..formats import list_images
+from ..preprocess import preprocess
 
 
 def model_speed(pipelines: dict[str, Pipeline], sources: list[Path], rounds: int = 3) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InspectorError
 from ..inference import Inferencer, Result
-from ..preprocess import list_images
+from ..formats import list_images
 from .progress import Progress, Warn, no_progress, no_warnings
 
 

@@ -18,7 +18,8 @@ from ..bundle import META_FILE, Bundle, images_fingerprint, library_versions, no
 from ..calibration import choose_threshold, needs_defects, score_statistics, threshold_info
 from ..config import Pipeline
 from ..errors import ConfigError, ImageError, TrainingError
-from ..preprocess import list_images, prepare, prepare_frame, read_frame
+from ..formats import list_images
+from ..preprocess import prepare, prepare_frame, read_frame
 from ..scoring import heat_scale
 from .folders import folder_images
 from .progress import Progress, Warn, no_progress, no_warnings

@@ -30,7 +30,7 @@ from ..calibration import choose_threshold, confusion, needs_defects, threshold_
 from ..config import Pipeline
 from ..errors import ConfigError, TrainingError
 from ..names import restored
-from ..preprocess import list_images
+from ..formats import list_images
 from ..review import MIN_REVIEWS, reviewed_parts, too_few_reviews
 from .progress import Progress, Warn, no_progress, no_warnings
 

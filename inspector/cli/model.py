@@ -15,7 +15,7 @@ from ..nuisance import NUISANCES
 from ..review import MIN_REVIEWS
 from .common import (
     confusion_lines, db_option, emit, fail_cleanly, failures_exit_with, json_option, load, logging_options,
-    open_store, progress_bar, progress_for, warn,
+    open_store, progress_for, warn,
 )
 
 log = logging.getLogger("inspector")
@@ -279,26 +279,9 @@ def score(model_dir, paths, heatmaps, batch, as_json):
       inspector score models/screw incoming/ --heatmaps heat/ --json
       inspector score models/screw part.png || echo "reject or check the part"
     """
-    from ..inference import Inferencer, picture_stems
-    from ..formats import list_images
+    from ..usecases.scoring import score_files
 
-    files: list[Path] = []
-    for path in paths:
-        files.extend(list_images(path) if path.is_dir() else [path])
-    if not files:
-        raise click.ClickException("no images found")
-    bundle = load(model_dir)
-    stems = picture_stems(files) if heatmaps is not None else {}
-    rows = []
-    with Inferencer(bundle) as inferencer, progress_bar(len(files), "Scoring", as_json) as bar:
-        for result in inferencer.judge(files, batch_size=batch, keep_maps=heatmaps is not None):
-            row = {"path": str(result.path), "verdict": result.verdict, "score": result.score,
-                   "threshold": bundle.threshold, "error": result.error}
-            if heatmaps is not None and result.error_map is not None:
-                row.update(_write_pictures(inferencer, heatmaps / stems[result.path], result))
-            log.info("%s %s %s", result.path, result.verdict, result.score)
-            rows.append(row)
-            bar.update(1)
+    rows = score_files(model_dir, list(paths), heatmaps, batch, progress_for(as_json))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -308,14 +291,6 @@ def score(model_dir, paths, heatmaps, batch, as_json):
             click.echo(f"{row['verdict']:7s} {detail}  {row['path']}")
     verdicts = {row["verdict"] for row in rows}
     sys.exit(2 if "error" in verdicts else 1 if "defect" in verdicts else 0)
-
-
-def _write_pictures(inferencer, prefix: Path, result) -> dict:
-    heat = prefix.with_name(f"{prefix.name}_heatmap.png")
-    over = prefix.with_name(f"{prefix.name}_overlay.jpg")
-    crop = prefix.with_name(f"{prefix.name}_crop.png")
-    inferencer.write_pictures(result, heat, over, crop)
-    return {"heatmap": str(heat), "overlay": str(over), "crop_overlay": str(crop)}
 
 
 @click.command()

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.bundle import load_bundle
-from inspector.formats import list_images  # noqa: E402
+from inspector.formats import list_images
 from inspector.usecases.evaluation import exposure_jitter, nuisance_change, quality
 from inspector.inference import Inferencer
 from inspector.nuisance import NUISANCES

@@ -20,9 +20,10 @@ import click
 import numpy as np
 
 from . import __version__, logs
-from .config import POLICIES, pipeline_names
 from .errors import InspectorError
+from .models.pipeline_files import pipeline_names
 from .nuisance import NUISANCES
+from .settings import POLICIES
 
 log = logging.getLogger("inspector")
 
@@ -174,7 +175,7 @@ def train(good_dir, out, pipeline, epochs, seed, force, as_json):
     """
     from . import models
     from .bundle import META_FILE
-    from .config import resolve_pipeline
+    from .models.pipeline_files import resolve_pipeline
 
     started = time.perf_counter()
     config = resolve_pipeline(pipeline)
@@ -499,7 +500,8 @@ def score(model_dir, paths, heatmaps, batch, as_json):
       inspector score models/screw incoming/ --heatmaps heat/ --json
       inspector score models/screw part.png || echo "reject or check the part"
     """
-    from .inference import Inferencer, picture_stems
+    from .inference import Inferencer
+    from .pictures import picture_stems
     from .preprocess import list_images
 
     files: list[Path] = []
@@ -515,7 +517,7 @@ def score(model_dir, paths, heatmaps, batch, as_json):
             row = {"path": str(result.path), "verdict": result.verdict, "score": result.score,
                    "threshold": bundle.threshold, "error": result.error}
             if heatmaps is not None and result.error_map is not None:
-                row.update(_write_pictures(inferencer, heatmaps / stems[result.path], result))
+                row.update(_write_pictures(inferencer, heatmaps, stems[result.path], result))
             log.info("%s %s %s", result.path, result.verdict, result.score)
             rows.append(row)
             bar.update(1)
@@ -530,10 +532,10 @@ def score(model_dir, paths, heatmaps, batch, as_json):
     sys.exit(2 if "error" in verdicts else 1 if "defect" in verdicts else 0)
 
 
-def _write_pictures(inferencer, prefix: Path, result) -> dict:
-    heat = prefix.with_name(f"{prefix.name}_heatmap.png")
-    over = prefix.with_name(f"{prefix.name}_overlay.jpg")
-    crop = prefix.with_name(f"{prefix.name}_crop.png")
+def _write_pictures(inferencer, folder: Path, stem: str, result) -> dict:
+    from .pictures import picture_paths
+
+    heat, over, crop = picture_paths(folder, stem)
     inferencer.write_pictures(result, heat, over, crop)
     return {"heatmap": str(heat), "overlay": str(over), "crop_overlay": str(crop)}
 
@@ -759,10 +761,10 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     finally:
         signal.signal(signal.SIGHUP, previous)
         if profile_file is not None:
-            from .profile import PROFILE
+            from .timing import STAGE_TIMES
 
             try:
-                profile_file.write_text(json.dumps(PROFILE.summary(), indent=2))
+                profile_file.write_text(json.dumps(STAGE_TIMES.summary(), indent=2))
             except OSError as exc:  # never hide why the daemon stopped behind the profile's failure
                 log.error("cannot write the profile to %s: %s", profile_file, exc)
 

@@ -17,10 +17,10 @@ from typing import Callable
 import numpy as np
 
 from . import png
-from .config import PreprocessConfig
 from .cv_setup import MAX_PIXELS, cv2
 from .errors import ImageError
 from .formats import PNG_SIGNATURE
+from .settings import PreprocessConfig
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

@@ -16,10 +16,10 @@ import numpy as np
 from . import models, nuisance
 from .bundle import Bundle, images_fingerprint, library_versions, now_iso, save_bundle
 from .calibration import choose_threshold, needs_defects, score_statistics, threshold_info
-from .config import Pipeline
 from .errors import ConfigError, ImageError, TrainingError
 from .preprocess import list_images, prepare, prepare_frame, read_frame
 from .scoring import heat_scale
+from .settings import Pipeline
 
 MIN_IMAGES = 4
 

@@ -33,9 +33,10 @@ from .claims import CLAIMED, DUPLICATE, FINISH, Claims, Request
 from .errors import ConfigError, DatabaseError
 from .inference import Inferencer, Result, default_threads
 from .intake import Arrival, Intake, content_key, copy_out, move_out
-from .names import bounded, printable, stored
-from .profile import PROFILE
+from .names import output_name, path_to_text, printable
+from .pictures import picture_paths_bounded
 from .store import Store, utcnow
+from .timing import STAGE_TIMES
 
 log = logging.getLogger("inspector.watch")
 
@@ -293,7 +294,7 @@ class Watcher:
                     heatmap_path=str(heat), overlay_path=str(over), crop_overlay_path=str(crop),
                     model_id=self.model_id,
                     stored_path=str(self._destination(w, "archive")) if self.options.on_done == "move"
-                    else stored(str(w.path)),
+                    else path_to_text(str(w.path)),
                     width=w.result.width, height=w.result.height,
                 )
             else:
@@ -307,7 +308,7 @@ class Watcher:
             if w.row_id in heat_jobs:
                 own = (own or 0.0) + heat_jobs[w.row_id].result()  # on disk before the row that names them
             updates[w.row_id].update(scored_at=now, processing_ms=own)
-        with PROFILE.stage("commit", len(updates)):
+        with STAGE_TIMES.stage("commit", len(updates)):
             lost = self.claims.commit(updates)
             self.store.check_file()  # the verdicts really are in the database before any file moves
         for w in work:
@@ -315,7 +316,7 @@ class Watcher:
                 log.warning("%s: inspection %d was taken over by another worker; result dropped",
                             printable(w.path.name), w.row_id)
                 continue
-            with PROFILE.stage("move"):
+            with STAGE_TIMES.stage("move"):
                 self._finish(w.arrival, w.digest, updates[w.row_id])
             self._count(w.path, updates[w.row_id], w.row_id)
             values = updates[w.row_id]
@@ -336,11 +337,11 @@ class Watcher:
 
     def _claim(self, arrivals: list[Arrival]) -> list[Work]:
         """Claim each file's content (`claims`); files judged already are finished or set aside."""
-        with PROFILE.stage("hash", len(arrivals)):
+        with STAGE_TIMES.stage("hash", len(arrivals)):
             digests = list(self._pool.map(content_key, arrivals))
         requests = [Request(str(a.path), digest, len(a.data) if a.data is not None else None)
                     for a, digest in zip(arrivals, digests)]
-        with PROFILE.stage("claim", len(arrivals)):
+        with STAGE_TIMES.stage("claim", len(arrivals)):
             answers = self.claims.claim(requests)
         self.store.check_file()
         claimed = []
@@ -353,7 +354,7 @@ class Watcher:
             elif answer.state == DUPLICATE:
                 # A copy of a rejected file (say, a second empty file) is rejected too.
                 folder = "rejected" if answer.status == "error" else "duplicates"
-                target = self.out / folder / _day(utcnow()) / bounded(f"{answer.row_id}_dup_", path.name)
+                target = self.out / folder / _day(utcnow()) / output_name(f"{answer.row_id}_dup_", path.name)
                 self._set_aside(arrival, digest, target)
                 self.counters.duplicates += 1
                 log.warning("%s has the same content as inspection %d (%s); moved to %s/",
@@ -367,18 +368,17 @@ class Watcher:
     def _heat_paths(self, w: Work) -> tuple[Path, Path, Path]:
         """Where its heatmap, its overlay on the photo and its overlay on the upright part go."""
         folder = self.out / "heatmaps" / _day(w.received_at)
-        return tuple(folder / bounded(f"{w.row_id}_", w.path.name, end)
-                     for end in ("_heatmap.png", "_overlay.jpg", "_crop.png"))
+        return picture_paths_bounded(folder, f"{w.row_id}_", w.path.name)
 
     def _write_heatmaps(self, result: Result, heat: Path, over: Path, crop: Path) -> float:
         """Write the heatmap and the overlays; returns the milliseconds it took."""
         started = time.perf_counter()
-        with PROFILE.stage("pictures"):
+        with STAGE_TIMES.stage("pictures"):
             self.inferencer.write_pictures(result, heat, over, crop)
         return (time.perf_counter() - started) * 1000
 
     def _destination(self, w: Work, kind: str) -> Path:
-        return self.out / kind / _day(w.received_at) / bounded(f"{w.row_id}_", w.path.name)
+        return self.out / kind / _day(w.received_at) / output_name(f"{w.row_id}_", w.path.name)
 
     def _finish(self, arrival: Arrival, digest: str, values: dict) -> None:
         """After the verdict is committed: move the file (rejects always), or remember it is kept."""

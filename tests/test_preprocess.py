@@ -5,9 +5,9 @@ import zlib
 import numpy as np
 import pytest
 
-from inspector.config import PreprocessConfig
 from inspector.cv_setup import cv2
 from inspector.preprocess import Exposure, ImageError, decode, decode_frame, list_images, preprocess
+from inspector.settings import PreprocessConfig
 from conftest import SAMPLE
 
 UNIT = PreprocessConfig(size=200, normalize="unit")

@@ -174,7 +174,8 @@ class Pipeline:
         }
 
     def replace(self, section: str, **changes: Any) -> Pipeline:
-        """A copy with some settings of one section changed, validated again."""
+        """A copy with some settings of one section changed, validated again (for "model",
+        whether the settings are those of the architecture is `pipeline_files.check_model`'s)."""
         updated = dataclasses.replace(getattr(self, section), **changes)
         updated.validate(section)
         return dataclasses.replace(self, **{section: updated})

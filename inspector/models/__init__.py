@@ -19,15 +19,16 @@ Each architecture is one package under `inspector/models/` declaring a `ModelSpe
   `fit` gets the good preprocessed images (N, H, W) and owns everything about training: the
   split or cross-validation, its own loop (custom steps, synthetic defects, several
   sub-networks inside one Keras model), and scoring good images the model did not learn from
-  with `components.running.score_arrays` (the one post-processing). It returns a `Fitted`: the Keras
-  model to save, those scores and error maps, a sentence on what they are, counts, epochs
-  run, losses, seconds. `training.train_bundle` then picks the threshold and saves the bundle.
+  with `components.running.score_arrays` (the one post-processing). It returns a `Fitted`:
+  the Keras model to save, those scores and error maps, a sentence on what they are, counts,
+  epochs run, losses, seconds. `training.train_bundle` then picks the threshold and saves the bundle.
   A `fit` that runs epochs reports each with `on_epoch(epoch, loss)`; a settings class with
   an `epochs` key gets `inspector train`'s progress bar and `--epochs`.
 - `serving`: the module registering its custom Keras layers (if any) with
   `keras.saving.register_keras_serializable(package="inspector")`. Loading a bundle imports
   every architecture's serving module and nothing else: the daemon and `score` never import
-  training code, so keep layers and fitting in separate modules.
+  training code, so keep layers and fitting in separate modules (in `components/`, the
+  training modules are the `*_fit` ones).
 
 The saved model is run as it is: batch (B, H, W, 1) in, (B, H, W, 1) out. Several trained parts
 (an autoencoder and a discriminative head, say) go inside that one Keras model.

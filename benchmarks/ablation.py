@@ -32,12 +32,13 @@ from validation_defects import KINDS, draw  # noqa: E402
 from inspector import nuisance  # noqa: E402
 from inspector.bundle import load_bundle  # noqa: E402
 from inspector.calibration import bootstrap_auc_interval, roc_auc  # noqa: E402
-from inspector.config import resolve_pipeline  # noqa: E402
 from inspector.formats import list_images  # noqa: E402
-from inspector.inference import Inferencer, score_arrays  # noqa: E402
-from inspector.models.regions import part_region  # noqa: E402
-from inspector.scoring import image_scores  # noqa: E402
+from inspector.inference import Inferencer  # noqa: E402
+from inspector.models.components.regions import part_region  # noqa: E402
+from inspector.models.components.running import score_arrays  # noqa: E402
+from inspector.models.pipeline_files import resolve_pipeline  # noqa: E402
 from inspector.preprocess import read_frame  # noqa: E402
+from inspector.scoring import image_scores  # noqa: E402
 from inspector.tf_setup import keras  # noqa: E402
 from inspector.usecases.training import load_folder, train_bundle  # noqa: E402
 

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, models
-from .config import POLICY_PARAMETERS, Pipeline, pipeline_from_dict
+from .digest import file_sha256
 from .errors import BundleError, ConfigError
+from .models.pipeline_files import pipeline_from_dict
+from .settings import POLICY_PARAMETERS, Pipeline
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.keras"
@@ -87,14 +89,6 @@ def library_versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "opencv": cv2.__version__,
     }
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def images_fingerprint(paths: list[Path]) -> str:

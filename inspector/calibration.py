@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bundle import Bundle, now_iso
-from .config import POLICY_PARAMETERS, SUPERVISED_POLICIES, Pipeline, ThresholdConfig
 from .errors import CalibrationError
+from .settings import POLICY_PARAMETERS, SUPERVISED_POLICIES, Pipeline, ThresholdConfig
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,12 @@
 """The one way images are judged with a trained bundle: pre-process -> forward -> post-process.
 
 `score`, `evaluate`, `calibrate` and the daemon judge through an `Inferencer`; training
-calibration and the benchmark use the same `forward` and `post_process` on arrays. It never
-imports training code.
+calibration and the benchmark use the same `forward` and `post_process` on arrays
+(`inspector.models.components.running`). It never imports training code.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -20,13 +19,13 @@ from typing import Callable, Iterable, Iterator, Union
 import numpy as np
 
 from .bundle import Bundle
-from .config import ScoringConfig
 from .cv_setup import MAX_PIXELS
 from .errors import ImageError
 from .formats import declared_pixels, read_bytes
+from .models.components.running import forward, post_process
+from .pictures import write_heatmaps
 from .preprocess import FrameChange, prepare_frame, read_frame
-from .profile import PROFILE
-from .scoring import error_maps, image_scores, write_heatmaps
+from .timing import STAGE_TIMES
 
 # A file to read, or (its path, its bytes) when the caller has read it already (the daemon
 # reads each file once, to hash it).
@@ -84,77 +83,6 @@ class PixelBudget:
 # One budget for the whole process: as many pixels as the largest image accepted, so one such
 # image is decoded at a time, and a hundred 1-megapixel frames at once.
 DECODING = PixelBudget(MAX_PIXELS)
-
-
-def compiled(model):
-    """The model's forward pass as one traced TensorFlow graph, any batch size, built once.
-
-    Calling a Keras model eagerly runs layer by layer from Python, which costs more than the
-    arithmetic for one small image.
-    """
-    forward = getattr(model, "_inspector_forward", None)
-    if forward is None:
-        import tensorflow as tf
-
-        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        # A partial, not a lambda: TF counts traces per Python function (a lambda's code is shared by
-        # every model), and several models traced once each (cross-validation folds) are not retracing.
-        forward = tf.function(functools.partial(_call, model), input_signature=[spec])
-        model._inspector_forward = forward
-    return forward
-
-
-def _call(model, x):
-    return model(x, training=False)
-
-
-def forward(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Run the model over (N, H, W) arrays in chunks; returns its outputs (N, H, W): a
-    reconstruction, or the error map itself, as the architecture declares."""
-    run = compiled(model)
-    outputs = []
-    for start in range(0, len(batch), batch_size):
-        chunk = np.ascontiguousarray(batch[start:start + batch_size, ..., None], dtype=np.float32)
-        outputs.append(run(chunk).numpy()[..., 0])
-    return np.concatenate(outputs) if outputs else np.empty((0,) + batch.shape[1:], np.float32)
-
-
-def post_process(inputs: np.ndarray, outputs: np.ndarray, scoring: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs and outputs (N, H, W) -> image scores (N,) and error maps (N, H, W)."""
-    maps = error_maps(inputs, outputs, scoring)
-    return image_scores(maps, scoring), maps
-
-
-def score_arrays(model, arrays: np.ndarray, scoring: ScoringConfig, batch_size: int = 32):
-    """Scores and error maps of preprocessed arrays (N, H, W) under a model: forward, then post_process."""
-    return post_process(arrays, forward(model, arrays, batch_size), scoring)
-
-
-def picture_stems(paths: list[Path]) -> dict[Path, str]:
-    """A distinct name for each image's pictures (heatmap, overlay): its file name without the
-    suffix, with as many of its folders' names in front as it takes to tell it apart from other
-    images of the same name (good/000.png, defect/000.png -> good_000, defect_000)."""
-    paths = list(dict.fromkeys(paths))
-    full = {p: Path(os.path.abspath(p)) for p in paths}
-    depth = dict.fromkeys(paths, 0)
-
-    def stem(p: Path) -> str:
-        folders = full[p].parent.parts[1:]  # without the root
-        return "_".join([*folders[len(folders) - depth[p]:], full[p].stem]) if depth[p] else full[p].stem
-
-    while True:
-        stems = {p: stem(p) for p in paths}
-        owners: dict[str, set[Path]] = {}
-        for p, name in stems.items():
-            owners.setdefault(name, set()).add(full[p])
-        clashing = [p for p in paths if len(owners[stems[p]]) > 1]
-        deeper = [p for p in clashing if depth[p] < len(full[p].parent.parts) - 1]
-        if not deeper:  # unique, or names that only differ by "_" vs "/": number the rest
-            for p in clashing:
-                stems[p] = f"{stems[p]}_{sorted(owners[stems[p]]).index(full[p]) + 1}"
-            return stems
-        for p in deeper:
-            depth[p] += 1
 
 
 class Inferencer:
@@ -246,12 +174,12 @@ class Inferencer:
         if not isinstance(source, (bytes, bytearray)):
             source, path = read_bytes(source), path or source
         with DECODING.hold(declared_pixels(source)):  # held while the decoded frame is in memory
-            with PROFILE.stage("decode"):
+            with STAGE_TIMES.stage("decode"):
                 gray = read_frame(source, change, path)  # a frame with NaN or infinity is refused
             return self._from_frame(gray, path, keep_frame)
 
     def _from_frame(self, gray: np.ndarray, path, keep_frame: bool):
-        with PROFILE.stage("preprocess"):
+        with STAGE_TIMES.stage("preprocess"):
             prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length)
             frame = (prepared.preview, prepared.preview_matrix) if keep_frame else None
         return prepared.array, gray.shape[:2], frame
@@ -282,9 +210,9 @@ class Inferencer:
         if good:
             started = time.perf_counter()
             arrays = np.stack([loaded[i][0] for i in good])
-            with PROFILE.stage("model", len(arrays)):
+            with STAGE_TIMES.stage("model", len(arrays)):
                 outputs = self.forward(arrays, batch_size)
-            with PROFILE.stage("score", len(arrays)):
+            with STAGE_TIMES.stage("score", len(arrays)):
                 scores, maps, verdicts = self.post_process(arrays, outputs)
             share_ms = (time.perf_counter() - started) * 1000 / len(good)
             for j, i in enumerate(good):

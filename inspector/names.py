@@ -3,11 +3,11 @@
 A Linux file name is bytes; Python decodes the bytes that are not UTF-8 as lone surrogates
 (surrogateescape), and such a string cannot be stored (database drivers encode UTF-8), nor
 written into a PNG's name by OpenCV. So:
-- `stored` / `restored`: lossless text for the database, and back: a path that is valid
-  Unicode is itself; any other is "escaped:" and its bytes percent-encoded.
+- `path_to_text` / `text_to_path`: lossless text for the database, and back: a path that is
+  valid Unicode is itself; any other is "escaped:" and its bytes percent-encoded.
 - `printable`: for people (logs, the QA page, output names): undecodable bytes as \\xff,
   control characters escaped.
-- `bounded`: an output name of at most `NAME_BYTES` bytes whatever the input name.
+- `output_name`: an output name of at most `NAME_BYTES` bytes whatever the input name.
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def stored(path: str) -> str:
+def path_to_text(path: str) -> str:
     """The path as lossless text for the database (see the module's docstring)."""
     if _is_unicode(path) and not path.startswith(ESCAPED):
         return path
     return ESCAPED + quote(os.fsencode(path), safe=_SAFE)
 
 
-def restored(text: str) -> str:
-    """The path `stored` gave `text` for."""
+def text_to_path(text: str) -> str:
+    """The path `path_to_text` gave `text` for."""
     if text.startswith(ESCAPED):
         return os.fsdecode(unquote_to_bytes(text[len(ESCAPED):]))
     return text
@@ -53,7 +53,7 @@ def printable(name: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def bounded(prefix: str, name: str, ending: str | None = None) -> str:
+def output_name(prefix: str, name: str, ending: str | None = None) -> str:
     """`prefix` + the printable name, cut so that the whole is at most `NAME_BYTES` bytes.
 
     `ending` replaces the name's suffix (`_heatmap.png`); None keeps the suffix, if short. A cut

@@ -13,10 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from .config import PreprocessConfig
 from .cv_setup import cv2
 from .errors import ImageError
 from .formats import check_finite, decode, read_bytes
+from .settings import PreprocessConfig
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inspector.bundle import BundleError, load_bundle, read_metadata, save_bundle
-from inspector.inference import forward
+from inspector.models.components.running import forward
 from inspector.tf_setup import keras
 from conftest import SAMPLE
 
@@ -97,7 +97,7 @@ def test_lambda_layer_model_is_refused_by_safe_mode(bundle_copy):
     """A model carrying Python code (a Lambda layer) must not be loaded."""
     inputs = keras.Input(shape=(64, 64, 1))
     outputs = keras.layers.Lambda(lambda x: x * 0.5)(inputs)
-    from inspector.bundle import file_sha256
+    from inspector.digest import file_sha256
 
     keras.Model(inputs, outputs).save(bundle_copy / "model.keras")
     _edit_meta(bundle_copy, lambda m: m["training"].update(model_sha256=file_sha256(bundle_copy / "model.keras")))

@@ -4,7 +4,7 @@ import pytest
 from inspector.calibration import (
     CalibrationError, average_precision, bootstrap_auc_interval, choose_threshold, confusion, roc_auc,
 )
-from inspector.config import ThresholdConfig
+from inspector.settings import ThresholdConfig
 
 GOOD = np.array([1.0, 2.0, 3.0, 4.0])  # mean 2.5, population std sqrt(1.25) = 1.1180340
 DEFECT = np.array([3.5, 5.0, 6.0])

@@ -129,14 +129,14 @@ def test_recover_closes_only_abandoned_claims_whose_file_is_gone(store):
 
 def test_a_name_that_is_not_utf8_is_claimed_stored_losslessly_and_finished(store):
     """Issue 14.7, on every backend: the drivers cannot encode lone surrogates."""
-    from inspector.names import restored
+    from inspector.names import text_to_path
 
     path = os.fsdecode(b"/in/bad\xff\xfe.png")
     claims = Claims(store, worker=ME)
     [answer] = claims.claim([Request(path, "b" * 64)])
     assert answer.state == CLAIMED and claims.claim([Request(path, "b" * 64)])[0].state == CLAIMED
     r = row(store, answer.row_id)
-    assert restored(r.source_path) == path and r.source_name == "bad\\xff\\xfe.png"
+    assert text_to_path(r.source_path) == path and r.source_name == "bad\\xff\\xfe.png"
     assert claims.commit({answer.row_id: {"status": "done", "verdict": "ok"}}) == set()
     assert claims.claim([Request(path, "b" * 64)])[0].state == ALREADY_JUDGED
     assert claims.recover(exists=lambda p: p == path) == (0, 0)

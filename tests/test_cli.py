@@ -155,7 +155,7 @@ def test_calibrate_supervised_policy_without_defects_fails(tiny_bundle, tmp_path
 
 
 def test_train_help_lists_every_shipped_pipeline():
-    from inspector.config import pipeline_names
+    from inspector.models.pipeline_files import pipeline_names
 
     help_text = " ".join(run("train", "--help").output.split())
     assert len(pipeline_names()) >= 3
@@ -209,7 +209,7 @@ def test_score_heatmaps_of_images_with_the_same_name_do_not_overwrite_each_other
 def test_picture_names_add_only_the_folders_that_tell_images_apart():
     from pathlib import Path
 
-    from inspector.inference import picture_stems
+    from inspector.pictures import picture_stems
 
     paths = [Path("/a/x/good/000.png"), Path("/a/y/good/000.png"), Path("/a/defect/000.png"), Path("/a/z/1.png")]
     assert picture_stems(paths + paths[:1]) == {

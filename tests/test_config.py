@@ -1,6 +1,7 @@
 import pytest
 
-from inspector.config import PIPELINES_DIR, ConfigError, load_pipeline, pipeline_from_dict, resolve_pipeline
+from inspector.errors import ConfigError
+from inspector.models.pipeline_files import PIPELINES_DIR, load_pipeline, pipeline_from_dict, resolve_pipeline
 
 
 def test_shipped_pipelines_load():

@@ -11,14 +11,14 @@ import pytest
 
 from inspector import models
 from inspector.bundle import load_bundle
-from inspector.config import pipeline_from_dict, resolve_pipeline
 from inspector.cv_setup import cv2
-from inspector.inference import forward, score_arrays
-from inspector.models.autoencoder.fit import split_holdout
-from inspector.tf_setup import keras
+from inspector.models.components.autoencoder_fit import split_holdout
+from inspector.models.components.running import forward, score_arrays
 from inspector.models.denoising.defects import add_defect, part_outline
 from inspector.models.denoising.fit import build as build_model, learning_rate, training_loss, worst_local_error
 from inspector.models.denoising.layers import StructureError, blur_matrix, gaussian_line
+from inspector.models.pipeline_files import pipeline_from_dict, resolve_pipeline
+from inspector.tf_setup import keras
 from inspector.usecases.training import load_folder, train_bundle
 from conftest import SAMPLE
 

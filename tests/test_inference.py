@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from inspector.bundle import Bundle
-from inspector.config import Pipeline, PreprocessConfig, ScoringConfig
 from inspector.inference import Inferencer
 from inspector.formats import decode
 from inspector.preprocess import preprocess
+from inspector.settings import Pipeline, PreprocessConfig, ScoringConfig
 from inspector.tf_setup import keras
 from conftest import SAMPLE
 

@@ -7,10 +7,10 @@ from click.testing import CliRunner
 from helpers import evaluate_on_sample
 from inspector.bundle import load_bundle
 from inspector.cli import cli
-from inspector.config import resolve_pipeline
-from inspector.inference import forward, score_arrays
-from inspector.models.patch_memory.fit import memory_of
 from inspector.cv_setup import cv2
+from inspector.models.components.running import forward, score_arrays
+from inspector.models.patch_memory.fit import memory_of
+from inspector.models.pipeline_files import resolve_pipeline
 from inspector.usecases.training import load_folder, train_bundle
 from conftest import SAMPLE
 

@@ -1,8 +1,8 @@
 import numpy as np
 
 from inspector import models
-from inspector.models.autoencoder import AutoencoderSettings
 from inspector.models.compact import CompactSettings
+from inspector.models.components.autoencoder import AutoencoderSettings
 
 
 def build_model(architecture: str, settings, shape):

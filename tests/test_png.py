@@ -186,7 +186,7 @@ def test_filters_past_the_first_rows_are_checked_too():
 def test_a_screw_prepares_alike_with_and_without_the_fast_path(monkeypatch):
     from pathlib import Path
 
-    from inspector.config import resolve_pipeline
+    from inspector.models.pipeline_files import resolve_pipeline
     from inspector.preprocess import preprocess
 
     config = resolve_pipeline("screw").preprocess

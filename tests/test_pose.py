@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from inspector.config import PreprocessConfig
 from inspector.cv_setup import cv2
 from inspector.formats import decode
 from inspector.preprocess import Exposure, ImageError, align_part, find_pose, preprocess
+from inspector.settings import PreprocessConfig
 from conftest import SAMPLE
 
 AXIS = PreprocessConfig(pose="axis", normalize="standardize", crop_width=192, crop_height=64)

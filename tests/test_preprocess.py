@@ -5,10 +5,10 @@ import zlib
 import numpy as np
 import pytest
 
-from inspector.config import PreprocessConfig
 from inspector.cv_setup import cv2
 from inspector.formats import decode, decode_frame, list_images
 from inspector.preprocess import Exposure, ImageError, preprocess
+from inspector.settings import PreprocessConfig
 from conftest import SAMPLE
 
 UNIT = PreprocessConfig(size=200, normalize="unit")

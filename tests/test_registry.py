@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from inspector import models
-from inspector.config import ERROR_KINDS, ConfigError, Pipeline, pipeline_from_dict, resolve_pipeline
-from inspector.inference import forward, post_process
+from inspector.errors import ConfigError
+from inspector.models.components.running import forward, post_process
+from inspector.models.pipeline_files import pipeline_from_dict, resolve_pipeline
+from inspector.settings import ERROR_KINDS, Pipeline
 from inspector.usecases.training import load_folder
 from conftest import SAMPLE
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from inspector.config import ScoringConfig
 from inspector.scoring import error_maps, image_scores
+from inspector.settings import ScoringConfig
 
 INPUT = np.full((1, 4, 4), 0.5, np.float32)
 OUTPUT = INPUT.copy()

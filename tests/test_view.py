@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from inspector import nuisance
-from inspector.config import PreprocessConfig, resolve_pipeline
 from inspector.cv_setup import cv2
 from inspector.errors import ImageError
 from inspector.inference import Inferencer
+from inspector.models.pipeline_files import resolve_pipeline
+from inspector.pictures import on_frame
 from inspector.preprocess import locate_part, prepare, prepare_frame, read_frame, relative_length
-from inspector.scoring import on_frame
+from inspector.settings import PreprocessConfig
 from conftest import SAMPLE
 
 CHECKED = PreprocessConfig(pose="axis", normalize="standardize", flatten_light=True, check_view=True,

@@ -409,7 +409,7 @@ def test_watch_with_a_database_that_cannot_be_opened_exits_at_once(tiny_bundle, 
 
 def test_a_name_with_invalid_utf8_is_judged_and_stored_losslessly(daemon):
     """Issue 14.7: bad\\xff\\xfe.png made its whole batch fail every 10 s."""
-    from inspector.names import restored
+    from inspector.names import text_to_path
 
     inbox, out, db, watcher, thread = daemon()
     bad = os.fsencode(inbox) + b"/bad\xff\xfe.png"
@@ -419,7 +419,7 @@ def test_a_name_with_invalid_utf8_is_judged_and_stored_losslessly(daemon):
     done = wait_for(lambda: len(rows(db, "status = 'done'")) == 2 and rows(db, "status = 'done'"), 30, "both judged")
     by_name = {r["source_name"]: r for r in done}
     row = by_name["bad\\xff\\xfe.png"]  # printable for people
-    assert os.fsencode(restored(row["source_path"])) == bad  # the real name, byte for byte
+    assert os.fsencode(text_to_path(row["source_path"])) == bad  # the real name, byte for byte
     stored = Path(row["stored_path"])
     assert stored.read_bytes() == png_bytes(53) and stored.name == f"{row['id']}_bad\\xff\\xfe.png"
     assert Path(row["heatmap_path"]).is_file()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from inspector.cv_setup import cv2
-from inspector.scoring import heatmap_image, overlay_image
+from inspector.pictures import heatmap_image, overlay_image
 from inspector.store import Inspection, ModelRecord, Review, Store, utcnow
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import click
 
-from ..config import POLICIES, pipeline_names
+from ..models.pipeline_files import pipeline_names
 from ..nuisance import NUISANCES
 from ..review import MIN_REVIEWS
+from ..settings import POLICIES
 from .common import (
     confusion_lines, db_option, emit, fail_cleanly, failures_exit_with, json_option, load, logging_options,
     open_store, progress_for, warn,
@@ -54,7 +55,7 @@ def train(good_dir, out, pipeline, epochs, seed, force, as_json):
     """
 
     from .. import models
-    from ..config import resolve_pipeline
+    from ..models.pipeline_files import resolve_pipeline
     from ..usecases.training import train_new
 
     started = time.perf_counter()

@@ -164,10 +164,10 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     finally:
         signal.signal(signal.SIGHUP, previous)
         if profile_file is not None:
-            from ..profile import PROFILE
+            from ..timing import STAGE_TIMES
 
             try:
-                profile_file.write_text(json.dumps(PROFILE.summary(), indent=2))
+                profile_file.write_text(json.dumps(STAGE_TIMES.summary(), indent=2))
             except OSError as exc:  # never hide why the daemon stopped behind the profile's failure
                 log.error("cannot write the profile to %s: %s", profile_file, exc)
 

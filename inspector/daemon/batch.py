@@ -20,8 +20,8 @@ from typing import Callable
 
 from ..errors import DatabaseError
 from ..inference import Inferencer, Result
-from ..names import printable, stored
-from ..profile import PROFILE
+from ..names import path_to_text, printable
+from ..timing import STAGE_TIMES
 from ..store import Store, utcnow
 from .claims import ALREADY_JUDGED, CLAIMED, DUPLICATE, Claims, Request
 from .intake import Arrival, content_key
@@ -129,7 +129,7 @@ class Batches:
             part.result = result
         self.outputs.prepare(parts)
         updates = {p.row_id: self._row_values(p, serving) for p in parts}
-        with PROFILE.stage("commit", len(updates)):
+        with STAGE_TIMES.stage("commit", len(updates)):
             lost = self.claims.commit(updates, self.outputs.durable_names)
             self.store.check_file()  # the verdicts really are in the database before any file moves
         verdicts = []
@@ -153,7 +153,7 @@ class Batches:
             status="done", verdict=result.verdict, score=result.score, threshold=serving.bundle.threshold,
             heatmap_path=str(heat), overlay_path=str(over), crop_overlay_path=str(crop), model_id=serving.model_id,
             stored_path=str(self.archive.destination(part, "archive")) if self.options.on_done == "move"
-            else stored(str(part.path)),
+            else path_to_text(str(part.path)),
             width=result.width, height=result.height, scored_at=utcnow(),
             # This image's own time: decoding, preprocessing, its share of the model call, its pictures.
             processing_ms=(result.processing_ms or 0.0) + part.pictures_ms,
@@ -170,11 +170,11 @@ class Batches:
 
     def _claim(self, arrivals: list[Arrival]) -> list[ClaimedPart]:
         """Claim each file's content (`claims`); files judged already are finished or set aside."""
-        with PROFILE.stage("hash", len(arrivals)):
+        with STAGE_TIMES.stage("hash", len(arrivals)):
             digests = list(self.pool.map(content_key, arrivals))
         requests = [Request(str(a.path), digest, len(a.data) if a.data is not None else None)
                     for a, digest in zip(arrivals, digests)]
-        with PROFILE.stage("claim", len(arrivals)):
+        with STAGE_TIMES.stage("claim", len(arrivals)):
             answers = self.claims.claim(requests)
         self.store.check_file()
         claimed = []

@@ -22,7 +22,7 @@ from typing import Callable
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..names import printable, restored, stored
+from ..names import path_to_text, printable, text_to_path
 from ..store import Inspection, OutboxEntry, Store, utcnow
 
 log = logging.getLogger("inspector.claims")
@@ -116,7 +116,7 @@ class Claims:
             taken: set[int] = set()  # the rows (by identity) claimed in this transaction
             for request in requests:
                 row = rows.get(request.content_hash)
-                now, path = utcnow(), stored(request.path)
+                now, path = utcnow(), path_to_text(request.path)
                 if row is None:
                     row = Inspection(source_path=path, source_name=printable(os.path.basename(request.path)),
                                      content_hash=request.content_hash, size_bytes=request.size_bytes,
@@ -158,7 +158,7 @@ class Claims:
         result = session.execute(
             update(Inspection)
             .where(Inspection.id == row.id, Inspection.status == "pending", _equals(Inspection.worker, row.worker))
-            .values(worker=self.worker, claimed_at=now, source_path=stored(path),
+            .values(worker=self.worker, claimed_at=now, source_path=path_to_text(path),
                     source_name=printable(os.path.basename(path)), station=self.station)
             .execution_options(synchronize_session=False)
         )
@@ -210,7 +210,7 @@ class Claims:
             with self.store.session() as s, s.begin():
                 rows = s.scalars(select(Inspection).where(Inspection.status == "pending")).all()
                 for row in rows:
-                    if exists(restored(row.source_path)) or not claim_abandoned(row.worker, row.claimed_at, self.timeout):
+                    if exists(text_to_path(row.source_path)) or not claim_abandoned(row.worker, row.claimed_at, self.timeout):
                         continue
                     result = s.execute(
                         update(Inspection)

@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import ImageError
 from ..formats import COMPLETE, INCOMPLETE, UNKNOWN, check_file_size, completeness, read_bytes
 from ..names import printable
-from ..profile import PROFILE
+from ..timing import STAGE_TIMES
 from .events import InboxEvents
 
 log = logging.getLogger("inspector.intake")
@@ -249,7 +249,7 @@ class Intake:
         (state, what is missing); no arrival when the file changed meanwhile. A read error that
         may pass (permission denied) counts as incomplete, any other as final."""
         try:
-            with PROFILE.stage("read"):
+            with STAGE_TIMES.stage("read"):
                 arrival = Arrival(path, read_bytes(path, follow_symlinks=False), stamp=stamp)
             state, detail = completeness(arrival.data)
         except ImageError as exc:

@@ -15,6 +15,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from ..digest import file_sha256
 from ..names import printable
 from .intake import Stamp, stamp_of
 
@@ -89,7 +90,7 @@ def _holds(target: Path, source: Path, st: os.stat_result, digest: str | None) -
         return os.readlink(target) == os.readlink(source)
     if not (stat.S_ISREG(existing.st_mode) and stat.S_ISREG(st.st_mode)) or existing.st_size != st.st_size:
         return False
-    return _sha256(target) == (digest or _sha256(source))
+    return file_sha256(target, follow_symlinks=False) == (digest or file_sha256(source, follow_symlinks=False))
 
 
 def _temporary(target: Path) -> Path:
@@ -123,7 +124,8 @@ def _copy(source: Path, target: Path, st: os.stat_result, digest: str | None) ->
                 dst.flush()
                 os.fsync(dst.fileno())
             size = os.stat(tmp).st_size
-            if size != st.st_size or (digest and read.hexdigest() != digest) or _sha256(tmp) != read.hexdigest():
+            if (size != st.st_size or (digest and read.hexdigest() != digest)
+                    or file_sha256(tmp, follow_symlinks=False) != read.hexdigest()):
                 raise OSError(errno.EIO, f"the copy does not match the file judged ({size} of {st.st_size} bytes)")
         else:  # a socket or a device: nothing to copy
             return
@@ -135,10 +137,3 @@ def _copy(source: Path, target: Path, st: os.stat_result, digest: str | None) ->
             pass
         raise
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from sqlalchemy import select, update
 
-from ..names import printable, restored
+from ..names import printable, text_to_path
 from ..store import Inspection, ModelRecord, OutboxEntry, Store, utcnow
 from .claims import claim_abandoned
 
@@ -74,7 +74,7 @@ class Verdict:
 
     @classmethod
     def of_row(cls, row: Inspection, model: ModelRecord | None, part: "ClaimedPart | None" = None) -> Verdict:
-        return cls(row.id, row.station or "", row.source_name, restored(row.source_path), row.status,
+        return cls(row.id, row.station or "", row.source_name, text_to_path(row.source_path), row.status,
                    row.verdict or "error", row.score, row.threshold, row.error_reason, row.received_at,
                    row.scored_at, row.model_id, model.name if model else None, model.fingerprint if model else None,
                    row.stored_path, row.heatmap_path, row.overlay_path, row.crop_overlay_path, part)

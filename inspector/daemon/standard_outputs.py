@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import drift
-from ..names import bounded, printable
-from ..profile import PROFILE
+from ..names import output_name, printable
+from ..pictures import PicturePaths, picture_paths_bounded
+from ..timing import STAGE_TIMES
 from ..store import utcnow
 from .intake import Arrival, Intake
 from .moves import copy_out, move_out
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inspector.watch")
 
-PICTURE_ENDINGS = ("_heatmap.png", "_overlay.jpg", "_crop.png")  # heatmap, heat on the photo, on the upright part
-
-
 def day(when: datetime) -> str:
     return when.strftime("%Y-%m-%d")
 
@@ -48,10 +46,9 @@ class Pictures(Output):
     def __init__(self, out: Path, pool: "Executor", inferencer: Callable[[], "Inferencer"]):
         self.out, self.pool, self.inferencer = out, pool, inferencer
 
-    def paths(self, part: "ClaimedPart") -> tuple[Path, Path, Path]:
+    def paths(self, part: "ClaimedPart") -> PicturePaths:
         """Where its heatmap, its overlay on the photo and its overlay on the upright part go."""
-        folder = self.out / "heatmaps" / day(part.received_at)
-        return tuple(folder / bounded(f"{part.row_id}_", part.path.name, end) for end in PICTURE_ENDINGS)
+        return picture_paths_bounded(self.out / "heatmaps" / day(part.received_at), f"{part.row_id}_", part.path.name)
 
     def prepare(self, parts: Sequence["ClaimedPart"]) -> None:
         jobs = {id(p): self.pool.submit(self.write, p.result, *self.paths(p)) for p in parts if p.error is None}
@@ -62,7 +59,7 @@ class Pictures(Output):
     def write(self, result: "Result", heat: Path, over: Path, crop: Path) -> float:
         """Write the heatmap and the overlays; returns the milliseconds it took."""
         started = time.perf_counter()
-        with PROFILE.stage("pictures"):
+        with STAGE_TIMES.stage("pictures"):
             self.inferencer().write_pictures(result, heat, over, crop)
         return (time.perf_counter() - started) * 1000
 
@@ -78,12 +75,12 @@ class Archive(Output):
         self.out, self.on_done, self.intake = out, on_done, intake
 
     def destination(self, part: "ClaimedPart", kind: str) -> Path:
-        return self.out / kind / day(part.received_at) / bounded(f"{part.row_id}_", part.path.name)
+        return self.out / kind / day(part.received_at) / output_name(f"{part.row_id}_", part.path.name)
 
     def deliver(self, verdicts: Sequence[Verdict]) -> None:
         for verdict in verdicts:
             if verdict.part is not None:
-                with PROFILE.stage("move"):
+                with STAGE_TIMES.stage("move"):
                     self.finish(verdict.part.arrival, verdict.part.digest, verdict.status, verdict.stored_path)
 
     def finish(self, arrival: Arrival, digest: str, status: str, stored_path: str | None) -> None:
@@ -112,7 +109,7 @@ class Archive(Output):
         rejected/, a second empty file say)."""
         folder = "rejected" if of_error else "duplicates"
         name = arrival.path.name
-        self.set_aside(arrival, digest, self.out / folder / day(utcnow()) / bounded(f"{row_id}_dup_", name))
+        self.set_aside(arrival, digest, self.out / folder / day(utcnow()) / output_name(f"{row_id}_dup_", name))
         log.warning("%s has the same content as inspection %d (%s); moved to %s/", printable(name), row_id,
                     first_name, folder)
 

@@ -6,8 +6,8 @@ Each architecture is one package under `inspector/models/` declaring a `ModelSpe
 - `output`: what its Keras graph outputs. `"reconstruction"`: an image like its input, scored by
   the `squared`, `absolute` or `ssim` error against the input. `"error_map"`: the per-pixel
   error map itself (e.g. a patch memory's distances, or a discriminative head's defect
-  probability), scored as it is (`scoring.error = "distance"`). `config` refuses a pipeline
-  whose error does not fit the output.
+  probability), scored as it is (`scoring.error = "distance"`). `pipeline_files` refuses a
+  pipeline whose error does not fit the output.
 - `settings`: a frozen dataclass of the `[model]` keys it takes besides the common
   `architecture` and `holdout_fraction`; field defaults are the defaults and give each key's
   type, `validate(where)` raises `ConfigError` naming a bad key. Any other key is refused.
@@ -19,22 +19,27 @@ Each architecture is one package under `inspector/models/` declaring a `ModelSpe
   `fit` gets the good preprocessed images (N, H, W) and owns everything about training: the
   split or cross-validation, its own loop (custom steps, synthetic defects, several
   sub-networks inside one Keras model), and scoring good images the model did not learn from
-  with `inference.score_arrays` (the one post-processing). It returns a `Fitted`: the Keras
-  model to save, those scores and error maps, a sentence on what they are, counts, epochs
-  run, losses, seconds. `training.train_bundle` then picks the threshold and saves the bundle.
+  with `components.running.score_arrays` (the one post-processing). It returns a `Fitted`:
+  the Keras model to save, those scores and error maps, a sentence on what they are, counts,
+  epochs run, losses, seconds. `training.train_bundle` then picks the threshold and saves the bundle.
   A `fit` that runs epochs reports each with `on_epoch(epoch, loss)`; a settings class with
   an `epochs` key gets `inspector train`'s progress bar and `--epochs`.
 - `serving`: the module registering its custom Keras layers (if any) with
   `keras.saving.register_keras_serializable(package="inspector")`. Loading a bundle imports
   every architecture's serving module and nothing else: the daemon and `score` never import
-  training code, so keep layers and fitting in separate modules.
+  training code, so keep layers and fitting in separate modules (in `components/`, the
+  training modules are the `*_fit` ones).
 
 The saved model is run as it is: batch (B, H, W, 1) in, (B, H, W, 1) out. Several trained parts
 (an autoencoder and a discriminative head, say) go inside that one Keras model.
 
 Adding an architecture: a package here (spec in `__init__.py`, `fit.py`, `layers.py` if it has
 custom layers), its pipeline file in `inspector/pipelines/`, its tests, and one line in `ARCHITECTURES`.
-This module imports no TensorFlow: `config` validates pipelines with it.
+What several architectures share (autoencoder settings and fit loop, the patch memory, the part
+region, running a model over arrays) is in `components/`; an architecture package imports those,
+never another architecture package.
+This module imports no TensorFlow: `pipeline_files` reads and validates pipelines with it.
+Settings (`inspector.settings`) never import the registry; the registry may import them.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..config import Pipeline
+    from ..settings import Pipeline
 
 # What a model's Keras graph outputs, and the scoring errors that fit it.
 RECONSTRUCTION = "reconstruction"  # an image like its input: scored by how far it is from the input

@@ -20,18 +20,19 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import Pipeline, resolve_pipeline
 from ..cv_setup import cv2
 from ..errors import InspectorError
 from ..formats import list_images
+from ..models.pipeline_files import resolve_pipeline
 from ..preprocess import preprocess
+from ..settings import Pipeline
 
 
 def model_speed(pipelines: dict[str, Pipeline], sources: list[Path], rounds: int = 3) -> dict:
     """Per pipeline: ms to read and preprocess one frame, and images/s and per-image latency of
     forward + error map + score at batch 1 and 32, on the same 32 source images."""
     from .. import models
-    from ..inference import score_arrays
+    from ..models.components.running import score_arrays
 
     files = (sources * 32)[:32]
     results = {}

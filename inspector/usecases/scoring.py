@@ -9,7 +9,8 @@ from pathlib import Path
 from ..bundle import load_bundle
 from ..errors import InspectorError
 from ..formats import list_images
-from ..inference import Inferencer, picture_stems
+from ..inference import Inferencer
+from ..pictures import picture_paths, picture_stems
 from .progress import Progress, no_progress
 
 log = logging.getLogger("inspector")
@@ -32,16 +33,14 @@ def score_files(model_dir: Path, paths: list[Path], heatmaps: Path | None = None
             row = {"path": str(result.path), "verdict": result.verdict, "score": result.score,
                    "threshold": bundle.threshold, "error": result.error}
             if heatmaps is not None and result.error_map is not None:
-                row.update(_write_pictures(inferencer, heatmaps / stems[result.path], result))
+                row.update(_write_pictures(inferencer, heatmaps, stems[result.path], result))
             log.info("%s %s %s", result.path, result.verdict, result.score)
             rows.append(row)
             bar.update(1)
     return rows
 
 
-def _write_pictures(inferencer: Inferencer, prefix: Path, result) -> dict:
-    heat = prefix.with_name(f"{prefix.name}_heatmap.png")
-    over = prefix.with_name(f"{prefix.name}_overlay.jpg")
-    crop = prefix.with_name(f"{prefix.name}_crop.png")
+def _write_pictures(inferencer: Inferencer, folder: Path, stem: str, result) -> dict:
+    heat, over, crop = picture_paths(folder, stem)
     inferencer.write_pictures(result, heat, over, crop)
     return {"heatmap": str(heat), "overlay": str(over), "crop_overlay": str(crop)}

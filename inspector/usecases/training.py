@@ -16,11 +16,11 @@ import numpy as np
 from .. import models, nuisance
 from ..bundle import META_FILE, Bundle, images_fingerprint, library_versions, now_iso, save_bundle
 from ..calibration import choose_threshold, needs_defects, score_statistics, threshold_info
-from ..config import Pipeline
 from ..errors import ConfigError, ImageError, TrainingError
 from ..formats import list_images
 from ..preprocess import prepare, prepare_frame, read_frame
 from ..scoring import heat_scale
+from ..settings import Pipeline
 from .folders import folder_images
 from .progress import Progress, Warn, no_progress, no_warnings
 

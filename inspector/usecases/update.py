@@ -27,11 +27,11 @@ import numpy as np
 from .. import models
 from ..bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, read_metadata, save_bundle
 from ..calibration import choose_threshold, confusion, needs_defects, threshold_info
-from ..config import Pipeline
 from ..errors import ConfigError, TrainingError
-from ..names import restored
 from ..formats import list_images
+from ..names import text_to_path
 from ..review import MIN_REVIEWS, reviewed_parts, too_few_reviews
+from ..settings import Pipeline
 from .progress import Progress, Warn, no_progress, no_warnings
 
 
@@ -119,7 +119,7 @@ def _with_images(rows, warnings: list[str]) -> list[Part]:
     """The reviewed rows whose image is still where the daemon put it."""
     parts = []
     for row in rows:
-        image = Path(restored(row.stored_path)) if row.stored_path else None
+        image = Path(text_to_path(row.stored_path)) if row.stored_path else None
         if image is None or not image.is_file():
             warnings.append(f"the image of inspection {row.id} is not there any more ({row.stored_path}); left out")
             continue

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from ...validation import check_range
-from ..autoencoder import AutoencoderSettings
+from ..components.autoencoder import AutoencoderSettings
 from ..spec import RECONSTRUCTION, ModelSpec
 
 

@@ -6,7 +6,7 @@ from functools import partial
 
 from ...errors import ConfigError
 from ...tf_setup import keras
-from ..autoencoder.fit import compiled_for_training, fit_autoencoder, square_size, untrained
+from ..components.autoencoder_fit import compiled_for_training, fit_autoencoder, square_size, untrained
 from . import CompactSettings
 
 

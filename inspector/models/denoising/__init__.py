@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...validation import check_choice, check_range
-from ..autoencoder import AutoencoderSettings, check_filters, held_out_count
-from ..patch_memory import PatchMemorySettings
+from ..components.autoencoder import AutoencoderSettings, check_filters, held_out_count
+from ..components.patch_memory import PatchMemorySettings
 from ..spec import ERROR_MAP, ModelSpec
 
 SECOND_OPINIONS = ("none", "patch_memory")

@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ...errors import TrainingError
-from ...inference import score_arrays
 from ...tf_setup import keras
-from ..autoencoder.fit import check_sides, seeded, split_holdout
-from ..patch_memory.fit import memory_layer, part_level, pixel_statistics, set_statistics
+from ..components.autoencoder_fit import check_sides, seeded, split_holdout
+from ..components.patch_memory_fit import memory_layer, part_level, pixel_statistics, set_statistics
+from ..components.running import score_arrays
 from ..spec import Fitted
 from . import DenoisingSettings
 from .defects import add_defect
 from .layers import PartMap, ReconstructionError, Rescale, StructureError
 
 if TYPE_CHECKING:
-    from ...config import Pipeline
+    from ...settings import Pipeline
 
 # Held-out images are scored in this many folds, each with the statistics of the others. Halves
 # (statistics from half the images) made the calibration scores noisier, so higher, than a new
@@ -275,7 +275,7 @@ def _branch_output(layer, raw: np.ndarray, images: np.ndarray) -> np.ndarray:
     (raw - mean) / spread at each pixel, kept to the part."""
     import tensorflow as tf
 
-    from ..regions import part_region
+    from ..components.regions import part_region
 
     mean, scale = layer.position_mean.numpy(), layer.position_scale.numpy()
     region = part_region(tf.constant(images[..., None], tf.float32), layer.part_level).numpy()[..., 0]

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...tf_setup import keras
-from ..patch_memory import layers as _patch_memory_layers  # noqa: F401  (the second opinion's layer)
-from ..regions import part_region
+from ..components import patch_memory_layer as _patch_memory_layer  # noqa: F401  (the second opinion's layer)
+from ..components.regions import part_region
 
 
 def gaussian_line(sigma: float) -> np.ndarray:

@@ -4,40 +4,22 @@ Works on pose-normalised images (every part lies at the same place and angle, he
 patch of a new part only needs comparing with the patches at about the same place on the good
 parts the model remembers. Its Keras graph outputs the error map itself: the per-pixel distance
 to the closest good patch. "Training" is remembering, calibrated by cross-validation (`fit`);
-the layer that serves it is in `layers`.
+the layer that serves it, and its settings, are shared with the denoising autoencoder's second
+opinion (`inspector.models.components`: `patch_memory_layer`, `patch_memory`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ...errors import ConfigError
-from ...validation import check_range
+from ..components.patch_memory import PatchMemorySettings
 from ..spec import ERROR_MAP, ModelSpec
-
-
-@dataclass(frozen=True)
-class PatchMemorySettings:
-    # How many remembered good images each part is compared with, how far (pixels) a patch may
-    # move to find its match, and the patch side (pixels, even).
-    neighbours: int = 10
-    search_radius: int = 2
-    patch_size: int = 4
-
-    def validate(self, where: str) -> None:
-        check_range(f"{where}.neighbours", self.neighbours, 1, 1000)
-        check_range(f"{where}.search_radius", self.search_radius, 0, 8)
-        check_range(f"{where}.patch_size", self.patch_size, 2, 32)
-        if self.patch_size % 2:
-            raise ConfigError(f"'{where}.patch_size' must be even; got {self.patch_size}")
-
 
 SPEC = ModelSpec(
     name="patch_memory",
     output=ERROR_MAP,
     settings=PatchMemorySettings,
     training=f"{__name__}.fit",
-    serving=f"{__name__}.layers",
+    # The layer is shared with the denoising autoencoder's second opinion.
+    serving="inspector.models.components.patch_memory_layer",
     no_epochs_announcement="Remembering {count} good images (patch memory: no epochs)",
     no_epochs_summary="none (patch memory remembers the images)",
 )

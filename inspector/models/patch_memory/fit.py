@@ -7,37 +7,17 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ...cv_setup import cv2
-from ...inference import forward, score_arrays
-from ...preprocess import otsu_split
 from ...tf_setup import keras
+from ..components.patch_memory import PatchMemorySettings
+from ..components.patch_memory_fit import memory_layer, pixel_statistics, set_statistics
+from ..components.running import forward, score_arrays
 from ..spec import Fitted
-from . import PatchMemorySettings
-from .layers import PatchMemory
 
 if TYPE_CHECKING:
-    from ...config import Pipeline
+    from ...settings import Pipeline
 
 # The benchmark's memory holds this many copies of its images: about a training set's worth.
 BENCHMARK_MEMORY_COPIES = 10
-
-
-def part_level(images: np.ndarray) -> float:
-    """The grey level between part and background in the remembered images (median over images
-    of the Otsu threshold), so serving needs no second segmentation."""
-    return float(np.median([otsu_split(image, 2.0)[0] for image in images]))
-
-
-def memory_layer(images: np.ndarray, settings) -> PatchMemory:
-    """A patch memory layer remembering `images` (N, H, W); `settings` has neighbours,
-    search_radius and patch_size."""
-    count, height, width = images.shape
-    layer = PatchMemory(count, height, width, settings.neighbours, settings.search_radius,
-                        settings.patch_size, part_level(images))
-    images = np.asarray(images, np.float32)
-    layer.memory.assign(images)
-    layer.coarse_memory.assign(np.asarray(layer.coarse(images[..., None])))
-    return layer
 
 
 def memory_of(images: np.ndarray, settings: PatchMemorySettings) -> "keras.Model":
@@ -46,25 +26,10 @@ def memory_of(images: np.ndarray, settings: PatchMemorySettings) -> "keras.Model
     return keras.Model(inputs, memory_layer(images, settings)(inputs), name="patch_memory")
 
 
-def pixel_statistics(good_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel mean and spread of error maps of good images a model did not learn from; the
-    spread is smoothed and floored by its average, so a pixel that happened to vary little
-    among these few images does not turn every small error there into an alarm."""
-    good_maps = np.asarray(good_maps, np.float32)
-    spread = good_maps.std(axis=0)
-    return good_maps.mean(axis=0), cv2.GaussianBlur(spread, (0, 0), 2.0) + float(spread.mean()) + 1e-12
-
-
 def normalise_by(model: "keras.Model", good_maps: np.ndarray) -> None:
     """Learn per-pixel statistics from distance maps of good images the memory does not hold
     (cross-validation): later maps are (distance - mean) / spread."""
     set_statistics(model.layers[-1], *pixel_statistics(good_maps))
-
-
-def set_statistics(layer, mean: np.ndarray, scale: np.ndarray) -> None:
-    """Give a layer with `position_mean` and `position_scale` weights its per-pixel statistics."""
-    layer.position_mean.assign(mean)
-    layer.position_scale.assign(scale)
 
 
 def build(settings: PatchMemorySettings, shape: tuple[int, int]) -> "keras.Model":

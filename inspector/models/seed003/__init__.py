@@ -7,7 +7,7 @@ Output: a reconstruction of the input.
 
 from __future__ import annotations
 
-from ..autoencoder import AutoencoderSettings
+from ..components.autoencoder import AutoencoderSettings
 from ..spec import RECONSTRUCTION, ModelSpec
 
 SPEC = ModelSpec(name="seed003", output=RECONSTRUCTION, settings=AutoencoderSettings, training=f"{__name__}.fit")

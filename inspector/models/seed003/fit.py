@@ -6,8 +6,8 @@ from functools import partial
 
 from ...errors import ConfigError
 from ...tf_setup import keras
-from ..autoencoder import AutoencoderSettings
-from ..autoencoder.fit import compiled_for_training, fit_autoencoder, square_size, untrained
+from ..components.autoencoder import AutoencoderSettings
+from ..components.autoencoder_fit import compiled_for_training, fit_autoencoder, square_size, untrained
 
 
 def build(settings: AutoencoderSettings, shape: tuple[int, int]) -> "keras.Model":

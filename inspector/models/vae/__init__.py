@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...validation import check_range
-from ..autoencoder import AutoencoderSettings, check_filters
+from ..components.autoencoder import AutoencoderSettings, check_filters
 from ..spec import RECONSTRUCTION, ModelSpec
 
 

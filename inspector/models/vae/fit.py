@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ...inference import score_arrays
 from ...tf_setup import keras
-from ..autoencoder.fit import check_sides, seeded, split_holdout
+from ..components.autoencoder_fit import check_sides, seeded, split_holdout
+from ..components.running import score_arrays
 from ..spec import Fitted
 from . import VaeSettings
 
 if TYPE_CHECKING:
-    from ...config import Pipeline
+    from ...settings import Pipeline
 
 
 def parts(settings: VaeSettings, shape: tuple[int, int]):

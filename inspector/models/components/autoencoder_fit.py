@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ...errors import ConfigError
-from ...inference import score_arrays
 from ...tf_setup import keras
 from ..spec import Fitted
-from . import held_out_count
+from .autoencoder import held_out_count
+from .running import score_arrays
 
 if TYPE_CHECKING:
-    from ...config import Pipeline
+    from ...settings import Pipeline
 
 Builder = Callable[[Any, tuple[int, int]], "keras.Model"]
 

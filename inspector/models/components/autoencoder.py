@@ -1,7 +1,8 @@
 """What every autoencoder (a model trained to reconstruct good images) takes in [model].
 
-Shared by `compact`, `seed003` and any later reconstruction model that trains with Keras'
-`fit` on a held-out split (`fit.fit_autoencoder`).
+Shared by `compact`, `seed003`, `vae`, `denoising_autoencoder` and any later reconstruction
+model; those that train with Keras' `fit` on a held-out split use
+`autoencoder_fit.fit_autoencoder`. Imports no TensorFlow: the registry validates with it.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ from typing import Iterator
 STAGES = ("read", "hash", "claim", "decode", "preprocess", "model", "score", "pictures", "commit", "move")
 
 
-class Profile:
+class StageTimes:
+    """Seconds, images and the longest run of each stage, added to from any thread."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seconds: dict[str, float] = {}
@@ -51,4 +53,5 @@ class Profile:
                     for name in names}
 
 
-PROFILE = Profile()
+# The process's one set of totals: every stage adds to it, `watch --profile` writes it.
+STAGE_TIMES = StageTimes()

@@ -1,14 +1,16 @@
-"""The patch memory's Keras layer: what a saved patch-memory model needs to load and run.
+"""The patch memory's Keras layer: what a saved patch-memory model needs to load and run, and
+the denoising autoencoder's second opinion too.
 
 The remembered images are weights of this layer, so the model is one `.keras` file that loads
 with `safe_mode=True`. Serving imports this module (to know the layer); filling the memory and
-learning its statistics is training code, in `fit`.
+learning its statistics is training code, in `patch_memory_fit`. The layer keeps its registered
+name ("inspector>PatchMemory"), so saved models load whatever module defines it.
 """
 
 from __future__ import annotations
 
 from ...tf_setup import keras
-from ..regions import part_region
+from .regions import part_region
 
 # Candidates are pre-selected on images shrunk by this factor (cheap, and blind to small
 # defects, which is what a pre-selection should be).

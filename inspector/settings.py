@@ -1,22 +1,23 @@
-"""The pipeline TOML file -> typed, validated settings.
+"""Pipeline settings as typed, validated values: the leaf every other room reads settings from.
 
-A pipeline file describes one product line: how images are preprocessed, which model
-architecture is trained (and its settings, declared by the architecture in `inspector.models`),
-how an error map becomes an image score, and how the threshold is chosen. Every key is checked:
-an unknown key or a bad value is a `ConfigError` naming it.
+A pipeline describes one product line: how images are preprocessed, which model architecture
+is trained (and its settings, declared by the architecture in `inspector.models`), how an error
+map becomes an image score, and how the threshold is chosen. Every value is checked: a bad one
+is a `ConfigError` naming its key.
+
+This module imports nothing of `inspector` but `errors` and `validation`: reading a pipeline
+file, which asks the model registry for an architecture's keys, is
+`inspector.models.pipeline_files`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from . import models
 from .errors import ConfigError
-from .validation import check_choice, check_range, settings_from_dict, settings_to_dict
+from .validation import check_choice, check_range, settings_to_dict
 
 NORMALIZATIONS = ("unit", "standardize")
 POSES = ("none", "axis")
@@ -78,8 +79,12 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
-class _CommonModelKeys:
-    """The [model] keys every architecture takes; each architecture declares its others."""
+class CommonModelKeys:
+    """The [model] keys every architecture takes; each architecture declares its others.
+
+    Which architectures exist is the model registry's to say: `inspector.models.pipeline_files`
+    checks `architecture` against it.
+    """
 
     architecture: str = "compact"
     # Share of the good images the threshold is calibrated on: held out from training, or the
@@ -87,54 +92,34 @@ class _CommonModelKeys:
     holdout_fraction: float = 0.2
 
     def validate(self, where: str) -> None:
-        check_choice(f"{where}.architecture", self.architecture, models.names())
         check_range(f"{where}.holdout_fraction", self.holdout_fraction, 0.05, 0.9)
 
 
-_COMMON_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(_CommonModelKeys))
-# Model keys of every architecture, which bundles written before the model registry stored
-# whatever the architecture: they are dropped when such a bundle is read.
-_LEGACY_MODEL_KEYS = ("filters", "latent_filters", "decoder_filters", "epochs", "batch_size",
-                      "learning_rate", "neighbours", "search_radius", "patch_size")
+COMMON_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(CommonModelKeys))
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    architecture: str = _CommonModelKeys.architecture
-    holdout_fraction: float = _CommonModelKeys.holdout_fraction
-    # The architecture's own keys: an instance of its settings class (`inspector.models`),
-    # its defaults when not given.
+    architecture: str = CommonModelKeys.architecture
+    holdout_fraction: float = CommonModelKeys.holdout_fraction
+    # The architecture's own keys: an instance of its settings class (`inspector.models`).
+    # Given by whoever builds the ModelConfig: `inspector.models.pipeline_files` reads them
+    # from a pipeline file, with the architecture's defaults for keys not given. None only in
+    # a pipeline made by hand that never builds or trains a model.
     settings: Any = None
 
-    def __post_init__(self):
-        if self.settings is None:
-            object.__setattr__(self, "settings", models.get(self.architecture).settings())
-
     def validate(self, where: str) -> None:
-        _CommonModelKeys(self.architecture, self.holdout_fraction).validate(where)
-        if type(self.settings) is not models.get(self.architecture).settings:
-            raise ConfigError(f"'{where}' settings are not those of architecture {self.architecture!r}")
+        """The common keys and the architecture's own; that `settings` belong to `architecture`
+        is checked where the registry is known (`pipeline_files.check_model`)."""
+        CommonModelKeys(self.architecture, self.holdout_fraction).validate(where)
+        if self.settings is None:
+            raise ConfigError(f"'{where}' has no settings for architecture {self.architecture!r}")
         self.settings.validate(where)
 
     def to_dict(self) -> dict[str, Any]:
         """One flat table, as in a pipeline file: the common keys and the architecture's."""
         return {"architecture": self.architecture, "holdout_fraction": self.holdout_fraction,
                 **settings_to_dict(self.settings)}
-
-
-def _model_section(raw: Any, source: str, stored: bool) -> ModelConfig:
-    """[model]: the common keys, then the keys the architecture declares (any other is refused)."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: [model] must be a table")
-    common = {k: v for k, v in raw.items() if k in _COMMON_MODEL_KEYS}
-    common = settings_from_dict(_CommonModelKeys, common, "model", source)
-    spec = models.get(common.architecture)
-    own = {k: v for k, v in raw.items() if k not in _COMMON_MODEL_KEYS}
-    if stored:
-        own = {k: v for k, v in own.items() if k in spec.keys or k not in _LEGACY_MODEL_KEYS}
-    hint = f" (architecture {spec.name!r} takes: {', '.join(_COMMON_MODEL_KEYS + spec.keys)})"
-    settings = settings_from_dict(spec.settings, own, "model", source, hint)
-    return ModelConfig(common.architecture, common.holdout_fraction, settings)
 
 
 @dataclass(frozen=True)
@@ -189,75 +174,8 @@ class Pipeline:
         }
 
     def replace(self, section: str, **changes: Any) -> Pipeline:
-        """A copy with some settings of one section changed, validated again."""
+        """A copy with some settings of one section changed, validated again (for "model",
+        whether the settings are those of the architecture is `pipeline_files.check_model`'s)."""
         updated = dataclasses.replace(getattr(self, section), **changes)
         updated.validate(section)
         return dataclasses.replace(self, **{section: updated})
-
-
-_SECTIONS = ("preprocess", "model", "scoring", "threshold")
-
-
-def pipeline_from_dict(data: dict[str, Any], source: str = "pipeline", stored: bool = False) -> Pipeline:
-    """Build a validated `Pipeline` from plain data: a parsed TOML file, or with `stored` the
-    pipeline a bundle saved (which, from older versions, may hold other architectures' keys)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a table of settings")
-    unknown = set(data) - {"name", "description", *_SECTIONS}
-    if unknown:
-        raise ConfigError(f"{source}: unknown key {sorted(unknown)[0]!r}")
-    name = data.get("name", "screw")
-    description = data.get("description", "")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{source}: 'name' must be a non-empty string")
-    if not isinstance(description, str):
-        raise ConfigError(f"{source}: 'description' must be a string")
-    sections = {
-        "preprocess": settings_from_dict(PreprocessConfig, data.get("preprocess", {}), "preprocess", source),
-        "model": _model_section(data.get("model", {}), source, stored),
-        "scoring": settings_from_dict(ScoringConfig, data.get("scoring", {}), "scoring", source),
-        "threshold": settings_from_dict(ThresholdConfig, data.get("threshold", {}), "threshold", source),
-    }
-    architecture, error = sections["model"].architecture, sections["scoring"].error
-    spec = models.get(architecture)
-    if error not in spec.errors:
-        raise ConfigError(
-            f"{source}: 'scoring.error' = {error!r} does not fit 'model.architecture' = {architecture!r}: "
-            f"it outputs {spec.output_words}, scored with error {' or '.join(map(repr, spec.errors))}"
-        )
-    return Pipeline(name=name, description=description, **sections)
-
-
-def load_pipeline(path: str | Path) -> Pipeline:
-    """Read and validate a pipeline TOML file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read pipeline file {path}: {exc.strerror or exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return pipeline_from_dict(data, source=str(path))
-
-
-# The pipelines shipped with inspector: package data, so installs from a wheel have them too.
-PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
-
-
-def pipeline_names() -> list[str]:
-    """Names of the shipped pipelines (inspector/pipelines/NAME.toml), sorted."""
-    return sorted(p.stem for p in PIPELINES_DIR.glob("*.toml"))
-
-
-def resolve_pipeline(name_or_path: str | Path) -> Pipeline:
-    """Load a pipeline given a TOML path, or the name of one shipped in inspector/pipelines/."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml" and not path.exists():
-        candidate = PIPELINES_DIR / f"{name_or_path}.toml"
-        if not candidate.exists():
-            known = ", ".join(pipeline_names()) or "none"
-            raise ConfigError(f"no pipeline named {str(name_or_path)!r} (known: {known})")
-        path = candidate
-    return load_pipeline(path)

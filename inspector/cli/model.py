@@ -243,7 +243,7 @@ def bundle_verify(model_dir, accept_edits):
       inspector bundle verify models/screw
       inspector bundle verify models/screw --accept-edits    # after editing bundle.json by hand
     """
-    from .bundle import accept_edits as accept
+    from ..bundle import accept_edits as accept
 
     if accept_edits:
         accept(model_dir)

@@ -11,12 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from helpers import rows, wait_for, write_png
+from sqlalchemy import create_engine, text
+
+from helpers import wait_for, write_png
 from inspector.bundle import load_bundle
 from inspector.daemon import Output, WatchOptions, Watcher
 from inspector.store import OutboxEntry, Store
 
 HERE = Path(__file__).resolve().parent
+
+
+def rows(url: str, where: str = "1=1") -> list:
+    """The inspections of the database at `url` (SQLite or PostgreSQL), by id."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(f"SELECT * FROM inspections WHERE {where} ORDER BY id")).mappings().all()
+    except Exception:  # the schema is not there yet
+        return []
+    finally:
+        engine.dispose()
 
 
 class Recorder(Output):
@@ -38,20 +52,20 @@ class Recorder(Output):
 
 
 @pytest.fixture
-def watching(tiny_bundle, tmp_path):
+def watching(tiny_bundle, tmp_path, database_url):
     started = []
 
     def start(*outputs, **options):
         inbox = tmp_path / "inbox"
         inbox.mkdir(exist_ok=True)
-        store = Store(str(tmp_path / "db.sqlite"))
+        store = Store(database_url)
         watcher = Watcher(inbox, load_bundle(tiny_bundle), store,
                           WatchOptions(out=tmp_path / "out", batch=4, settle=0.2, rescan_every=1.0,
                                        retry_every=0.2, **options), outputs=outputs)
         thread = threading.Thread(target=watcher.run, kwargs={"install_signals": False}, name="watcher-under-test")
         thread.start()
         started.append((watcher, thread, store))
-        return inbox, tmp_path / "db.sqlite", watcher
+        return inbox, database_url, watcher
 
     yield start
     for watcher, thread, store in started:
@@ -109,8 +123,8 @@ def test_outputs_need_distinct_names(tiny_bundle, tmp_path):
         store.close()
 
 
-def test_verdicts_committed_before_a_sigkill_are_handed_on_once_after_the_restart(tiny_bundle, tmp_path):
-    inbox, out, db, record = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite", tmp_path / "record.txt"
+def test_verdicts_committed_before_a_sigkill_are_handed_on_once_after_the_restart(tiny_bundle, tmp_path, database_url):
+    inbox, out, db, record = tmp_path / "inbox", tmp_path / "out", database_url, tmp_path / "record.txt"
     inbox.mkdir()
     log = open(tmp_path / "daemon.log", "wb")
 

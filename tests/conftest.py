@@ -87,6 +87,25 @@ def tiny_bundle(tmp_path_factory, tiny_pipeline_file) -> Path:
 
 
 
+@pytest.fixture(scope="session")
+def default_bundle(tmp_path_factory) -> Path:
+    """The default pipeline trained once per test run on the 40 sample screws, as `inspector
+    train` does it with no options: minutes on two cores, so the tests using it are marked slow."""
+    import json
+
+    from click.testing import CliRunner
+
+    from inspector.cli import cli
+
+    out = tmp_path_factory.mktemp("default") / "m"
+    result = CliRunner().invoke(cli, ["train", str(SAMPLE / "train" / "good"), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    # 32 screws trained on: 900 epochs of 2 batches of 16 make the pipeline's 1,800 steps.
+    assert summary["architecture"] == "denoising_autoencoder" and summary["epochs"] == 900
+    return out
+
+
 PG_URL = os.environ.get("INSPECTOR_TEST_PG")  # set by .ci/run, which starts a server
 
 

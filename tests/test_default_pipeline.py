@@ -1,7 +1,6 @@
 """The default pipeline as a line engineer first meets it: `inspector train` on the sample
 screws with no options, then `evaluate` and the daemon."""
 
-import json
 import shutil
 import threading
 
@@ -18,17 +17,7 @@ from inspector.store import Store
 from inspector.daemon import WatchOptions, Watcher
 from conftest import SAMPLE
 
-
-@pytest.fixture(scope="module")
-def default_bundle(tmp_path_factory):
-    """The default pipeline trained once on the 40 sample screws, as `inspector train` does it."""
-    out = tmp_path_factory.mktemp("default") / "m"
-    result = CliRunner().invoke(cli, ["train", str(SAMPLE / "train" / "good"), "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
-    # 32 screws trained on: 900 epochs of 2 batches of 16 make the pipeline's 1,800 steps.
-    assert summary["architecture"] == "denoising_autoencoder" and summary["epochs"] == 900
-    return out
+pytestmark = pytest.mark.slow  # the default model trains for minutes (once per run: conftest.default_bundle)
 
 
 def test_the_default_pipeline_flags_the_sample_defects_and_passes_the_good(default_bundle):

@@ -7,14 +7,22 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # it judges with the default model (trained once per run: conftest.default_bundle)
 
-def test_the_demo_ends_with_a_serve_command_that_shows_its_results(tmp_path):
-    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+
+def test_the_demo_ends_with_a_serve_command_that_shows_its_results(tmp_path, default_bundle):
+    # The demo's own training step is `inspector train` as the default_bundle fixture runs it: the
+    # demo is handed that model instead of training it again.
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+           "INSPECTOR_DEMO_MODEL": str(default_bundle)}
     demo = subprocess.run(["bash", "scripts/demo.sh", str(tmp_path / "demo")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stderr[-3000:]
+    assert f"Using the model trained in {default_bundle}" in demo.stdout
     last = demo.stdout.strip().splitlines()[-1].strip()
     command = shlex.split(last)
     assert command[0].endswith("inspector") and command[1] == "serve", last

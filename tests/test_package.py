@@ -41,6 +41,7 @@ def test_the_wheel_holds_templates_migrations_pipelines_and_every_model_package(
     assert packages <= names, sorted(packages - names)
 
 
+@pytest.mark.slow  # installs the dependencies from the package registry into a new venv (a minute or more)
 def test_a_wheel_installed_in_a_fresh_venv_trains_with_the_default_pipeline(wheel, tmp_path):
     """`pip install inspector-*.whl` into a new venv (dependencies from the registry, ~1 min), then
     `inspector train` with the default pipeline, run away from the repository."""

@@ -44,7 +44,8 @@ def review_list(db, flagged, verdict, unreviewed, since, limit, as_json):
       inspector review list --flagged --since 7d
       inspector review list --verdict error --json
     """
-    from ..review import as_dict, parse_since, table
+    from ..review import as_dict, parse_since
+    from ..review.text import table
 
     store = open_store(db)
     rows = store.inspections(flagged=flagged, verdict=verdict, since=parse_since(since),
@@ -126,7 +127,8 @@ def report(db, out_dir, since, include_all):
       inspector report --out qa-report/
       inspector report --out today/ --since 24h
     """
-    from ..review import parse_since, write_report
+    from ..review import parse_since
+    from ..review.report import write_report
 
     store = open_store(db)
     rows = store.inspections(flagged=not include_all, since=parse_since(since))
@@ -206,7 +208,9 @@ def stats(db, since, drift_window, drift_limit, as_json):
       inspector stats --db postgresql+psycopg://qa@db/inspector --json
       inspector stats --json --drift-window 100 | jq '.[] | {station, model, drift: .drift.drifting}'
     """
-    from ..review import parse_since, station_stats, stats_table
+    from ..review import parse_since
+    from ..review.stats import station_stats
+    from ..review.text import stats_table
 
     store = open_store(db)
     rows = station_stats(store, parse_since(since), drift_window, drift_limit)

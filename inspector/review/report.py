@@ -1,0 +1,34 @@
+"""The static HTML report of flagged parts (`inspector report`): one page from the template
+templates/report.html, with its overlays copied beside it so the folder can be moved or mailed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..store import Inspection, utcnow
+from .queries import review_state
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts") -> Path:
+    """A static HTML page of flagged parts: overlay, score, threshold and review state."""
+    out.mkdir(parents=True, exist_ok=True)
+    images = out / "images"
+    images.mkdir(exist_ok=True)
+    pictures = {}
+    for r in rows:
+        if r.overlay_path and os.path.isfile(r.overlay_path):
+            copy = images / f"{r.id}_overlay{Path(r.overlay_path).suffix}"
+            shutil.copyfile(r.overlay_path, copy)
+            pictures[r.id] = f"images/{copy.name}"
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+    page = out / "index.html"
+    page.write_text(environment.get_template("report.html").render(
+        title=title, rows=rows, pictures=pictures, states={r.id: review_state(r) for r in rows}, generated=utcnow()),
+        encoding="utf-8")
+    return page

@@ -1,0 +1,106 @@
+"""Per-station statistics: counts, throughput over the time daemons ran, score percentiles and
+drift; and the summary page's counts per day and hour."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..store import utcnow
+from .queries import review_state
+
+
+def station_stats(store, since: datetime | None = None, drift_window: int | None = None,
+                  drift_limit: float | None = None) -> list[dict]:
+    """Counts, throughput, score percentiles and drift for each (station, model) pair.
+
+    The rate is images over the time daemons of that station and model ran (the union of their
+    run spans, clipped to `since`): idle time between runs does not count, and two daemons
+    sharing a station's inbox count their common time once. None when no run was recorded.
+    Drift (`drift.of_model`): the newest rows against the calibration of the model's bundle
+    (`drift_window` 0: none).
+    """
+    import numpy as np
+    from sqlalchemy import func, select
+
+    from .. import drift
+    from ..store import Inspection, ModelRecord, Run
+
+    window = drift.DEFAULT_WINDOW if drift_window is None else drift_window
+    limit = drift.DEFAULT_LIMIT if drift_limit is None else drift_limit
+    query = (select(Inspection.station, ModelRecord.name, ModelRecord.fingerprint, Inspection.verdict,
+                    Inspection.score, Inspection.scored_at, Inspection.error_reason)
+             .outerjoin(ModelRecord, Inspection.model_id == ModelRecord.id)
+             .where(Inspection.status != "pending").order_by(Inspection.id.desc()))
+    if since:
+        query = query.where(Inspection.received_at >= since)
+    runs = (select(Run.station, ModelRecord.name, ModelRecord.fingerprint, Run.started_at,
+                   func.coalesce(Run.stopped_at, Run.last_seen_at))
+            .outerjoin(ModelRecord, Run.model_id == ModelRecord.id))
+    groups: dict[tuple, list] = {}
+    spans: dict[tuple, list] = {}
+    with store.session() as s:
+        for station, model, fingerprint, verdict, score, scored_at, reason in s.execute(query):
+            groups.setdefault((station or "", model or "", fingerprint or ""), []).append(
+                (verdict, score, reason, scored_at))
+        for station, model, fingerprint, started, ended in s.execute(runs):
+            spans.setdefault((station or "", model or "", fingerprint or ""), []).append((started, ended))
+        paths = dict(s.execute(select(ModelRecord.fingerprint, ModelRecord.path)).all())
+    result = []
+    now = utcnow()
+    for key, items in sorted(groups.items()):
+        station, model, fingerprint = key
+        scores = np.array([score for _, score, _, _ in items if score is not None])
+        times = [t for *_, t in items if t is not None]
+        running = _covered_seconds(spans.get(key, []), since, now) if key in spans else None
+        result.append({
+            "station": station, "model": model, "fingerprint": fingerprint,
+            "images": len(items),
+            "defects": sum(v == "defect" for v, *_ in items),
+            "errors": sum(v == "error" for v, *_ in items),
+            # Of those, frames where the part could not be judged: none found, cut by the edge,
+            # two parts, the wrong size.
+            "not_in_view": sum(v == "error" and (r or "").startswith(drift.VIEW_ERRORS) for v, _, r, _ in items),
+            "first": min(times).isoformat() if times else None,
+            "last": max(times).isoformat() if times else None,
+            "running_s": running,
+            "images_per_s": len(items) / running if running else None,
+            "score_percentiles": {f"p{q}": float(np.percentile(scores, q)) for q in (50, 90, 99)} if scores.size else {},
+            "drift": drift.of_model(paths.get(fingerprint), fingerprint, items, window, limit, now) if window else None,
+        })
+    return result
+
+
+def _covered_seconds(spans: list[tuple[datetime, datetime]], since: datetime | None, now: datetime) -> float:
+    """Seconds covered by at least one (start, end) span, within [since, now]."""
+    clipped = sorted((max(start, since) if since else start, min(end, now)) for start, end in spans)
+    total, reach = 0.0, None
+    for start, end in clipped:
+        if reach is not None and start < reach:
+            start = reach
+        if end > start:
+            total += (end - start).total_seconds()
+            reach = end if reach is None else max(reach, end)
+    return total
+
+
+
+
+def summary_counts(rows, day_ago: datetime) -> dict:
+    """The summary page's figures for judged `rows`: per day (all) and per hour (since `day_ago`)
+    the parts, defects and errors, with the totals and QA's review states."""
+    per_day: dict[str, list[int]] = {}
+    per_hour: dict[str, list[int]] = {}
+    for r in rows:
+        for key, table in ((r.received_at.strftime("%Y-%m-%d"), per_day),
+                           (r.received_at.strftime("%Y-%m-%d %H:00"), per_hour if r.received_at >= day_ago else None)):
+            if table is not None:
+                counts = table.setdefault(key, [0, 0, 0])
+                counts[0] += 1
+                counts[1] += r.verdict == "defect"
+                counts[2] += r.verdict == "error"
+    defects = sum(r.verdict == "defect" for r in rows)
+    states = [review_state(r) for r in rows]
+    return {"total": len(rows), "defects": defects, "errors": sum(r.verdict == "error" for r in rows),
+            "rate": 100 * defects / len(rows) if rows else 0.0, "confirmed": states.count("confirmed"),
+            "dismissed": states.count("dismissed"), "per_day": sorted(per_day.items(), reverse=True),
+            "per_hour": sorted(per_hour.items(), reverse=True)}

@@ -1,0 +1,40 @@
+"""The text tables the command line prints for QA: inspections, and per-station statistics."""
+
+from __future__ import annotations
+
+from ..store import Inspection
+from .queries import review_state
+
+
+def table(rows: list[Inspection]) -> str:
+    lines = [f"{'ID':>6}  {'received (UTC)':19}  {'verdict':7}  {'score':>10}  {'threshold':>10}  {'review':10}  name"]
+    for r in rows:
+        score = f"{r.score:10.5g}" if r.score is not None else f"{'-':>10}"
+        threshold = f"{r.threshold:10.5g}" if r.threshold is not None else f"{'-':>10}"
+        lines.append(
+            f"{r.id:6d}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.verdict or r.status:7}  {score}  {threshold}  "
+            f"{review_state(r):10}  {r.source_name}" + (f"  ({r.error_reason})" if r.error_reason else "")
+        )
+    return "\n".join(lines)
+
+
+def stats_table(rows: list[dict]) -> str:
+    from ..drift import summary
+
+    lines = [f"{'station':16}  {'model':12}  {'images':>7}  {'defects':>7}  {'errors':>6}  {'no view':>7}  "
+             f"{'images/s':>8}  {'p50':>9}  {'p90':>9}  {'p99':>9}"]
+    for r in rows:
+        p = r["score_percentiles"]
+        rate = f"{r['images_per_s']:8.2f}" if r["images_per_s"] else f"{'-':>8}"
+        pct = "  ".join(f"{p[k]:9.4g}" if k in p else f"{'-':>9}" for k in ("p50", "p90", "p99"))
+        lines.append(f"{r['station'][:16]:16}  {r['model'][:12]:12}  {r['images']:7d}  {r['defects']:7d}  "
+                     f"{r['errors']:6d}  {r['not_in_view']:7d}  {rate}  {pct}")
+    for r in rows:
+        d = r.get("drift")
+        if d is not None:
+            state = ("DRIFT: " if d["drifting"] else "no drift: ") + summary(d) if d["available"] else \
+                f"drift not assessed: {d['reason']}"
+            lines.append(f"{r['station']} / {r['model']}: {state}")
+    return "\n".join(lines)
+
+

@@ -1,0 +1,46 @@
+"""`inspector serve`: a local web page for QA to review flagged parts.
+
+Defences, each against a page a hostile site or a hostile file could make a browser load:
+- The Host header must name this server (the address it is bound to, loopback names, `--host`
+  and `--allow-host` names; any IP address, which cannot be rebound): DNS rebinding is refused.
+- Form posts carry a per-process token, and their Origin (or Referer) must be this page.
+- Pictures are served by inspection and kind (input, heatmap, overlay): only files the database
+  points to, under --out, and only as images (by their content); anything else is an attachment.
+- Frames are refused (X-Frame-Options, CSP frame-ancestors); names are escaped (Jinja).
+- With a password (`--password` / INSPECTOR_SERVE_PASSWORD), every request needs it (HTTP basic
+  authentication, any user name).
+- Parameters out of range are 400, ids that cannot exist 404.
+The app is a factory (`create_app`) registering blueprints: `parts` (the list, one part, the
+label form), `pictures` (the files the database names) and `summary`; `security` guards every
+request. The pages are the templates in inspector/templates/.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from ..store import Store
+from . import parts, pictures, security, summary
+from .security import is_loopback
+
+__all__ = ["create_app", "is_loopback"]
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def create_app(db: str, out: str | Path, host: str = "127.0.0.1", allowed_hosts: list[str] | tuple[str, ...] = (),
+               password: str | None = None) -> Flask:
+    """The QA page on the database `db`, serving only pictures under `out`, answering to `host`
+    (and `allowed_hosts`), asking for `password` if given. `app.config["STORE"]` is the store it
+    opened: close it when the app is done."""
+    app = Flask("inspector", template_folder=str(TEMPLATES))
+    app.config["STORE"] = Store(db, must_exist=True)
+    app.config["OUT"] = Path(out).resolve()
+    app.config["FORM_TOKEN"] = secrets.token_urlsafe(16)
+    security.install(app, security.host_names(host, allowed_hosts), password)
+    for blueprint in (parts.blueprint, pictures.blueprint, summary.blueprint):
+        app.register_blueprint(blueprint)
+    return app

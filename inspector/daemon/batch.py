@@ -14,8 +14,6 @@ import errno
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Callable
 
 from ..errors import DatabaseError
@@ -26,29 +24,10 @@ from ..store import Store, utcnow
 from .claims import ALREADY_JUDGED, CLAIMED, DUPLICATE, Claims, Request
 from .intake import Arrival, content_key
 from .outputs import Outputs, Verdict
+from .part import ClaimedPart
 from .standard_outputs import Archive, Counters, Pictures
 
 log = logging.getLogger("inspector.watch")
-
-
-@dataclass
-class ClaimedPart:
-    """A file of this batch whose content this daemon claimed: it is this daemon's to judge."""
-
-    arrival: Arrival
-    row_id: int
-    received_at: datetime
-    digest: str  # the content hash it was claimed by
-    result: Result | None = None
-    pictures_ms: float = 0.0  # writing its pictures took this long
-
-    @property
-    def path(self) -> Path:
-        return self.arrival.path
-
-    @property
-    def error(self) -> str | None:
-        return self.arrival.error if self.result is None else self.result.error
 
 
 @dataclass

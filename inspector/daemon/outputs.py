@@ -29,16 +29,14 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from sqlalchemy import select, update
 
 from ..names import printable, text_to_path
 from ..store import Inspection, ModelRecord, OutboxEntry, Store, utcnow
 from .claims import claim_abandoned
-
-if TYPE_CHECKING:
-    from .batch import ClaimedPart
+from .part import ClaimedPart
 
 log = logging.getLogger("inspector.outputs")
 
@@ -70,10 +68,10 @@ class Verdict:
     crop_overlay_path: str | None
     # What only the daemon that judged it holds (the file read, its maps); None when handed on
     # again after a crash.
-    part: "ClaimedPart | None" = None
+    part: ClaimedPart | None = None
 
     @classmethod
-    def of_row(cls, row: Inspection, model: ModelRecord | None, part: "ClaimedPart | None" = None) -> Verdict:
+    def of_row(cls, row: Inspection, model: ModelRecord | None, part: ClaimedPart | None = None) -> Verdict:
         return cls(row.id, row.station or "", row.source_name, text_to_path(row.source_path), row.status,
                    row.verdict or "error", row.score, row.threshold, row.error_reason, row.received_at,
                    row.scored_at, row.model_id, model.name if model else None, model.fingerprint if model else None,
@@ -86,7 +84,7 @@ class Output:
     name: str = "output"  # names its outbox entries and its log lines: unique among a daemon's outputs
     durable: bool = False  # outbox entries, redelivered after a crash or a failure (module docstring)
 
-    def prepare(self, parts: Sequence["ClaimedPart"]) -> None:
+    def prepare(self, parts: Sequence[ClaimedPart]) -> None:
         """Before the commit: what must exist when the rows naming it are committed."""
 
     def deliver(self, verdicts: Sequence[Verdict]) -> None:
@@ -121,7 +119,7 @@ class Outputs:
     def durable_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.outputs if o.durable)
 
-    def prepare(self, parts: Sequence["ClaimedPart"]) -> None:
+    def prepare(self, parts: Sequence[ClaimedPart]) -> None:
         for output in self.outputs:
             output.prepare(parts)
 

@@ -23,13 +23,13 @@ from ..store import utcnow
 from .intake import Arrival, Intake
 from .moves import copy_out, move_out
 from .outputs import Output, Verdict
+from .part import ClaimedPart
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
     from ..inference import Inferencer, Result
     from ..store import Store
-    from .batch import ClaimedPart
 
 log = logging.getLogger("inspector.watch")
 
@@ -46,11 +46,11 @@ class Pictures(Output):
     def __init__(self, out: Path, pool: "Executor", inferencer: Callable[[], "Inferencer"]):
         self.out, self.pool, self.inferencer = out, pool, inferencer
 
-    def paths(self, part: "ClaimedPart") -> PicturePaths:
+    def paths(self, part: ClaimedPart) -> PicturePaths:
         """Where its heatmap, its overlay on the photo and its overlay on the upright part go."""
         return picture_paths_bounded(self.out / "heatmaps" / day(part.received_at), f"{part.row_id}_", part.path.name)
 
-    def prepare(self, parts: Sequence["ClaimedPart"]) -> None:
+    def prepare(self, parts: Sequence[ClaimedPart]) -> None:
         jobs = {id(p): self.pool.submit(self.write, p.result, *self.paths(p)) for p in parts if p.error is None}
         for part in parts:
             if id(part) in jobs:
@@ -74,7 +74,7 @@ class Archive(Output):
     def __init__(self, out: Path, on_done: str, intake: Intake):
         self.out, self.on_done, self.intake = out, on_done, intake
 
-    def destination(self, part: "ClaimedPart", kind: str) -> Path:
+    def destination(self, part: ClaimedPart, kind: str) -> Path:
         return self.out / kind / day(part.received_at) / output_name(f"{part.row_id}_", part.path.name)
 
     def deliver(self, verdicts: Sequence[Verdict]) -> None:

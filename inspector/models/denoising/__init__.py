@@ -37,7 +37,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # strided convolution; each decoder stage a transposed convolution up to the next finer stage's
     # channels (`head_filters` at full resolution), followed by a 3x3 convolution on the coarser
     # half of the stages only. The default's strided 32/64/128/128 costs a fifth of the earlier
-    # paired 32/64/128 and scored better on the validation defects (README, Detection quality).
+    # paired 32/64/128 and scored better on the validation defects (docs/results/2026-12-quality.md).
     layout: str = "paired"
     head_filters: int = 8
     # "cosine": the learning rate falls along a cosine to 5% of `learning_rate` by the last epoch.

@@ -1,18 +1,10 @@
 """`inspector serve`: a local web page for QA to review flagged parts.
 
-Defences, each against a page a hostile site or a hostile file could make a browser load:
-- The Host header must name this server (the address it is bound to, loopback names, `--host`
-  and `--allow-host` names; any IP address, which cannot be rebound): DNS rebinding is refused.
-- Form posts carry a per-process token, and their Origin (or Referer) must be this page.
-- Pictures are served by inspection and kind (input, heatmap, overlay): only files the database
-  points to, under --out, and only as images (by their content); anything else is an attachment.
-- Frames are refused (X-Frame-Options, CSP frame-ancestors); names are escaped (Jinja).
-- With a password (`--password` / INSPECTOR_SERVE_PASSWORD), every request needs it (HTTP basic
-  authentication, any user name).
-- Parameters out of range are 400, ids that cannot exist 404.
 The app is a factory (`create_app`) registering blueprints: `parts` (the list, one part, the
-label form), `pictures` (the files the database names) and `summary`; `security` guards every
-request. The pages are the templates in inspector/templates/.
+label form), `pictures` (the files the database names, under --out only) and `summary`;
+`security` guards every request (its docstring lists the defences, each against a page a
+hostile site or a hostile file could make a browser load). The pages are the templates in
+inspector/templates/.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ def test_bundle_from_before_the_model_registry_still_loads(bundle_copy):
 
 
 def test_a_hand_edit_of_bundle_json_is_refused_until_accepted(bundle_copy):
-    """Issue 14.15: a threshold edited to 1000 passed every defect silently."""
+    """A threshold edited by hand (to 1000, passing every defect) is refused until accepted on purpose."""
     from inspector.bundle import accept_edits
 
     _edit_meta(bundle_copy, lambda m: m["threshold"].update(value=1000), seal=False)
@@ -147,7 +147,7 @@ def test_bundle_json_without_a_checksum_is_refused(bundle_copy):
     ('"folder": 5', "training.folder must be text"),
 ])
 def test_every_field_is_validated_even_when_edits_are_accepted(bundle_copy, text, says):
-    """Issue 14.15: NaN or Infinity thresholds, a heat_scale of "x": refused with a clear message."""
+    """NaN or Infinity thresholds, a heat_scale of "x": refused with a clear message, accepted or not."""
     import re
 
     from inspector.bundle import accept_edits
@@ -170,7 +170,7 @@ def test_every_field_is_validated_even_when_edits_are_accepted(bundle_copy, text
     ("added", "/a.png", "training.added must be a list of objects"),
 ])
 def test_what_an_update_records_is_validated(bundle_copy, field, value, says):
-    """Issue 18: `update` records its parent and the images it added; they are checked as any field."""
+    """What `update` records (its parent, the images it added) is checked as any field."""
     from inspector.bundle import accept_edits
 
     _edit_meta(bundle_copy, lambda m: m["training"].update({field: value}))
@@ -206,7 +206,7 @@ def test_bundle_verify_command_checks_and_accepts_edits(bundle_copy):
 
 
 def test_watch_refuses_a_nan_threshold_with_one_line(bundle_copy, tmp_path):
-    """Issue 14.15: NaN crashed `watch` at start with a traceback."""
+    """A NaN threshold stops `watch` at start with one line, not a traceback."""
     from click.testing import CliRunner
 
     from inspector.cli import cli

@@ -128,7 +128,7 @@ def test_recover_closes_only_abandoned_claims_whose_file_is_gone(store):
 
 
 def test_a_name_that_is_not_utf8_is_claimed_stored_losslessly_and_finished(store):
-    """Issue 14.7, on every backend: the drivers cannot encode lone surrogates."""
+    """On every backend, though the drivers cannot encode lone surrogates."""
     from inspector.names import text_to_path
 
     path = os.fsdecode(b"/in/bad\xff\xfe.png")

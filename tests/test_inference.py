@@ -92,7 +92,7 @@ def _float_tiff(value: float) -> bytes:
 
 
 def test_non_finite_pixels_are_an_error_not_a_verdict():
-    """Issue 14.10: a float TIFF with NaN or inf got verdict ok with score NULL."""
+    """A float TIFF with NaN or inf pixels is an error, never a verdict with no score."""
     with Inferencer(bundle(ScoringConfig(error="squared", reduce="max"), threshold=0.3)) as inferencer:
         results = list(inferencer.judge([(Path("nan.tif"), _float_tiff(np.nan)), (Path("inf.tif"), _float_tiff(np.inf)),
                                          (Path("fine.tif"), _float_tiff(0.2))]))
@@ -103,7 +103,7 @@ def test_non_finite_pixels_are_an_error_not_a_verdict():
 
 
 def test_a_non_finite_score_is_never_ok():
-    """Issue 14.10: NaN > threshold is false, which made the verdict ok."""
+    """NaN > threshold is false: a NaN score must still not be ok."""
     nan_bundle = bundle(ScoringConfig(error="distance", reduce="max"), threshold=0.3)
     inputs = keras.Input(shape=(64, 64, 1))
     nan_bundle.model = keras.Model(inputs, keras.layers.Rescaling(float("nan"))(inputs))
@@ -114,8 +114,8 @@ def test_a_non_finite_score_is_never_ok():
 
 
 def test_decoding_stays_within_the_pixel_budget(monkeypatch):
-    """Issue 14.11: images are decoded under a budget of declared pixels shared by the decoding
-    threads (16 different 10000x10000 PNGs took the daemon from 0.6 to 6.8 GB)."""
+    """Images are decoded under a budget of declared pixels shared by the decoding threads, so
+    that 16 different 10000x10000 PNGs at once do not take gigabytes."""
     import threading
     import time
 

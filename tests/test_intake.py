@@ -216,7 +216,7 @@ def test_a_fifo_renamed_over_a_tracked_file_never_blocks(tmp_path):
 
 
 def test_move_across_filesystems_on_a_full_disk_keeps_the_source_and_recovers(tmp_path, monkeypatch):
-    """Issue 14.4 without a tmpfs: a copy that runs out of space leaves no partial target, the
+    """Without a tmpfs: a copy that runs out of space leaves no partial target, the
     source stays; once space returns the move completes, verified; a stale copy is replaced."""
     import errno
     import hashlib
@@ -281,7 +281,7 @@ def test_a_file_written_again_after_its_verdict_is_not_moved(tmp_path):
 
 
 def test_an_unread_file_with_an_undecodable_name_has_a_content_key(tmp_path):
-    """Issue 14.7: a symlink named with invalid UTF-8 is keyed by its name, size, time and inode."""
+    """A symlink named with invalid UTF-8 is keyed by its name, size, time and inode."""
     link = os.fsencode(tmp_path) + b"/link\xff.png"
     os.symlink(b"/etc/hostname", link)
     [arrival] = intake_of(tmp_path, settle=0.0).take(10)
@@ -289,7 +289,7 @@ def test_an_unread_file_with_an_undecodable_name_has_a_content_key(tmp_path):
 
 
 def test_a_complete_file_renamed_in_is_taken_without_waiting_to_settle(tmp_path):
-    """Issue 17: a file renamed into the inbox (or closed by its writer) is finished; complete by
+    """A file renamed into the inbox (or closed by its writer) is finished; complete by
     its format's rule, it need not settle first. One written in place waits while it is open."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()

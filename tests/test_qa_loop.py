@@ -1,4 +1,4 @@
-"""Issue 18, closing the loop with QA, on real sample screws and a patch memory trained on 28 of
+"""Closing the loop with QA, on real sample screws and a patch memory trained on 28 of
 them (the `screw-memory` pipeline: seconds to train, scores that mean something):
 
 - the daemon warns once when the line drifts (the same screws, defocused), in its log and in

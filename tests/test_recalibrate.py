@@ -57,7 +57,7 @@ def test_recalibration_from_reviews_moves_the_threshold_as_computed_by_hand(tiny
     saved = read_metadata(model)
     assert saved.threshold == pytest.approx(0.475)
     assert "reviewed by QA" in saved.threshold_info["source"]
-    # Issue 18: four reviews are a handful; it says so, and how many it takes.
+    # Four reviews are a handful; it says so, and how many it takes.
     warning = ("only 4 parts of this model reviewed by QA (1 passed as good, 3 confirmed defects); at least 5 are "
                "needed to trust QA's reviews")
     assert data["warnings"][0].startswith(warning) and f"warning: {warning}" in result.stderr

@@ -70,7 +70,7 @@ def test_report_escapes_names_and_copies_overlays(db, tmp_path):
 
 
 def test_stats_per_station_and_model(database_url):
-    """Issue 16.10: rates over the time the daemons ran (their run spans), not first to last verdict."""
+    """Rates over the time the daemons ran (their run spans), not from first to last verdict."""
     from datetime import datetime, timedelta
 
     from inspector.store import ModelRecord, Run
@@ -113,7 +113,7 @@ def test_stats_per_station_and_model(database_url):
 @pytest.mark.parametrize("command", [["review", "list"], ["review", "show", "1"], ["review", "label", "1", "ok"],
                                      ["report", "--out", "r"], ["stats"]])
 def test_read_only_commands_do_not_create_a_database(tmp_path, monkeypatch, command):
-    """Issue 16.2: `inspector review list` where there is no database is an error naming the path."""
+    """A read-only command where there is no database is an error naming the path, and creates none."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("INSPECTOR_DB", raising=False)
     result = run(*command)
@@ -124,7 +124,7 @@ def test_read_only_commands_do_not_create_a_database(tmp_path, monkeypatch, comm
 
 @pytest.mark.parametrize("command", [["review", "list"], ["stats"]])
 def test_one_shot_commands_fail_fast_on_a_database_that_cannot_be_opened(command):
-    """Issue 14.13: one clear line and exit code 1, not 'database busy' for ever or a traceback."""
+    """One clear line and exit code 1, neither 'database busy' for ever nor a traceback."""
     for url, says in (("postgresql+psycopg://qa@no-such-host.invalid/x", "cannot open database"),
                       ("foo://x", "unknown database type 'foo'")):
         result = run(*command, "--db", url)
@@ -133,7 +133,7 @@ def test_one_shot_commands_fail_fast_on_a_database_that_cannot_be_opened(command
 
 
 def test_stats_drift_section_against_the_bundles_calibration(tiny_bundle, database_url):
-    """Issue 18: the newest passed scores of a station and model against the calibration of the
+    """The newest passed scores of a station and model against the calibration of the
     bundle the model was loaded from; part-in-view errors against the expected share."""
     from datetime import timedelta
 
@@ -184,7 +184,7 @@ def test_stats_drift_section_against_the_bundles_calibration(tiny_bundle, databa
 
 
 def test_stats_count_the_frames_where_the_part_could_not_be_judged(database_url):
-    """Issue 15: part-in-view errors are errors with a reason, counted apart in `stats`."""
+    """Part-in-view errors are errors with a reason, counted apart in `stats`."""
     store = Store(database_url)
     reasons = ["no part found: the image is blank", "part not in view: it touches the frame's edge (cut off)",
                "part not in view: 2 parts in the frame; one at a time can be judged", "empty file"]

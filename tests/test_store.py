@@ -129,7 +129,7 @@ def test_daemons_starting_together_share_one_model_row(database_url):
     ("mysql://qa@db/inspector", "its driver is not installed"),
 ])
 def test_a_database_that_cannot_be_opened_fails_fast_with_one_line(url, says):
-    """Issue 14.13: unreachable is not locked: no retry for ever, no traceback."""
+    """Unreachable is not locked: no retry for ever, no traceback."""
     import time
 
     from inspector.errors import DatabaseError
@@ -169,7 +169,7 @@ def test_locked_is_retried_for_ever_unreachable_only_for_the_outage(tmp_path):
 
 
 def test_read_only_opening_never_creates_a_database(tmp_path):
-    """Issue 16.2: a missing SQLite file is an error naming the path looked at."""
+    """A missing SQLite file is an error naming the path looked at."""
     from inspector.errors import DatabaseError
 
     missing = tmp_path / "inspector.db"
@@ -179,7 +179,7 @@ def test_read_only_opening_never_creates_a_database(tmp_path):
 
 
 def test_a_deleted_or_replaced_sqlite_file_is_noticed(tmp_path):
-    """Issue 14.5: the file's identity (device and inode) is checked."""
+    """The file's identity (device and inode) is checked."""
     from inspector.errors import DatabaseError
 
     db = tmp_path / "db.sqlite"
@@ -220,7 +220,7 @@ def _downgrade(store, revision: str) -> None:
 
 
 def test_migration_0003_adds_daemon_runs_and_keeps_the_rows(database_url):
-    """Issue 16.10: the runs table (when each daemon ran) is added to a database at 0002."""
+    """The runs table (when each daemon ran) is added to a database at 0002."""
     from sqlalchemy import create_engine, inspect, text
 
     _database_at(database_url, "0002", "INSERT INTO inspections (source_path, source_name, content_hash, received_at,"
@@ -241,7 +241,7 @@ def test_migration_0003_adds_daemon_runs_and_keeps_the_rows(database_url):
 
 
 def test_migration_0004_adds_the_upright_overlay_and_keeps_the_rows(database_url):
-    """Issue 15: the overlay on the upright part is kept beside the overlay on the photo."""
+    """The overlay on the upright part is kept beside the overlay on the photo."""
     from sqlalchemy import create_engine, inspect
 
     def columns(engine) -> set[str]:
@@ -258,4 +258,32 @@ def test_migration_0004_adds_the_upright_overlay_and_keeps_the_rows(database_url
     assert row.overlay_path == "/out/1_overlay.png" and row.crop_overlay_path is None
     _downgrade(store, "0003")
     assert "crop_overlay_path" not in columns(store.engine)
+    store.close()
+
+
+def test_migration_0005_adds_the_outbox_and_keeps_the_rows(database_url):
+    """The outbox (what durable outputs still have to hand on) is added to a database at 0004; an
+    entry names its inspection and output once."""
+    import pytest
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import IntegrityError
+
+    from inspector.store import OutboxEntry, utcnow
+
+    _database_at(database_url, "0004", "INSERT INTO inspections (source_path, source_name, content_hash, received_at,"
+                 " status) VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done')")
+    engine = create_engine(database_url)
+    assert "outbox" not in inspect(engine).get_table_names()
+    engine.dispose()
+    store = Store(database_url)
+    [row] = store.inspections()
+    with store.session() as s, s.begin():
+        s.add(OutboxEntry(inspection_id=row.id, output="line", station="line1", worker="host:1:2", created_at=utcnow()))
+    with store.session() as s:
+        [entry] = s.query(OutboxEntry).all()
+        assert (entry.output, entry.attempts, entry.delivered_at) == ("line", 0, None)
+    with pytest.raises(IntegrityError), store.session() as s, s.begin():
+        s.add(OutboxEntry(inspection_id=row.id, output="line", station="line1", worker="host:1:2", created_at=utcnow()))
+    _downgrade(store, "0004")
+    assert "outbox" not in inspect(store.engine).get_table_names()
     store.close()

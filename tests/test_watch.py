@@ -191,7 +191,7 @@ def _write_slowly(path: Path, data: bytes, pieces: int, pause: float) -> None:
 
 
 def test_tiff_and_bmp_written_with_long_pauses_are_judged_complete(daemon):
-    """Issue 14.1: pauses longer than --settle; a real completeness rule per format."""
+    """Pauses longer than --settle: each format's completeness rule, not settling, decides."""
     inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=5.0)
     files = {"slow.tif": encoded(".tif", 41, size=160), "slow.bmp": encoded(".bmp", 42, size=160)}
     writers = [threading.Thread(target=_write_slowly, args=(inbox / name, data, 3, 0.6)) for name, data in files.items()]
@@ -208,7 +208,7 @@ def test_tiff_and_bmp_written_with_long_pauses_are_judged_complete(daemon):
 
 @pytest.mark.parametrize("suffix", [".bmp", ".tif"])
 def test_a_file_created_empty_and_filled_later_is_judged(daemon, suffix):
-    """Issue 14.3: exec 3>f; sleep 1.5; cat img >&3 (or rsync --inplace)."""
+    """As `exec 3>f; sleep 1.5; cat img >&3` (or rsync --inplace) writes it."""
     inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=5.0)
     (inbox / f"earlier empty{suffix}").write_bytes(b"")  # an empty file left for good, first
     data = encoded(suffix, 43)
@@ -225,7 +225,7 @@ def test_a_file_created_empty_and_filled_later_is_judged(daemon, suffix):
 
 
 def test_a_premature_rejection_loses_nothing_when_the_file_completes(daemon):
-    """Issue 14.1/14.3: a writer pausing longer than --incomplete-timeout. The unfinished file gets
+    """A writer pausing longer than --incomplete-timeout: the unfinished file gets
     an error row and a copy in rejected/; the file stays, and its complete content is judged."""
     import hashlib
 
@@ -256,7 +256,7 @@ def test_an_unfinished_file_left_so_is_removed_from_the_inbox_once_its_copy_is_k
 
 
 def test_an_unreadable_file_gets_an_error_row_and_is_moved_aside(daemon, monkeypatch):
-    """Issue 14.6: no read permission, as .png or .tif: one rule, no hot retry loop."""
+    """No read permission, as .png or .tif: one rule, no hot retry loop."""
     import errno
 
     import inspector.daemon.intake
@@ -283,7 +283,7 @@ def test_an_unreadable_file_gets_an_error_row_and_is_moved_aside(daemon, monkeyp
 
 
 def test_a_fifo_in_the_inbox_is_refused_and_the_daemon_stays_responsive(daemon):
-    """Issue 14.9: a FIFO renamed over a tracked file must not block the loop in open()."""
+    """A FIFO renamed over a tracked file does not block the loop in open()."""
     inbox, out, db, watcher, thread = daemon(settle=0.2, incomplete_timeout=5.0)
     (inbox / "part.png").write_bytes(png_bytes(47)[:300])  # unfinished: tracked
     threading.Event().wait(0.3)
@@ -332,7 +332,7 @@ def noise_png(seed: int, size: int = 320) -> bytes:
 
 
 def test_a_full_disk_keeps_files_in_the_inbox_and_recovers_when_space_returns(small_out, daemon):
-    """Issue 14.4: --out on a full 4 MB tmpfs, then space freed: every file is archived, every
+    """--out on a full 4 MB tmpfs, then space freed: every file is archived, every
     row points at a complete copy (size and SHA-256)."""
     import hashlib
 
@@ -358,8 +358,8 @@ def test_a_full_disk_keeps_files_in_the_inbox_and_recovers_when_space_returns(sm
 
 
 def test_the_sqlite_file_deleted_while_running_stops_the_daemon_before_moving_anything(tiny_bundle, tmp_path, caplog):
-    """Issue 14.5: the daemon would write into the unlinked file and archive the images, losing
-    their verdicts. It must stop loudly (ERROR, exit code 1), the image left in the inbox."""
+    """Writing on into the unlinked file and archiving the images would lose their verdicts: the
+    daemon stops loudly (ERROR, exit code 1), the image left in the inbox."""
     import signal
 
     from click.testing import CliRunner
@@ -396,7 +396,7 @@ def test_the_sqlite_file_deleted_while_running_stops_the_daemon_before_moving_an
 @pytest.mark.parametrize("db, says", [("/nonexistent/dir/x.db", "cannot open database sqlite:////nonexistent/dir/x.db"),
                                       ("foo://x", "unknown database type 'foo'")])
 def test_watch_with_a_database_that_cannot_be_opened_exits_at_once(tiny_bundle, tmp_path, db, says):
-    """Issue 14.13: not "database busy" for ever, not a traceback: one line, exit code 1."""
+    """Neither "database busy" for ever nor a traceback: one line, exit code 1."""
     from click.testing import CliRunner
 
     from inspector.cli import cli
@@ -408,7 +408,7 @@ def test_watch_with_a_database_that_cannot_be_opened_exits_at_once(tiny_bundle, 
 
 
 def test_a_name_with_invalid_utf8_is_judged_and_stored_losslessly(daemon):
-    """Issue 14.7: bad\\xff\\xfe.png made its whole batch fail every 10 s."""
+    """bad\\xff\\xfe.png is judged, and its batch with it, not failed every 10 s."""
     from inspector.names import text_to_path
 
     inbox, out, db, watcher, thread = daemon()
@@ -427,8 +427,7 @@ def test_a_name_with_invalid_utf8_is_judged_and_stored_losslessly(daemon):
 
 
 def test_a_very_long_name_gets_bounded_output_names(daemon):
-    """Issue 14.8: a 250-byte name made the heatmap's name exceed 255 bytes; both files of its
-    batch stayed pending for ever."""
+    """A 250-byte name gives output names within 255 bytes; both files of its batch are judged."""
     inbox, out, db, watcher, thread = daemon()
     long_name = "line1_station4_" + "x" * 231 + ".png"
     assert len(long_name.encode()) == 250
@@ -443,8 +442,8 @@ def test_a_very_long_name_gets_bounded_output_names(daemon):
 
 
 def test_a_file_that_fails_for_good_gets_an_error_row_and_its_batch_mates_are_judged(daemon, monkeypatch):
-    """Issue 14.12: a batch failing for a reason that will not go away was retried for ever.
-    It is retried one file at a time; the failing file gets an error row with the reason."""
+    """A batch failing for a reason that will not go away is judged one file at a time; the
+    failing file gets an error row with the reason."""
     inbox, out, db, watcher, thread = daemon()
     original = watcher.pictures.write
 
@@ -467,7 +466,7 @@ def test_a_file_that_fails_for_good_gets_an_error_row_and_its_batch_mates_are_ju
 
 
 def test_an_inbox_deleted_and_recreated_is_watched_again_at_once(daemon, caplog):
-    """Issue 14.14: events stopped and only the rescan (every 10 s) found new files, silently."""
+    """Without watching the new folder, only the rescan (every 10 s) would find new files."""
     import shutil
     import time
 
@@ -488,7 +487,7 @@ def test_an_inbox_deleted_and_recreated_is_watched_again_at_once(daemon, caplog)
 
 
 def test_each_row_records_its_own_processing_time_and_the_run_is_recorded(tiny_bundle, tmp_path, monkeypatch):
-    """Issue 16.10: processing_ms was the batch's time, the same on every row of the batch."""
+    """processing_ms is each image's own time, not its batch's."""
     import time
 
     import inspector.inference as inference
@@ -531,7 +530,7 @@ def test_each_row_records_its_own_processing_time_and_the_run_is_recorded(tiny_b
 
 def test_reload_switches_between_batches_and_a_bundle_that_fails_keeps_the_old_model(tiny_bundle, tiny_pipeline_file,
                                                                                       tmp_path, caplog):
-    """Issue 18: SIGHUP (`request_reload`) loads --model again, a symlink resolved anew; a bundle
+    """SIGHUP (`request_reload`) loads --model again, a symlink resolved anew; a bundle
     that does not load is an ERROR and the old model goes on judging."""
     import json
     import logging

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from ..names import printable, text_to_path
 from ..store import Inspection, ModelRecord, OutboxEntry, Store, utcnow
@@ -217,22 +217,23 @@ class Outputs:
     def _undelivered(self, name: str) -> list[Verdict]:
         """The oldest undelivered verdicts of this station for output `name`, this daemon's own and
         those whose daemon is gone (taken over)."""
+        waiting = (OutboxEntry.output == name, OutboxEntry.station == self.station, OutboxEntry.delivered_at.is_(None))
+
         def work() -> list[Verdict]:
             with self.store.session() as s, s.begin():
+                # Entries of this station's daemons that are gone become this daemon's (the newest
+                # entry of each says when its daemon was last at work).
+                others = select(OutboxEntry.worker, func.max(OutboxEntry.created_at)).where(
+                    *waiting, OutboxEntry.worker != self.worker).group_by(OutboxEntry.worker)
+                for worker, last in s.execute(others).all():
+                    if claim_abandoned(worker, last, self.takeover_after):
+                        s.execute(update(OutboxEntry).where(*waiting, OutboxEntry.worker == worker)
+                                  .values(worker=self.worker).execution_options(synchronize_session=False))
                 query = (select(OutboxEntry, Inspection, ModelRecord)
                          .join(Inspection, OutboxEntry.inspection_id == Inspection.id)
                          .outerjoin(ModelRecord, Inspection.model_id == ModelRecord.id)
-                         .where(OutboxEntry.output == name, OutboxEntry.station == self.station,
-                                OutboxEntry.delivered_at.is_(None))
+                         .where(*waiting, OutboxEntry.worker == self.worker)
                          .order_by(OutboxEntry.id).limit(REDELIVERY_BATCH))
-                verdicts = []
-                for entry, row, model in s.execute(query):
-                    if entry.worker != self.worker:
-                        if not claim_abandoned(entry.worker, entry.created_at, self.takeover_after):
-                            continue  # its own daemon is alive and hands it on
-                        s.execute(update(OutboxEntry).where(OutboxEntry.id == entry.id, OutboxEntry.worker == entry.worker)
-                                  .values(worker=self.worker).execution_options(synchronize_session=False))
-                    verdicts.append(Verdict.of_row(row, model))
-                return verdicts
+                return [Verdict.of_row(row, model) for _, row, model in s.execute(query)]
 
         return self.store.retry(work, f"read what output {name} has to hand on")

@@ -106,8 +106,9 @@ class Batches:
             judged = [Result(p.path, "error", error=failure) for p in readable]
         for part, result in zip(readable, judged):
             part.result = result
+        judged_at = utcnow()  # scored_at: when the verdict was made, before its pictures are written
         self.outputs.prepare(parts)
-        updates = {p.row_id: self._row_values(p, serving) for p in parts}
+        updates = {p.row_id: self._row_values(p, serving, judged_at) for p in parts}
         with STAGE_TIMES.stage("commit", len(updates)):
             lost = self.claims.commit(updates, self.outputs.durable_names)
             self.store.check_file()  # the verdicts really are in the database before any file moves
@@ -120,11 +121,11 @@ class Batches:
             verdicts.append(self._verdict(part, updates[part.row_id], serving))
         self.outputs.deliver(verdicts)
 
-    def _row_values(self, part: ClaimedPart, serving: Serving) -> dict:
+    def _row_values(self, part: ClaimedPart, serving: Serving, judged_at) -> dict:
         """The row's columns once judged: the verdict, or the error and where the file goes."""
         if part.error is not None:
             return dict(status="error", verdict="error", error_reason=printable(part.error), model_id=serving.model_id,
-                        stored_path=str(self.archive.destination(part, "rejected")), scored_at=utcnow(),
+                        stored_path=str(self.archive.destination(part, "rejected")), scored_at=judged_at,
                         processing_ms=part.result.processing_ms if part.result is not None else None)
         heat, over, crop = self.pictures.paths(part)
         result = part.result
@@ -133,7 +134,7 @@ class Batches:
             heatmap_path=str(heat), overlay_path=str(over), crop_overlay_path=str(crop), model_id=serving.model_id,
             stored_path=str(self.archive.destination(part, "archive")) if self.options.on_done == "move"
             else path_to_text(str(part.path)),
-            width=result.width, height=result.height, scored_at=utcnow(),
+            width=result.width, height=result.height, scored_at=judged_at,
             # This image's own time: decoding, preprocessing, its share of the model call, its pictures.
             processing_ms=(result.processing_ms or 0.0) + part.pictures_ms,
         )

@@ -277,8 +277,8 @@ def _validate(meta: dict[str, Any], meta_path: Path) -> None:
         fail("training.skipped", "a list of text")
     for key in ("fingerprint", "model_sha256"):
         text(training, key, f"training.{key}", "[0-9a-f]{64}")
-    # Recorded since issue 18 (older bundles lack them): the folder trained on; from `update`, the
-    # parent's fingerprint and the parts QA passed that were added.
+    # Optional (older bundles lack them): the folder trained on; from `update`, the parent's
+    # fingerprint and the parts QA passed that were added.
     if "folder" in training:
         text(training, "folder", "training.folder")
     if "parent" in training:

@@ -104,7 +104,7 @@ def _write_in_pieces(path, data, pieces, pause, intake=None, taken=None):
 
 @pytest.mark.parametrize("suffix", [".tif", ".bmp"])
 def test_tiff_and_bmp_written_slowly_are_taken_only_once_complete(tmp_path, suffix):
-    """Item 14.1: pauses longer than --settle; the completeness rule keeps the file waiting."""
+    """Pauses longer than --settle: the completeness rule keeps the file waiting."""
     data = encoded(suffix, 3, size=128)
     intake = intake_of(tmp_path, settle=0.2, incomplete_timeout=5.0)
     taken = []
@@ -117,7 +117,7 @@ def test_tiff_and_bmp_written_slowly_are_taken_only_once_complete(tmp_path, suff
 
 
 def test_jpeg_paused_after_its_exif_thumbnail_waits_for_the_main_image(tmp_path):
-    """Item 14.2: the thumbnail's FF D9 is not the end of the file."""
+    """The EXIF thumbnail's FF D9 is not the end of the file."""
     data, after_thumbnail = jpeg_with_exif_thumbnail(5)
     assert data[:after_thumbnail].endswith(b"\xff\xd9")
     path = tmp_path / "camera.jpg"
@@ -135,7 +135,7 @@ def test_jpeg_paused_after_its_exif_thumbnail_waits_for_the_main_image(tmp_path)
 
 @pytest.mark.parametrize("suffix", [".bmp", ".tif", ".png"])
 def test_an_empty_file_is_not_taken_while_it_may_still_be_written(tmp_path, suffix):
-    """Item 14.3: created empty, filled 1.5 s later (exec 3>f; sleep 1.5; cat img >&3)."""
+    """Created empty, filled 1.5 s later (exec 3>f; sleep 1.5; cat img >&3)."""
     path = tmp_path / f"late{suffix}"
     intake = intake_of(tmp_path, settle=0.2, incomplete_timeout=5.0)
     with open(path, "wb") as fh:
@@ -165,7 +165,7 @@ def test_an_empty_file_left_empty_is_taken_after_the_incomplete_timeout(tmp_path
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_an_unreadable_file_is_not_retried_hot_and_is_taken_as_an_error(tmp_path, monkeypatch, suffix):
-    """Item 14.6: one rule for every format: no hot loop, then an error (permission denied)."""
+    """One rule for every format: no hot loop, then an error (permission denied)."""
     import inspector.daemon.intake
 
     path = tmp_path / f"locked{suffix}"
@@ -190,7 +190,7 @@ def test_an_unreadable_file_is_not_retried_hot_and_is_taken_as_an_error(tmp_path
 
 
 def test_a_fifo_renamed_over_a_tracked_file_never_blocks(tmp_path):
-    """Item 14.9: open() on a FIFO would wait for a writer for ever."""
+    """A FIFO is never opened (open() would wait for a writer for ever)."""
     import threading
 
     path = tmp_path / "part.png"

@@ -135,7 +135,7 @@ def test_slowly_written_file_waits_until_complete(daemon):
 def test_keep_leaves_files_and_never_rescores(daemon):
     inbox, out, db, watcher, thread = daemon(on_done="keep")
     write_png(inbox / "kept.png", seed=11)
-    with open(os.fsencode(inbox) + b"/kept\xff.png", "wb") as fh:  # a name that is not UTF-8 (issue 14.7)
+    with open(os.fsencode(inbox) + b"/kept\xff.png", "wb") as fh:  # a name that is not UTF-8
         fh.write(png_bytes(12))
     wait_for(lambda: len(rows(db, "status='done'")) == 2, 30, "verdicts")
     threading.Event().wait(2.5)  # two rescans of the inbox

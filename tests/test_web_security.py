@@ -1,4 +1,4 @@
-"""The QA page against a hostile browser or network (issue 14, items 16-20), without a browser:
+"""The QA page against a hostile browser or network, without a browser:
 Flask's test client, and `inspector serve` as a process."""
 
 import base64
@@ -34,7 +34,7 @@ def token_of(client) -> str:
 
 
 def test_dns_rebinding_a_foreign_host_header_is_refused(client):
-    """Item 16: with Host: evil.example the page answered and the token could be read."""
+    """A request naming another host (Host: evil.example, DNS rebinding) is refused."""
     for path in ("/", "/inspections/5", "/summary"):
         refused = client.get(path, headers={"Host": "evil.example"})
         assert refused.status_code == 400, path
@@ -57,7 +57,7 @@ def test_names_given_with_host_are_allowed(seeded):  # noqa: F811
 
 
 def test_posts_from_another_origin_are_refused(client):
-    """Item 16: Origin (or Referer) of a post must be the page itself."""
+    """The Origin (or Referer) of a post must be the page itself."""
     token = token_of(client)
     for header in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/attack.html"},
                    {"Origin": "null"}, {"Origin": "http://127.0.0.1:9999"}):
@@ -93,7 +93,7 @@ def _reject(db, out, name: str, content: bytes) -> int:
     ("fake.png", b"<html><script>alert(1)</script></html>"),
 ])
 def test_a_dropped_script_is_never_served_inline(seeded, client, name, content):  # noqa: F811
-    """Item 17: a .js, .html or .svg dropped into the inbox landed in rejected/ and was served
+    """A .js, .html or .svg dropped into the inbox lands in rejected/ and is never served
     from /files/ as script or HTML."""
     db, out = seeded
     row_id = _reject(db, out, name, content)
@@ -125,7 +125,7 @@ def test_a_database_row_pointing_outside_out_is_not_served(seeded, client):  # n
 
 
 def test_the_page_cannot_be_framed(client):
-    """Item 18: clickjacking."""
+    """Clickjacking: the page refuses to be framed."""
     for path in ("/", "/inspections/5", "/summary"):
         response = client.get(path, headers=LOCAL)
         assert response.headers["X-Frame-Options"] == "DENY"
@@ -145,7 +145,7 @@ def test_the_page_cannot_be_framed(client):
     ("/inspections/5/picture/%00", 404),
 ])
 def test_absurd_parameters_are_400_or_404_never_500(client, path, status):
-    """Item 20."""
+    """Absurd parameters are a 400 or a 404, never a 500."""
     assert client.get(path, headers=LOCAL).status_code == status
 
 
@@ -156,7 +156,7 @@ def test_a_review_post_for_an_absurd_id_is_404(client):
 
 
 def test_a_password_protects_every_page(seeded):  # noqa: F811
-    """Item 19: a shared secret for the page on the network (HTTP basic auth)."""
+    """A shared secret for the page on the network (HTTP basic auth)."""
     db, out = seeded
     app = create_app(str(db), out, password="s3cret")
     client = app.test_client()
@@ -193,7 +193,7 @@ def _banner(*args, env=None) -> str:
 
 
 def test_serving_on_the_network_warns_and_offers_a_password(seeded):  # noqa: F811
-    """Item 19: --host 0.0.0.0 printed the URL with no warning."""
+    """--host 0.0.0.0 warns that the page is reachable from the network, unless a password is set."""
     db, out = seeded
     common = ["--db", str(db), "--out", str(out)]
     open_page = _banner(*common, "--host", "0.0.0.0")

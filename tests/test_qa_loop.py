@@ -118,7 +118,10 @@ def test_drift_warning_when_the_same_screws_come_defocused(parent, tmp_path):
     log, line = watch_stream(parent, tmp_path, [good, blurred])
     warnings = [entry for entry in log if " WARNING drift: " in entry]
     assert len(warnings) == 1, log  # once, not at every batch
-    assert "station line1, model screw-memory" in warnings[0] and "passed scores: median" in warnings[0]
+    # Which measure trips first depends on how the files fall into batches: the flagged share
+    # can fill its window before ten blurred screws have passed. Either says the line changed.
+    assert "station line1, model screw-memory" in warnings[0], warnings[0]
+    assert "passed scores: median" in warnings[0] or "flagged " in warnings[0], warnings[0]
     drift = line["drift"]
     print("blurred stream:", json.dumps(drift["scores"]), drift["flagged"]["says"])
     # In 2,000 random orders, the last 10 passed blurred screws moved 0.70 bands at the least.

@@ -146,8 +146,12 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
 
     if profile_file is not None and not os.access(profile_file.parent if str(profile_file.parent) else ".", os.W_OK):
         raise click.ClickException(f"--profile: cannot write into {profile_file.parent}")
-    reload_early = []  # a SIGHUP while starting up (systemctl reload right after start) is not lost
-    previous = signal.signal(signal.SIGHUP, lambda *_: reload_early.append(True))
+    # Signals while starting up are noted, not lost: a SIGHUP (systemctl reload right after
+    # start) reloads once the daemon runs, a SIGTERM or SIGINT stops it before it takes a file.
+    # The handlers only append to a list: a handler must take no lock.
+    asked: list[int] = []
+    handled = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, _: asked.append(signum)) for sig in handled}
     try:
         bundle = load(Path(os.path.realpath(model_dir)))  # a symlink is resolved now, and again at each reload
         store = open_store(db, create=True)
@@ -156,13 +160,16 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
                                station=station, claim_timeout=claim_timeout, drift_window=drift_window,
                                drift_limit=drift_limit)
         watcher = Watcher(inbox, bundle, store, options, model_source=model_dir)
-        if reload_early:
+        if signal.SIGHUP in asked:
             watcher.request_reload()
+        if signal.SIGTERM in asked or signal.SIGINT in asked:
+            watcher.stop()
         log.info("watching %s with %s (%s, threshold %.6g); verdicts in %s", inbox, bundle.pipeline.name,
                  bundle.path, bundle.threshold, store.engine.url.render_as_string(hide_password=True))
         watcher.run(max_idle=exit_when_idle)
     finally:
-        signal.signal(signal.SIGHUP, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if profile_file is not None:
             from ..timing import STAGE_TIMES
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,8 +57,10 @@ class Watcher:
             raise ConfigError("--out must not be inside the inbox")
         self.store, self.options = store, options
         self.model_source = Path(os.path.abspath(model_source or bundle.path))
-        self.stop_event = threading.Event()
-        self.reload_requested = threading.Event()
+        # Set by signal handlers, so plain flags: a handler that took a lock (Event.set does)
+        # could wait for ever on a lock its own thread holds when the signal came.
+        self.stopping = False
+        self.reload_wanted = False
         self.counters = Counters()
         # Hashing files and writing pictures; decoding runs in the inferencer's own threads.
         self._pool = ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="inspector-io")
@@ -72,7 +73,7 @@ class Watcher:
                                [self.pictures, self.archive, self.drift, LogLines(self.counters), *outputs],
                                retry_every=options.retry_every, takeover_after=options.claim_timeout)
         self.batches = Batches(store, self.claims, self.outputs, self.pictures, self.archive, self.counters,
-                               self._pool, lambda: self.serving, options, self.stop_event.wait)
+                               self._pool, lambda: self.serving, options, self._pause)
         reference = drift.Reference.of(bundle)
         inferencer = Inferencer(bundle, threads=options.threads, contain_failures=True)
         inferencer.warm_up(options.batch)  # the first part must not wait for graph tracing
@@ -121,9 +122,9 @@ class Watcher:
             run_id = self.store.start_run(self.claims.worker, self.options.station, self.model_id)
             intake.scan()
             last_scan = last_summary = last_work = last_beat = time.monotonic()
-            while not self.stop_event.is_set():
-                if self.reload_requested.is_set():  # between batches: no part is judged by two models
-                    self.reload_requested.clear()
+            while not self.stopping:
+                if self.reload_wanted:  # between batches: no part is judged by two models
+                    self.reload_wanted = False  # a SIGHUP during the reload asks for one more
                     if self.reload():
                         self.store.touch_run(run_id, stopped=True)  # runs are per model: stats' rates
                         run_id = self.store.start_run(self.claims.worker, self.options.station, self.model_id)
@@ -171,11 +172,19 @@ class Watcher:
             log.info("stopped; %s", self.counters.line())
 
     def stop(self) -> None:
-        self.stop_event.set()
+        """Finish the batch in hand, then stop (SIGINT, SIGTERM; safe in a signal handler)."""
+        self.stopping = True
 
     def request_reload(self) -> None:
-        """Load the bundle again from `model_source` before the next batch (SIGHUP)."""
-        self.reload_requested.set()
+        """Load the bundle again from `model_source` before the next batch (SIGHUP; safe in a
+        signal handler: it only sets a flag)."""
+        self.reload_wanted = True
+
+    def _pause(self, seconds: float) -> None:
+        """Wait up to `seconds`, less when asked to stop."""
+        end = time.monotonic() + seconds
+        while not self.stopping and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
 
     def reload(self) -> bool:
         """Load and check the bundle `model_source` names now (a symlink is resolved again), run

@@ -14,6 +14,7 @@ import errno
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ..errors import DatabaseError
@@ -21,11 +22,12 @@ from ..inference import Inferencer, Result
 from ..names import path_to_text, printable
 from ..timing import STAGE_TIMES
 from ..store import Store, utcnow
+from .archive import Archive
 from .claims import ALREADY_JUDGED, CLAIMED, DUPLICATE, Claims, Request
 from .intake import Arrival, content_key
 from .outputs import Outputs, Verdict
 from .part import ClaimedPart
-from .standard_outputs import Archive, Counters, Pictures
+from .standard_outputs import Counters, Pictures
 
 log = logging.getLogger("inspector.watch")
 
@@ -148,6 +150,18 @@ class Batches:
             values["stored_path"], values.get("heatmap_path"), values.get("overlay_path"),
             values.get("crop_overlay_path"), part)
 
+    def _renamed(self, arrival: Arrival, digest: str, answer) -> None:
+        """A judged file renamed inside the inbox before its move: its row takes the new name
+        (the bytes judged are at the row's stored path already), and the file leaves the inbox."""
+        kept = not self.archive.moves(answer.status)
+        self.claims.rename(answer.row_id, str(arrival.path), stored_path=str(arrival.path) if kept else None)
+        log.warning("%s was renamed to %s in the inbox before it was moved; inspection %d now names it",
+                    answer.first_name, printable(arrival.path.name), answer.row_id)
+        if kept:
+            self.archive.intake.keep(arrival.path)
+        else:
+            self.archive.set_aside(arrival, digest, Path(answer.stored_path), answer.row_id)
+
     def _claim(self, arrivals: list[Arrival]) -> list[ClaimedPart]:
         """Claim each file's content (`claims`); files judged already are finished or set aside."""
         with STAGE_TIMES.stage("hash", len(arrivals)):
@@ -162,7 +176,11 @@ class Batches:
             if answer.state == CLAIMED:
                 claimed.append(ClaimedPart(arrival, answer.row_id, answer.received_at, digest))
             elif answer.state == ALREADY_JUDGED:
-                self.archive.finish(arrival, digest, answer.status, answer.stored_path)
+                if self.archive.refound(arrival, digest, answer.status, answer.stored_path, answer.row_id,
+                                        answer.first_name):
+                    self.counters.duplicates += 1
+            elif answer.state == DUPLICATE and self.archive.renamed(arrival, digest, answer.row_id):
+                self._renamed(arrival, digest, answer)
             elif answer.state == DUPLICATE:
                 self.archive.duplicate(arrival, digest, answer.row_id, answer.first_name, answer.status == "error")
                 self.counters.duplicates += 1

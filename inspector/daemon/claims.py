@@ -201,6 +201,20 @@ class Claims:
 
         return self.store.retry(work, "record verdicts")
 
+    def rename(self, row_id: int, path: str, stored_path: str | None = None) -> None:
+        """A judged file was renamed in the inbox: its row names it by its new path (and, for a
+        file kept in the inbox, stores it there)."""
+        values = dict(source_path=path_to_text(path), source_name=printable(os.path.basename(path)))
+        if stored_path is not None:
+            values["stored_path"] = path_to_text(stored_path)
+
+        def work() -> None:
+            with self.store.session() as s, s.begin():
+                s.execute(update(Inspection).where(Inspection.id == row_id).values(**values)
+                          .execution_options(synchronize_session=False))
+
+        self.store.retry(work, "rename")
+
     def recover(self, exists: Callable[[str], bool] = os.path.lexists) -> tuple[int, int]:
         """At start-up: an abandoned pending row whose file is gone can never be judged; close it
         as an error. Returns (pending rows, rows closed). Rows whose file `exists` are left to

@@ -35,7 +35,8 @@ from .intake import Intake
 from .moves import move_out
 from .options import WatchOptions
 from .outputs import Output, Outputs
-from .standard_outputs import Archive, Counters, DriftWatch, LogLines, Pictures
+from .archive import Archive
+from .standard_outputs import Counters, DriftWatch, LogLines, Pictures
 
 log = logging.getLogger("inspector.watch")
 

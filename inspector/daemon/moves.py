@@ -22,8 +22,15 @@ from .intake import Stamp, stamp_of
 log = logging.getLogger("inspector.intake")
 
 
-def move_out(source: Path, target: Path, digest: str | None = None, stamp: Stamp | None = None) -> bool:
-    """Move a file (or a symlink itself, never its target) out of the inbox; true once it is out.
+# What became of a file asked to leave the inbox.
+MOVED = "moved"  # it is at the target
+GONE = "gone"  # there was no file to move: moved already (a restart, another worker), or renamed or
+# deleted by another program; the caller decides whether the target holds what it should
+STAYED = "stayed"  # it is still in the inbox (written again, or the move failed: tried again later)
+
+
+def move_out(source: Path, target: Path, digest: str | None = None, stamp: Stamp | None = None) -> str:
+    """Move a file (or a symlink itself, never its target) out of the inbox: MOVED, GONE or STAYED.
 
     Idempotent and verified. A target that already holds the file (the same inode, after a crash
     between link and unlink; or a complete copy) only has the source unlinked; a stale or
@@ -40,11 +47,11 @@ def move_out(source: Path, target: Path, digest: str | None = None, stamp: Stamp
         try:
             st = os.lstat(source)
         except FileNotFoundError:
-            return True  # already moved (a restart finishing earlier work)
+            return GONE
         if stamp is not None and stamp_of(st)[:3] != stamp[:3]:
             log.warning("%s was written again after it was read; left in the inbox to be judged again",
                         printable(str(source)))
-            return False
+            return STAYED
         target.parent.mkdir(parents=True, exist_ok=True)
         if not _holds(target, source, st, digest):
             try:
@@ -54,13 +61,13 @@ def move_out(source: Path, target: Path, digest: str | None = None, stamp: Stamp
                     raise
                 _copy(source, target, st, digest)  # another filesystem
         os.unlink(source)
-        return True
+        return MOVED
     except FileNotFoundError:
-        return True  # moved meanwhile by another worker
+        return GONE  # moved, renamed or deleted meanwhile
     except OSError as exc:
         log.error("cannot move %s to %s: %s; it stays in the inbox and is tried again at the next scan",
                   printable(str(source)), target, exc.strerror or exc)
-        return False
+        return STAYED
 
 
 def copy_out(source: Path, target: Path, digest: str | None = None) -> bool:
@@ -74,6 +81,29 @@ def copy_out(source: Path, target: Path, digest: str | None = None) -> bool:
     except OSError as exc:
         log.error("cannot copy %s to %s: %s; tried again at the next scan", printable(str(source)), target,
                   exc.strerror or exc)
+        return False
+
+
+def write_out(data: bytes, target: Path, digest: str) -> bool:
+    """Write the bytes a file was judged by to `target` (a temporary name, synced, renamed into
+    place), for a file that left the inbox before it could be moved; true once written."""
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ValueError("the bytes do not match the hash they were judged by")
+    tmp = _temporary(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        return True
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        log.error("cannot write %s: %s", target, exc.strerror or exc)
         return False
 
 

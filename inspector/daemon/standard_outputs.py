@@ -1,9 +1,9 @@
-"""The outputs every daemon has: the pictures, the archive move, the drift monitor, the log.
+"""The outputs every daemon has: the pictures, the drift monitor, the log (and the archive
+move, in `archive`).
 
 Each is an `outputs.Output`; none is durable (see `outputs` for what that means): the pictures are
-written before the commit that names them, a file left in the inbox by a crash is moved by the
-next scan (its row is done: `claims.ALREADY_JUDGED`), and the drift window and the counters are
-this process's own.
+written before the commit that names them, and the drift window and the counters are this
+process's own.
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import drift
-from ..names import output_name, printable
+from ..names import printable
 from ..pictures import PicturePaths, picture_paths_bounded
 from ..timing import STAGE_TIMES
-from ..store import utcnow
-from .intake import Arrival, Intake
-from .moves import copy_out, move_out
 from .outputs import Output, Verdict
 from .part import ClaimedPart
 
@@ -62,56 +59,6 @@ class Pictures(Output):
         with STAGE_TIMES.stage("pictures"):
             self.inferencer().write_pictures(result, heat, over, crop)
         return (time.perf_counter() - started) * 1000
-
-
-class Archive(Output):
-    """Files out of the inbox once their verdict is committed: to OUT/archive/<date>/ (or left in
-    the inbox with --on-done keep); rejected files always to OUT/rejected/<date>/, second copies
-    of judged content to OUT/duplicates/<date>/."""
-
-    name = "archive"
-
-    def __init__(self, out: Path, on_done: str, intake: Intake):
-        self.out, self.on_done, self.intake = out, on_done, intake
-
-    def destination(self, part: ClaimedPart, kind: str) -> Path:
-        return self.out / kind / day(part.received_at) / output_name(f"{part.row_id}_", part.path.name)
-
-    def deliver(self, verdicts: Sequence[Verdict]) -> None:
-        for verdict in verdicts:
-            if verdict.part is not None:
-                with STAGE_TIMES.stage("move"):
-                    self.finish(verdict.part.arrival, verdict.part.digest, verdict.status, verdict.stored_path)
-
-    def finish(self, arrival: Arrival, digest: str, status: str, stored_path: str | None) -> None:
-        """After the verdict is committed: move the file (rejects always), or remember it is kept."""
-        if status == "error" or self.on_done == "move":
-            self.set_aside(arrival, digest, Path(stored_path))
-        else:
-            self.intake.keep(arrival.path)
-
-    def set_aside(self, arrival: Arrival, digest: str, target: Path) -> None:
-        """Move a file out of the inbox to `target`, verified against the content it was judged by.
-
-        A file rejected as unfinished may still be written (a writer pausing longer than
-        --incomplete-timeout): a copy goes to `target` and the file stays in the inbox, held; if
-        it changes, its new content is judged; if not, it is removed after another timeout.
-        """
-        verify = digest if arrival.data is not None else None
-        if arrival.unfinished:
-            if copy_out(arrival.path, target, verify):
-                self.intake.hold(arrival.path, (target, verify))
-        else:
-            move_out(arrival.path, target, verify, arrival.stamp)
-
-    def duplicate(self, arrival: Arrival, digest: str, row_id: int, first_name: str, of_error: bool) -> None:
-        """A second copy of content judged already goes to duplicates/ (of a rejected file: to
-        rejected/, a second empty file say)."""
-        folder = "rejected" if of_error else "duplicates"
-        name = arrival.path.name
-        self.set_aside(arrival, digest, self.out / folder / day(utcnow()) / output_name(f"{row_id}_dup_", name))
-        log.warning("%s has the same content as inspection %d (%s); moved to %s/", printable(name), row_id,
-                    first_name, folder)
 
 
 @dataclass

@@ -1,0 +1,67 @@
+"""Files that change under the daemon's feet: every file it removes from the inbox is accounted for
+(a row, a duplicate entry with a WARNING and a count), and a row never names a file that does not
+exist."""
+
+import logging
+import os
+from pathlib import Path
+
+from helpers import png_bytes, rows, wait_for, write_png
+from test_watch import daemon  # noqa: F401  (the fixture)
+
+
+def test_a_file_renamed_just_after_it_was_read_is_judged_once_under_its_new_name(daemon, caplog):  # noqa: F811
+    caplog.set_level(logging.INFO)
+    inbox, out, db, watcher, _ = daemon()
+    prepare = watcher.pictures.prepare
+
+    def rename_then_prepare(parts):  # after the read and the claim, before the commit and the move
+        for part in parts:
+            if part.path.name == "a.png":
+                os.rename(part.path, part.path.with_name("b.png"))
+        prepare(parts)
+
+    watcher.pictures.prepare = rename_then_prepare
+    write_png(inbox / "a.png", seed=5)
+    wait_for(lambda: not any(inbox.iterdir()) and [r["source_name"] for r in rows(db)] == ["b.png"], 30,
+             "the renamed file judged and out of the inbox")
+    (row,) = rows(db)
+    assert row["status"] == "done"
+    assert Path(row["source_path"]).name == "b.png"
+    assert Path(row["stored_path"]).read_bytes() == png_bytes(5)  # the row names a file that exists
+    assert not (out / "duplicates").exists()
+    assert watcher.counters.duplicates == 0
+    assert any("was renamed to b.png in the inbox" in r.getMessage() for r in caplog.records)
+
+
+def test_a_file_deleted_just_after_it_was_read_keeps_its_bytes_where_its_row_says(daemon, caplog):  # noqa: F811
+    inbox, out, db, watcher, _ = daemon()
+    prepare = watcher.pictures.prepare
+
+    def delete_then_prepare(parts):
+        for part in parts:
+            os.unlink(part.path)
+        prepare(parts)
+
+    watcher.pictures.prepare = delete_then_prepare
+    write_png(inbox / "gone.png", seed=6)
+    wait_for(lambda: rows(db, "status = 'done'"), 30, "the verdict")
+    (row,) = rows(db)
+    wait_for(lambda: Path(row["stored_path"]).exists(), 10, "the bytes judged archived")
+    assert Path(row["stored_path"]).read_bytes() == png_bytes(6)
+    assert any("left the inbox" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_the_same_name_with_the_same_bytes_sent_again_is_a_counted_duplicate(daemon, caplog):  # noqa: F811
+    inbox, out, db, watcher, _ = daemon()
+    write_png(inbox / "frame.png", seed=7)
+    wait_for(lambda: rows(db, "status = 'done'") and not any(inbox.iterdir()), 30, "the first verdict")
+    write_png(inbox / "frame.png", seed=7)  # the camera sends the frame again
+    wait_for(lambda: not any(inbox.iterdir()), 30, "the second copy out of the inbox")
+    wait_for(lambda: watcher.counters.duplicates == 1, 10, "the second copy counted as a duplicate")
+    (row,) = rows(db)
+    copies = list((out / "duplicates").rglob("*frame.png"))
+    assert len(copies) == 1 and copies[0].read_bytes() == png_bytes(7)
+    assert Path(row["stored_path"]).read_bytes() == png_bytes(7)
+    assert any(r.levelname == "WARNING" and "frame.png has the same content as inspection" in r.getMessage()
+               for r in caplog.records)

@@ -215,3 +215,30 @@ def test_a_wide_frame_whose_first_rows_do_not_fit_the_first_look_is_still_checke
     paeth_late = _encode(wide, [1] * 40 + [4] + [1] * 39, pieces=4)
     assert png.decode(paeth_late) is None
     np.testing.assert_array_equal(decode_frame(paeth_late), wide)  # by OpenCV
+
+
+def _bomb(width: int, height: int, inflated: int, colour: int = 0) -> bytes:
+    """A PNG declaring `width` x `height` whose image data inflates to `inflated` zero bytes."""
+    deflate, parts, block = zlib.compressobj(9), [], bytes(1 << 20)
+    for _ in range(inflated // len(block)):
+        parts.append(deflate.compress(block))
+    stream = b"".join(parts) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("colour", [0, 2])
+def test_a_small_header_hiding_a_huge_deflate_stream_is_refused_unread(colour):
+    bomb = _bomb(16, 16, 256 << 20, colour)  # 256 KB that inflate to 256 MiB, for 16x16 pixels
+    assert png.refusal(bomb) is not None
+    with pytest.raises(ImageError, match="decompression bomb, refused unread"):
+        decode_frame(bomb)
+
+
+def test_ordinary_pngs_are_not_taken_for_bombs():
+    for image in (IMAGE, np.zeros((1, 1), np.uint8), RNG.integers(0, 256, (300, 200, 3), dtype=np.uint8)):
+        for level in (0, 9):
+            ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, level])
+            assert ok and png.refusal(data.tobytes()) is None
+    for filters in ([0] * 37, [4] * 37):
+        assert png.refusal(_encode(IMAGE, filters)) is None

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..cv_setup import MAX_PIXELS, cv2
 from ..errors import ImageError
+from .image_format import UNREADABLE
 from .table import format_of
 
 
@@ -37,9 +38,9 @@ def decode_frame(data: bytes, path: str | os.PathLike | None = None) -> np.ndarr
             raise ImageError(path, "image header declares zero size")
         if width * height > MAX_PIXELS:
             raise ImageError(path, f"image too large ({width}x{height} pixels, limit {MAX_PIXELS})")
-    unreadable = "not a readable image (corrupt, truncated or unsupported format)"
-    if image_format is not None and image_format.cut_short is not None and image_format.cut_short(data):
-        raise ImageError(path, unreadable)  # its decoder would fail too, printing on stderr
+    refused = image_format.refusal(data) if image_format is not None and image_format.refusal is not None else None
+    if refused is not None:
+        raise ImageError(path, refused)
     if image_format is not None and image_format.fast_decoder is not None:
         image = image_format.fast_decoder(data)  # None: OpenCV decodes it
         if image is not None:
@@ -50,7 +51,7 @@ def decode_frame(data: bytes, path: str | os.PathLike | None = None) -> np.ndarr
     except cv2.error as exc:
         raise ImageError(path, f"cannot decode image: {str(exc).strip().splitlines()[-1]}") from None
     if image is None or image.size == 0:
-        raise ImageError(path, unreadable)
+        raise ImageError(path, UNREADABLE)
     if image.dtype not in _UNIT_SCALE:
         raise ImageError(path, f"unsupported pixel type {image.dtype}")
     if image.ndim == 3:

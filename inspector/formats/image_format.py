@@ -12,6 +12,7 @@ import numpy as np
 COMPLETE = "complete"
 INCOMPLETE = "incomplete"  # may still be written: wait for the rest
 UNKNOWN = "unknown"  # no rule for this content (another format, or a structure broken for good)
+UNREADABLE = "not a readable image (corrupt, truncated or unsupported format)"
 
 # bytes -> (COMPLETE, INCOMPLETE or UNKNOWN, and in words what is missing when incomplete)
 CompletenessRule = Callable[[bytes], tuple[str, str]]
@@ -32,8 +33,9 @@ class ImageFormat:
       anywhere, for any time. None: no rule, the file is taken once it has settled.
     - `declared_size`: (width, height) from the header (see `DeclaredSize`).
     - `fast_decoder`: bytes -> a 2-D grey frame, or None to leave the file to OpenCV.
-    - `cut_short`: a quick look (no walk) that the file is plainly cut short, so it is refused
-      before OpenCV is asked (whose decoder would fail too, printing on stderr).
+    - `refusal`: bytes -> why the file is refused before any decoder sees it (plainly cut
+      short, which OpenCV's decoder would fail on too, printing on stderr; or built to make a
+      decoder work far beyond what its header declares), or None.
     """
 
     name: str
@@ -43,7 +45,7 @@ class ImageFormat:
     completeness: CompletenessRule | None
     declared_size: DeclaredSize
     fast_decoder: Callable[[bytes], np.ndarray | None] | None = None
-    cut_short: Callable[[bytes], bool] | None = None
+    refusal: Callable[[bytes], str | None] | None = None
 
     def recognises(self, data: bytes) -> bool:
         """Whether `data` starts with one of this format's signatures."""

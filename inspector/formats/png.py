@@ -22,7 +22,7 @@ import struct
 import numpy as np
 
 from ..cv_setup import cv2
-from .image_format import COMPLETE, INCOMPLETE, UNKNOWN
+from .image_format import COMPLETE, INCOMPLETE, UNKNOWN, UNREADABLE
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -74,9 +74,47 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def cut_short(data: bytes) -> bool:
-    """No IEND anywhere: libpng would fail on it too, printing on stderr."""
-    return b"IEND" not in data
+# Deflate never makes data much larger (stored blocks add 5 bytes in 65,535): image data far
+# beyond what the header's pixels inflate to is a decompression bomb (libpng would inflate it
+# all before finding too much), refused unread.
+BOMB_FACTOR, BOMB_SLACK = 1.25, 1024
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: grey, RGB, palette, grey+alpha, RGBA
+
+
+def refusal(data: bytes) -> str | None:
+    """Why a PNG is refused before decoding: no IEND anywhere (libpng would fail on it too,
+    printing on stderr), or compressed image data far larger than its declared pixels need."""
+    if b"IEND" not in data:
+        return UNREADABLE
+    inflated = _inflated_size(data)
+    if inflated is None:
+        return None  # no usable header: the decoder says what is wrong
+    limit = BOMB_FACTOR * inflated + BOMB_SLACK
+    compressed, pos = 0, len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind == b"IDAT":
+            compressed += length
+            if compressed > limit:
+                width, height = struct.unpack_from(">II", data, 16)
+                return (f"PNG image data of {compressed}+ compressed bytes for {width}x{height} pixels, which "
+                        f"inflate to {inflated} bytes: a decompression bomb, refused unread")
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    return None
+
+
+def _inflated_size(data: bytes) -> int | None:
+    """Bytes the IHDR's pixels inflate to (every row with its filter byte; interlaced images have
+    up to 7 passes, each row with its own), or None without a valid header."""
+    if data[:8] != PNG_SIGNATURE or len(data) < 29 or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    if colour not in _CHANNELS or depth not in (1, 2, 4, 8, 16):
+        return None
+    row = (width * depth * _CHANNELS[colour] + 7) // 8
+    return height * (row + 1) + (7 * height if interlace else 0)
 
 
 def decode(data: bytes) -> np.ndarray | None:

@@ -13,7 +13,7 @@ from .image_format import COMPLETE, INCOMPLETE, UNKNOWN, ImageFormat
 
 FORMATS: tuple[ImageFormat, ...] = (
     ImageFormat("PNG", (".png",), (png.PNG_SIGNATURE,), "image/png", png.completeness, png.declared_size,
-                fast_decoder=png.decode, cut_short=png.cut_short),
+                fast_decoder=png.decode, refusal=png.refusal),
     ImageFormat("JPEG", (".jpg", ".jpeg"), (jpeg.SIGNATURE,), "image/jpeg", jpeg.completeness, jpeg.declared_size),
     ImageFormat("TIFF", (".tif", ".tiff"), tiff.SIGNATURES, "image/tiff", tiff.completeness, tiff.declared_size),
     ImageFormat("BMP", (".bmp",), (bmp.SIGNATURE,), "image/bmp", bmp.completeness, bmp.declared_size),

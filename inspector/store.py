@@ -231,8 +231,15 @@ def _engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+# PostgreSQL advisory lock taken while migrating: any fixed number shared by every daemon.
+MIGRATION_LOCK = 0x1A5E_C702
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest alembic revision."""
+    """Bring the schema to the newest alembic revision, under a lock: daemons starting at once
+    on an empty database migrate one after the other (the later finds the schema current).
+    PostgreSQL: an advisory lock held to the end of the transaction; SQLite: its write lock
+    (BEGIN IMMEDIATE)."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # no chatter at every start
     from alembic import command
     from alembic.config import Config
@@ -241,6 +248,10 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        elif engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -287,3 +287,32 @@ def test_migration_0005_adds_the_outbox_and_keeps_the_rows(database_url):
     _downgrade(store, "0004")
     assert "outbox" not in inspect(store.engine).get_table_names()
     store.close()
+
+
+OPEN_AT = """
+import sys, time
+from inspector.store import Store
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+Store(sys.argv[1]).close()
+print("opened")
+"""
+
+
+def test_daemons_opening_an_empty_database_at_once_migrate_it_one_after_the_other(database_url):
+    """Each process migrates an empty database on open; at once, they must not trip over each
+    other's tables (the migration runs under a lock)."""
+    import subprocess
+    import sys
+    import time
+
+    start = f"{time.time() + 4.0:.3f}"  # after every process has imported what it needs
+    processes = [subprocess.Popen([sys.executable, "-c", OPEN_AT, database_url, start], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in processes]
+    assert all(code == 0 and out.strip() == "opened" for out, _, code in results), [err for _, err, _ in results]
+    store = Store(database_url)
+    try:
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
+    finally:
+        store.close()

@@ -65,3 +65,22 @@ def test_the_same_name_with_the_same_bytes_sent_again_is_a_counted_duplicate(dae
     assert Path(row["stored_path"]).read_bytes() == png_bytes(7)
     assert any(r.levelname == "WARNING" and "frame.png has the same content as inspection" in r.getMessage()
                for r in caplog.records)
+
+
+def test_a_subfolder_of_the_inbox_is_said_once_and_its_files_left_alone(daemon, caplog):  # noqa: F811
+    inbox, out, db, watcher, _ = daemon(rescan_every=0.3)
+    folder = inbox / "2026-12-03"
+    folder.mkdir()
+    write_png(folder / "img.png", seed=8)
+    wait_for(lambda: any("2026-12-03 is a folder" in r.getMessage() for r in caplog.records), 10, "the warning")
+    write_png(folder / "img2.png", seed=9)
+    write_png(inbox / "top.png", seed=10)
+    wait_for(lambda: rows(db, "status = 'done'"), 30, "the file directly in the inbox judged")
+    wait_for(lambda: not (inbox / "top.png").exists(), 10, "top.png moved out")
+    import time
+
+    time.sleep(1.0)  # a few more scans of the inbox
+    said = [r for r in caplog.records if "2026-12-03 is a folder" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING"
+    assert [r["source_name"] for r in rows(db)] == ["top.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["img.png", "img2.png"]  # left where they are

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from inspector.bundle import accept_edits, read_metadata
 from inspector.cli import cli
 from inspector.store import Inspection, ModelRecord, Review, Store
+from conftest import SAMPLE
 
 
 def test_recalibration_from_reviews_moves_the_threshold_as_computed_by_hand(tiny_bundle, tmp_path):
@@ -76,3 +77,19 @@ def test_recalibration_without_reviews_is_a_clear_error(tiny_bundle, tmp_path):
 def test_calibrate_needs_good_images_or_reviews(tiny_bundle):
     result = CliRunner().invoke(cli, ["calibrate", str(tiny_bundle)])
     assert result.exit_code == 1 and "give --good DIR, --from-reviews, or both" in result.output
+
+
+def test_calibrate_refuses_good_and_defect_sets_sharing_an_image(tiny_bundle, tmp_path):
+    good = SAMPLE / "train" / "good"
+    before = (tiny_bundle / "bundle.json").read_bytes()
+    same = CliRunner().invoke(cli, ["calibrate", str(tiny_bundle), "--good", str(good), "--defect", str(good)])
+    assert same.exit_code == 1, same.output
+    assert "the good and defect images share" in same.output and "a part cannot be both" in same.output
+    defect = tmp_path / "defect"
+    defect.mkdir()
+    for path in sorted((SAMPLE / "test" / "defect").glob("*.png"))[:3]:
+        shutil.copy(path, defect)
+    shutil.copy(sorted(good.glob("*.png"))[0], defect / "renamed_copy.png")  # one good image among the defects
+    one = CliRunner().invoke(cli, ["calibrate", str(tiny_bundle), "--good", str(good), "--defect", str(defect)])
+    assert one.exit_code == 1 and "share 1 of 4 images" in one.output and "renamed_copy.png" in one.output
+    assert (tiny_bundle / "bundle.json").read_bytes() == before  # nothing saved

@@ -31,10 +31,10 @@ class _Handler:
 
     def dispatch(self, event) -> None:
         kind = event.event_type
-        if event.is_directory or kind not in ("created", "modified", "moved", "closed"):
+        if kind not in ("created", "modified", "moved", "closed") or (event.is_directory and kind == "modified"):
             return
         path = Path(event.dest_path if kind == "moved" else event.src_path)
-        if path.parent == self.inbox:
+        if path.parent == self.inbox:  # a folder made in the inbox too: the intake says it is not watched
             # Renamed in, or closed by its writer: finished, if its format's rule finds it complete.
             self.q.put((path, kind in ("moved", "closed")))
 

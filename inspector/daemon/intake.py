@@ -98,6 +98,7 @@ class Intake:
         self._tracked: dict[Path, _Tracked] = {}
         self._kept: dict[Path, _Ignored] = {}  # --on-done keep: judged files left in the inbox
         self._held: dict[Path, _Ignored] = {}  # unfinished files rejected, watched a while longer
+        self._folders: set[tuple[str, int, int]] = set()  # subfolders said in the log: name, device, inode
 
     def start(self) -> None:
         """Start following watchdog events (`polling`: by polling the folder, for network filesystems)."""
@@ -184,6 +185,7 @@ class Intake:
         except OSError:
             return
         if stat.S_ISDIR(st.st_mode):
+            self._refuse_folder(path, st)
             return
         stamp = stamp_of(st)
         for ignoring in (self._kept, self._held):
@@ -197,6 +199,17 @@ class Intake:
             self._tracked[path] = _Tracked(stamp, time.monotonic(), final=final)
         elif final:
             known.final = True
+
+    def _refuse_folder(self, path: Path, st: os.stat_result) -> None:
+        """Only files directly in the inbox are judged: a folder in it is said once (a camera
+        writing into dated subfolders would otherwise see nothing judged, and no word why)."""
+        key = (path.name, st.st_dev, st.st_ino)
+        if key in self._folders:
+            return
+        self._folders.add(key)
+        log.warning("%s is a folder: only files directly in the inbox are judged, not those in its "
+                    "subfolders (have the camera write into the inbox itself, or watch that folder)",
+                    printable(str(path)))
 
     def take(self, limit: int) -> list[Arrival]:
         """Files that are complete now (or waited for long enough), each read once, at most `limit`."""

@@ -2,7 +2,8 @@
 QA's reviews.
 
 Every option is checked before any image is scored: a policy needing defects without defect
-images or confirmed reviews, a parameter of another policy, an empty folder.
+images or confirmed reviews, a parameter of another policy, an empty folder, good and defect
+sets sharing an image (by content: a part cannot be both).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..bundle import Bundle, load_bundle, read_metadata, save_bundle
 from ..calibration import Recalibration, recalibrate, recalibration_settings
+from ..digest import file_sha256
 from ..errors import InspectorError
 from ..inference import Inferencer
 from ..plots import score_histogram
@@ -49,6 +51,8 @@ def calibrate_bundle(model_dir: Path, good: Path | None = None, defect: Path | N
         raise InspectorError("give --good DIR, --from-reviews, or both")
     folders = {what: (folder, folder_images(folder, what)) for what, folder in (("good", good), ("defect", defect))
                if folder is not None}
+    if len(folders) == 2:
+        refuse_overlap(folders["good"][1], folders["defect"][1])
     meta, reviews, warnings = read_metadata(model_dir), None, []  # the bundle.json, without loading the model
     if store is not None:
         reviews = reviewed_scores(store, meta.fingerprint)
@@ -77,3 +81,15 @@ def calibrate_bundle(model_dir: Path, good: Path | None = None, defect: Path | N
     if not dry_run:
         save_bundle(bundle)
     return Calibrated(bundle, result, plot, not dry_run, warnings)
+
+
+def refuse_overlap(good: list[Path], defect: list[Path]) -> None:
+    """`InspectorError` when an image is in both sets (the same content, under any name): a
+    threshold set between a set and itself rejects every good part."""
+    by_hash = {file_sha256(path): path for path in good}
+    shared = [(by_hash[digest], path) for path in defect if (digest := file_sha256(path)) in by_hash]
+    if shared:
+        first_good, first_defect = shared[0]
+        raise InspectorError(f"the good and defect images share {len(shared)} of {len(defect)} images (the same "
+                             f"content: {first_good} and {first_defect}, say); a part cannot be both: check the "
+                             "folders")

@@ -310,3 +310,56 @@ def test_update_keeps_a_policy_that_needs_defects_choosing_with_the_confirmed_on
     good, defects = np.array(new.calibration["good_scores"]), np.array(new.calibration["defect_scores"])
     assert len(defects) == updated.report["confirmed"]["count"]
     assert new.threshold == pytest.approx(choose_threshold(good, defects, new.pipeline.threshold))
+
+
+def test_update_refuses_poisoned_reviews_unless_forced(parent, tmp_path):
+    """One reviewer passes five real defects as good: QA dismissed every part the model flagged."""
+    inbox, db = tmp_path / "inbox", tmp_path / "db.sqlite"
+    inbox.mkdir()
+    for p in DEFECTS[:5]:
+        write(inbox, f"defect_{p.stem}", grey(p))
+    for p in UNSEEN[:5]:
+        write(inbox, f"good_{p.stem}", grey(p))
+    result = cli_run("watch", inbox, "--model", parent, "--db", db, "--out", tmp_path / "out", "--settle", "0.1",
+                     "--exit-when-idle", "1")
+    assert result.exit_code == 0, result.output
+    store = Store(str(db))
+    flagged = store.inspections(flagged=True)
+    assert len(flagged) >= 5 and sum(r.source_name.startswith("defect") for r in flagged) >= 4
+    for row in flagged:
+        store.add_review(row.id, "ok", reviewer="mallory")
+    store.close()
+    refused = cli_run("update", parent, "--from-reviews", "--out", tmp_path / "v2", "--db", db)
+    assert refused.exit_code == 1, refused.output
+    assert f"QA dismissed {len(flagged)} of the {len(flagged)} parts model" in refused.output
+    assert "more than half" in refused.output and "--force" in refused.output
+    assert not (tmp_path / "v2").exists()
+    forced = cli_run("update", parent, "--from-reviews", "--out", tmp_path / "v2", "--db", db, "--force", "--json")
+    assert forced.exit_code == 0, forced.output
+    report = json.loads(forced.stdout)
+    assert any("more than half" in w for w in report["warnings"])
+    assert any("recall on defects cannot be shown" in w for w in report["warnings"])
+    assert (tmp_path / "v2" / "bundle.json").exists()
+
+
+def test_update_refuses_a_model_that_still_flags_the_parts_qa_passed(parent, tmp_path):
+    """The check on the new model's own verdicts: parts QA called good that it still flags (here
+    defects it never learned) make the update refuse, and nothing is saved."""
+    from inspector.usecases.update import Part, Plan, finish
+
+    meta = read_metadata(parent)
+    built = tmp_path / "built"
+    shutil.copytree(parent, built)
+    with Inferencer(load_bundle(parent)) as inferencer:
+        judged = list(inferencer.judge(DEFECTS[:6]))
+    parts = [Part(i, r.score, r.verdict, path) for i, (r, path) in enumerate(zip(judged, DEFECTS[:6]))]
+    assert sum(r.verdict == "defect" for r in judged) >= 2
+    plan = Plan(meta, tmp_path / "v2", Path(meta.training["folder"]), [], parts, [], meta.pipeline,
+                int(meta.training.get("seed", 0)), None, {"added": []})
+    with pytest.raises(Exception, match=r"the new model still flags \d+ of the 6 parts QA dismissed"):
+        finish(plan, built)
+    assert not (tmp_path / "v2").exists()
+    forced = Plan(**{**plan.__dict__, "force": True, "warnings": []})
+    result = finish(forced, built)
+    assert (tmp_path / "v2" / "bundle.json").exists()
+    assert any("still flags" in w for w in result["warnings"])

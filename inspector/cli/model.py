@@ -99,10 +99,13 @@ def _announcer(as_json: bool):
 @click.option("--min-reviews", type=click.IntRange(1),
               help="False alarms QA must have dismissed (flagged parts labelled ok) before an update is trusted "
                    "[default: 5, review.MIN_REVIEWS].")
+@click.option("--force", is_flag=True,
+              help="Update even when the reviews look wrong (more than half of the flags dismissed, or the new "
+                   "model still flagging parts QA passed); said as warnings.")
 @logging_options()
 @json_option
 @fail_cleanly
-def update(model_dir, from_reviews, out, db, good_dir, min_reviews, as_json):
+def update(model_dir, from_reviews, out, db, good_dir, min_reviews, force, as_json):
     """Train a new bundle that learns from QA: the parts it flagged that QA dismissed become good images.
 
     The new model is trained with MODEL_DIR's pipeline and seed on the images MODEL_DIR was
@@ -115,7 +118,10 @@ def update(model_dir, from_reviews, out, db, good_dir, min_reviews, as_json):
 
     NEW_DIR (--out) must be new or empty: a bundle is never overwritten (a daemon may be using
     MODEL_DIR). The new bundle records its parent's fingerprint (training.parent). Refused when
-    QA dismissed fewer than --min-reviews false alarms: too few to trust.
+    QA dismissed fewer than --min-reviews false alarms: too few to trust. Refused too, unless
+    --force, when the reviews look wrong: QA dismissed more than half of the parts MODEL_DIR
+    flagged, or the new model still flags more than a few (10%, at least one) of the parts QA
+    passed, though it was trained on them (real defects labelled ok, say); nothing is saved.
 
     \b
     Examples:
@@ -129,7 +135,7 @@ def update(model_dir, from_reviews, out, db, good_dir, min_reviews, as_json):
     if not from_reviews:
         raise click.ClickException("give --from-reviews: an update learns from QA's reviews")
     result = update_from_reviews(model_dir, out, open_store(db), good_dir, min_reviews or MIN_REVIEWS,
-                                 progress_for(as_json), warn)
+                                 progress_for(as_json), warn, force)
 
     def flags(part: dict) -> str:
         return f"{part['flagged_before']}/{part['count']} -> {part['flagged_after']}/{part['judged_after']}"

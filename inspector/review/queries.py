@@ -78,6 +78,18 @@ def reviewed_parts(store, fingerprint: str) -> tuple[list[Inspection], list[Insp
     return ([r for r in rows if review_state(r) == "dismissed"], [r for r in rows if review_state(r) == "confirmed"])
 
 
+def flagged_count(store, fingerprint: str) -> int:
+    """How many parts the model with this fingerprint flagged (reviewed or not)."""
+    from sqlalchemy import func, select
+
+    from ..store import ModelRecord
+
+    query = (select(func.count()).select_from(Inspection).join(ModelRecord, Inspection.model_id == ModelRecord.id)
+             .where(ModelRecord.fingerprint == fingerprint, Inspection.verdict == "defect"))
+    with store.session() as s:
+        return int(s.scalar(query) or 0)
+
+
 def reviewed_scores(store, fingerprint: str):
     """The scores of `reviewed_parts`: (dismissed, confirmed) arrays."""
     import numpy as np

@@ -10,10 +10,16 @@ policy needs defects). The new bundle records its parent's fingerprint and what 
 It is built in a hidden folder next to NEW_DIR and renamed into place when complete: a bundle
 is never overwritten (a daemon may be using it) and never half written. It refuses to start
 when QA dismissed too few false alarms to trust.
+
+Reviews can be wrong (a reviewer passing real defects teaches the new model that they are
+good). Two signs of it make the update refuse, unless forced (then they are warnings): QA
+dismissed more than half of the parts the model flagged, or the new model still flags more
+than a few (`STILL_FLAGGED`) of the parts QA called good, which it was trained on.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import shutil
@@ -30,9 +36,14 @@ from ..calibration import choose_threshold, confusion, needs_defects, threshold_
 from ..errors import ConfigError, TrainingError
 from ..formats import list_images
 from ..names import text_to_path
-from ..review import MIN_REVIEWS, reviewed_parts, too_few_reviews
+from ..review import MIN_REVIEWS, flagged_count, reviewed_parts, too_few_reviews
 from ..settings import Pipeline
 from .progress import Progress, Warn, no_progress, no_warnings
+
+# The new model may still flag this share of the parts QA dismissed (at least one) before the
+# reviews are doubted.
+STILL_FLAGGED = 0.10
+FORCE_HINT = "check the reviews (inspector review list --label ok), or give --force to update anyway"
 
 
 @dataclass(frozen=True)
@@ -59,10 +70,12 @@ class Plan:
     seed: int
     epochs: int | None
     record: dict
+    force: bool = False  # doubts about the reviews are warnings, not refusals
     warnings: list[str] = field(default_factory=list)
 
 
-def plan(model_dir: Path, out: Path, store, good_dir: Path | None = None, min_reviews: int = MIN_REVIEWS) -> Plan:
+def plan(model_dir: Path, out: Path, store, good_dir: Path | None = None, min_reviews: int = MIN_REVIEWS,
+         force: bool = False) -> Plan:
     """Check the update of `model_dir` into `out` from the reviews in `store`: `TrainingError`
     or `ConfigError` saying what is wrong, before anything is trained."""
     parent = read_metadata(model_dir)
@@ -84,6 +97,16 @@ def plan(model_dir: Path, out: Path, store, good_dir: Path | None = None, min_re
                                         f"image still there (flagged parts labelled ok)", min_reviews)
     if few:
         raise TrainingError(f"{few}; or lower --min-reviews")
+    flagged = flagged_count(store, parent.fingerprint)
+    if false_alarms > flagged / 2:
+        doubt = (f"QA dismissed {false_alarms} of the {flagged} parts model {parent.fingerprint} flagged, more than "
+                 "half: if real defects were passed, the new model learns them as good")
+        if not force:
+            raise TrainingError(f"{doubt}; {FORCE_HINT}")
+        warnings.append(doubt)
+    if not confirmed:
+        warnings.append(f"QA confirmed none of model {parent.fingerprint}'s flags: the new model's recall on defects "
+                        "cannot be shown")
     folder = good_dir or parent.training.get("folder")
     if folder is None:
         raise TrainingError(f"{model_dir} does not record the folder it was trained on (trained by an older "
@@ -112,7 +135,7 @@ def plan(model_dir: Path, out: Path, store, good_dir: Path | None = None, min_re
     record = {"folder": str(folder.resolve()), "parent": parent.fingerprint, "added": added,
               "reviews": {"false_alarms": false_alarms, "dismissed": len(dismissed), "confirmed": len(confirmed)}}
     return Plan(parent, out, folder, paths, dismissed, confirmed, pipeline, int(parent.training.get("seed", 0)),
-                epochs, record, warnings)
+                epochs, record, force, warnings)
 
 
 def _with_images(rows, warnings: list[str]) -> list[Part]:
@@ -156,11 +179,6 @@ def finish(plan: Plan, built: Path) -> dict:
         bundle.threshold_info = threshold_info(bundle.pipeline.threshold, f"{bundle.threshold_info['source']}; "
                                                f"{int((~np.isnan(confirmed)).sum())} defects confirmed by QA")
     bundle.calibration["defect_scores"] = [float(s) for s in confirmed if not np.isnan(s)]
-    save_bundle(bundle)
-    try:
-        os.rename(built, plan.out)  # onto nothing, or an empty directory; never over a bundle
-    except OSError as exc:
-        raise ConfigError(f"cannot move the new bundle to {plan.out}: {exc.strerror or exc}") from None
     old, new = plan.parent.threshold, bundle.threshold
 
     def figures(parts: list[Part], after: np.ndarray) -> dict:
@@ -174,6 +192,18 @@ def finish(plan: Plan, built: Path) -> dict:
     kept["recall_before"] = confusion([], [p.score for p in plan.confirmed], old).recall if plan.confirmed else None
     kept["recall_after"] = (confusion([], confirmed[~np.isnan(confirmed)], new).recall
                             if kept["judged_after"] else None)
+    allowed = max(1, math.floor(STILL_FLAGGED * gone["count"]))
+    if gone["flagged_after"] > allowed:
+        doubt = (f"the new model still flags {gone['flagged_after']} of the {gone['count']} parts QA dismissed, "
+                 f"though it was trained on them (at most {allowed} expected): they may be real defects")
+        if not plan.force:
+            raise TrainingError(f"{doubt}; nothing saved; {FORCE_HINT}")
+        plan.warnings.append(doubt)
+    save_bundle(bundle)
+    try:
+        os.rename(built, plan.out)  # onto nothing, or an empty directory; never over a bundle
+    except OSError as exc:
+        raise ConfigError(f"cannot move the new bundle to {plan.out}: {exc.strerror or exc}") from None
     return {"model_dir": str(plan.out), "parent": plan.parent.fingerprint, "fingerprint": bundle.fingerprint,
             "pipeline": bundle.pipeline.name, "trained_on": bundle.training["images"],
             "added": len(plan.record["added"]), "threshold_before": old, "threshold": new,
@@ -189,17 +219,20 @@ def _scores(inferencer, parts: list[Part]) -> np.ndarray:
 
 def update_from_reviews(model_dir: Path, out: Path, store, good_dir: Path | None = None,
                         min_reviews: int = MIN_REVIEWS, progress: Progress = no_progress,
-                        warn: Warn = no_warnings) -> dict:
+                        warn: Warn = no_warnings, force: bool = False) -> dict:
     """`inspector update --from-reviews`: `plan`, train in a staging folder (`training.train_folder`),
     `finish`; returns `finish`'s figures with the training summary under "trained"."""
     from .training import train_folder
 
-    planned = plan(model_dir, out, store, good_dir, min_reviews)
+    planned = plan(model_dir, out, store, good_dir, min_reviews, force)
     for warning in planned.warnings:
         warn(warning)
     with staging(out) as building:
         _, summary = train_folder(planned.paths, building, planned.pipeline, planned.seed, planned.epochs,
                                   planned.record, progress, warn)
+        told = len(planned.warnings)
         result = finish(planned, building)
+        for warning in planned.warnings[told:]:  # doubts found once the new model judged (--force)
+            warn(warning)
     result["trained"] = summary
     return result

@@ -101,3 +101,25 @@ def test_colour_codes_are_kept_only_on_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stderr", Terminal())
     assert "\x1b[33m" in logs.TextFormatter().format(record)
     assert json.loads(logs.JsonFormatter().format(record))["message"] == "GET /x 404"
+
+
+def test_json_logs_carry_what_native_libraries_print_on_stderr(tmp_path, tiny_bundle):
+    """libpng prints "libpng error: ..." on the process's stderr when OpenCV gives up on a PNG:
+    with --log-format json it arrives as a log record, and every line on stderr is JSON."""
+    from helpers import png_bytes
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    data = bytearray(png_bytes(3))
+    data[data.index(b"IDAT") + 20] ^= 0xFF  # the image data no longer matches its checksum
+    (inbox / "bad_crc.png").write_bytes(bytes(data))
+    (inbox / "good.png").write_bytes(png_bytes(4))
+    done = subprocess.run(
+        [sys.executable, "-m", "inspector.cli", "watch", str(inbox), "--model", str(tiny_bundle), "--db",
+         str(tmp_path / "db.sqlite"), "--out", str(tmp_path / "out"), "--exit-when-idle", "1", "--log-format", "json"],
+        capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines()]  # fails on any line that is not JSON
+    native = [r for r in records if r["logger"] == "inspector.native"]
+    assert any(r["message"].startswith("libpng error:") and r["level"] == "WARNING" for r in native), records
+    assert any("bad_crc.png: error: not a readable image" in r["message"] for r in records), records

@@ -28,7 +28,10 @@ def logging_options(level: int = logging.WARNING):
         @functools.wraps(f)
         def wrapper(*args, verbose, log_format, **kwargs):
             logs.setup(verbose, log_format, level)
-            return f(*args, **kwargs)
+            if log_format != "json":
+                return f(*args, **kwargs)
+            with logs.native_messages():  # one JSON object per line, libraries' own stderr lines too
+                return f(*args, **kwargs)
 
         wrapper = click.option("--log-format", type=click.Choice(logs.FORMATS), default="text", show_default=True,
                                help="Log lines on stderr as plain text or one JSON object per line.")(wrapper)

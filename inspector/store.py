@@ -396,9 +396,16 @@ class Store:
         since: datetime | None = None,
         reviewed: bool | None = None,
         limit: int | None = None,
+        label: str | None = None,
+        offset: int = 0,
     ) -> list[Inspection]:
-        """Inspections newest first; `flagged` keeps verdict defect only."""
+        """Inspections newest first; `flagged` keeps verdict defect only; `label` ("defect" or
+        "ok") those whose newest review says so; `offset` skips that many (a page's start)."""
         query = select(Inspection).options(_with_reviews()).order_by(Inspection.received_at.desc(), Inspection.id.desc())
+        if label is not None:
+            newest = (select(Review.label).where(Review.inspection_id == Inspection.id)
+                      .order_by(Review.id.desc()).limit(1).correlate(Inspection).scalar_subquery())
+            query = query.where(newest == label)
         if flagged:
             query = query.where(Inspection.verdict == "defect")
         if verdict:
@@ -408,6 +415,8 @@ class Store:
         if reviewed is not None:
             has_review = Inspection.reviews.any()
             query = query.where(has_review if reviewed else ~has_review)
+        if offset:
+            query = query.offset(offset)
         if limit:
             query = query.limit(limit)
         with self.session() as s:

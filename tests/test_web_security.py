@@ -203,3 +203,70 @@ def test_serving_on_the_network_warns_and_offers_a_password(seeded):  # noqa: F8
     assert "password" in protected and "anyone who can reach" not in protected
     local = _banner(*common)
     assert "warning" not in local.lower() and "http://127.0.0.1:" in local
+
+
+def test_wrong_passwords_make_a_client_wait_longer_and_longer(seeded):  # noqa: F811
+    from inspector.web import security
+
+    db, out = seeded
+    app = create_app(str(db), out, password="s3cret")
+    now = [1000.0]
+    app.config["FAILED_LOGINS"].clock = lambda: now[0]
+    client = app.test_client()
+
+    def get(password, addr="10.0.0.7"):
+        auth = {"Authorization": "Basic " + base64.b64encode(f"qa:{password}".encode()).decode()}
+        return client.get("/", headers={**LOCAL, **auth}, environ_base={"REMOTE_ADDR": addr})
+
+    assert [get("guess").status_code for _ in range(security.FREE_FAILURES)] == [401] * security.FREE_FAILURES
+    waiting = get("s3cret")  # even the right password waits: a guess is not even looked at
+    assert waiting.status_code == 429 and waiting.headers["Retry-After"] == "1"
+    assert get("s3cret", addr="10.0.0.8").status_code == 200  # another client is not slowed
+    waits = []
+    for _ in range(8):
+        now[0] += 61
+        assert get("guess").status_code == 401
+        waits.append(int(get("guess").headers["Retry-After"]))
+    assert waits == [2, 4, 8, 16, 32, 60, 60, 60]
+    now[0] += 61
+    assert get("s3cret").status_code == 200  # the right password clears the record
+    assert get("guess").status_code == 401 and get("guess").status_code == 401
+    app.config["STORE"].close()
+
+
+def test_a_note_cut_to_the_limit_is_said_to_the_reviewer(client, app):
+    from inspector.web.parts import NOTE_LIMIT
+
+    posted = client.post("/inspections/5/review", headers=LOCAL,
+                         data={"token": token_of(client), "label": "ok", "reviewer": "qa", "note": "n" * 10_000})
+    assert posted.status_code == 303 and "cut=10000" in posted.headers["Location"]
+    page = client.get(posted.headers["Location"], headers=LOCAL).get_data(as_text=True)
+    assert f"Your note had 10,000 characters; only its first {NOTE_LIMIT:,} were kept." in page
+    assert len(app.config["STORE"].get(5).reviews[-1].note) == NOTE_LIMIT
+    plain = client.get("/inspections/5?cut=12", headers=LOCAL).get_data(as_text=True)
+    assert "Your note had" not in plain  # no notice for a note that was not cut
+
+
+def test_the_list_is_paged_and_filtered_in_the_database(client, app, monkeypatch):
+    from inspector.web import parts
+
+    monkeypatch.setattr(parts, "LIST_LIMIT", 3)
+    ids = lambda html: [int(i) for i in re.findall(r'data-id="(\d+)"', html)]  # noqa: E731
+    pages = [client.get(f"/?page={n}", headers=LOCAL).get_data(as_text=True) for n in (1, 2, 3)]
+    assert [len(ids(p)) for p in pages] == [3, 3, 2]
+    assert sorted(sum((ids(p) for p in pages), [])) == list(range(1, 9))
+    assert 'id="next-page"' in pages[0] and 'id="next-page"' not in pages[2] and 'id="previous-page"' in pages[2]
+    store = app.config["STORE"]
+    for row_id, labels in ((1, ["defect"]), (2, ["defect", "ok"]), (3, ["ok"]), (4, ["ok", "defect"])):
+        for label in labels:
+            store.add_review(row_id, label, reviewer="qa")
+    dismissed = client.get("/?review=dismissed", headers=LOCAL).get_data(as_text=True)
+    confirmed = client.get("/?review=confirmed", headers=LOCAL).get_data(as_text=True)
+    from inspector.review import review_state
+
+    states = {r.id: review_state(r) for r in store.inspections()}  # the newest review counts
+    assert {2, 3} <= set(ids(dismissed)) and {1, 4} <= set(ids(confirmed))
+    assert sorted(ids(dismissed)) == sorted(i for i, s in states.items() if s == "dismissed")
+    assert sorted(ids(confirmed)) == sorted(i for i, s in states.items() if s == "confirmed")
+    assert client.get("/?page=0", headers=LOCAL).status_code == 400
+    assert client.get("/?page=x", headers=LOCAL).status_code == 400

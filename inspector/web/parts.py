@@ -11,7 +11,10 @@ from .pictures import PICTURES, picture_url
 from .rows import MAX_ID, row_or_404, store
 from .security import check_form_token
 
-LIST_LIMIT = 200
+LIST_LIMIT = 200  # parts on one page of the list
+MAX_PAGE = 10**6
+LABELS = {"confirmed": "defect", "dismissed": "ok"}  # a review state -> the newest review's label
+NOTE_LIMIT = 2000  # characters of a note kept; the reviewer is told when a note was cut
 
 blueprint = Blueprint("parts", __name__)
 
@@ -25,14 +28,23 @@ def inspections():
         since = parse_since(since_text)
     except ConfigError as exc:
         abort(400, str(exc))
+    try:
+        page = int(request.args.get("page", "1"))
+    except ValueError:
+        abort(400, "page must be a whole number")
+    if not 1 <= page <= MAX_PAGE:
+        abort(400, f"page must be between 1 and {MAX_PAGE}")
     limit = LIST_LIMIT
+    # One page in the database, and one row more to know whether a next page exists.
     rows = store().inspections(verdict=verdict or None, since=since,
-                               reviewed=None if not review else review != "unreviewed", limit=None if review else limit)
-    if review in ("confirmed", "dismissed"):
-        rows = [r for r in rows if review_state(r) == review]
-    rows = rows[:limit]
+                               reviewed=None if not review else review != "unreviewed",
+                               label=LABELS.get(review), limit=limit + 1, offset=(page - 1) * limit)
+    more, rows = len(rows) > limit, rows[:limit]
+    pages = {"page": page, "previous": page - 1 if page > 1 else None, "next": page + 1 if more else None,
+             "first": (page - 1) * limit + 1}
     return render_template("inspections.html", title="Inspections", rows=rows, verdict=verdict, review=review,
-                           since=since_text, limit=limit, files={r.id: picture_url(r, "overlay") for r in rows},
+                           since=since_text, limit=limit, pages=pages,
+                           files={r.id: picture_url(r, "overlay") for r in rows},
                            states={r.id: review_state(r) for r in rows})
 
 
@@ -43,7 +55,10 @@ def inspection(inspection_id: int):
         model = s.get(ModelRecord, row.model_id) if row.model_id else None
     scale = max(row.score or 0, row.threshold or 0) * 1.25 or 1
     waiting = [r.id for r in store().inspections(flagged=True, reviewed=False, limit=50) if r.id != row.id]
+    cut = request.args.get("cut", "")
+    cut = int(cut) if cut.isdigit() and len(cut) < 12 and int(cut) > NOTE_LIMIT else None
     return render_template("inspection.html", title=f"#{row.id}", r=row, model=model, state=review_state(row),
+                           note_cut=cut, note_limit=NOTE_LIMIT,
                            token=current_app.config["FORM_TOKEN"], next_id=waiting[0] if waiting else None,
                            reviewer=request.cookies.get("reviewer", ""),
                            fill=min(100, 100 * (row.score or 0) / scale), thr=100 * (row.threshold or 0) / scale,
@@ -57,12 +72,14 @@ def add_review(inspection_id: int):
         abort(404)
     label = request.form.get("label", "")
     reviewer = request.form.get("reviewer", "")[:200]
+    note = request.form.get("note", "")
     try:
-        store().add_review(inspection_id, label, reviewer=reviewer, note=request.form.get("note", "")[:2000])
+        store().add_review(inspection_id, label, reviewer=reviewer, note=note[:NOTE_LIMIT])
     except LookupError:
         abort(404)
     except ValueError as exc:
         abort(400, str(exc))
-    response = redirect(url_for("parts.inspection", inspection_id=inspection_id), code=303)
+    cut = {"cut": len(note)} if len(note) > NOTE_LIMIT else {}  # the page says the note was cut, and from what
+    response = redirect(url_for("parts.inspection", inspection_id=inspection_id, **cut), code=303)
     response.set_cookie("reviewer", reviewer, samesite="Strict", httponly=True)
     return response

@@ -190,7 +190,8 @@ def calibrate(model_dir, good, defect, from_reviews, db, policy, k, factor, fals
       target_recall  highest threshold that still catches the target share of defects
 
     The options are checked before any image is scored: a policy needing defects without
-    --defect or confirmed reviews, a parameter of another policy, an empty folder.
+    --defect or confirmed reviews, a parameter of another policy, an empty folder, --good and
+    --defect sharing an image (the same content under any name: a part cannot be both).
 
     \b
     Examples:

@@ -8,7 +8,7 @@ import pytest
 
 from inspector.errors import ImageError
 from inspector.daemon.intake import Intake, content_key
-from inspector.daemon.moves import move_out
+from inspector.daemon.moves import GONE, MOVED, STAYED, move_out
 from inspector.formats import MAX_FILE_BYTES
 from helpers import encoded, jpeg_with_exif_thumbnail, png_bytes
 
@@ -257,15 +257,15 @@ def test_move_across_filesystems_on_a_full_disk_keeps_the_source_and_recovers(tm
         return FullFile(fh) if full[0] and "w" in mode else fh
 
     monkeypatch.setattr(intake_module, "open", opener, raising=False)
-    assert not move_out(source, target, digest)
+    assert move_out(source, target, digest) == STAYED
     assert source.read_bytes() == data and not target.exists()
     assert not [p for p in target.parent.iterdir()], "no partial copy is left"
     target.write_bytes(data[:100])  # a truncated copy left by an older version
     full[0] = False
-    assert move_out(source, target, digest)
+    assert move_out(source, target, digest) == MOVED
     assert not source.exists() and target.read_bytes() == data
-    # Idempotent: asked again (a restart), nothing changes.
-    assert move_out(source, target, digest) and target.read_bytes() == data
+    # Idempotent: asked again (a restart), nothing changes; the file is said to be gone already.
+    assert move_out(source, target, digest) == GONE and target.read_bytes() == data
 
 
 def test_a_file_written_again_after_its_verdict_is_not_moved(tmp_path):
@@ -276,7 +276,7 @@ def test_a_file_written_again_after_its_verdict_is_not_moved(tmp_path):
     stamp = stamp_of(os.lstat(source))
     time.sleep(0.01)
     source.write_bytes(png_bytes(2))  # new content under the same name
-    assert not move_out(source, target, stamp=stamp)
+    assert move_out(source, target, stamp=stamp) == STAYED
     assert source.read_bytes() == png_bytes(2) and not target.exists()
 
 

@@ -238,6 +238,7 @@ def test_a_premature_rejection_loses_nothing_when_the_file_completes(daemon):
         first = wait_for(lambda: rows(db, "status = 'error'"), 30, "the unfinished file rejected")[0]
         assert first["error_reason"].startswith("incomplete TIFF file")
         copy = Path(first["stored_path"])
+        wait_for(copy.exists, 10, "the copy set aside (after the commit: the row is the truth, files follow)")
         assert "rejected" in str(copy) and copy.read_bytes() == data[:len(data) // 3]
         assert path.exists()  # held: it may still be written
         fh.write(data[len(data) // 3:])

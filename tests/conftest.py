@@ -47,6 +47,18 @@ def child_pids() -> set[int]:
 
 
 @pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """`inspector watch` run in this process leaves SIGINT, SIGTERM and SIGHUP ignored (as a
+    process that stopped and exits); the test run gets its own handlers back."""
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.fixture(autouse=True)
 def no_leaked_threads_or_processes():
     """Fail a test that leaves a thread or a child process running behind it."""
     threads_before = set(threading.enumerate())

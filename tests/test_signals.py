@@ -20,12 +20,15 @@ from inspector.store import Store
 from helpers import rows, wait_for, write_png
 
 
-def send(pid: int, sig: int, times: int) -> None:
-    """`times` signals a fraction of a millisecond apart (as a shell's kill loop sends them):
-    sent closer, the kernel merges them into one."""
+def send(pid: int, sig: int, times: int, apart: float = 0.0003) -> None:
+    """`times` signals `apart` seconds apart (a fraction of a millisecond: as a shell's kill loop
+    sends them; sent closer, the kernel merges them into one). Stops when the process is gone."""
     for _ in range(times):
-        os.kill(pid, sig)
-        time.sleep(0.0003)
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        time.sleep(apart)
 
 
 def test_bursts_of_hups_then_terms_neither_freeze_nor_lose_a_file(tiny_bundle, tmp_path):
@@ -46,7 +49,8 @@ def test_bursts_of_hups_then_terms_neither_freeze_nor_lose_a_file(tiny_bundle, t
                      f"the file of burst {burst + 1} judged after 200 SIGHUPs")
         write_png(inbox / "after.png", seed=99)
         wait_for(lambda: len(rows(db, "status = 'done'")) == 4, 60, "a file judged after the storms")
-        send(daemon.pid, signal.SIGTERM, 300)
+        # A storm longer than the stop takes: its tail arrives while the process exits.
+        send(daemon.pid, signal.SIGTERM, 300, apart=0.005)
         code = daemon.wait(timeout=60)
     finally:
         if daemon.poll() is None:

@@ -169,6 +169,10 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
         watcher.run(max_idle=exit_when_idle)
     finally:
         for sig, handler in previous.items():
+            # Stopped, the process exits: the tail of a storm of signals arriving meanwhile is
+            # ignored rather than turning a clean stop (exit code 0) into a kill.
+            if handler in (signal.SIG_DFL, signal.default_int_handler):
+                handler = signal.SIG_IGN
             signal.signal(sig, handler)
         if profile_file is not None:
             from ..timing import STAGE_TIMES

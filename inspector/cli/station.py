@@ -111,7 +111,8 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
     complete (unchanged, and complete by its format's rule: PNG, JPEG, TIFF, BMP); names ending
-    in .tmp or .part and dot-files are left alone until renamed. Each verdict is committed with its heatmap
+    in .tmp or .part and dot-files are left alone until renamed; only files directly in INBOX are
+    judged (a folder in it is named once in a WARNING). Each verdict is committed with its heatmap
     and overlay (OUT/heatmaps/), then the image moves to OUT/archive/<date>/. Unreadable files
     get an error row and move to OUT/rejected/; a second copy of an image already judged moves
     to OUT/duplicates/. SIGINT or SIGTERM finishes the batch in hand and exits 0. A restart
@@ -129,6 +130,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     shares of flagged parts and of part-in-view errors with the calibrated ones. One WARNING
     when the line drifts past the limits, one INFO line when it is back.
 
+    Signal handlers only set flags, so storms of them neither freeze nor kill the daemon.
     SIGHUP (kill -HUP PID, systemctl reload) loads --model again between two batches (a
     symlink is followed anew): the new bundle is checked and its model run once first; if that
     fails, an ERROR and the old model goes on judging. Each part's row names its model.

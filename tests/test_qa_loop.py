@@ -129,20 +129,25 @@ def test_drift_warning_when_the_same_screws_come_defocused(parent, tmp_path):
     assert drift["reasons"][0].startswith("passed scores: median")
 
 
+def judge_all(parent: Path, work: Path, parts: list[tuple[str, np.ndarray]]) -> Path:
+    """`inspector watch` on WORK/inbox holding `parts`, until it is idle; returns its database."""
+    inbox, db = work / "inbox", work / "db.sqlite"
+    inbox.mkdir()
+    for name, image in parts:
+        write(inbox, name, image)
+    result = cli_run("watch", inbox, "--model", parent, "--db", db, "--out", work / "out", "--settle", "0.1",
+                     "--exit-when-idle", "1")
+    assert result.exit_code == 0, result.output
+    return db
+
+
 @pytest.fixture(scope="module")
 def updated(parent, tmp_path_factory):
     """The line defocused: the daemon flags blurred good screws, QA dismisses them (store API)
     and confirms the real defects, then `inspector update` builds a new bundle."""
     work = tmp_path_factory.mktemp("qa")
-    inbox, db = work / "inbox", work / "db.sqlite"
-    inbox.mkdir()
-    for p in UNSEEN[:12]:
-        write(inbox, f"blurred_{p.stem}", defocused(grey(p), 8.0))
-    for p in DEFECTS:
-        write(inbox, f"defect_{p.stem}", grey(p))
-    result = cli_run("watch", inbox, "--model", parent, "--db", db, "--out", work / "out", "--settle", "0.1",
-                     "--exit-when-idle", "1")
-    assert result.exit_code == 0, result.output
+    parts = [(f"blurred_{p.stem}", defocused(grey(p), 8.0)) for p in UNSEEN[:12]]
+    db = judge_all(parent, work, parts + [(f"defect_{p.stem}", grey(p)) for p in DEFECTS])
     store = Store(str(db))
     flagged = store.inspections(flagged=True)
     for row in flagged:
@@ -314,15 +319,8 @@ def test_update_keeps_a_policy_that_needs_defects_choosing_with_the_confirmed_on
 
 def test_update_refuses_poisoned_reviews_unless_forced(parent, tmp_path):
     """One reviewer passes five real defects as good: QA dismissed every part the model flagged."""
-    inbox, db = tmp_path / "inbox", tmp_path / "db.sqlite"
-    inbox.mkdir()
-    for p in DEFECTS[:5]:
-        write(inbox, f"defect_{p.stem}", grey(p))
-    for p in UNSEEN[:5]:
-        write(inbox, f"good_{p.stem}", grey(p))
-    result = cli_run("watch", inbox, "--model", parent, "--db", db, "--out", tmp_path / "out", "--settle", "0.1",
-                     "--exit-when-idle", "1")
-    assert result.exit_code == 0, result.output
+    db = judge_all(parent, tmp_path, [(f"defect_{p.stem}", grey(p)) for p in DEFECTS[:5]]
+                   + [(f"good_{p.stem}", grey(p)) for p in UNSEEN[:5]])
     store = Store(str(db))
     flagged = store.inspections(flagged=True)
     assert len(flagged) >= 5 and sum(r.source_name.startswith("defect") for r in flagged) >= 4

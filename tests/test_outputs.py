@@ -33,6 +33,12 @@ def rows(url: str, where: str = "1=1") -> list:
         engine.dispose()
 
 
+def undelivered(watcher, output="recorder") -> int:
+    """Outbox entries of `output` not yet marked delivered (marking follows the hand-over)."""
+    with watcher.store.session() as s:
+        return s.query(OutboxEntry).filter(OutboxEntry.output == output, OutboxEntry.delivered_at.is_(None)).count()
+
+
 class Recorder(Output):
     """A throwaway output: remembers what it was handed; fails while `failures` is above 0."""
 
@@ -80,7 +86,7 @@ def test_an_added_output_gets_every_committed_verdict_once_in_commit_order(watch
     for i in range(10):
         write_png(inbox / f"part{i}.png", seed=200 + i)
     (inbox / "empty.png").write_bytes(b"")
-    wait_for(lambda: len(recorder.handed) == 11, 60, "11 verdicts handed on")
+    wait_for(lambda: len(recorder.handed) == 11 and undelivered(watcher) == 0, 60, "11 verdicts handed on")
     ids = [v.inspection_id for v in recorder.handed]
     committed = {r["id"]: r for r in rows(db)}
     assert sorted(ids) == sorted(committed) and len(set(ids)) == 11
@@ -100,7 +106,8 @@ def test_a_failing_output_holds_its_verdicts_and_hands_them_on_in_order_when_it_
     inbox, db, watcher = watching(recorder)
     for i in range(6):
         write_png(inbox / f"part{i}.png", seed=300 + i)
-    wait_for(lambda: len(recorder.handed) == 6, 60, "6 verdicts handed on after the failures")
+    wait_for(lambda: len(recorder.handed) == 6 and undelivered(watcher) == 0, 60,
+             "6 verdicts handed on after the failures")
     assert recorder.tries >= 4
     assert len(rows(db, "status = 'done'")) == 6  # the daemon kept judging meanwhile
     ids = [v.inspection_id for v in recorder.handed]
@@ -110,7 +117,8 @@ def test_a_failing_output_holds_its_verdicts_and_hands_them_on_in_order_when_it_
     assert ids == order  # the outbox's order, which is commit order
     warnings = [r.getMessage() for r in caplog.records if "output recorder failed" in r.getMessage()]
     assert len(warnings) == 1, warnings  # one WARNING for the whole outage
-    assert any("output recorder works again" in r.getMessage() for r in caplog.records)
+    wait_for(lambda: any("output recorder works again" in r.getMessage() for r in caplog.records), 10,
+             "the recovery logged")
 
 
 def test_outputs_need_distinct_names(tiny_bundle, tmp_path):

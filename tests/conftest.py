@@ -1,4 +1,5 @@
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -46,15 +47,20 @@ def child_pids() -> set[int]:
     return children
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_TEST_RUN_HANDLERS = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+
+
 @pytest.fixture(autouse=True)
 def signal_handlers_restored():
     """`inspector watch` run in this process leaves SIGINT, SIGTERM and SIGHUP ignored (as a
-    process that stopped and exits); the test run gets its own handlers back."""
-    import signal
-
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    process that stopped and exits), maybe in a fixture set up before this one. Each test starts
+    and ends with the test run's own handlers: an ignored signal would also be inherited by the
+    processes a test starts, which then could not be terminated."""
+    for sig, handler in _TEST_RUN_HANDLERS.items():
+        signal.signal(sig, handler)
     yield
-    for sig, handler in saved.items():
+    for sig, handler in _TEST_RUN_HANDLERS.items():
         signal.signal(sig, handler)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
 from sqlalchemy import (
-    CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine, event,
-    select,
+    Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine,
+    event, false, select,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
@@ -155,6 +155,8 @@ class OutboxEntry(Base):
     delivered_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[Optional[str]] = mapped_column(Text)
+    # Handed on after the line's deadline (`watch --deadline-ms`): the reject gate had passed.
+    late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 def normalize_url(db: str) -> str:

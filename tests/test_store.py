@@ -26,7 +26,7 @@ def test_migrating_twice_is_harmless(database_url):
     again = Store(database_url)
     assert again.inspections() == []
     with again.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
     again.close()
 
 
@@ -281,7 +281,7 @@ def test_migration_0005_adds_the_outbox_and_keeps_the_rows(database_url):
         s.add(OutboxEntry(inspection_id=row.id, output="line", station="line1", worker="host:1:2", created_at=utcnow()))
     with store.session() as s:
         [entry] = s.query(OutboxEntry).all()
-        assert (entry.output, entry.attempts, entry.delivered_at) == ("line", 0, None)
+        assert (entry.output, entry.attempts, entry.delivered_at, entry.late) == ("line", 0, None, False)
     with pytest.raises(IntegrityError), store.session() as s, s.begin():
         s.add(OutboxEntry(inspection_id=row.id, output="line", station="line1", worker="host:1:2", created_at=utcnow()))
     _downgrade(store, "0004")

@@ -39,6 +39,7 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise click.BadParameter(f"cannot read {path}: {exc}", ctx, param) from None
+    data = _flatten_outputs(data)
     keys = _config_keys(watch)
     unknown = sorted(key for key in data if key.replace("_", "-") not in keys)
     if unknown:
@@ -47,6 +48,86 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     own = {p.name for p in ctx.command.params}
     values = {keys[key.replace("_", "-")]: value for key, value in data.items()}
     ctx.default_map = {**(ctx.default_map or {}), **{name: v for name, v in values.items() if name in own}}
+
+
+def _flatten_outputs(data: dict) -> dict:
+    """[outputs.mqtt] url = ... / qos = 1 -> the options --mqtt / --mqtt-qos (the same for webhook)."""
+    outputs = data.get("outputs")
+    if not isinstance(outputs, dict):
+        return data
+    flat = {key: value for key, value in data.items() if key != "outputs"}
+    for kind, table in outputs.items():
+        if not isinstance(table, dict):
+            flat[f"outputs.{kind}"] = table  # reported as an unknown key
+            continue
+        for key, value in table.items():
+            flat[kind if key == "url" else f"{kind}-{key}"] = value
+    return flat
+
+
+def line_options(f):
+    """Where verdicts go besides the database: MQTT, a webhook; and the line's deadline."""
+    from ..line.mqtt import DEFAULT_TOPIC
+
+    options = [
+        click.option("--mqtt", "mqtt_url", envvar="INSPECTOR_MQTT", metavar="URL",
+                     help="Publish each verdict to this MQTT broker: mqtt://[user[:password]@]host[:port] or "
+                          "mqtts://... [env: INSPECTOR_MQTT]. Config file: [outputs.mqtt] url = ..."),
+        click.option("--mqtt-topic", default=DEFAULT_TOPIC, show_default=True,
+                     help="Topic of the verdict messages ({station} is replaced)."),
+        click.option("--mqtt-qos", type=click.IntRange(0, 2), default=1, show_default=True,
+                     help="MQTT quality of service of the verdict messages."),
+        click.option("--mqtt-password-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="File holding the broker's password (else INSPECTOR_MQTT_PASSWORD, else the URL's)."),
+        click.option("--mqtt-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="CA certificate the broker's TLS certificate is checked against (mqtts://)."),
+        click.option("--mqtt-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Client certificate for the broker (TLS)."),
+        click.option("--mqtt-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="The client certificate's private key."),
+        click.option("--webhook", "webhook_url", envvar="INSPECTOR_WEBHOOK", metavar="URL",
+                     help="POST each verdict's JSON to this URL; a 2xx answer means delivered "
+                          "[env: INSPECTOR_WEBHOOK]."),
+        click.option("--webhook-timeout", type=click.FloatRange(0.1), default=5.0, show_default=True,
+                     help="Seconds the webhook has to answer."),
+        click.option("--deadline-ms", type=click.FloatRange(1), envvar="INSPECTOR_DEADLINE_MS",
+                     help="Time from a photo's file being complete to the reject gate: a verdict sent later "
+                          "carries late: true and is logged [env: INSPECTOR_DEADLINE_MS]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def line_outputs(station, out, mqtt_url, mqtt_topic, mqtt_qos, mqtt_password_file, mqtt_ca, mqtt_cert, mqtt_key,
+                 webhook_url, webhook_timeout, deadline_ms) -> list:
+    """The line outputs the options ask for (none when no URL is given)."""
+    outputs = []
+    if mqtt_url:
+        from ..line.mqtt import BrokerAddress, MqttOutput, read_password
+
+        address = BrokerAddress.parse(mqtt_url, read_password(mqtt_password_file))
+        outputs.append(MqttOutput(address, station, out, topic=mqtt_topic, qos=mqtt_qos, ca=mqtt_ca, cert=mqtt_cert,
+                                  key=mqtt_key, deadline_ms=deadline_ms))
+    if webhook_url:
+        from ..line.webhook import WebhookOutput
+
+        outputs.append(WebhookOutput(webhook_url, out, timeout=webhook_timeout, deadline_ms=deadline_ms))
+    return outputs
+
+
+def line_checks(station, mqtt_url, mqtt_password_file, mqtt_ca, mqtt_cert, mqtt_key, webhook_url, webhook_timeout,
+                **_) -> list:
+    """doctor's checks of the line outputs the options name."""
+    from ..line.checks import check_mqtt, check_webhook
+    from ..usecases.doctor import Check
+
+    checks = []
+    if mqtt_url:
+        checks.append(Check("mqtt", *check_mqtt(mqtt_url, station, mqtt_password_file, mqtt_ca, mqtt_cert, mqtt_key)))
+    if webhook_url:
+        checks.append(Check("webhook", *check_webhook(webhook_url, webhook_timeout)))
+    return checks
 
 
 def config_option(f):
@@ -102,11 +183,12 @@ def drift_options(f):
               help="When stopping, write the time spent per stage (read, hash, claim, decode, preprocess, model, "
                    "score, pictures, commit, move) to this JSON file.")
 @drift_options
+@line_options
 @config_option
 @logging_options(logging.INFO)
 @fail_cleanly
 def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
-          station, claim_timeout, exit_when_idle, drift_window, drift_limit, profile_file):
+          station, claim_timeout, exit_when_idle, drift_window, drift_limit, profile_file, **line):
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
@@ -130,6 +212,13 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     shares of flagged parts and of part-in-view errors with the calibrated ones. One WARNING
     when the line drifts past the limits, one INFO line when it is back.
 
+    Verdicts to the line: with --mqtt each verdict is published (QoS 1) on
+    inspector/STATION/verdict, the last one retained on inspector/STATION/last, and
+    inspector/STATION/status says online or offline; with --webhook it is POSTed as JSON. Both
+    send from an outbox committed with the verdict: a broker or server that is away delays the
+    messages, in order, and loses none (at least once: dedupe by "id"). docs/line.md has the
+    message's schema.
+
     Signal handlers only set flags, so storms of them neither freeze nor kill the daemon.
     SIGHUP (kill -HUP PID, systemctl reload) loads --model again between two batches (a
     symlink is followed anew): the new bundle is checked and its model run once first; if that
@@ -143,6 +232,8 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
       inspector watch --config /etc/inspector/watch.toml --log-format json
       inspector watch inbox/ --model models/current --drift-window 100 --drift-limit 0.4
       ln -sfn screw-v2 models/current.new && mv -T models/current.new models/current && kill -HUP PID
+      inspector watch inbox/ --model m --mqtt mqtt://inspector@127.0.0.1 --mqtt-password-file /etc/inspector/mqtt.pw
+      inspector watch inbox/ --model m --webhook http://mes.local/verdicts --deadline-ms 800
     """
     from ..daemon import WatchOptions, Watcher
 
@@ -161,7 +252,13 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
                                incomplete_timeout=incomplete_timeout, summary_every=summary_every,
                                station=station, claim_timeout=claim_timeout, drift_window=drift_window,
                                drift_limit=drift_limit)
-        watcher = Watcher(inbox, bundle, store, options, model_source=model_dir)
+        outputs = line_outputs(station, out, **line)
+        try:
+            watcher = Watcher(inbox, bundle, store, options, model_source=model_dir, outputs=outputs)
+        except BaseException:
+            for output in outputs:
+                output.close()
+            raise
         if signal.SIGHUP in asked:
             watcher.request_reload()
         if signal.SIGTERM in asked or signal.SIGINT in asked:
@@ -195,17 +292,23 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
 @click.option("--polling", is_flag=True, help="The daemon polls the inbox (no warning for a network filesystem).")
 @click.option("--min-free", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Gigabytes that must be free where the inbox and the out folder are.")
+@click.option("--station", envvar="INSPECTOR_STATION", default=lambda: __import__("socket").gethostname(),
+              help="The station's name, as watch is given it [env: INSPECTOR_STATION; default: host name].")
+@line_options
 @config_option
 @logging_options()
 @json_option
 @fail_cleanly
-def doctor(inbox, model_dir, db, out, polling, min_free, as_json):
+def doctor(inbox, model_dir, db, out, polling, min_free, station, as_json, **line):
     """Check a station's set-up for `inspector watch`: one OK, WARN or FAIL line per check.
 
     The model bundle loads; the database is reachable and its schema migrated (a missing SQLite
     file is reported, not created); the inbox exists and the out folder can be made, both
     writable, on which filesystem (a network one wants --polling), with --min-free GB free.
-    Give it the daemon's options or its --config file. Exit status 1 when a check fails.
+    Verdicts the line outputs still owe are counted (WARN, with the oldest's time). With --mqtt,
+    the broker must take the login and acknowledge a QoS 1 message on
+    inspector/STATION/status-check; with --webhook, its host must take a connection (no verdict
+    is sent). Give it the daemon's options or its --config file. Exit status 1 when a check fails.
 
     \b
     Examples:
@@ -214,7 +317,7 @@ def doctor(inbox, model_dir, db, out, polling, min_free, as_json):
     """
     from ..usecases.doctor import FAIL, check_station
 
-    checks = check_station(inbox, model_dir, db, out, polling, int(min_free * 1e9))
+    checks = check_station(inbox, model_dir, db, out, polling, int(min_free * 1e9), line=line_checks(station, **line))
     failed = any(c.status == FAIL for c in checks)
     emit({"ok": not failed, "checks": [c.to_dict() for c in checks]}, as_json,
           "\n".join(f"{c.status:4}  {c.name:8}  {c.detail}" for c in checks))

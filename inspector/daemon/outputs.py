@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from sqlalchemy import func, select, update
 
@@ -87,8 +87,10 @@ class Output:
     def prepare(self, parts: Sequence[ClaimedPart]) -> None:
         """Before the commit: what must exist when the rows naming it are committed."""
 
-    def deliver(self, verdicts: Sequence[Verdict]) -> None:
-        """After the commit: the verdicts, in commit order. Raise to say they were not taken."""
+    def deliver(self, verdicts: Sequence[Verdict]) -> Collection[int] | None:
+        """After the commit: the verdicts, in commit order. Raise to say they were not taken.
+        May return the inspection ids it handed on late (after the line's deadline): their
+        outbox entries say so."""
 
     def close(self) -> None:
         """The daemon stops: release what the output holds."""
@@ -170,12 +172,12 @@ class Outputs:
 
     def _hand(self, output: Output, verdicts: Sequence[Verdict]) -> bool:
         try:
-            output.deliver(verdicts)
+            late = output.deliver(verdicts)
         except Exception as exc:
             self._failed(output, verdicts, exc)
             return False
         if output.durable:
-            self._mark(output.name, [v.inspection_id for v in verdicts], delivered=True)
+            self._mark(output.name, [v.inspection_id for v in verdicts], delivered=True, late=set(late or ()))
             self._recovered(output)
         return True
 
@@ -201,7 +203,8 @@ class Outputs:
             log.info("output %s works again after %.0f s", output.name, time.monotonic() - backoff.failing_since)
         backoff.failing_since, backoff.delay = None, 0.0
 
-    def _mark(self, name: str, ids: list[int], delivered: bool, error: str | None = None) -> None:
+    def _mark(self, name: str, ids: list[int], delivered: bool, error: str | None = None,
+              late: set[int] = frozenset()) -> None:
         def work() -> None:
             with self.store.session() as s, s.begin():
                 for start in range(0, len(ids), 500):
@@ -211,6 +214,10 @@ class Outputs:
                     s.execute(update(OutboxEntry)
                               .where(OutboxEntry.output == name, OutboxEntry.inspection_id.in_(chunk))
                               .values(**values).execution_options(synchronize_session=False))
+                if late:
+                    s.execute(update(OutboxEntry)
+                              .where(OutboxEntry.output == name, OutboxEntry.inspection_id.in_(sorted(late)))
+                              .values(late=True).execution_options(synchronize_session=False))
 
         self.store.retry(work, f"record what output {name} handed on")
 

@@ -47,6 +47,7 @@ def station_stats(store, since: datetime | None = None, drift_window: int | None
         paths = dict(s.execute(select(ModelRecord.fingerprint, ModelRecord.path)).all())
     result = []
     now = utcnow()
+    backlog = outbox_backlog(store)
     for key, items in sorted(groups.items()):
         station, model, fingerprint = key
         scores = np.array([score for _, score, _, _ in items if score is not None])
@@ -65,9 +66,30 @@ def station_stats(store, since: datetime | None = None, drift_window: int | None
             "running_s": running,
             "images_per_s": len(items) / running if running else None,
             "score_percentiles": {f"p{q}": float(np.percentile(scores, q)) for q in (50, 90, 99)} if scores.size else {},
+            # The station's verdicts its line outputs still owe (the same for each of its models).
+            "outbox": backlog.get(station, []),
             "drift": drift.of_model(paths.get(fingerprint), fingerprint, items, window, limit, now) if window else None,
         })
     return result
+
+
+def outbox_backlog(store) -> dict[str, list[dict]]:
+    """Per station, each durable output's verdicts not yet delivered (how many, and since when
+    the oldest waits, naive UTC ISO) and those it delivered after the line's deadline."""
+    from sqlalchemy import case, func, select
+
+    from ..store import OutboxEntry
+
+    waiting = OutboxEntry.delivered_at.is_(None)
+    query = (select(OutboxEntry.station, OutboxEntry.output, func.count(case((waiting, 1))),
+                    func.min(case((waiting, OutboxEntry.created_at))), func.count(case((OutboxEntry.late, 1))))
+             .group_by(OutboxEntry.station, OutboxEntry.output).order_by(OutboxEntry.station, OutboxEntry.output))
+    backlog: dict[str, list[dict]] = {}
+    with store.session() as s:
+        for station, output, count, oldest, late in s.execute(query):
+            backlog.setdefault(station or "", []).append(
+                {"output": output, "waiting": count, "oldest": oldest.isoformat() if oldest else None, "late": late})
+    return backlog
 
 
 def _covered_seconds(spans: list[tuple[datetime, datetime]], since: datetime | None, now: datetime) -> float:

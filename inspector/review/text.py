@@ -29,6 +29,18 @@ def stats_table(rows: list[dict]) -> str:
         pct = "  ".join(f"{p[k]:9.4g}" if k in p else f"{'-':>9}" for k in ("p50", "p90", "p99"))
         lines.append(f"{r['station'][:16]:16}  {r['model'][:12]:12}  {r['images']:7d}  {r['defects']:7d}  "
                      f"{r['errors']:6d}  {r['not_in_view']:7d}  {rate}  {pct}")
+    said = set()
+    for r in rows:
+        for entry in r.get("outbox", []):
+            if (r["station"], entry["output"]) in said:
+                continue
+            said.add((r["station"], entry["output"]))
+            if entry["waiting"]:
+                lines.append(f"{r['station']}: {entry['waiting']} verdicts not yet delivered to {entry['output']}, "
+                             f"the oldest since {entry['oldest']} UTC")
+            if entry["late"]:
+                lines.append(f"{r['station']}: {entry['late']} verdicts delivered to {entry['output']} after the "
+                             "line's deadline")
     for r in rows:
         d = r.get("drift")
         if d is not None:

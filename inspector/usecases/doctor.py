@@ -30,12 +30,33 @@ class Check:
 
 
 def check_station(inbox: Path | None, model: Path | None, db: str, out: Path, polling: bool = False,
-                  min_free_bytes: int = 1 << 30) -> list[Check]:
-    """Every check, in the order a line engineer fixes things."""
-    checks = [check_model(model), check_database(db)]
+                  min_free_bytes: int = 1 << 30, line: list[Check] | None = None) -> list[Check]:
+    """Every check, in the order a line engineer fixes things. `line`: the line outputs'
+    checks (`inspector.line.checks`), made by the caller."""
+    database = check_database(db)
+    checks = [check_model(model), database]
+    if database.status == OK:
+        checks.append(check_outbox(db))
     checks += check_folder("inbox", inbox, min_free_bytes, polling=polling)
     checks += check_folder("out", out, min_free_bytes, inbox=inbox)
-    return checks
+    return checks + list(line or [])
+
+
+def check_outbox(db: str) -> Check:
+    """Verdicts the line outputs still owe: a backlog is said, never hidden."""
+    from ..review.stats import outbox_backlog
+    from ..store import Store
+
+    store = Store(db, migrate_schema=False)
+    try:
+        backlog = outbox_backlog(store)
+    finally:
+        store.close()
+    waiting = [f"{station or '-'} -> {e['output']}: {e['waiting']} waiting since {e['oldest']} UTC"
+               for station, entries in backlog.items() for e in entries if e["waiting"]]
+    if waiting:
+        return Check("outbox", WARN, "; ".join(waiting))
+    return Check("outbox", OK, "every verdict delivered to the line outputs")
 
 
 def check_model(path: Path | None) -> Check:

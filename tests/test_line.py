@@ -281,3 +281,30 @@ def test_a_verdict_sent_after_the_deadline_says_late_and_is_counted(watching, tm
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_verdicts_committed_while_the_broker_was_away_reach_it_after_a_sigkill_and_a_restart(broker, tiny_bundle,
+                                                                                             tmp_path):
+    mosquitto = broker()
+    mosquitto.stop()  # the broker is away while the parts are judged
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", f"sqlite:///{tmp_path / 'db.sqlite'}"
+    inbox.mkdir()
+    for i in range(5):
+        write_png(inbox / f"k{i}.png", seed=800 + i)
+    command = [sys.executable, "-m", "inspector.cli", "watch", str(inbox), "--model", str(tiny_bundle), "--db", db,
+               "--out", str(out), "--station", "line6", "--mqtt", f"mqtt://127.0.0.1:{mosquitto.port}"]
+    daemon = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(rows(db, "status = 'done'")) == 5, 60, "5 verdicts committed")
+        assert outbox_waiting(db) == 5
+    finally:
+        daemon.kill()  # SIGKILL: no goodbye, nothing delivered
+        daemon.wait(10)
+    mosquitto.start()
+    consumer = Subscriber(mosquitto.port, "inspector/line6/verdict")
+    try:
+        subprocess.run(command + ["--exit-when-idle", "2"], check=True, stderr=subprocess.DEVNULL, timeout=120)
+        wait_for(lambda: len(consumer.ids()) == 5, 20, "5 verdicts received after the restart")
+        assert consumer.ids() == [r["id"] for r in rows(db)] and outbox_waiting(db) == 0
+    finally:
+        consumer.close()

@@ -90,6 +90,15 @@ def line_options(f):
                           "[env: INSPECTOR_WEBHOOK]."),
         click.option("--webhook-timeout", type=click.FloatRange(0.1), default=5.0, show_default=True,
                      help="Seconds the webhook has to answer."),
+        click.option("--opcua", "opcua_url", envvar="INSPECTOR_OPCUA", metavar="URL",
+                     help="Serve the station's last verdict and counters as OPC UA nodes at this endpoint, e.g. "
+                          "opc.tcp://127.0.0.1:4840 [env: INSPECTOR_OPCUA]. Config file: [outputs.opcua] url = ..."),
+        click.option("--opcua-user", envvar="INSPECTOR_OPCUA_USER",
+                     help="The user OPC UA clients log in as [env: INSPECTOR_OPCUA_USER]."),
+        click.option("--opcua-password-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="File holding that user's password (else INSPECTOR_OPCUA_PASSWORD)."),
+        click.option("--opcua-anonymous", is_flag=True,
+                     help="Let OPC UA clients read without logging in (off unless given)."),
         click.option("--deadline-ms", type=click.FloatRange(1), envvar="INSPECTOR_DEADLINE_MS",
                      help="Time from a photo's file being complete to the reject gate: a verdict sent later "
                           "carries late: true and is logged [env: INSPECTOR_DEADLINE_MS]."),
@@ -100,26 +109,40 @@ def line_options(f):
 
 
 def line_outputs(station, out, mqtt_url, mqtt_topic, mqtt_qos, mqtt_password_file, mqtt_ca, mqtt_cert, mqtt_key,
-                 webhook_url, webhook_timeout, deadline_ms) -> list:
-    """The line outputs the options ask for (none when no URL is given)."""
+                 webhook_url, webhook_timeout, opcua_url, opcua_user, opcua_password_file, opcua_anonymous,
+                 deadline_ms) -> list:
+    """The line outputs the options ask for (none when no URL is given). If one cannot start,
+    those started before it are closed."""
     outputs = []
-    if mqtt_url:
-        from ..line.mqtt import BrokerAddress, MqttOutput, read_password
+    try:
+        if mqtt_url:
+            from ..line.mqtt import BrokerAddress, MqttOutput, read_password
 
-        address = BrokerAddress.parse(mqtt_url, read_password(mqtt_password_file))
-        outputs.append(MqttOutput(address, station, out, topic=mqtt_topic, qos=mqtt_qos, ca=mqtt_ca, cert=mqtt_cert,
-                                  key=mqtt_key, deadline_ms=deadline_ms))
-    if webhook_url:
-        from ..line.webhook import WebhookOutput
+            address = BrokerAddress.parse(mqtt_url, read_password(mqtt_password_file))
+            outputs.append(MqttOutput(address, station, out, topic=mqtt_topic, qos=mqtt_qos, ca=mqtt_ca,
+                                      cert=mqtt_cert, key=mqtt_key, deadline_ms=deadline_ms))
+        if webhook_url:
+            from ..line.webhook import WebhookOutput
 
-        outputs.append(WebhookOutput(webhook_url, out, timeout=webhook_timeout, deadline_ms=deadline_ms))
+            outputs.append(WebhookOutput(webhook_url, out, timeout=webhook_timeout, deadline_ms=deadline_ms))
+        if opcua_url:
+            from ..line.login import read_password as read_secret
+            from ..line.opcua import OpcUaOutput
+
+            password = read_secret(opcua_password_file, "INSPECTOR_OPCUA_PASSWORD", "--opcua-password-file")
+            outputs.append(OpcUaOutput(opcua_url, station, opcua_user, password, anonymous=opcua_anonymous,
+                                       deadline_ms=deadline_ms))
+    except BaseException:
+        for output in outputs:
+            output.close()
+        raise
     return outputs
 
 
 def line_checks(station, mqtt_url, mqtt_password_file, mqtt_ca, mqtt_cert, mqtt_key, webhook_url, webhook_timeout,
-                **_) -> list:
+                opcua_url, opcua_user, opcua_password_file, **_) -> list:
     """doctor's checks of the line outputs the options name."""
-    from ..line.checks import check_mqtt, check_webhook
+    from ..line.checks import check_mqtt, check_opcua, check_webhook
     from ..usecases.doctor import Check
 
     checks = []
@@ -127,6 +150,8 @@ def line_checks(station, mqtt_url, mqtt_password_file, mqtt_ca, mqtt_cert, mqtt_
         checks.append(Check("mqtt", *check_mqtt(mqtt_url, station, mqtt_password_file, mqtt_ca, mqtt_cert, mqtt_key)))
     if webhook_url:
         checks.append(Check("webhook", *check_webhook(webhook_url, webhook_timeout)))
+    if opcua_url:
+        checks.append(Check("opcua", *check_opcua(opcua_url, station, opcua_user, opcua_password_file)))
     return checks
 
 
@@ -217,7 +242,8 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     inspector/STATION/status says online or offline; with --webhook it is POSTed as JSON. Both
     send from an outbox committed with the verdict: a broker or server that is away delays the
     messages, in order, and loses none (at least once: dedupe by "id"). docs/line.md has the
-    message's schema.
+    message's schema. With --opcua the daemon serves OPC UA nodes for a PLC: the last verdict
+    and counters since the start (clients log in as --opcua-user unless --opcua-anonymous).
 
     Signal handlers only set flags, so storms of them neither freeze nor kill the daemon.
     SIGHUP (kill -HUP PID, systemctl reload) loads --model again between two batches (a
@@ -234,6 +260,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
       ln -sfn screw-v2 models/current.new && mv -T models/current.new models/current && kill -HUP PID
       inspector watch inbox/ --model m --mqtt mqtt://inspector@127.0.0.1 --mqtt-password-file /etc/inspector/mqtt.pw
       inspector watch inbox/ --model m --webhook http://mes.local/verdicts --deadline-ms 800
+      inspector watch inbox/ --model m --opcua opc.tcp://10.0.5.2:4840 --opcua-user plc --opcua-password-file pw
     """
     from ..daemon import WatchOptions, Watcher
 
@@ -308,7 +335,8 @@ def doctor(inbox, model_dir, db, out, polling, min_free, station, as_json, **lin
     Verdicts the line outputs still owe are counted (WARN, with the oldest's time). With --mqtt,
     the broker must take the login and acknowledge a QoS 1 message on
     inspector/STATION/status-check; with --webhook, its host must take a connection (no verdict
-    is sent). Give it the daemon's options or its --config file. Exit status 1 when a check fails.
+    is sent); with --opcua, a daemon serving there must let the user in and show the station's
+    nodes, or the address must be free to serve on. Give it the daemon's options or its --config file. Exit status 1 when a check fails.
 
     \b
     Examples:

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..daemon.outputs import Output, Verdict
 from ..errors import ConfigError
+from . import login
 from .payload import encode, payload, say_late
 
 log = logging.getLogger("inspector.line")
@@ -82,12 +83,7 @@ class BrokerAddress:
 
 def read_password(file: Path | None) -> str | None:
     """The broker's password from a file (first line), else INSPECTOR_MQTT_PASSWORD, else None."""
-    if file is not None:
-        try:
-            return file.read_text(encoding="utf-8").splitlines()[0] if file.stat().st_size else ""
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--mqtt-password-file: cannot read {file}: {exc}") from None
-    return os.environ.get("INSPECTOR_MQTT_PASSWORD")
+    return login.read_password(file, "INSPECTOR_MQTT_PASSWORD", "--mqtt-password-file")
 
 
 class MqttOutput(Output):

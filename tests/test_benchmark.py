@@ -4,14 +4,21 @@ from click.testing import CliRunner
 
 from inspector.cli import cli
 from conftest import SAMPLE, TINY_PIPELINE
+from test_line import broker  # noqa: F401
+
+
+def small_pipelines(folder):
+    """The tiny pipeline measured and a small seed003 as its reference."""
+    tiny = folder / "tiny.toml"
+    tiny.write_text(TINY_PIPELINE)
+    reference = folder / "seed003_small.toml"
+    reference.write_text('name = "seed003-64"\n[preprocess]\nsize = 64\nnormalize = "unit"\n'
+                         '[model]\narchitecture = "seed003"\nepochs = 1\n')
+    return tiny, reference
 
 
 def test_benchmark_runs_and_reports_every_field(tmp_path):
-    tiny = tmp_path / "tiny.toml"
-    tiny.write_text(TINY_PIPELINE)
-    reference = tmp_path / "seed003_small.toml"
-    reference.write_text('name = "seed003-64"\n[preprocess]\nsize = 64\nnormalize = "unit"\n'
-                         '[model]\narchitecture = "seed003"\nepochs = 1\n')
+    tiny, reference = small_pipelines(tmp_path)
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(cli, [
         "benchmark", "--images", str(SAMPLE / "train" / "good"), "--pipeline", str(tiny), "--reference",
@@ -19,7 +26,8 @@ def test_benchmark_runs_and_reports_every_field(tmp_path):
         "--epochs", "1", "--out", str(out), "--work", str(tmp_path / "work"),
     ])
     assert result.exit_code == 0, result.output
-    assert "images/s" in result.stdout and "latency p50" in result.stdout
+    assert "images/s" in result.stdout and "verdict committed: p50" in result.stdout
+    assert "MQTT" not in result.stdout
     data = json.loads(out.read_text())
     for name in ("tiny", "seed003-64"):
         for batch in ("batch1", "batch32"):
@@ -41,3 +49,24 @@ def test_benchmark_runs_and_reports_every_field(tmp_path):
     for name in ("hash", "claim", "decode", "preprocess", "model", "score", "pictures", "commit", "move"):
         assert stages[name]["images"] == 12 and stages[name]["ms_per_image"] > 0, name
     assert "Where the daemon's time went" in result.stdout and "| model |" in result.stdout
+
+
+def test_benchmark_with_a_broker_times_the_burst_and_the_messages_received(broker, tiny_bundle, tmp_path):  # noqa: F811
+    mosquitto = broker()
+    tiny, reference = small_pipelines(tmp_path)
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, [
+        "benchmark", "--images", str(SAMPLE / "train" / "good"), "--model", str(tiny_bundle), "--pipeline", str(tiny),
+        "--reference", str(reference), "--burst", "12", "--steady-seconds", "1", "--rate", "5", "--frame-size", "128",
+        "--out", str(out), "--work", str(tmp_path / "work"), "--mqtt", f"mqtt://127.0.0.1:{mosquitto.port}",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "MQTT on" in result.stdout and "file complete -> MQTT message received | p50" in result.stdout
+    data = json.loads(out.read_text())
+    assert (data["burst"]["mqtt"], data["burst_mqtt"]["mqtt"]) == (False, True)
+    assert data["burst_mqtt"]["images"] == 12 and data["burst_mqtt"]["images_per_s"] > 0
+    steady = data["steady"]
+    assert steady["mqtt"] and steady["images"] == 5
+    # A message is sent after its verdict is committed: received no sooner.
+    assert steady["received_ms_p50"] >= steady["latency_ms_p50"] > 0
+    assert steady["received_ms_max"] >= steady["latency_ms_max"]

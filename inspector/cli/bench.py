@@ -31,28 +31,36 @@ from .common import fail_cleanly, json_option, logging_options
               show_default=True, help="Where to write the full results as JSON.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path),
               help="Scratch folder (default: a new temporary folder).")
+@click.option("--mqtt", "mqtt_url", envvar="INSPECTOR_MQTT", metavar="URL",
+              help="A broker (mqtt://[user[:password]@]host[:port]; password also from INSPECTOR_MQTT_PASSWORD): "
+                   "the burst again with the MQTT output on, and the steady stream timed to each message "
+                   "received [env: INSPECTOR_MQTT].")
 @logging_options()
 @json_option
 @fail_cleanly
 def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_seconds, rate, frame_size, epochs,
-              json_out, work, as_json):
+              json_out, work, mqtt_url, as_json):
     """Measure speed: model images/s, daemon burst throughput and steady-stream latency.
 
     Model scoring is timed for PIPELINE and REFERENCE on the same images in the same process
     (batch 1 and 32). The real daemon then judges a burst of full-size PNGs dropped at once
     (images/s from first arrival to last verdict) and a steady stream (latency p50/p95/p99 from
-    the file being complete to its verdict), and its peak memory is read.
+    the file being complete to its verdict), and its peak memory is read. With --mqtt the burst
+    runs again with the daemon publishing each verdict, timed to the last message a subscriber
+    received, and the steady stream is timed to each message received as well.
 
     \b
     Examples:
       inspector benchmark
       inspector benchmark --images ../shared/data/mvtec_screw/train/good --out bench.json
       inspector benchmark --burst 50 --steady-seconds 5 --frame-size 512 --json
+      inspector benchmark --model models/screw --mqtt mqtt://127.0.0.1
     """
     from ..usecases.benchmark import run_benchmark, table
 
     result = run_benchmark(images_dir, pipeline, reference, model_dir, burst_count, steady_seconds, rate,
-                           frame_size, epochs, work, progress=lambda m: click.echo(f"... {m}", err=True))
+                           frame_size, epochs, work, progress=lambda m: click.echo(f"... {m}", err=True),
+                           mqtt_url=mqtt_url)
     json_out.write_text(json.dumps(result, indent=2))
     if as_json:
         click.echo(json.dumps(result, indent=2))

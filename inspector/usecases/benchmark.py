@@ -1,7 +1,8 @@
 """`inspector benchmark`: model speed, end-to-end daemon throughput and latency, memory, training time.
 
 Absolute times are noisy on a shared machine; the model figures therefore compare the default
-architecture with `seed003` on the same images in the same process.
+architecture with `seed003` on the same images in the same process, and with an MQTT broker
+the burst is run with and without the MQTT output in the same run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -134,48 +136,119 @@ class Daemon:
         return self.process.returncode
 
 
-def burst(model_dir: Path, files: list[Path], work: Path) -> dict:
-    """All files renamed into the inbox at once: images/s from first arrival to last verdict,
-    and the daemon's time per stage (`watch --profile`)."""
+class Listener:
+    """A consumer on the line: subscribes (QoS 1) to a station's verdict topic and notes when each
+    message arrived, by the image's name."""
+
+    def __init__(self, mqtt_url: str, station: str):
+        from ..line.mqtt import DEFAULT_TOPIC, BrokerAddress, read_password
+
+        self.received: dict[str, float] = {}
+        self._subscribed = threading.Event()
+        address = BrokerAddress.parse(mqtt_url, read_password(None))
+        self.client = address.client(f"inspector-benchmark-{os.getpid()}")
+        self.client.on_connect = lambda c, *_: c.subscribe(DEFAULT_TOPIC.format(station=station), qos=1)
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_message = self._on_message
+        try:
+            self.client.connect(address.host, address.port)
+        except OSError as exc:
+            raise InspectorError(f"--mqtt {address}: cannot connect: {exc}") from None
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            self.close()
+            raise InspectorError(f"--mqtt {address}: no subscription within 10 s")
+
+    def _on_message(self, client, userdata, message) -> None:
+        arrived = time.time()
+        self.received.setdefault(json.loads(message.payload)["source_name"], arrived)
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(self.received)} of {count} verdict messages received")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _line_args(mqtt_url: str | None, station: str) -> list[str]:
+    return ["--station", station, "--mqtt", mqtt_url] if mqtt_url else []
+
+
+def burst(model_dir: Path, files: list[Path], work: Path, mqtt_url: str | None = None) -> dict:
+    """All files renamed into the inbox at once: images/s from first arrival to last verdict
+    (with `mqtt_url`: to the last verdict message received), and the daemon's time per stage
+    (`watch --profile`)."""
     profile = work.parent / f"{work.name}-profile.json"
-    daemon = Daemon(model_dir, work, ["--profile", str(profile)])
+    station = f"benchmark-{work.name}"
+    listener = Listener(mqtt_url, station) if mqtt_url else None
     try:
-        first = time.time()
-        for path in files:
-            os.rename(path, daemon.inbox / path.name)
-        daemon.wait_for(len(files), timeout=600)
-        last = max(daemon.scored_times().values())
-        rss = daemon.peak_rss_mb()
+        daemon = Daemon(model_dir, work, ["--profile", str(profile), *_line_args(mqtt_url, station)])
+        try:
+            first = time.time()
+            for path in files:
+                os.rename(path, daemon.inbox / path.name)
+            daemon.wait_for(len(files), timeout=600)
+            if listener:
+                listener.wait_for(len(files), timeout=120)
+                last = max(listener.received.values())
+            else:
+                last = max(daemon.scored_times().values())
+            rss = daemon.peak_rss_mb()
+        finally:
+            code = daemon.stop()
     finally:
-        code = daemon.stop()
+        if listener:
+            listener.close()
     return {"images": len(files), "seconds": last - first, "images_per_s": len(files) / (last - first),
-            "peak_rss_mb": rss, "exit_code": code,
+            "peak_rss_mb": rss, "exit_code": code, "mqtt": bool(mqtt_url),
             "stages": json.loads(profile.read_text()) if profile.exists() else {}}
 
 
-def steady(model_dir: Path, files: list[Path], work: Path, rate: float) -> dict:
-    """One file renamed in every 1/rate seconds: latency from complete file to recorded verdict."""
+def _percentiles(latencies: np.ndarray, prefix: str) -> dict:
+    return {f"{prefix}_p50": float(np.percentile(latencies, 50)), f"{prefix}_p95": float(np.percentile(latencies, 95)),
+            f"{prefix}_p99": float(np.percentile(latencies, 99)), f"{prefix}_max": float(latencies.max())}
+
+
+def steady(model_dir: Path, files: list[Path], work: Path, rate: float, mqtt_url: str | None = None) -> dict:
+    """One file renamed in every 1/rate seconds: latency from complete file to recorded verdict
+    (and, with `mqtt_url`, to its message received by a subscriber)."""
     profile = work.parent / f"{work.name}-profile.json"
-    daemon = Daemon(model_dir, work, ["--profile", str(profile)])
+    station = f"benchmark-{work.name}"
+    listener = Listener(mqtt_url, station) if mqtt_url else None
     arrived: dict[str, float] = {}
     try:
-        start = time.monotonic()
-        for i, path in enumerate(files):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            os.rename(path, daemon.inbox / path.name)
-            arrived[path.name] = time.time()
-        daemon.wait_for(len(files), timeout=300)
-        scored = daemon.scored_times()
-        rss = daemon.peak_rss_mb()
+        daemon = Daemon(model_dir, work, ["--profile", str(profile), *_line_args(mqtt_url, station)])
+        try:
+            start = time.monotonic()
+            for i, path in enumerate(files):
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                os.rename(path, daemon.inbox / path.name)
+                arrived[path.name] = time.time()
+            daemon.wait_for(len(files), timeout=300)
+            if listener:
+                listener.wait_for(len(files), timeout=120)
+            scored = daemon.scored_times()
+            rss = daemon.peak_rss_mb()
+        finally:
+            code = daemon.stop()
     finally:
-        code = daemon.stop()
-    latencies = np.array([(scored[name] - t) * 1000 for name, t in arrived.items()])
-    return {"images": len(files), "rate": rate, "latency_ms_p50": float(np.percentile(latencies, 50)),
-            "latency_ms_p95": float(np.percentile(latencies, 95)), "latency_ms_p99": float(np.percentile(latencies, 99)),
-            "latency_ms_max": float(latencies.max()), "peak_rss_mb": rss, "exit_code": code,
-            "stages": json.loads(profile.read_text()) if profile.exists() else {}}
+        if listener:
+            listener.close()
+    result = {"images": len(files), "rate": rate, "mqtt": bool(mqtt_url),
+              **_percentiles(np.array([(scored[name] - t) * 1000 for name, t in arrived.items()]), "latency_ms"),
+              "peak_rss_mb": rss, "exit_code": code,
+              "stages": json.loads(profile.read_text()) if profile.exists() else {}}
+    if listener:
+        result.update(_percentiles(np.array([(listener.received[name] - t) * 1000 for name, t in arrived.items()]),
+                                   "received_ms"))
+    return result
 
 
 def run_benchmark(
@@ -190,7 +263,10 @@ def run_benchmark(
     epochs: int | None = None,
     work: Path | None = None,
     progress: Callable[[str], None] = lambda message: None,
+    mqtt_url: str | None = None,
 ) -> dict:
+    """With `mqtt_url` (a broker): the burst again with the daemon's MQTT output on, and the
+    steady stream with it on, timed to each message received by a subscriber."""
     pipeline, reference = resolve_pipeline(pipeline_name), resolve_pipeline(reference_name)
     sources = list_images(images_dir)
     if not sources:
@@ -219,9 +295,14 @@ def run_benchmark(
     steady_files = make_line_images(sources, work / "staging-steady", int(steady_seconds * rate), frame_size, seed=2)
     progress("burst")
     result["burst"] = burst(model_dir, burst_files, work / "burst")
-    progress("steady stream")
-    result["steady"] = steady(model_dir, steady_files, work / "steady", rate)
-    result["daemon_peak_rss_mb"] = max(result["burst"]["peak_rss_mb"], result["steady"]["peak_rss_mb"])
+    if mqtt_url:
+        progress("burst with MQTT")
+        again = make_line_images(sources, work / "staging-burst-mqtt", burst_count, frame_size, seed=1)
+        result["burst_mqtt"] = burst(model_dir, again, work / "burst-mqtt", mqtt_url)
+    progress("steady stream" + (" with MQTT" if mqtt_url else ""))
+    result["steady"] = steady(model_dir, steady_files, work / "steady", rate, mqtt_url)
+    result["daemon_peak_rss_mb"] = max(r["peak_rss_mb"] for key, r in result.items()
+                                       if key in ("burst", "burst_mqtt", "steady"))
     return result
 
 
@@ -258,12 +339,16 @@ def table(result: dict) -> str:
         t = result["training"]
         lines.append(f"| training {p} (load, fit, calibrate, save) | {t['seconds']:.1f} s ({t['images']} images, {t['epochs']} epochs) |")
     b, s = result["burst"], result["steady"]
-    lines += [
-        f"| burst of {b['images']} images | {b['images_per_s']:.1f} images/s ({b['seconds']:.1f} s) |",
-        f"| steady {s['rate']:g} images/s, {s['images']} images | latency p50 {s['latency_ms_p50']:.0f} ms, "
-        f"p95 {s['latency_ms_p95']:.0f} ms, p99 {s['latency_ms_p99']:.0f} ms, max {s['latency_ms_max']:.0f} ms |",
-        f"| daemon peak RSS | {result['daemon_peak_rss_mb']:.0f} MB |",
-    ]
+    lines.append(f"| burst of {b['images']} images | {b['images_per_s']:.1f} images/s ({b['seconds']:.1f} s) |")
+    if "burst_mqtt" in result:
+        m = result["burst_mqtt"]
+        lines.append(f"| the same burst, MQTT on (to the last message received) | {m['images_per_s']:.1f} images/s "
+                     f"({m['seconds']:.1f} s; {100 * (m['images_per_s'] / b['images_per_s'] - 1):+.1f}%) |")
+    lines.append(f"| steady {s['rate']:g} images/s, {s['images']} images{', MQTT on' if s.get('mqtt') else ''} | "
+                 f"file complete -> verdict committed: {_spread(s, 'latency_ms')} |")
+    if "received_ms_p50" in s:
+        lines.append(f"| steady, file complete -> MQTT message received | {_spread(s, 'received_ms')} |")
+    lines.append(f"| daemon peak RSS | {result['daemon_peak_rss_mb']:.0f} MB |")
     stages = b.get("stages", {})
     if stages:
         lines += ["", f"Where the daemon's time went during the burst (per image; threads overlap, so the sum can "
@@ -273,3 +358,8 @@ def table(result: dict) -> str:
         for name, s in stages.items():
             lines.append(f"| {name} | {s['total_ms'] / b['images']:.2f} | {100 * s['total_ms'] / total:.0f}% |")
     return "\n".join(lines)
+
+
+def _spread(result: dict, prefix: str) -> str:
+    return (f"p50 {result[prefix + '_p50']:.0f} ms, p95 {result[prefix + '_p95']:.0f} ms, "
+            f"p99 {result[prefix + '_p99']:.0f} ms, max {result[prefix + '_max']:.0f} ms")

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import jsonschema
@@ -308,3 +309,42 @@ def test_verdicts_committed_while_the_broker_was_away_reach_it_after_a_sigkill_a
         assert consumer.ids() == [r["id"] for r in rows(db)] and outbox_waiting(db) == 0
     finally:
         consumer.close()
+
+
+@pytest.mark.slow
+def test_two_hundred_parts_reach_the_line_once_each_in_order_across_a_30_s_broker_outage(broker, tiny_bundle,
+                                                                                        tmp_path):
+    mosquitto = broker()
+    consumer = Subscriber(mosquitto.port, "inspector/line11/verdict")
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", f"sqlite:///{tmp_path / 'db.sqlite'}"
+    inbox.mkdir()
+    log = open(tmp_path / "daemon.log", "wb")
+    daemon = subprocess.Popen([sys.executable, "-m", "inspector.cli", "watch", str(inbox), "--model",
+                               str(tiny_bundle), "--db", db, "--out", str(out), "--station", "line11",
+                               "--mqtt", f"mqtt://127.0.0.1:{mosquitto.port}"], stderr=log)
+    try:
+        wait_for(lambda: consumer.retained.get("inspector/line11/status") == b"online", 60, "status online")
+        for i in range(100):
+            write_png(inbox / f"p{i:03d}.png", seed=1000 + i)
+        wait_for(lambda: len(consumer.ids()) == 100, 120, "100 verdicts received")
+        mosquitto.stop()
+        away = time.monotonic()
+        for i in range(100, 200):
+            write_png(inbox / f"p{i:03d}.png", seed=1000 + i)
+        wait_for(lambda: len(rows(db, "status = 'done'")) == 200, 120, "200 judged while the broker is away")
+        time.sleep(max(0.0, 30 - (time.monotonic() - away)))
+        assert len(consumer.ids()) == 100 and outbox_waiting(db) == 100
+        mosquitto.start()
+        wait_for(lambda: len(consumer.ids()) == 200, 120, "200 verdicts received after the outage")
+        assert consumer.ids() == [r["id"] for r in rows(db)]  # each id once, in commit order
+        assert outbox_waiting(db) == 0
+        daemon.terminate()
+        assert daemon.wait(60) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+        consumer.close()
+    warnings = [line for line in (tmp_path / "daemon.log").read_text().splitlines() if "WARNING" in line]
+    assert len([line for line in warnings if "mqtt" in line.lower()]) == 1, warnings  # one, not one per retry

@@ -93,12 +93,12 @@ def broker(tmp_path):
 class Subscriber:
     """What a consumer on the line receives (paho, QoS 1)."""
 
-    def __init__(self, port: int, topic: str):
+    def __init__(self, port: int, topic: str, client_id: str = "line-consumer"):
         import paho.mqtt.client as mqtt
 
         self.messages: list[dict] = []
         self.retained: dict[str, bytes] = {}
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="line-consumer", clean_session=False)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe([(topic, 1), ("inspector/+/status", 1),
                                                             ("inspector/+/last", 1)])
@@ -348,3 +348,35 @@ def test_two_hundred_parts_reach_the_line_once_each_in_order_across_a_30_s_broke
         consumer.close()
     warnings = [line for line in (tmp_path / "daemon.log").read_text().splitlines() if "WARNING" in line]
     assert len([line for line in warnings if "mqtt" in line.lower()]) == 1, warnings  # one, not one per retry
+
+
+def test_stations_sharing_a_database_each_deliver_their_own_verdicts(broker, tiny_bundle, tmp_path):
+    mosquitto = broker()
+    consumers = {station: Subscriber(mosquitto.port, f"inspector/{station}/verdict", f"consumer-{station}")
+                 for station in ("east", "west")}  # subscribed before: the broker keeps their sessions
+    wait_for(lambda: all(c.client.is_connected() for c in consumers.values()), 10, "consumers connected")
+    mosquitto.stop()  # both stations judge while the broker is away: their outboxes fill
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    daemons = {}
+    for station in ("east", "west"):
+        inbox = tmp_path / station / "inbox"
+        inbox.mkdir(parents=True)
+        for i in range(4):
+            write_png(inbox / f"{station}{i}.png", seed=(1300 if station == "east" else 1400) + i)
+        daemons[station] = subprocess.Popen(
+            [sys.executable, "-m", "inspector.cli", "watch", str(inbox), "--model", str(tiny_bundle), "--db", db,
+             "--out", str(tmp_path / station / "out"), "--station", station,
+             "--mqtt", f"mqtt://127.0.0.1:{mosquitto.port}"], stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(rows(db, "status = 'done'")) == 8, 90, "both stations' parts judged")
+        assert outbox_waiting(db) == 8
+        mosquitto.start()
+        wait_for(lambda: all(len(c.ids()) == 4 for c in consumers.values()), 90, "4 verdicts on each station's topic")
+        for station, consumer in consumers.items():
+            assert consumer.ids() == [r["id"] for r in rows(db, f"station = '{station}'")]
+    finally:
+        for daemon in daemons.values():
+            daemon.terminate()
+            daemon.wait(60)
+        for consumer in consumers.values():
+            consumer.close()

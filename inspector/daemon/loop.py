@@ -10,8 +10,8 @@ The database row is the truth and files follow it: a crash between two steps lea
 that the next start finishes. A pending row is scored again; a finished row whose file is still
 in the inbox only has its file moved. Nothing is scored twice because the content hash is unique.
 
-Between batches: SIGHUP reloads the model bundle (`--model`, a symlink resolved again), and the
-durable outputs hand on what they still owe (`Outputs.redeliver`).
+Between batches: SIGHUP reloads the model bundle (`--model`, a symlink resolved again). The
+durable outputs send on threads of their own, first what they still owe (`Outputs.start`).
 """
 
 from __future__ import annotations
@@ -144,7 +144,6 @@ class Watcher:
                     self.store.check_file()
                 for path, (target, digest) in released:
                     move_out(path, target, digest)  # an unfinished file that stayed so: its copy is kept
-                self.outputs.redeliver()
                 ready = intake.take(self.options.batch)
                 if ready:
                     self.batches.process_or_isolate(ready)
@@ -218,4 +217,4 @@ class Watcher:
         pending, vanished = self.claims.recover()
         if pending:
             log.warning("resuming: %d inspections were in flight (%d of them lost their file)", pending, vanished)
-        self.outputs.redeliver(force=True)
+        self.outputs.start()

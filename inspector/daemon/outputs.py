@@ -12,9 +12,10 @@ How a failing output is retried is decided here, once, by what the output declar
 
 - `durable = True`: the verdict's outbox entry for this output is committed in the same
   transaction as the verdict (`claims.Claims.commit`) and marked delivered when `deliver`
-  returns. What a crash or a failing output left undelivered is handed on again, oldest first:
-  at start-up and every `retry_every` seconds, backing off to `MAX_BACKOFF` while it fails, and
-  new verdicts wait behind it (order is kept). One WARNING when it starts failing, one INFO when
+  returns. Each durable output is handed its verdicts by a sender thread of its own (`_Sender`),
+  so that its round trips do not hold up the judging. What a crash or a failing output left
+  undelivered is handed on again, oldest first: at start-up and every `retry_every` seconds,
+  backing off to `MAX_BACKOFF` while it fails, and new verdicts wait behind it (order is kept). One WARNING when it starts failing, one INFO when
   it delivers again. At least once: a consumer that must not see a verdict twice dedupes by
   `Verdict.inspection_id`. Entries whose daemon died are taken over by a daemon of the same
   station (at once on the same host, after the claim timeout from another).
@@ -26,8 +27,10 @@ How a failing output is retried is decided here, once, by what the output declar
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Collection, Sequence
 
@@ -42,6 +45,8 @@ log = logging.getLogger("inspector.outputs")
 
 MAX_BACKOFF = 60.0  # seconds between tries of an output that keeps failing, at most
 REDELIVERY_BATCH = 256  # undelivered entries handed on in one go
+QUEUE_LIMIT = 4 * REDELIVERY_BATCH  # verdicts waiting in memory for a sender; beyond, it reads the outbox
+STOP_WAIT = 10.0  # seconds a stopping daemon gives its senders to hand on what they hold
 
 
 @dataclass(frozen=True)
@@ -96,11 +101,109 @@ class Output:
         """The daemon stops: release what the output holds."""
 
 
-@dataclass
-class _Backoff:
-    failing_since: float | None = None
-    next_try: float = 0.0
-    delay: float = 0.0
+class _Sender:
+    """Hands one durable output its verdicts, in commit order, on a thread of its own, so that a
+    broker's round trip never holds up the daemon's loop. Every verdict it is given is already in
+    the outbox: the in-memory queue only spares reading it back. While the output fails (or the
+    queue grows past `QUEUE_LIMIT`) the queue is dropped and the outbox read instead, oldest
+    first, when the back-off allows."""
+
+    def __init__(self, outputs: Outputs, output: Output):
+        self.outputs, self.output = outputs, output
+        self.queue: deque[Verdict] = deque()
+        self.given = 0  # batches given so far
+        self.backlog = True  # unknown at start: look in the outbox first
+        self.failing_since: float | None = None
+        self.next_try = 0.0
+        self.delay = 0.0
+        self.stopping = False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name=f"output-{output.name}", daemon=True)
+
+    def give(self, verdicts: Sequence[Verdict]) -> None:
+        """Committed verdicts to send (their outbox entries are in the database already)."""
+        with self.cond:
+            self.given += 1
+            if not self.backlog:
+                # What only the judging daemon holds (the image, its maps) is not sent on: let it go.
+                self.queue.extend(replace(v, part=None) for v in verdicts)
+                if len(self.queue) > QUEUE_LIMIT:
+                    self.queue.clear()
+                    self.backlog, self.next_try = True, 0.0
+            self.cond.notify()
+
+    def _ready(self) -> bool:
+        return bool(self.queue) or (self.backlog and time.monotonic() >= self.next_try)
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self._ready() and not self.stopping:
+                    self.cond.wait(max(0.01, self.next_try - time.monotonic()) if self.backlog else None)
+                if not self._ready():  # stopping, and nothing can be sent now
+                    return
+                batch = [self.queue.popleft() for _ in range(min(len(self.queue), REDELIVERY_BATCH))] \
+                    if not self.backlog else []
+            if batch:
+                self._hand(batch)
+            else:
+                self._redeliver()
+
+    def _redeliver(self) -> None:
+        self.next_try = time.monotonic() + self.outputs.retry_every
+        while not self.stopping or self.failing_since is None:
+            with self.cond:
+                self.queue.clear()  # all of it is in the outbox, read below in order
+                given = self.given
+            verdicts = self.outputs.undelivered(self.output.name)
+            if not verdicts:
+                with self.cond:
+                    # Verdicts given since the read began may have been committed after it: read
+                    # again until a read starts after the last of them.
+                    if self.given == given:
+                        self.backlog = False
+                        return
+                continue
+            if not self._hand(verdicts):
+                return
+
+    def _hand(self, verdicts: Sequence[Verdict]) -> bool:
+        output = self.output
+        try:
+            late = output.deliver(verdicts)
+        except Exception as exc:
+            self._failed(verdicts, exc)
+            return False
+        self.outputs.mark(output.name, [v.inspection_id for v in verdicts], delivered=True, late=set(late or ()))
+        if self.failing_since is not None:
+            log.info("output %s works again after %.0f s", output.name, time.monotonic() - self.failing_since)
+        self.failing_since, self.delay = None, 0.0
+        return True
+
+    def _failed(self, verdicts: Sequence[Verdict], exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.debug("output %s failed", self.output.name, exc_info=True)
+        with self.cond:
+            self.backlog = True
+            self.queue.clear()
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+            log.warning("output %s failed (%s); its verdicts wait in the outbox and are handed on in order "
+                        "when it works again", self.output.name, reason)
+        self.delay = min(max(self.delay * 2, self.outputs.retry_every), MAX_BACKOFF)
+        self.next_try = time.monotonic() + self.delay
+        self.outputs.mark(self.output.name, [v.inspection_id for v in verdicts], delivered=False, error=reason)
+
+    def stop(self, wait: float) -> None:
+        """Send what can be sent now (not waiting out a back-off), for at most `wait` seconds."""
+        with self.cond:
+            self.stopping = True
+            self.cond.notify()
+        if self.thread.is_alive():
+            self.thread.join(wait)
+            if self.thread.is_alive():
+                log.warning("output %s still sending after %.0f s; what it has not handed on stays in the "
+                            "outbox for the next start", self.output.name, wait)
 
 
 class Outputs:
@@ -114,47 +217,38 @@ class Outputs:
         self.store, self.worker, self.station = store, worker, station
         self.outputs = list(outputs)
         self.retry_every, self.takeover_after = retry_every, takeover_after
-        self._backoff = {o.name: _Backoff() for o in self.outputs if o.durable}
-        self._backlog = {o.name: True for o in self.outputs if o.durable}  # unknown at start: look first
+        self._senders = {o.name: _Sender(self, o) for o in self.outputs if o.durable}
 
     @property
     def durable_names(self) -> tuple[str, ...]:
-        return tuple(o.name for o in self.outputs if o.durable)
+        return tuple(self._senders)
+
+    def start(self) -> None:
+        """The durable outputs start sending: first what the outbox still holds (a crash, an output
+        that was away), then each batch as it is committed."""
+        for sender in self._senders.values():
+            if not sender.thread.is_alive():
+                sender.thread.start()
 
     def prepare(self, parts: Sequence[ClaimedPart]) -> None:
         for output in self.outputs:
             output.prepare(parts)
 
     def deliver(self, verdicts: Sequence[Verdict]) -> None:
-        """Hand each output the batch's committed verdicts. A durable output with a backlog gets
-        them from the outbox, after the backlog (`redeliver`)."""
+        """Hand each output the batch's committed verdicts: the others here and now, in order; the
+        durable ones through their senders (after any backlog of theirs)."""
         if not verdicts:
             return
         for output in self.outputs:
-            if output.durable and self._backlog[output.name]:
+            if output.durable:
+                self._senders[output.name].give(verdicts)
                 continue
-            self._hand(output, verdicts)
-
-    def redeliver(self, force: bool = False) -> int:
-        """Hand on what the durable outputs left undelivered, oldest first, where its time has come
-        (`force`: now, as at start-up); returns how many verdicts were handed on."""
-        handed, now = 0, time.monotonic()
-        for output in self.outputs:
-            if not output.durable or not self._backlog[output.name]:
-                continue
-            backoff = self._backoff[output.name]
-            if not force and now < backoff.next_try:
-                continue
-            backoff.next_try = now + self.retry_every
-            while True:
-                verdicts = self._undelivered(output.name)
-                if not verdicts:
-                    self._backlog[output.name] = False
-                    break
-                if not self._hand(output, verdicts):
-                    break
-                handed += len(verdicts)
-        return handed
+            try:
+                output.deliver(verdicts)
+            except Exception as exc:
+                log.debug("output %s failed", output.name, exc_info=True)
+                log.error("output %s failed for %d verdicts (not retried): %s", output.name, len(verdicts),
+                          f"{type(exc).__name__}: {exc}")
 
     def waiting(self) -> dict[str, int]:
         """Undelivered entries of this station per durable output."""
@@ -163,47 +257,17 @@ class Outputs:
                                                       OutboxEntry.delivered_at.is_(None)).count()
                     for name in self.durable_names}
 
-    def close(self) -> None:
+    def close(self, wait: float = STOP_WAIT) -> None:
+        """Let the senders hand on what they can now, then close every output."""
+        for sender in self._senders.values():
+            sender.stop(wait)
         for output in self.outputs:
             try:
                 output.close()
             except Exception as exc:  # one output failing to close must not keep the others open
                 log.error("output %s: cannot close: %s", output.name, exc)
 
-    def _hand(self, output: Output, verdicts: Sequence[Verdict]) -> bool:
-        try:
-            late = output.deliver(verdicts)
-        except Exception as exc:
-            self._failed(output, verdicts, exc)
-            return False
-        if output.durable:
-            self._mark(output.name, [v.inspection_id for v in verdicts], delivered=True, late=set(late or ()))
-            self._recovered(output)
-        return True
-
-    def _failed(self, output: Output, verdicts: Sequence[Verdict], exc: Exception) -> None:
-        reason = f"{type(exc).__name__}: {exc}"
-        log.debug("output %s failed", output.name, exc_info=True)
-        if not output.durable:
-            log.error("output %s failed for %d verdicts (not retried): %s", output.name, len(verdicts), reason)
-            return
-        self._backlog[output.name] = True
-        backoff = self._backoff[output.name]
-        if backoff.failing_since is None:
-            backoff.failing_since = time.monotonic()
-            log.warning("output %s failed (%s); its verdicts wait in the outbox and are handed on in order "
-                        "when it works again", output.name, reason)
-        backoff.delay = min(max(backoff.delay * 2, self.retry_every), MAX_BACKOFF)
-        backoff.next_try = time.monotonic() + backoff.delay
-        self._mark(output.name, [v.inspection_id for v in verdicts], delivered=False, error=reason)
-
-    def _recovered(self, output: Output) -> None:
-        backoff = self._backoff[output.name]
-        if backoff.failing_since is not None:
-            log.info("output %s works again after %.0f s", output.name, time.monotonic() - backoff.failing_since)
-        backoff.failing_since, backoff.delay = None, 0.0
-
-    def _mark(self, name: str, ids: list[int], delivered: bool, error: str | None = None,
+    def mark(self, name: str, ids: list[int], delivered: bool, error: str | None = None,
               late: set[int] = frozenset()) -> None:
         def work() -> None:
             with self.store.session() as s, s.begin():
@@ -221,7 +285,7 @@ class Outputs:
 
         self.store.retry(work, f"record what output {name} handed on")
 
-    def _undelivered(self, name: str) -> list[Verdict]:
+    def undelivered(self, name: str) -> list[Verdict]:
         """The oldest undelivered verdicts of this station for output `name`, this daemon's own and
         those whose daemon is gone (taken over)."""
         waiting = (OutboxEntry.output == name, OutboxEntry.station == self.station, OutboxEntry.delivered_at.is_(None))

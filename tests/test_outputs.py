@@ -121,6 +121,30 @@ def test_a_failing_output_holds_its_verdicts_and_hands_them_on_in_order_when_it_
              "the recovery logged")
 
 
+def test_a_sender_outlives_an_outbox_it_cannot_mark_and_hands_the_verdicts_on_again(watching, monkeypatch,
+                                                                                    caplog):
+    from inspector.daemon.outputs import Outputs
+
+    mark, broken = Outputs.mark, {"left": 2}
+
+    def flaky_mark(self, *args, **kwargs):
+        if broken["left"] > 0:
+            broken["left"] -= 1
+            raise RuntimeError("database is locked")
+        return mark(self, *args, **kwargs)
+
+    monkeypatch.setattr(Outputs, "mark", flaky_mark)
+    recorder = Recorder()
+    inbox, db, watcher = watching(recorder)
+    for i in range(4):
+        write_png(inbox / f"part{i}.png", seed=320 + i)
+    wait_for(lambda: len(rows(db, "status = 'done'")) == 4 and undelivered(watcher) == 0, 60,
+             "4 verdicts marked delivered once the outbox works")
+    assert broken["left"] == 0
+    assert {v.inspection_id for v in recorder.handed} == {r["id"] for r in rows(db)}  # some twice: at least once
+    assert any("the outbox: RuntimeError: database is locked" in r.getMessage() for r in caplog.records)
+
+
 def test_outputs_need_distinct_names(tiny_bundle, tmp_path):
     store = Store(str(tmp_path / "db.sqlite"))
     try:

@@ -144,10 +144,14 @@ class _Sender:
                     return
                 batch = [self.queue.popleft() for _ in range(min(len(self.queue), REDELIVERY_BATCH))] \
                     if not self.backlog else []
-            if batch:
-                self._hand(batch)
-            else:
-                self._redeliver()
+            try:
+                if batch:
+                    self._hand(batch)
+                else:
+                    self._redeliver()
+            except Exception as exc:  # the outbox cannot be read or marked: its entries wait there
+                log.debug("output %s: outbox failed", self.output.name, exc_info=True)
+                self._back_off(f"the outbox: {type(exc).__name__}: {exc}")
 
     def _redeliver(self) -> None:
         self.next_try = time.monotonic() + self.outputs.retry_every
@@ -183,6 +187,11 @@ class _Sender:
     def _failed(self, verdicts: Sequence[Verdict], exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"
         log.debug("output %s failed", self.output.name, exc_info=True)
+        self._back_off(reason)
+        self.outputs.mark(self.output.name, [v.inspection_id for v in verdicts], delivered=False, error=reason)
+
+    def _back_off(self, reason: str) -> None:
+        """Read from the outbox from now on, after a delay doubling up to MAX_BACKOFF; say it once."""
         with self.cond:
             self.backlog = True
             self.queue.clear()
@@ -192,7 +201,6 @@ class _Sender:
                         "when it works again", self.output.name, reason)
         self.delay = min(max(self.delay * 2, self.outputs.retry_every), MAX_BACKOFF)
         self.next_try = time.monotonic() + self.delay
-        self.outputs.mark(self.output.name, [v.inspection_id for v in verdicts], delivered=False, error=reason)
 
     def stop(self, wait: float) -> None:
         """Send what can be sent now (not waiting out a back-off), for at most `wait` seconds."""

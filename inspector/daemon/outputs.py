@@ -32,7 +32,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Collection, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from sqlalchemy import func, select, update
 
@@ -88,6 +88,9 @@ class Output:
 
     name: str = "output"  # names its outbox entries and its log lines: unique among a daemon's outputs
     durable: bool = False  # outbox entries, redelivered after a crash or a failure (module docstring)
+    # Set by the daemon on a durable output: call it when the output works again (a broker
+    # reconnected) so that what waits is sent now, not after the back-off.
+    wake: Callable[[], None] | None = None
 
     def prepare(self, parts: Sequence[ClaimedPart]) -> None:
         """Before the commit: what must exist when the rows naming it are committed."""
@@ -119,6 +122,13 @@ class _Sender:
         self.stopping = False
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._run, name=f"output-{output.name}", daemon=True)
+        output.wake = self.wake
+
+    def wake(self) -> None:
+        """The output says it works again: end the back-off now."""
+        with self.cond:
+            self.next_try = 0.0
+            self.cond.notify()
 
     def give(self, verdicts: Sequence[Verdict]) -> None:
         """Committed verdicts to send (their outbox entries are in the database already)."""

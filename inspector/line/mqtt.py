@@ -102,7 +102,7 @@ class MqttOutput(Output):
         self._refusal: str | None = None
         client = address.client(f"inspector-{station}-{socket.gethostname()}-{os.getpid()}", ca, cert, key)
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
-        client.reconnect_delay_set(1, 30)
+        client.reconnect_delay_set(1, 10)  # a broker back from a restart is found within 10 s
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self.client = client
@@ -127,6 +127,8 @@ class MqttOutput(Output):
         else:
             client.publish(self.status_topic, "online", qos=1, retain=True)
             log.info("MQTT broker %s connected; verdicts on %s", self.address, self.topic)
+            if self.wake is not None:
+                self.wake()
         self._answered.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -131,3 +131,11 @@ def test_doctor_logs_in_to_the_serving_daemon_or_finds_the_address_free(serving,
     assert refused["status"] == "FAIL" and "refused" in refused["detail"] and "wrong" not in refused["detail"]
     free = check("--opcua", f"opc.tcp://127.0.0.1:{free_port()}", "--opcua-user", "plc")
     assert free["status"] == "OK" and "nothing serves there yet" in free["detail"], free
+
+
+def test_a_login_in_the_endpoint_url_is_refused_without_repeating_it():
+    from inspector.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        OpcUaOutput(f"opc.tcp://plc:s3cret@127.0.0.1:{free_port()}", "line12", username="plc", password="x")
+    assert "--opcua-user" in str(refused.value) and "s3cret" not in str(refused.value)

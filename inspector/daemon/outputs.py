@@ -115,6 +115,7 @@ class _Sender:
         self.outputs, self.output = outputs, output
         self.queue: deque[Verdict] = deque()
         self.given = 0  # batches given so far
+        self.woken = False  # the output said it works again since the current send began
         self.backlog = True  # unknown at start: look in the outbox first
         self.failing_since: float | None = None
         self.next_try = 0.0
@@ -125,8 +126,10 @@ class _Sender:
         output.wake = self.wake
 
     def wake(self) -> None:
-        """The output says it works again: end the back-off now."""
+        """The output says it works again: end the back-off now (also one a failing send in
+        progress is about to start)."""
         with self.cond:
+            self.woken = True
             self.next_try = 0.0
             self.cond.notify()
 
@@ -183,6 +186,8 @@ class _Sender:
 
     def _hand(self, verdicts: Sequence[Verdict]) -> bool:
         output = self.output
+        with self.cond:
+            self.woken = False  # a wake from here on ends the back-off this send may start
         try:
             late = output.deliver(verdicts)
         except Exception as exc:
@@ -209,14 +214,19 @@ class _Sender:
             self.failing_since = time.monotonic()
             log.warning("output %s failed (%s); its verdicts wait in the outbox and are handed on in order "
                         "when it works again", self.output.name, reason)
-        self.delay = min(max(self.delay * 2, self.outputs.retry_every), MAX_BACKOFF)
-        self.next_try = time.monotonic() + self.delay
+        with self.cond:
+            self.delay = min(max(self.delay * 2, self.outputs.retry_every), MAX_BACKOFF)
+            self.next_try = 0.0 if self.woken else time.monotonic() + self.delay
+            self.woken = False
 
-    def stop(self, wait: float) -> None:
-        """Send what can be sent now (not waiting out a back-off), for at most `wait` seconds."""
+    def stopping_now(self) -> None:
         with self.cond:
             self.stopping = True
             self.cond.notify()
+
+    def stop(self, wait: float) -> None:
+        """Send what can be sent now (not waiting out a back-off), for at most `wait` seconds."""
+        self.stopping_now()
         if self.thread.is_alive():
             self.thread.join(wait)
             if self.thread.is_alive():
@@ -277,8 +287,11 @@ class Outputs:
 
     def close(self, wait: float = STOP_WAIT) -> None:
         """Let the senders hand on what they can now, then close every output."""
+        deadline = time.monotonic() + wait  # one wait for all of them, not one each
         for sender in self._senders.values():
-            sender.stop(wait)
+            sender.stopping_now()
+        for sender in self._senders.values():
+            sender.stop(max(0.0, deadline - time.monotonic()))
         for output in self.outputs:
             try:
                 output.close()

@@ -46,7 +46,9 @@ def parse_endpoint(url: str) -> tuple[str, int]:
     """(host, port) of `opc.tcp://host[:port][/path]`; 4840 by default."""
     parts = urlsplit(url)
     if parts.scheme != "opc.tcp" or not parts.hostname:
-        raise ConfigError(f"--opcua: expected opc.tcp://host[:port], got {url!r}")
+        raise ConfigError("--opcua: expected opc.tcp://host[:port]")
+    if "@" in parts.netloc:  # never logged: the login goes in --opcua-user and its password file
+        raise ConfigError("--opcua: no user or password in the URL; use --opcua-user and --opcua-password-file")
     try:
         return parts.hostname, parts.port or 4840
     except ValueError:

@@ -239,49 +239,47 @@ class FlakyEndpoint(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_the_webhook_gets_every_verdict_in_order_after_failing_its_first_answers(watching, tmp_path):  # noqa: F811
+@pytest.fixture
+def endpoint():
+    """A local webhook server (`FlakyEndpoint`) for the test; yields its port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyEndpoint)
+    thread = threading.Thread(target=server.serve_forever, name="webhook-endpoint")
+    thread.start()
+    yield server.server_port
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_the_webhook_gets_every_verdict_in_order_after_failing_its_first_answers(watching, endpoint,  # noqa: F811
+                                                                                  tmp_path):
     FlakyEndpoint.answers, FlakyEndpoint.received = [500, 503, 500], []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyEndpoint)
-    thread = threading.Thread(target=server.serve_forever, name="webhook-endpoint")
-    thread.start()
-    try:
-        output = WebhookOutput(f"http://127.0.0.1:{server.server_port}/verdicts", tmp_path / "out", timeout=2)
-        inbox, db, watcher = watching(output, station="line3")
-        for i in range(8):
-            write_png(inbox / f"w{i}.png", seed=600 + i)
-        wait_for(lambda: len(FlakyEndpoint.received) >= 8, 60, "8 verdicts posted")
-        ids = list(dict.fromkeys(m["id"] for m in FlakyEndpoint.received))
-        assert ids == [r["id"] for r in rows(db)]
-        for message in FlakyEndpoint.received:
-            jsonschema.validate(message, SCHEMA)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    output = WebhookOutput(f"http://127.0.0.1:{endpoint}/verdicts", tmp_path / "out", timeout=2)
+    inbox, db, watcher = watching(output, station="line3")
+    for i in range(8):
+        write_png(inbox / f"w{i}.png", seed=600 + i)
+    wait_for(lambda: len(FlakyEndpoint.received) >= 8, 60, "8 verdicts posted")
+    ids = list(dict.fromkeys(m["id"] for m in FlakyEndpoint.received))
+    assert ids == [r["id"] for r in rows(db)]
+    for message in FlakyEndpoint.received:
+        jsonschema.validate(message, SCHEMA)
 
 
-def test_a_verdict_sent_after_the_deadline_says_late_and_is_counted(watching, tmp_path, caplog):  # noqa: F811
+def test_a_verdict_sent_after_the_deadline_says_late_and_is_counted(watching, endpoint, tmp_path,  # noqa: F811
+                                                                     caplog):
     FlakyEndpoint.answers, FlakyEndpoint.received = [], []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyEndpoint)
-    thread = threading.Thread(target=server.serve_forever, name="webhook-endpoint")
-    thread.start()
-    try:
-        # 1 ms from a complete file to the message: no verdict can make it
-        late = WebhookOutput(f"http://127.0.0.1:{server.server_port}/", tmp_path / "out", deadline_ms=1)
-        inbox, db, watcher = watching(late, station="line5")
-        for i in range(3):
-            write_png(inbox / f"l{i}.png", seed=700 + i)
-        wait_for(lambda: len(FlakyEndpoint.received) == 3 and outbox_waiting(db) == 0, 60, "3 verdicts posted")
-        assert all(m["late"] for m in FlakyEndpoint.received)
-        assert sum("the reject gate has passed" in r.getMessage() for r in caplog.records) == 3
-        stats = CliRunner().invoke(cli, ["stats", "--db", db])
-        assert "line5: 3 verdicts delivered to webhook after the line's deadline" in stats.output, stats.output
-        [entry] = json.loads(CliRunner().invoke(cli, ["stats", "--db", db, "--json"]).output)[0]["outbox"]
-        assert (entry["waiting"], entry["late"]) == (0, 3)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    # 1 ms from a complete file to the message: no verdict can make it
+    late = WebhookOutput(f"http://127.0.0.1:{endpoint}/", tmp_path / "out", deadline_ms=1)
+    inbox, db, watcher = watching(late, station="line5")
+    for i in range(3):
+        write_png(inbox / f"l{i}.png", seed=700 + i)
+    wait_for(lambda: len(FlakyEndpoint.received) == 3 and outbox_waiting(db) == 0, 60, "3 verdicts posted")
+    assert all(m["late"] for m in FlakyEndpoint.received)
+    assert sum("the reject gate has passed" in r.getMessage() for r in caplog.records) == 3
+    stats = CliRunner().invoke(cli, ["stats", "--db", db])
+    assert "line5: 3 verdicts delivered to webhook after the line's deadline" in stats.output, stats.output
+    [entry] = json.loads(CliRunner().invoke(cli, ["stats", "--db", db, "--json"]).output)[0]["outbox"]
+    assert (entry["waiting"], entry["late"]) == (0, 3)
 
 
 def test_verdicts_committed_while_the_broker_was_away_reach_it_after_a_sigkill_and_a_restart(broker, tiny_bundle,

@@ -25,6 +25,7 @@ from .formats import declared_pixels, read_bytes
 from .models.components.running import forward, post_process
 from .pictures import write_heatmaps
 from .preprocess import FrameChange, prepare_frame, read_frame
+from .scoring import hot_contours
 from .timing import STAGE_TIMES
 
 # A file to read, or (its path, its bytes) when the caller has read it already (the daemon
@@ -144,9 +145,12 @@ class Inferencer:
 
     def write_pictures(self, result: Result, heatmap: Path, overlay: Path, crop_overlay: Path | None = None) -> None:
         """The pictures of a result judged with `keep_maps`, on the bundle's scale: the heatmap of
-        the upright crop, the overlay on the photo, and (if asked) the overlay on the crop."""
+        the upright crop, the overlay on the photo, and (if asked) the overlay on the crop; the
+        regions above the threshold outlined on both overlays."""
+        outlines = hot_contours(result.error_map, self.bundle.threshold, self.pipeline.scoring,
+                                defect=result.verdict == "defect")
         write_heatmaps(result.model_input, result.error_map, self.heat_scale, heatmap, overlay, result.frame,
-                       crop_overlay)
+                       crop_overlay, outlines)
 
     def judge(
         self,

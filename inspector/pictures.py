@@ -34,32 +34,76 @@ def heatmap_image(error_map: np.ndarray, scale: float) -> np.ndarray:
 _JET = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COLORMAP_JET).reshape(256, 1, 3)
 
 
-def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, alpha: float = 0.45,
-                  heat: np.ndarray | None = None) -> np.ndarray:
-    """The heatmap blended over the (preprocessed) input image, BGR uint8 (`heat`: the heatmap
-    picture of `error_map`, when it is drawn already)."""
-    grey = (np.clip(squeeze(model_input[None])[0], 0, 1) * 255).astype(np.uint8)
-    base = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+# Heat is drawn only above what good parts show: the heat scale is twice the 99.9th percentile
+# of the calibration images' error (`scoring.heat_scale`), so half of it is where good parts end.
+GOOD_SHARE = 0.5
+HEAT_ALPHA = 0.6  # the blend of the hottest heat over the photo
+OUTLINE = (255, 0, 255)  # hot regions in magenta: no colour of the heat scale, none of a grey part
+RING_SHARE = 0.025  # a hot region smaller than this share of the photo is ringed as well
+
+
+def heat_layer(error_map: np.ndarray, scale: float, heat: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The heatmap colours and their opacity (float32, 0 where a good part's error is, up to
+    HEAT_ALPHA at the top of the scale): a good part's photo stays as it is."""
     heat = heatmap_image(error_map, scale) if heat is None else heat
-    return cv2.addWeighted(heat, alpha, base, 1.0 - alpha, 0.0)
+    good = scale * GOOD_SHARE
+    alpha = np.asarray(error_map, np.float32) - good
+    np.clip(alpha * (HEAT_ALPHA / max(scale - good, 1e-12)), 0.0, HEAT_ALPHA, out=alpha)
+    return heat, alpha
+
+
+def blend(picture: np.ndarray, heat: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """`heat` over `picture` (both BGR uint8) with a per-pixel opacity."""
+    return cv2.blendLinear(heat, picture, alpha, 1.0 - alpha)
+
+
+def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, heat: np.ndarray | None = None,
+                  outlines: list[np.ndarray] = ()) -> np.ndarray:
+    """The heat over the (preprocessed) input image where it is above a good part's, BGR uint8,
+    with the hot regions (`scoring.hot_contours`) outlined (`heat`: the heatmap picture of
+    `error_map`, when it is drawn already)."""
+    grey = (np.clip(squeeze(model_input[None])[0], 0, 1) * 255).astype(np.uint8)
+    picture = blend(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), *heat_layer(error_map, scale, heat))
+    if len(outlines):
+        cv2.drawContours(picture, list(outlines), -1, OUTLINE, 1, cv2.LINE_8)
+    return picture
 
 
 def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.ndarray, scale: float,
-                        alpha: float = 0.45) -> np.ndarray:
-    """The heatmap drawn back onto the photo (BGR uint8, the size of `preview`, a shrunk grey
-    copy of it): the error map goes through the inverse of the pose transform (`matrix`: preview
-    pixels -> crop pixels), so the heat sits where it is on the real part; the region the model
-    looked at is outlined."""
+                        outlines: list[np.ndarray] = ()) -> np.ndarray:
+    """The heat drawn back onto the photo (BGR uint8, the size of `preview`, a shrunk grey copy
+    of it) where it is above a good part's, and the hot regions outlined: the error map and the
+    outlines (`scoring.hot_contours`, in the map's pixels) go through the inverse of the pose
+    transform (`matrix`: preview pixels -> crop pixels), so they sit where they are on the real
+    part; the region the model looked at is outlined thinly in grey."""
     height, width = preview.shape[:2]
-    heat = heatmap_image(on_frame(error_map, matrix, (height, width)), scale)
-    outline = crop_corners(matrix, error_map.shape[::-1])
-    inside = np.zeros((height, width), np.uint8)  # the crop's outline filled: cheaper than warping a map of ones
-    cv2.fillConvexPoly(inside, np.round(outline * 16).astype(np.int32), 1, cv2.LINE_8, 4)  # 1/16 px
     picture = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
-    blended = cv2.addWeighted(heat, alpha, picture, 1.0 - alpha, 0.0)
-    cv2.copyTo(blended, inside, picture)  # the blend inside the crop only
-    cv2.polylines(picture, [outline.astype(np.int32)], True, (255, 255, 255), 1, cv2.LINE_AA)
+    outline = crop_corners(matrix, error_map.shape[::-1])
+    # Heat lies only under the crop: warp and blend within its bounding box (a third of the frame or less).
+    x0, y0 = np.clip(np.floor(outline.min(axis=0)).astype(int), 0, [width, height])
+    x1, y1 = np.clip(np.ceil(outline.max(axis=0)).astype(int) + 1, 0, [width, height])
+    if x1 > x0 and y1 > y0:
+        shifted = np.asarray(matrix, np.float64).copy()
+        shifted[:, 2] += shifted[:, :2] @ [x0, y0]  # box pixels -> crop pixels
+        box = picture[y0:y1, x0:x1]
+        box[:] = blend(box, *heat_layer(on_frame(error_map, shifted, (y1 - y0, x1 - x0)), scale))
+    cv2.polylines(picture, [np.round(outline * 16).astype(np.int32)], True, (160, 160, 160), 1, cv2.LINE_AA, 4)
+    if len(outlines):
+        ring = max(width, height) * RING_SHARE
+        for contour in outlines:
+            points = to_frame(contour, matrix)
+            cv2.polylines(picture, [np.round(points * 16).astype(np.int32)], True, OUTLINE, 2, cv2.LINE_AA, 4)
+            (x, y), radius = cv2.minEnclosingCircle(points.astype(np.float32))
+            if radius < ring:  # a region of a few pixels gets a ring QA sees at a glance
+                cv2.circle(picture, (round(x * 16), round(y * 16)), round((ring + 3) * 16), OUTLINE, 2, cv2.LINE_AA, 4)
     return picture
+
+
+def to_frame(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Points (x, y) in the crop's pixels -> the frame's, through the inverse of `matrix`
+    (frame -> crop); shape (N, 1, 2) float64, as OpenCV draws them."""
+    inverse = cv2.invertAffineTransform(np.asarray(matrix, np.float64))
+    return cv2.transform(np.asarray(points, np.float64).reshape(-1, 1, 2), inverse)
 
 
 def on_frame(crop_map: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -70,9 +114,11 @@ def on_frame(crop_map: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) -
 
 
 def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float, heatmap: Path, overlay: Path,
-                   frame: tuple[np.ndarray, np.ndarray] | None = None, crop_overlay: Path | None = None) -> None:
+                   frame: tuple[np.ndarray, np.ndarray] | None = None, crop_overlay: Path | None = None,
+                   outlines: list[np.ndarray] = ()) -> None:
     """Write the heatmap and overlay PNGs, each through a temporary name and a rename, so a
-    reader never sees half a picture.
+    reader never sees half a picture; `outlines`, the hot regions in the map's pixels
+    (`scoring.hot_contours`), are drawn on both overlays.
 
     With `frame` (a shrunk copy of the photo, `Prepared.preview`, and its matrix) the overlay is drawn on the photo and the
     upright crop's overlay goes to `crop_overlay`; without it the overlay is the crop's.
@@ -80,13 +126,12 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
     heatmap.parent.mkdir(parents=True, exist_ok=True)
     heat = heatmap_image(error_map, scale)
     _write_picture(heatmap, heat)
-    crop = overlay_image(model_input, error_map, scale, heat=heat)
     if frame is None:
-        _write_picture(overlay, crop)
+        _write_picture(overlay, overlay_image(model_input, error_map, scale, heat, outlines))
         return
-    _write_picture(overlay, frame_overlay_image(*frame, error_map, scale))
+    _write_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines))
     if crop_overlay is not None:
-        _write_picture(crop_overlay, crop)
+        _write_picture(crop_overlay, overlay_image(model_input, error_map, scale, heat, outlines))
 
 
 # Heatmaps are pictures for people, not archives: fast PNG compression with every row filtered

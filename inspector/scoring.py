@@ -61,3 +61,33 @@ def heat_scale(maps: np.ndarray) -> float:
 def squeeze(batch: np.ndarray) -> np.ndarray:
     """A batch without its channel axis: (N, H, W, 1) -> (N, H, W); (N, H, W) as it is."""
     return batch[..., 0] if batch.ndim == 4 else batch
+
+
+def score_map(error_map: np.ndarray, config: ScoringConfig) -> np.ndarray:
+    """The map whose maximum is the score under a `max` or `smoothed_max` reducer: the error
+    map, blurred as the score blurs it. Where it rises above the threshold is what made a part a
+    defect (under a `mean` or `topk_mean` reducer it is the error map itself: no single pixel
+    made the score, but the hot pixels still say where)."""
+    error_map = np.asarray(error_map, np.float32)
+    if config.reduce == "smoothed_max":
+        return cv2.GaussianBlur(error_map, (0, 0), config.smooth_sigma)
+    return error_map
+
+
+def hot_contours(error_map: np.ndarray, threshold: float, config: ScoringConfig,
+                 defect: bool = False) -> list[np.ndarray]:
+    """The outlines (OpenCV contours, (x, y) in the map's pixels) of the regions of the score
+    map above `threshold`. For a `defect` verdict whose score map stays under the threshold
+    (a mean reducer) the region around its peak is outlined instead, so a defect always shows
+    one."""
+    hot = score_map(error_map, config)
+    level = threshold
+    if defect and hot.size and hot.max() <= threshold:
+        level = float(hot.max()) * PEAK_SHARE
+    mask = (hot > level).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return list(contours)
+
+
+# A defect whose map never reaches the threshold is outlined where it is within this share of its peak.
+PEAK_SHARE = 0.8

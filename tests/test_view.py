@@ -105,7 +105,7 @@ def test_the_crop_matrix_says_where_a_point_of_the_photo_is_in_the_crop(frame):
     mapped = prepared.matrix @ np.array([x, y, 1.0])
     assert abs(mapped[0] - found[1]) <= 2 and abs(mapped[1] - found[0]) <= 2
     factor = prepared.preview.shape[0] / marked.shape[0]
-    assert prepared.preview.shape == (256, 256)  # the photo's picture is the pose's working copy
+    assert prepared.preview.shape == (512, 512)  # the photo's picture: the frame shrunk to PREVIEW_SIZE
     np.testing.assert_allclose(prepared.preview_matrix @ np.array([x * factor, y * factor, 1.0]), mapped, atol=1e-6)
 
 
@@ -123,8 +123,15 @@ def test_the_heat_on_the_photo_lies_on_a_defect_painted_on_the_photo(frame, tmp_
     assert result.verdict == "defect"
     preview, matrix = result.frame
     overlay = cv2.imread(str(tmp_path / "o.jpg"))
-    assert overlay.shape[:2] == preview.shape == (256, 256)  # the photo, shrunk to 256 px
+    assert overlay.shape[:2] == preview.shape == (512, 512)  # the photo, shrunk to 512 px
     assert cv2.imread(str(tmp_path / "c.png")).shape[:2] == (64, 192)  # the upright crop
     heat = on_frame(result.error_map, matrix, preview.shape)
     hot_y, hot_x = np.unravel_index(np.argmax(heat), heat.shape)
-    assert abs(hot_x - x / 4) <= 4 and abs(hot_y - y / 4) <= 4  # 1024 px -> 256 px
+    assert abs(hot_x - x / 2) <= 8 and abs(hot_y - y / 2) <= 8  # 1024 px -> 512 px
+    # The hot region is outlined on the photo, around the painted pit (radius 14 px, 7 px shrunk):
+    # the outline's magenta pixels, and nowhere far from the pit.
+    outline = np.argwhere((overlay[..., 1] < 90) & (overlay[..., 0] > 170) & (overlay[..., 2] > 170))
+    assert len(outline) > 10
+    (top, left), (bottom, right) = outline.min(axis=0), outline.max(axis=0)
+    assert left <= x / 2 - 5 and right >= x / 2 + 5 and top <= y / 2 - 5 and bottom >= y / 2 + 5
+    assert right - left < 120 and bottom - top < 120  # the pit, not the whole screw

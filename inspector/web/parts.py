@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+import os
+
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 
 from ..errors import ConfigError
 from ..review import parse_since, review_state
@@ -48,38 +50,79 @@ def inspections():
                            states={r.id: review_state(r) for r in rows})
 
 
+# The part page's views of a part: key, picture kind, caption. The first is shown at first.
+VIEWS = (("o", "overlay", "Photo"), ("h", "heatmap", "Heat"), ("u", "upright", "Upright part"),
+         ("i", "input", "Original"))
+QUEUE_LOOK = 50  # unreviewed flagged parts looked at for the next one to review
+
+
+@blueprint.get("/qa.js")
+def script():
+    """The part page's keys, as a file: the page's policy runs no inline script."""
+    path = os.path.join(current_app.root_path, current_app.template_folder, "qa.js")
+    with open(path, encoding="utf-8") as fh:
+        return Response(fh.read(), mimetype="text/javascript")
+
+
+def score_fill(score: float | None, threshold: float | None) -> float:
+    """How much of the score bar a score fills: one scale for every part, the threshold always
+    at the middle, the bar full at twice the threshold."""
+    if not score or not threshold or threshold <= 0:
+        return 0.0
+    return min(100.0, 50.0 * score / threshold)
+
+
+def id_argument(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 12 and 0 < int(value) <= MAX_ID else None
+
+
+def next_to_review(after: int) -> int | None:
+    """The newest flagged part nobody has reviewed, other than `after`."""
+    waiting = store().inspections(flagged=True, reviewed=False, limit=QUEUE_LOOK)
+    return next((r.id for r in waiting if r.id != after), None)
+
+
 @blueprint.get("/inspections/<int:inspection_id>")
 def inspection(inspection_id: int):
     row = row_or_404(inspection_id)
     with store().session() as s:
         model = s.get(ModelRecord, row.model_id) if row.model_id else None
-    scale = max(row.score or 0, row.threshold or 0) * 1.25 or 1
-    waiting = [r.id for r in store().inspections(flagged=True, reviewed=False, limit=50) if r.id != row.id]
     cut = request.args.get("cut", "")
     cut = int(cut) if cut.isdigit() and len(cut) < 12 and int(cut) > NOTE_LIMIT else None
     return render_template("inspection.html", title=f"#{row.id}", r=row, model=model, state=review_state(row),
-                           note_cut=cut, note_limit=NOTE_LIMIT,
-                           token=current_app.config["FORM_TOKEN"], next_id=waiting[0] if waiting else None,
-                           reviewer=request.cookies.get("reviewer", ""),
-                           fill=min(100, 100 * (row.score or 0) / scale), thr=100 * (row.threshold or 0) / scale,
-                           pictures=[(kind, picture_url(row, kind)) for kind in PICTURES])
+                           note_cut=cut, note_limit=NOTE_LIMIT, done=request.args.get("done") == "1",
+                           token=current_app.config["FORM_TOKEN"], next_id=next_to_review(row.id),
+                           prev_id=id_argument("prev"), reviewer=request.cookies.get("reviewer", ""),
+                           kinds=store().defect_kinds(row.station), fill=score_fill(row.score, row.threshold),
+                           views=VIEWS, pictures={kind: picture_url(row, kind) for kind in PICTURES})
 
 
 @blueprint.post("/inspections/<int:inspection_id>/review")
 def add_review(inspection_id: int):
+    """QA's decision on a part. A `kind` without a `label` is a defect of that kind; with
+    `advance` the answer leads to the next flagged part to review (this one a step back),
+    without it back to this part, as scripts posting the form expect."""
     check_form_token(request.form.get("token", ""), current_app.config["FORM_TOKEN"])
     if not 0 < inspection_id <= MAX_ID:
         abort(404)
-    label = request.form.get("label", "")
+    kind = request.form.get("kind", "").strip()
+    label = request.form.get("label", "") or ("defect" if kind else "")
     reviewer = request.form.get("reviewer", "")[:200]
     note = request.form.get("note", "")
     try:
-        store().add_review(inspection_id, label, reviewer=reviewer, note=note[:NOTE_LIMIT])
+        store().add_review(inspection_id, label, reviewer=reviewer, note=note[:NOTE_LIMIT], kind=kind or None)
     except LookupError:
         abort(404)
     except ValueError as exc:
         abort(400, str(exc))
     cut = {"cut": len(note)} if len(note) > NOTE_LIMIT else {}  # the page says the note was cut, and from what
-    response = redirect(url_for("parts.inspection", inspection_id=inspection_id, **cut), code=303)
+    following = next_to_review(inspection_id) if request.form.get("advance") and not cut else None
+    if following is not None:
+        target = url_for("parts.inspection", inspection_id=following, prev=inspection_id)
+    else:
+        done = {"done": 1} if request.form.get("advance") and not cut else {}
+        target = url_for("parts.inspection", inspection_id=inspection_id, **cut, **done)
+    response = redirect(target, code=303)
     response.set_cookie("reviewer", reviewer, samesite="Strict", httponly=True)
     return response

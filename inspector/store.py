@@ -17,7 +17,7 @@ from typing import Callable, Optional, TypeVar
 
 from sqlalchemy import (
     Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine,
-    event, false, select,
+    delete, event, false, select,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
@@ -31,6 +31,11 @@ DEFAULT_DB = "sqlite:///inspector.db"
 STATUSES = ("pending", "done", "error")
 VERDICTS = ("ok", "defect", "error")
 LABELS = ("defect", "ok")
+# The defect kinds QA picks from at a station that has no list of its own: kinds of damage any
+# machined part shows, so the picker is of use before anyone sets a station's list.
+DEFAULT_KINDS = ("scratch", "dent", "crack", "deformed", "contamination", "other")
+KIND_LENGTH = 100
+MAX_KINDS = 9  # the QA page picks them with the keys 1-9
 
 T = TypeVar("T")
 # How long a database that became unreachable while in use (a server restarting) is waited for
@@ -116,8 +121,20 @@ class Review(Base):
     reviewer: Mapped[str] = mapped_column(String(200), default="")
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    kind: Mapped[Optional[str]] = mapped_column(String(KIND_LENGTH))  # what a confirmed defect is; None: not said
 
     inspection: Mapped[Inspection] = relationship(back_populates="reviews")
+
+
+class DefectKind(Base):
+    """One entry of a station's list of defect kinds, the choices QA is offered when confirming a
+    defect (a picker, not a constraint: a review may name another kind)."""
+
+    __tablename__ = "defect_kinds"
+
+    station: Mapped[str] = mapped_column(String(200), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(KIND_LENGTH))
 
 
 class Run(Base):
@@ -377,19 +394,46 @@ class Store:
         with self.session() as s:
             return s.get(Inspection, inspection_id, options=[_with_reviews()])
 
-    def add_review(self, inspection_id: int, label: str, reviewer: str = "", note: str = "") -> Review:
+    def add_review(self, inspection_id: int, label: str, reviewer: str = "", note: str = "",
+                   kind: str | None = None) -> Review:
+        """QA's decision; `kind` (only with label defect; blank is none) says what the defect is."""
         if label not in LABELS:
             raise ValueError(f"label must be one of {', '.join(LABELS)}, got {label!r}")
+        kind = clean_kind(kind) if kind and kind.strip() else None
+        if kind is not None and label != "defect":
+            raise ValueError(f"a defect kind ({kind!r}) goes with the label defect only, not {label!r}")
 
         def work() -> Review:
             with self.session() as s, s.begin():
                 if s.get(Inspection, inspection_id) is None:
                     raise LookupError(f"no inspection with id {inspection_id}")
-                review = Review(inspection_id=inspection_id, label=label, reviewer=reviewer, note=note)
+                review = Review(inspection_id=inspection_id, label=label, reviewer=reviewer, note=note, kind=kind)
                 s.add(review)
                 return review
 
         return self.retry(work, "add review")
+
+    def defect_kinds(self, station: str | None, default: bool = True) -> list[str]:
+        """The kinds QA picks from at `station`, in order: its own list, else DEFAULT_KINDS (or
+        [] when not `default`)."""
+        query = select(DefectKind.name).where(DefectKind.station == station).order_by(DefectKind.position)
+        with self.session() as s:
+            kinds = list(s.scalars(query)) if station else []
+        return kinds or (list(DEFAULT_KINDS) if default else [])
+
+    def set_defect_kinds(self, station: str, kinds: list[str]) -> list[str]:
+        """Replace `station`'s list of kinds (empty: back to the default); returns what is stored."""
+        if not station or not station.strip():
+            raise ValueError("a station name is needed")
+        kinds = kind_list(kinds)
+
+        def work() -> None:
+            with self.session() as s, s.begin():
+                s.execute(delete(DefectKind).where(DefectKind.station == station))
+                s.add_all(DefectKind(station=station, position=i, name=kind) for i, kind in enumerate(kinds, 1))
+
+        self.retry(work, "set defect kinds")
+        return kinds
 
     def inspections(
         self,
@@ -423,6 +467,28 @@ class Store:
             query = query.limit(limit)
         with self.session() as s:
             return list(s.scalars(query))
+
+
+def clean_kind(kind: str) -> str:
+    """A defect kind as stored: stripped, not empty, at most KIND_LENGTH characters."""
+    kind = kind.strip()
+    if not kind:
+        raise ValueError("a defect kind cannot be empty")
+    if len(kind) > KIND_LENGTH:
+        raise ValueError(f"a defect kind has at most {KIND_LENGTH} characters, got {len(kind)}: {kind[:40]!r}...")
+    return kind
+
+
+def kind_list(kinds: list[str]) -> list[str]:
+    """A station's list of kinds as stored: each `clean_kind`, none twice, at most MAX_KINDS."""
+    kinds = [clean_kind(kind) for kind in kinds]
+    twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
+    if twice:
+        raise ValueError(f"kinds named twice: {', '.join(twice)}")
+    if len(kinds) > MAX_KINDS:
+        raise ValueError(f"at most {MAX_KINDS} kinds (the QA page picks them with the keys 1-{MAX_KINDS}), "
+                         f"got {len(kinds)}")
+    return kinds
 
 
 def _with_reviews():

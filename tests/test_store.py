@@ -26,7 +26,7 @@ def test_migrating_twice_is_harmless(database_url):
     again = Store(database_url)
     assert again.inspections() == []
     with again.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
     again.close()
 
 
@@ -196,8 +196,8 @@ def test_a_deleted_or_replaced_sqlite_file_is_noticed(tmp_path):
     store.close()
 
 
-def _database_at(database_url, revision: str, insert_sql: str) -> None:
-    """A database migrated to `revision` only, holding the row `insert_sql` adds."""
+def _database_at(database_url, revision: str, *insert_sql: str) -> None:
+    """A database migrated to `revision` only, holding the rows the `insert_sql` statements add."""
     from alembic import command
     from sqlalchemy import create_engine, text
 
@@ -206,7 +206,8 @@ def _database_at(database_url, revision: str, insert_sql: str) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
-        connection.execute(text(insert_sql))
+        for statement in insert_sql:
+            connection.execute(text(statement))
     engine.dispose()
 
 
@@ -286,6 +287,32 @@ def test_migration_0005_adds_the_outbox_and_keeps_the_rows(database_url):
         s.add(OutboxEntry(inspection_id=row.id, output="line", station="line1", worker="host:1:2", created_at=utcnow()))
     _downgrade(store, "0004")
     assert "outbox" not in inspect(store.engine).get_table_names()
+    store.close()
+
+
+def test_migration_0007_adds_defect_kinds_and_keeps_the_reviews(database_url):
+    """A review made before defect kinds existed has none; a station's list of kinds is stored in order."""
+    from sqlalchemy import create_engine, inspect
+
+    from inspector.store import DEFAULT_KINDS
+
+    _database_at(database_url, "0006", "INSERT INTO inspections (source_path, source_name, content_hash, received_at,"
+                 " status, verdict) VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done', 'defect')",
+                 "INSERT INTO reviews (inspection_id, label, reviewer, note, created_at)"
+                 " VALUES (1, 'defect', 'ana', 'thread damaged', '2026-11-23 09:00:00')")
+    engine = create_engine(database_url)
+    assert "defect_kinds" not in inspect(engine).get_table_names()
+    engine.dispose()
+    store = Store(database_url)
+    [row] = store.inspections()
+    [review] = row.reviews
+    assert (review.label, review.note, review.kind) == ("defect", "thread damaged", None)
+    assert store.defect_kinds("line1") == list(DEFAULT_KINDS)
+    store.set_defect_kinds("line1", ["thread", "tip"])
+    assert store.defect_kinds("line1") == ["thread", "tip"]
+    _downgrade(store, "0006")
+    assert "defect_kinds" not in inspect(store.engine).get_table_names()
+    assert "kind" not in {c["name"] for c in inspect(store.engine).get_columns("reviews")}
     store.close()
 
 

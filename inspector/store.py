@@ -405,8 +405,12 @@ class Store:
 
         def work() -> Review:
             with self.session() as s, s.begin():
-                if s.get(Inspection, inspection_id) is None:
+                row = s.get(Inspection, inspection_id)
+                if row is None:
                     raise LookupError(f"no inspection with id {inspection_id}")
+                if row.status == "error":  # a file that was not judged has no verdict to confirm or dismiss
+                    raise ValueError(f"inspection {inspection_id} was not judged ({row.error_reason}): "
+                                     "only a verdict can be confirmed or called a false alarm")
                 review = Review(inspection_id=inspection_id, label=label, reviewer=reviewer, note=note, kind=kind)
                 s.add(review)
                 return review

@@ -1,5 +1,7 @@
-"""Helpers shared by the daemon tests: unique small images and polling the database."""
+"""Helpers shared by the tests: unique small images, polling the database, a headless Chromium."""
 
+import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -80,3 +82,23 @@ def evaluate_on_sample(bundle: Path) -> dict:
                                       "--defect", str(sample / "defect"), "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def chromium(tmp_path: Path, size: tuple[int, int]):
+    """A headless Chromium (Debian's chromium + chromium-driver) whose page is `size` (width,
+    height) pixels; quit it when done."""
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--window-size={size[0]},{size[1]}", f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    if list(inner) != list(size):  # the window's frame, if any, is not the page's
+        driver.set_window_size(2 * size[0] - inner[0], 2 * size[1] - inner[1])
+    return driver

@@ -16,6 +16,7 @@ import pytest
 from inspector.cv_setup import cv2
 from inspector.pictures import heatmap_image, overlay_image
 from inspector.store import Inspection, ModelRecord, Review, Store, utcnow
+from helpers import chromium
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
@@ -80,17 +81,7 @@ def server(seeded):
 
 @pytest.fixture
 def browser(tmp_path):
-    os.environ.setdefault("SE_AVOID_STATS", "true")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = chromium(tmp_path, (1280, 900))
     yield driver
     driver.quit()
 
@@ -137,13 +128,17 @@ def test_confirm_on_the_part_page_stores_a_review(server, browser, tmp_path):
     browser.get(f"{url}/")
     browser.find_element(By.CSS_SELECTOR, '.card[data-id="5"]').click()
     wait_until(browser, lambda d: "screw_005.png" in d.find_element(By.TAG_NAME, "h1").text)
-    pictures = browser.execute_script(
-        "return [...document.querySelectorAll('.pictures img')].map(i => i.naturalWidth)")
-    assert pictures == [200, 200, 200]  # input, heatmap and overlay side by side
+    wait_until(browser, lambda d: d.execute_script("return document.getElementById('picture').naturalWidth") == 200)
+    tabs = {t.get_attribute("data-key"): t.is_enabled() for t in browser.find_elements(By.CSS_SELECTOR, "#tabs .tab")}
+    assert tabs == {"o": True, "h": True, "u": False, "i": True}  # photo, heat, original; no upright crop stored
     screenshot(browser, "part.png", tmp_path)
     browser.find_element(By.ID, "reviewer").send_keys("ben")
     browser.find_element(By.ID, "note").send_keys("crack under the head")
     browser.find_element(By.ID, "confirm").click()
+    # On to the next flagged part nobody reviewed; the one just labelled a step back.
+    wait_until(browser, lambda d: "screw_005.png" not in d.find_element(By.TAG_NAME, "h1").text)
+    assert browser.find_element(By.ID, "state").text == "unreviewed"
+    browser.find_element(By.ID, "previous").click()
     wait_until(browser, lambda d: d.find_element(By.ID, "state").text == "confirmed")
     assert "crack under the head" in browser.find_element(By.ID, "reviews").text
     store = Store(str(db))

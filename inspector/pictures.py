@@ -125,13 +125,13 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
     """
     heatmap.parent.mkdir(parents=True, exist_ok=True)
     heat = heatmap_image(error_map, scale)
-    _write_picture(heatmap, heat)
+    save_picture(heatmap, heat)
     if frame is None:
-        _write_picture(overlay, overlay_image(model_input, error_map, scale, heat, outlines))
+        save_picture(overlay, overlay_image(model_input, error_map, scale, heat, outlines))
         return
-    _write_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines))
+    save_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines))
     if crop_overlay is not None:
-        _write_picture(crop_overlay, overlay_image(model_input, error_map, scale, heat, outlines))
+        save_picture(crop_overlay, overlay_image(model_input, error_map, scale, heat, outlines))
 
 
 # Heatmaps are pictures for people, not archives: fast PNG compression with every row filtered
@@ -142,7 +142,7 @@ PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
 JPEG_QUALITY = 90
 
 
-def _write_picture(path: Path, image: np.ndarray) -> None:
+def save_picture(path: Path, image: np.ndarray) -> None:
     """PNG, or JPEG for a .jpg name; encoded in memory, written by Python: a full disk is an
     OSError with its errno (ENOSPC), and no half-written temporary file is left."""
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")

@@ -87,26 +87,34 @@ def write_report(folder: Path, title: str, threshold: float, good_results: list[
 
 def evaluate_folders(model_dir: Path, good: Path, defect: Path, report: Path | None = None,
                      exposure: bool = False, nuisance: str | None = None, jitter_seed: int = 0,
-                     progress: Progress = no_progress, warn: Warn = no_warnings) -> dict:
+                     progress: Progress = no_progress, warn: Warn = no_warnings, masks: Path | None = None,
+                     kinds: Path | None = None) -> dict:
     """`inspector evaluate`: score the good and defect folders with the bundle in `model_dir`
     (each image changed first by an exposure jitter or a line nuisance, if asked), and return
     the metrics (with the report's files when `report` is given). Images that cannot be judged
-    are warned about and listed under "unjudged"."""
+    are warned about and listed under "unjudged". With `masks` (a folder of the defect images'
+    ground-truth masks) also pixel AUROC and AUPRO in the photos' own pixels; with `kinds` (a
+    CSV of file,kind) recall per defect kind (and pixel figures per kind, with masks)."""
     from ..bundle import load_bundle
     from ..inference import Inferencer
     from .folders import folder_images, score_folder
 
     if exposure and nuisance:
         raise ConfigError("give --exposure-jitter or --nuisance, not both")
+    from .pixel_evaluation import MOVING_NUISANCES, pixel_figures, read_kinds
+
+    if masks is not None and nuisance in MOVING_NUISANCES:
+        raise ConfigError(f"--masks cannot be used with the nuisance {nuisance}: it moves the part, not its mask")
+    kind_of = read_kinds(kinds) if kinds is not None else None
     good_paths, defect_paths = folder_images(good, "good"), folder_images(defect, "defect")
     bundle = load_bundle(model_dir)
     change_for = exposure_jitter(jitter_seed) if exposure else nuisance_change(nuisance, jitter_seed) if nuisance else None
     unjudged: list[dict] = []
     with Inferencer(bundle) as inferencer:
         good_results, good_scores = score_folder(inferencer, good_paths, good, "good", progress, warn, change_for,
-                                                 unjudged)
+                                                 unjudged, keep_maps=masks is not None)
         defect_results, defect_scores = score_folder(inferencer, defect_paths, defect, "defect", progress, warn,
-                                                     change_for, unjudged)
+                                                     change_for, unjudged, keep_maps=masks is not None)
     q = quality(good_scores, defect_scores, bundle.threshold)
     data = {
         "model_dir": str(model_dir), "pipeline": bundle.pipeline.name,
@@ -115,7 +123,28 @@ def evaluate_folders(model_dir: Path, good: Path, defect: Path, report: Path | N
         "auroc": q.auroc, "auroc_ci95": list(q.auroc_ci95), "average_precision": q.average_precision,
         "threshold": bundle.threshold, "confusion": q.confusion.to_dict(),
     }
+    if kind_of is not None:
+        data["kinds"] = recall_per_kind(defect_results, kind_of)
+    if masks is not None:
+        pixels = pixel_figures(good_results, defect_results, masks, bundle.pipeline.scoring, bundle.threshold, kind_of,
+                               report / "pictures" if report is not None else None, bundle.heat_scale, warn)
+        for kind, figures in pixels.pop("kinds", {}).items():
+            data["kinds"][kind].update(figures)
+        data.update(pixels)
     if report is not None:
         data["report"] = write_report(report, bundle.pipeline.name, bundle.threshold, good_results, defect_results,
                                       data)
     return data
+
+
+def recall_per_kind(defect_results: list[Result], kind_of: dict[str, str]) -> dict[str, dict]:
+    """Per defect kind (a defect image the CSV does not name is "unknown"): how many were judged,
+    how many flagged at the bundle's threshold, and the recall."""
+    kinds: dict[str, dict] = {}
+    for r in defect_results:
+        entry = kinds.setdefault(kind_of.get(r.path.name, "unknown"), {"defects": 0, "found": 0})
+        entry["defects"] += 1
+        entry["found"] += r.verdict == "defect"
+    for entry in kinds.values():
+        entry["recall"] = entry["found"] / entry["defects"]
+    return dict(sorted(kinds.items()))

@@ -22,12 +22,13 @@ def folder_images(folder: Path, what: str) -> list[Path]:
 
 def score_folder(inferencer: Inferencer, paths: list[Path], folder: Path, what: str,
                  progress: Progress = no_progress, warn: Warn = no_warnings, change_for=None,
-                 unjudged: list | None = None) -> tuple[list[Result], np.ndarray]:
+                 unjudged: list | None = None, keep_maps: bool = False) -> tuple[list[Result], np.ndarray]:
     """The results and scores of every readable image of a folder (listed with `folder_images`);
-    the images that cannot be judged are warned about (and collected in `unjudged` if given)."""
+    the images that cannot be judged are warned about (and collected in `unjudged` if given);
+    `keep_maps`: each result keeps its error map and the photo's preview."""
     results = []
     with progress(len(paths), f"Scoring {what}") as bar:
-        for result in inferencer.judge(paths, change_for=change_for):
+        for result in inferencer.judge(paths, change_for=change_for, keep_maps=keep_maps):
             results.append(result)
             bar.update(1)
     for r in results:

@@ -90,3 +90,28 @@ def score_timeline(path, times: list, scores: np.ndarray, flagged: np.ndarray, t
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def pareto_chart(path, names: list[str], counts: list[int], title: str):
+    """A Pareto chart: a bar per name (most frequent first, as given) and the cumulative share
+    as a line on a right-hand axis in percent. `path` may be a file object."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 2), 3.5), dpi=100)
+    if len(counts):
+        positions = np.arange(len(names))
+        ax.bar(positions, counts, color="tab:red", alpha=0.75)
+        ax.set_xticks(positions, [name if len(name) <= 18 else name[:17] + "…" for name in names],
+                      rotation=20 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+        ax.set_ylabel("confirmed defects")
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        cumulative = ax.twinx()
+        cumulative.plot(positions, 100 * np.cumsum(counts) / np.sum(counts), color="black", marker="o", linewidth=1.5)
+        cumulative.set_ylim(0, 105)
+        cumulative.set_ylabel("cumulative %")
+    else:
+        ax.text(0.5, 0.5, "no confirmed defects", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -73,8 +73,9 @@ def add_review(inspection_id: int):
     label = request.form.get("label", "")
     reviewer = request.form.get("reviewer", "")[:200]
     note = request.form.get("note", "")
+    kind = request.form.get("kind") or None  # optional: a defect confirmed without a kind, or a form without one
     try:
-        store().add_review(inspection_id, label, reviewer=reviewer, note=note[:NOTE_LIMIT])
+        store().add_review(inspection_id, label, reviewer=reviewer, note=note[:NOTE_LIMIT], kind=kind)
     except LookupError:
         abort(404)
     except ValueError as exc:

@@ -24,7 +24,7 @@ def table(rows: list[Inspection]) -> str:
 
 
 def stats_table(rows: list[dict]) -> str:
-    from ..drift import summary
+    from ..drift import judgement
 
     lines = [f"{'station':16}  {'model':12}  {'images':>7}  {'defects':>7}  {'errors':>6}  {'no view':>7}  "
              f"{'images/s':>8}  {'p50':>9}  {'p90':>9}  {'p99':>9}"]
@@ -52,11 +52,10 @@ def stats_table(rows: list[dict]) -> str:
             said.add(r["station"])
             lines.append(kinds_table(r["station"], r["kinds"]))
     for r in rows:
-        d = r.get("drift")
-        if d is not None:
-            state = ("DRIFT: " if d["drifting"] else "no drift: ") + summary(d) if d["available"] else \
-                f"drift not assessed: {d['reason']}"
-            lines.append(f"{r['station']} / {r['model']}: {state}")
+        if r.get("drift") is not None:
+            state, details = judgement(r["drift"])
+            said = state if state in ("DRIFT", "no drift") else f"drift {state}"  # drift not judged yet: ...
+            lines.append(f"{r['station']} / {r['model']}: {said}: {details}")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from flask import Blueprint, Response, abort, render_template, request
 
-from ..drift import summary as drift_summary
+from ..drift import judgement
 from ..review.stats import kind_pareto, station_stats, summary_counts
 from ..review.text import NO_KIND
 from ..store import Inspection, ModelRecord, utcnow
@@ -36,7 +36,7 @@ def summary():
     counts = summary_counts(recent(days), utcnow() - timedelta(hours=24))
     since = utcnow() - timedelta(days=days)
     drift = [(r["station"], r["model"], r["drift"]) for r in station_stats(store(), since)]
-    return render_template("summary.html", title="Summary", days=days, drift=drift, drift_summary=drift_summary,
+    return render_template("summary.html", title="Summary", days=days, drift=drift, judgement=judgement,
                            kinds=kind_pareto(store(), since), no_kind=NO_KIND, **counts)
 
 

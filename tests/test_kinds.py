@@ -76,6 +76,7 @@ def test_a_station_has_its_own_list_of_kinds_or_the_default(tmp_path):
 
 
 def test_review_kinds_sets_and_shows_a_stations_list(db):
+    assert ", ".join(DEFAULT_KINDS) in " ".join(run("review", "kinds", "--help").output.split())  # help names them
     shown = run("review", "kinds", "line1", "--db", db)
     assert shown.exit_code == 0, shown.output
     assert "defect kinds at line1 (the default: the station has no list of its own):" in shown.output

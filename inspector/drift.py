@@ -17,7 +17,9 @@ bundle's calibration expects (`Reference`):
   `window` frames, the same rule against the share of training images skipped for that reason
   (at least 1%).
 
-An alarm needs a full window. `Monitor` (the daemon) raises it once and clears it when every
+An alarm needs a full window, and until the window is full nothing is judged: the summary says
+"not judged yet: 20 of 50 parts" rather than measures that a few parts make look alarming or
+calm. `Monitor` (the daemon) raises it once and clears it when every
 measure is back within bounds, the score shift below 0.8 x `limit` (so it does not flap at
 the limit). `inspector stats` assesses the newest rows of the database the same way.
 """
@@ -126,7 +128,8 @@ def assess(reference: Reference, passed: Iterable[float], outcomes: Iterable[str
         shift = max(abs(median_shift), abs(p90_shift))
         scores.update(median=median, p90=p90, median_shift=median_shift, p90_shift=p90_shift, shift=shift,
                       says=f"passed scores: median {median:.4g} ({median_shift:+.2f} bands from "
-                           f"{reference.median:.4g}), p90 {p90:.4g} ({p90_shift:+.2f} bands from {reference.p90:.4g})")
+                           f"{reference.median:.4g}), p90 {p90:.4g} ({p90_shift:+.2f} bands from {reference.p90:.4g})"
+                           + (f" (only {passed.size} of {window} passed: not judged yet)" if passed.size < window else ""))
     bound = limit * (CLEAR_SHARE if active else 1.0)
     scores["drifting"] = bool(window and passed.size >= window and shift is not None and shift > bound)
     full = bool(window) and len(outcomes) >= window
@@ -138,17 +141,33 @@ def assess(reference: Reference, passed: Iterable[float], outcomes: Iterable[str
     if scores["drifting"]:
         reasons[0] += f"; limit {limit:g} bands of {band:.4g} (calibration p5-p95)"
     return {"window": window, "limit": limit, "threshold": reference.threshold, "drifting": bool(reasons),
-            "reasons": reasons, "scores": scores, "flagged": flagged, "view_errors": view}
+            "judged": full, "parts": len(outcomes), "reasons": reasons, "scores": scores, "flagged": flagged,
+            "view_errors": view}
 
 
 def summary(assessment: dict) -> str:
-    """One line: the alarm's reasons, or the measures when there is none."""
+    """One line: the alarm's reasons, how far the window is from full, or the measures."""
     if assessment["drifting"]:
         return "; ".join(assessment["reasons"])
+    if not assessment.get("judged", True):
+        return f"{assessment['parts']} of {assessment['window']} parts"
     parts = [assessment["scores"].get("says", "no passed scores yet"), assessment["flagged"]["says"]]
     if assessment["view_errors"]["count"]:
         parts.append(assessment["view_errors"]["says"])
     return "; ".join(parts)
+
+
+def judgement(assessment: dict | None) -> tuple[str, str]:
+    """What the summary page and `inspector stats` say of one station and model (`of_model`, or
+    None when drift is off): the state ("DRIFT", "no drift", "not judged yet" while the window is
+    not full, "not assessed") and its details."""
+    if assessment is None:
+        return "not assessed", "drift is off"
+    if not assessment.get("available", True):
+        return "not assessed", assessment["reason"]
+    if assessment["drifting"]:
+        return "DRIFT", summary(assessment)
+    return ("no drift" if assessment.get("judged", True) else "not judged yet"), summary(assessment)
 
 
 class Monitor:

@@ -122,3 +122,76 @@ def test_qa_summary_charts_scores_over_time_and_says_which_line_drifts(tiny_bund
         assert "line1 / tiny:" in page and "DRIFT</b>: flagged 50 of 50 parts (100%)" in page
     finally:
         app.config["STORE"].close()
+
+
+def test_drift_is_not_judged_until_its_window_is_full():
+    """11 flagged of 20 parts against 4% expected looks like drift, and 20 calm parts like none:
+    with a window of 50, neither is judged yet, and the summary says how far the window is."""
+    ref = drift.Reference.of(bundle_like(GOOD, 2.9, "quantile", false_reject_rate=0.04))
+    early = drift.assess(ref, GOOD[:9], ["ok"] * 9 + ["defect"] * 11, window=50)
+    assert not early["drifting"] and not early["judged"] and early["parts"] == 20
+    assert drift.summary(early) == "20 of 50 parts"
+    assert drift.judgement({"available": True, **early}) == ("not judged yet", "20 of 50 parts")
+    full = drift.assess(ref, np.resize(GOOD, 48), ["ok"] * 48 + ["defect"] * 2, window=50)
+    assert full["judged"] and drift.judgement(full)[0] == "no drift"
+    assert "only 48 of 50 passed: not judged yet" in full["scores"]["says"]  # the rates are judged, the shift not
+    assert drift.judgement({"available": False, "reason": "no model recorded"}) == ("not assessed", "no model recorded")
+
+
+def test_the_time_axis_spans_at_least_an_hour_or_the_whole_run():
+    from datetime import datetime, timedelta
+
+    from inspector.plots import time_axis
+
+    at = datetime(2026, 12, 5, 10, 0, 0)
+    assert time_axis([at, at]) == (at - timedelta(minutes=30), at + timedelta(minutes=30))
+    start, end = time_axis([at, at + timedelta(minutes=10)])
+    assert end - start == timedelta(hours=1) and start < at and end > at + timedelta(minutes=10)
+    start, end = time_axis([at, at + timedelta(hours=5)])
+    assert start < at and at + timedelta(hours=5) < end < at + timedelta(hours=5, minutes=10)
+
+
+def test_a_batch_scored_in_one_second_gets_a_summary_that_tells_the_truth(tiny_bundle, tmp_path):
+    """20 parts scored at one instant, 11 flagged (as the demo leaves them): the scores chart
+    still draws the calibration band across the plot, and the summary page and `stats` say
+    drift is not judged yet instead of "no drift"."""
+    from click.testing import CliRunner
+
+    from inspector.bundle import read_metadata
+    from inspector.cli import cli
+    from inspector.cv_setup import cv2
+    from inspector.store import Inspection, ModelRecord, Store, utcnow
+    from inspector.web import create_app
+
+    meta = read_metadata(tiny_bundle)
+    good = np.array(meta.calibration["good_scores"])
+    db = str(tmp_path / "db.sqlite")
+    store = Store(db)
+    now = utcnow()
+    with store.session() as s, s.begin():
+        model = ModelRecord(fingerprint=meta.fingerprint, name="tiny", path=str(tiny_bundle), threshold=meta.threshold)
+        s.add(model)
+        s.flush()
+        for i in range(20):
+            flagged = i < 11
+            s.add(Inspection(source_path=f"/in/{i}", source_name=f"{i}.png", content_hash=f"{i:064d}", status="done",
+                             verdict="defect" if flagged else "ok", score=meta.threshold * 2 if flagged else good[i % len(good)],
+                             threshold=meta.threshold, model_id=model.id, station="line1", received_at=now,
+                             scored_at=now))
+    store.close()
+    stats = CliRunner().invoke(cli, ["stats", "--db", db])
+    assert stats.exit_code == 0, stats.output
+    assert "line1 / tiny: drift not judged yet: 20 of 50 parts" in stats.output and "no drift" not in stats.output
+    app = create_app(db, tmp_path)
+    try:
+        client = app.test_client()
+        page = client.get("/summary", headers={"Host": "127.0.0.1"}).get_data(as_text=True)
+        assert "line1 / tiny:\n  not judged yet: 20 of 50 parts" in page and "no drift" not in page
+        chart = client.get("/summary/scores.png", headers={"Host": "127.0.0.1"})
+        assert chart.status_code == 200
+        image = cv2.imdecode(np.frombuffer(chart.data, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    finally:
+        app.config["STORE"].close()
+    # The band is tab:blue at 15% on white; the columns holding it span the plot, not one instant.
+    band = (np.abs(image - [245, 234, 221]).max(axis=2) <= 3).any(axis=0)
+    assert band.sum() > 0.7 * image.shape[1]

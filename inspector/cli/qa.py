@@ -1,4 +1,4 @@
-"""QA's commands: review (list, show, label), report, serve, stats."""
+"""QA's commands: review (list, show, label, kinds), report, serve, stats."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ log = logging.getLogger("inspector")
 
 @click.group()
 def review():
-    """QA review of inspections: list, show, label.
+    """QA review of inspections: list, show, label; the defect kinds QA picks from.
 
     \b
     Examples:
       inspector review list --flagged --since 12h
       inspector review show 42
       inspector review label 42 ok --note "dust on the lens"
+      inspector review label 43 defect --kind thread
+      inspector review kinds line1 "scratch on the head" thread tip neck other
     """
 
 
@@ -80,35 +82,78 @@ def review_show(inspection_id, db, as_json):
         click.echo(json.dumps(data, indent=2))
         return
     for key in ("id", "source_name", "status", "verdict", "score", "threshold", "error_reason", "stored_path",
-                "heatmap_path", "overlay_path", "crop_overlay_path", "received_at", "scored_at", "review"):
+                "heatmap_path", "overlay_path", "crop_overlay_path", "received_at", "scored_at", "review", "kind"):
         if data[key] is not None:
             click.echo(f"{key:14} {data[key]}")
     for r in data["reviews"]:
-        click.echo(f"{'reviewed':14} {r['created_at']} {r['label']} by {r['reviewer'] or 'unknown'}: {r['note']}")
+        kind = f" ({r['kind']})" if r["kind"] else ""
+        click.echo(f"{'reviewed':14} {r['created_at']} {r['label']}{kind} by {r['reviewer'] or 'unknown'}: {r['note']}")
 
 
 @review.command("label")
 @click.argument("inspection_id", type=int)
 @click.argument("label", type=click.Choice(["defect", "ok"]))
 @click.option("--note", default="", help="Why: what QA saw.")
+@click.option("--kind", help="With defect: what kind of defect (any text; `review kinds STATION` lists the station's).")
 @click.option("--reviewer", envvar="INSPECTOR_REVIEWER", default=lambda: user_name(),
               help="Who reviewed [env: INSPECTOR_REVIEWER; default: the login name, else \"unknown\"].")
 @db_option
 @logging_options()
 @fail_cleanly
-def review_label(inspection_id, label, note, reviewer, db):
+def review_label(inspection_id, label, note, kind, reviewer, db):
     """Record a QA decision: LABEL is defect (confirmed) or ok (false alarm).
 
     \b
     Examples:
-      inspector review label 42 defect --note "thread damaged"
+      inspector review label 42 defect --kind thread --note "thread damaged"
       inspector review label 43 ok --note "dust, part is fine"
     """
     try:
-        open_store(db).add_review(inspection_id, label, reviewer=reviewer, note=note)
-    except LookupError as exc:
+        review = open_store(db).add_review(inspection_id, label, reviewer=reviewer, note=note, kind=kind)
+    except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"inspection {inspection_id} labelled {label}")
+    click.echo(f"inspection {inspection_id} labelled {label}" + (f" ({review.kind})" if review.kind else ""))
+
+
+@review.command("kinds")
+@click.argument("station")
+@click.argument("kinds", nargs=-1)
+@click.option("--default", "to_default", is_flag=True, help="Forget the station's list: the default list again.")
+@db_option
+@logging_options()
+@json_option
+@fail_cleanly
+def review_kinds(station, kinds, to_default, db, as_json):
+    """Show or set the defect kinds QA picks from at STATION when confirming a defect.
+
+    With KINDS, they become the station's list, in that order (at most 9: the QA page picks them
+    with the keys 1-9); without, the list is shown. A station without a list of its own offers
+    the default: scratch, dent, crack, deformed, contamination, other. The list is a choice
+    offered, not a rule: a review may name another kind, or none.
+
+    \b
+    Examples:
+      inspector review kinds line1 "scratch on the head" thread tip neck other
+      inspector review kinds line1
+      inspector review kinds line1 --default
+    """
+    if kinds and to_default:
+        raise click.UsageError("give KINDS or --default, not both")
+    store = open_store(db)
+    if kinds or to_default:
+        try:
+            store.set_defect_kinds(station, list(kinds))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    own = store.defect_kinds(station, default=False)
+    listed = own or store.defect_kinds(station)
+    if as_json:
+        click.echo(json.dumps({"station": station, "kinds": listed, "default": not own}, indent=2))
+        return
+    click.echo(f"defect kinds at {station}" + ("" if own else " (the default: the station has no list of its own)")
+               + ":")
+    for key, kind in enumerate(listed, 1):
+        click.echo(f"  {key}  {kind}")
 
 
 @click.command()
@@ -118,23 +163,30 @@ def review_label(inspection_id, label, note, reviewer, db):
 @click.option("--since", help="Received since a date or a span back from now (12h, 7d).")
 @click.option("--all", "include_all", is_flag=True, help="Every inspection, not only flagged ones.")
 @logging_options()
+@json_option
 @fail_cleanly
-def report(db, out_dir, since, include_all):
-    """Write a static HTML page of flagged parts with overlays, scores and review state.
+def report(db, out_dir, since, include_all, as_json):
+    """Write a static HTML page of flagged parts with overlays, scores, review state and defect kind.
+
+    With --json, the page's path and its parts (as `review show --json` gives them) on stdout.
 
     \b
     Examples:
       inspector report --out qa-report/
       inspector report --out today/ --since 24h
+      inspector report --out today/ --json | jq '.parts[] | select(.kind == "thread") | .id'
     """
-    from ..review import parse_since
+    from ..review import as_dict, parse_since
     from ..review.report import write_report
 
     store = open_store(db)
     rows = store.inspections(flagged=not include_all, since=parse_since(since))
     rows = [r for r in rows if r.score is not None]
     page = write_report(rows, out_dir, "Flagged parts" if not include_all else "Inspections")
-    click.echo(f"{len(rows)} parts in {page}")
+    if as_json:
+        click.echo(json.dumps({"page": str(page), "parts": [as_dict(r) for r in rows]}, indent=2))
+    else:
+        click.echo(f"{len(rows)} parts in {page}")
 
 
 @click.command()
@@ -194,13 +246,20 @@ def serve(db, out, host, port, allow_hosts, password):
 @json_option
 @fail_cleanly
 def stats(db, since, drift_window, drift_limit, as_json):
-    """Per station and model: images, defects, errors, throughput, score percentiles and drift.
+    """Per station and model: images, defects, errors, throughput, score percentiles and drift;
+    per station the kinds of the defects QA confirmed.
 
     Drift compares the newest rows of each station and model with the calibration of the
     model's bundle (its path as the daemon loaded it): the median and 90th percentile of the
     last --drift-window passed scores, in calibration bands (p5-p95 of its good scores), and
     the shares of flagged parts and of part-in-view errors against the calibrated ones; with
-    the last hour's counts against the expected ones. As `inspector watch` judges it.
+    the last hour's counts against the expected ones. As `inspector watch` judges it. Drift is
+    not judged until the window holds --drift-window parts.
+
+    Kinds: the parts received since --since whose newest review confirms a defect, by the kind
+    QA gave ("(no kind)": none given), most frequent first with their share and cumulative
+    share (a Pareto table); in the JSON, "kinds" of each row (the station's, kind null: none
+    given).
 
     \b
     Examples:

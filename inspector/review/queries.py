@@ -33,6 +33,11 @@ def review_state(row: Inspection) -> str:
     return "confirmed" if row.reviews[-1].label == "defect" else "dismissed"
 
 
+def confirmed_kind(row: Inspection) -> str | None:
+    """The kind of defect QA confirmed (the newest review's), None when not confirmed or not said."""
+    return row.reviews[-1].kind if review_state(row) == "confirmed" else None
+
+
 def as_dict(row: Inspection) -> dict:
     return {
         "id": row.id,
@@ -52,8 +57,10 @@ def as_dict(row: Inspection) -> dict:
         "processing_ms": row.processing_ms,
         "model_id": row.model_id,
         "review": review_state(row),
+        "kind": confirmed_kind(row),
         "reviews": [
-            {"label": r.label, "reviewer": r.reviewer, "note": r.note, "created_at": r.created_at.isoformat()}
+            {"label": r.label, "kind": r.kind, "reviewer": r.reviewer, "note": r.note,
+             "created_at": r.created_at.isoformat()}
             for r in row.reviews
         ],
     }

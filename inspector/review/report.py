@@ -10,13 +10,14 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..store import Inspection, utcnow
-from .queries import review_state
+from .queries import confirmed_kind, review_state
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts") -> Path:
-    """A static HTML page of flagged parts: overlay, score, threshold and review state."""
+    """A static HTML page of flagged parts: overlay, score, threshold, review state and the kind
+    of a confirmed defect."""
     out.mkdir(parents=True, exist_ok=True)
     images = out / "images"
     images.mkdir(exist_ok=True)
@@ -29,6 +30,7 @@ def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts"
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     page = out / "index.html"
     page.write_text(environment.get_template("report.html").render(
-        title=title, rows=rows, pictures=pictures, states={r.id: review_state(r) for r in rows}, generated=utcnow()),
+        title=title, rows=rows, pictures=pictures, states={r.id: review_state(r) for r in rows},
+        kinds={r.id: confirmed_kind(r) for r in rows}, generated=utcnow()),
         encoding="utf-8")
     return page

@@ -1,5 +1,5 @@
-"""Per-station statistics: counts, throughput over the time daemons ran, score percentiles and
-drift; and the summary page's counts per day and hour."""
+"""Per-station statistics: counts, throughput over the time daemons ran, score percentiles, drift
+and the kinds of the defects QA confirmed; and the summary page's counts per day and hour."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def station_stats(store, since: datetime | None = None, drift_window: int | None
     run spans, clipped to `since`): idle time between runs does not count, and two daemons
     sharing a station's inbox count their common time once. None when no run was recorded.
     Drift (`drift.of_model`): the newest rows against the calibration of the model's bundle
-    (`drift_window` 0: none).
+    (`drift_window` 0: none). Kinds: `kind_pareto` of the station.
     """
     import numpy as np
     from sqlalchemy import func, select
@@ -48,6 +48,7 @@ def station_stats(store, since: datetime | None = None, drift_window: int | None
     result = []
     now = utcnow()
     backlog = outbox_backlog(store)
+    kinds = kind_pareto(store, since)
     for key, items in sorted(groups.items()):
         station, model, fingerprint = key
         scores = np.array([score for _, score, _, _ in items if score is not None])
@@ -68,6 +69,8 @@ def station_stats(store, since: datetime | None = None, drift_window: int | None
             "score_percentiles": {f"p{q}": float(np.percentile(scores, q)) for q in (50, 90, 99)} if scores.size else {},
             # The station's verdicts its line outputs still owe (the same for each of its models).
             "outbox": backlog.get(station, []),
+            # The kinds of the defects QA confirmed at the station (the same for each of its models).
+            "kinds": kinds.get(station, []),
             "drift": drift.of_model(paths.get(fingerprint), fingerprint, items, window, limit, now) if window else None,
         })
     return result
@@ -92,6 +95,36 @@ def outbox_backlog(store) -> dict[str, list[dict]]:
     return backlog
 
 
+def kind_pareto(store, since: datetime | None = None) -> dict[str, list[dict]]:
+    """Per station ("" for none), the parts received since `since` whose newest review confirms a
+    defect, by the kind QA gave (None: no kind given): most frequent first, each with its count,
+    share and cumulative share of the station's confirmed defects (a Pareto table)."""
+    from sqlalchemy import func, select
+
+    from ..store import Inspection, Review
+
+    newest = select(func.max(Review.id)).group_by(Review.inspection_id)
+    query = (select(Inspection.station, Review.kind, func.count())
+             .join(Review, Review.inspection_id == Inspection.id)
+             .where(Review.id.in_(newest), Review.label == "defect")
+             .group_by(Inspection.station, Review.kind))
+    if since:
+        query = query.where(Inspection.received_at >= since)
+    counts: dict[str, list[tuple[str | None, int]]] = {}
+    with store.session() as s:
+        for station, kind, count in s.execute(query):
+            counts.setdefault(station or "", []).append((kind, count))
+    pareto = {}
+    for station, kinds in sorted(counts.items()):
+        total, running, entries = sum(count for _, count in kinds), 0, []
+        # Most frequent first; among equals the named kinds, by name, before "no kind".
+        for kind, count in sorted(kinds, key=lambda k: (-k[1], k[0] is None, k[0] or "")):
+            running += count
+            entries.append({"kind": kind, "count": count, "share": count / total, "cumulative": running / total})
+        pareto[station] = entries
+    return pareto
+
+
 def _covered_seconds(spans: list[tuple[datetime, datetime]], since: datetime | None, now: datetime) -> float:
     """Seconds covered by at least one (start, end) span, within [since, now]."""
     clipped = sorted((max(start, since) if since else start, min(end, now)) for start, end in spans)
@@ -103,8 +136,6 @@ def _covered_seconds(spans: list[tuple[datetime, datetime]], since: datetime | N
             total += (end - start).total_seconds()
             reach = end if reach is None else max(reach, end)
     return total
-
-
 
 
 def summary_counts(rows, day_ago: datetime) -> dict:

@@ -1,5 +1,5 @@
-"""The summary blueprint: counts per day and hour, drift per station, the score histogram and the
-scores over time."""
+"""The summary blueprint: counts per day and hour, drift per station, the score histogram, the
+scores over time and the kinds of the defects QA confirmed (a Pareto chart and table per station)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from flask import Blueprint, Response, abort, render_template, request
 
-from ..drift import summary as drift_summary
-from ..review.stats import station_stats, summary_counts
+from ..drift import judgement
+from ..review.stats import kind_pareto, station_stats, summary_counts
+from ..review.text import NO_KIND
 from ..store import Inspection, ModelRecord, utcnow
 from .rows import store
 
@@ -33,9 +34,10 @@ def recent(days: int) -> list[Inspection]:
 def summary():
     days = days_argument()
     counts = summary_counts(recent(days), utcnow() - timedelta(hours=24))
-    drift = [(r["station"], r["model"], r["drift"]) for r in station_stats(store(), utcnow() - timedelta(days=days))]
-    return render_template("summary.html", title="Summary", days=days, drift=drift, drift_summary=drift_summary,
-                           **counts)
+    since = utcnow() - timedelta(days=days)
+    drift = [(r["station"], r["model"], r["drift"]) for r in station_stats(store(), since)]
+    return render_template("summary.html", title="Summary", days=days, drift=drift, judgement=judgement,
+                           kinds=kind_pareto(store(), since), no_kind=NO_KIND, **counts)
 
 
 @blueprint.get("/summary/histogram.png")
@@ -76,4 +78,21 @@ def score_chart():
     score_timeline(buffer, [r.scored_at for r in rows], [r.score for r in rows],
                    [r.verdict == "defect" for r in rows], [r.threshold for r in rows], [r.model_id for r in rows],
                    bands, DEFAULT_WINDOW, "scores over time (UTC)")
+    return Response(buffer.getvalue(), mimetype="image/png")
+
+
+@blueprint.get("/summary/kinds.png")
+def kinds_chart():
+    """The Pareto chart of one station's confirmed defects by kind (`station` empty: parts
+    without a station)."""
+    from ..plots import pareto_chart
+
+    days = days_argument()
+    station = request.args.get("station", "")
+    if len(station) > 200:
+        abort(400, "station names have at most 200 characters")
+    kinds = kind_pareto(store(), utcnow() - timedelta(days=days)).get(station, [])
+    buffer = io.BytesIO()
+    pareto_chart(buffer, [k["kind"] or NO_KIND for k in kinds], [k["count"] for k in kinds],
+                 f"{station or '(no station)'}: confirmed defects by kind, last {days} days")
     return Response(buffer.getvalue(), mimetype="image/png")

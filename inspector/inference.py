@@ -25,6 +25,7 @@ from .formats import declared_pixels, read_bytes
 from .models.components.running import forward, post_process
 from .pictures import write_heatmaps
 from .preprocess import FrameChange, prepare_frame, read_frame
+from .regions import hot_regions, photo_matrix
 from .scoring import hot_contours
 from .timing import STAGE_TIMES
 
@@ -142,6 +143,15 @@ class Inferencer:
 
     def verdict(self, score: float) -> str:
         return self.bundle.verdict(score)
+
+    def regions(self, result: Result) -> list[dict] | None:
+        """The hot regions of a result judged with `keep_maps` (`inspector.regions`), in the
+        photo's pixels; None for an error or a result without its maps."""
+        if result.error_map is None or result.frame is None or not result.width:
+            return None
+        matrix = photo_matrix(result.frame[0], result.frame[1], result.width)
+        return hot_regions(result.error_map, self.bundle.threshold, self.pipeline.scoring, matrix,
+                           defect=result.verdict == "defect", mm_per_pixel=self.pipeline.preprocess.mm_per_pixel)
 
     def write_pictures(self, result: Result, heatmap: Path, overlay: Path, crop_overlay: Path | None = None) -> None:
         """The pictures of a result judged with `keep_maps`, on the bundle's scale: the heatmap of

@@ -59,6 +59,9 @@ class PreprocessConfig:
     flatten_light: bool = False
     check_view: bool = False
     size_tolerance: float = 0.0
+    # The camera's scale on the part (millimetres per photo pixel): hot regions get an area in
+    # mm^2 as well as in pixels (0: not known).
+    mm_per_pixel: float = 0.0
 
     def validate(self, where: str) -> None:
         check_range(f"{where}.size", self.size, 16, 1024)
@@ -71,6 +74,7 @@ class PreprocessConfig:
                 raise ConfigError(f"'{where}.{key}' must be a multiple of 4; got {getattr(self, key)}")
         check_range(f"{where}.crop_margin", self.crop_margin, 1.0, 3.0)
         check_range(f"{where}.size_tolerance", self.size_tolerance, 0.0, 0.9)
+        check_range(f"{where}.mm_per_pixel", self.mm_per_pixel, 0.0, 100.0)
 
     @property
     def shape(self) -> tuple[int, int]:

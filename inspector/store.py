@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
 from sqlalchemy import (
-    Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine,
-    delete, event, false, select,
+    JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+    create_engine, delete, event, false, select,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
@@ -104,6 +104,9 @@ class Inspection(Base):
     station: Mapped[Optional[str]] = mapped_column(String(200), index=True)  # which line / machine
     worker: Mapped[Optional[str]] = mapped_column(String(300))  # the daemon process holding the claim
     claimed_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    # The hot regions (`inspector.regions`): [{"box", "outline", "area_px", "area_mm2", "peak",
+    # "mean"}] in the photo's pixels; None for an error or a row judged before they were kept.
+    regions: Mapped[Optional[list]] = mapped_column(JSON)
 
     model: Mapped[Optional[ModelRecord]] = relationship()
     reviews: Mapped[list["Review"]] = relationship(back_populates="inspection", order_by="Review.id")

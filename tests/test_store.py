@@ -26,7 +26,7 @@ def test_migrating_twice_is_harmless(database_url):
     again = Store(database_url)
     assert again.inspections() == []
     with again.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0008"
     again.close()
 
 
@@ -313,6 +313,26 @@ def test_migration_0007_adds_defect_kinds_and_keeps_the_reviews(database_url):
     _downgrade(store, "0006")
     assert "defect_kinds" not in inspect(store.engine).get_table_names()
     assert "kind" not in {c["name"] for c in inspect(store.engine).get_columns("reviews")}
+    store.close()
+
+
+def test_migration_0008_adds_hot_regions_and_keeps_the_rows(database_url):
+    """A verdict stored before hot regions were kept has none; a new one keeps its list."""
+    from sqlalchemy import inspect
+
+    _database_at(database_url, "0007", "INSERT INTO inspections (source_path, source_name, content_hash, received_at,"
+                 " status, verdict, score) VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done', 'defect',"
+                 " 2.5)")
+    store = Store(database_url)
+    [row] = store.inspections()
+    assert (row.verdict, row.score, row.regions) == ("defect", 2.5, None)
+    region = {"box": [10, 20, 30, 40], "outline": [[10, 20], [40, 20], [40, 60]], "area_px": 812.5,
+              "area_mm2": None, "peak": 3.25, "mean": 2.75}
+    with store.session() as s, s.begin():
+        s.get(Inspection, row.id).regions = [region]
+    assert store.get(row.id).regions == [region]
+    _downgrade(store, "0007")
+    assert "regions" not in {c["name"] for c in inspect(store.engine).get_columns("inspections")}
     store.close()
 
 

@@ -135,3 +135,10 @@ def test_the_heat_on_the_photo_lies_on_a_defect_painted_on_the_photo(frame, tmp_
     (top, left), (bottom, right) = outline.min(axis=0), outline.max(axis=0)
     assert left <= x / 2 - 5 and right >= x / 2 + 5 and top <= y / 2 - 5 and bottom >= y / 2 + 5
     assert right - left < 120 and bottom - top < 120  # the pit, not the whole screw
+    # One hot region, stored in the photo's own pixels (1024 px): its box holds the pit.
+    with Inferencer(load_bundle(tmp_path / "m")) as inferencer:
+        [region] = inferencer.regions(result)
+    bx, by, bw, bh = region["box"]
+    assert bx <= x <= bx + bw and by <= y <= by + bh
+    assert bw < 200 and bh < 200 and 0 < region["area_px"] < bw * bh
+    assert region["peak"] > inferencer.bundle.threshold and region["area_mm2"] is None

@@ -65,13 +65,14 @@ def review_list(db, flagged, verdict, unreviewed, since, limit, as_json):
 @json_option
 @fail_cleanly
 def review_show(inspection_id, db, as_json):
-    """Show one inspection: image, heatmap and overlay paths, score, threshold, reviews.
+    """Show one inspection: image, heatmap and overlay paths, score, threshold, its hot regions
+    (box, area, peak and mean heat, in the photo's pixels), reviews.
 
     \b
     Example:
       inspector review show 42
     """
-    from ..review import as_dict
+    from ..review import as_dict, region_text
 
     store = open_store(db)
     row = store.get(inspection_id)
@@ -85,6 +86,8 @@ def review_show(inspection_id, db, as_json):
                 "heatmap_path", "overlay_path", "crop_overlay_path", "received_at", "scored_at", "review", "kind"):
         if data[key] is not None:
             click.echo(f"{key:14} {data[key]}")
+    for region in data["regions"] or []:
+        click.echo(f"{'hot region':14} {region_text(region)}")
     for r in data["reviews"]:
         kind = f" ({r['kind']})" if r["kind"] else ""
         click.echo(f"{'reviewed':14} {r['created_at']} {r['label']}{kind} by {r['reviewer'] or 'unknown'}: {r['note']}")

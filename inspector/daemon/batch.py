@@ -136,7 +136,7 @@ class Batches:
             heatmap_path=str(heat), overlay_path=str(over), crop_overlay_path=str(crop), model_id=serving.model_id,
             stored_path=str(self.archive.destination(part, "archive")) if self.options.on_done == "move"
             else path_to_text(str(part.path)),
-            width=result.width, height=result.height, scored_at=judged_at,
+            width=result.width, height=result.height, scored_at=judged_at, regions=serving.inferencer.regions(result),
             # This image's own time: decoding, preprocessing, its share of the model call, its pictures.
             processing_ms=(result.processing_ms or 0.0) + part.pictures_ms,
         )
@@ -148,7 +148,7 @@ class Batches:
             values["verdict"], values.get("score"), values.get("threshold"), values.get("error_reason"),
             part.received_at, values["scored_at"], serving.model_id, bundle.pipeline.name, bundle.fingerprint,
             values["stored_path"], values.get("heatmap_path"), values.get("overlay_path"),
-            values.get("crop_overlay_path"), part)
+            values.get("crop_overlay_path"), part, values.get("regions"))
 
     def _renamed(self, arrival: Arrival, digest: str, answer) -> None:
         """A judged file renamed inside the inbox before its move: its row takes the new name

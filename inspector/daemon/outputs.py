@@ -74,13 +74,14 @@ class Verdict:
     # What only the daemon that judged it holds (the file read, its maps); None when handed on
     # again after a crash.
     part: ClaimedPart | None = None
+    regions: list[dict] | None = None  # the hot regions, in the photo's pixels (`inspector.regions`)
 
     @classmethod
     def of_row(cls, row: Inspection, model: ModelRecord | None, part: ClaimedPart | None = None) -> Verdict:
         return cls(row.id, row.station or "", row.source_name, text_to_path(row.source_path), row.status,
                    row.verdict or "error", row.score, row.threshold, row.error_reason, row.received_at,
                    row.scored_at, row.model_id, model.name if model else None, model.fingerprint if model else None,
-                   row.stored_path, row.heatmap_path, row.overlay_path, row.crop_overlay_path, part)
+                   row.stored_path, row.heatmap_path, row.overlay_path, row.crop_overlay_path, part, row.regions)
 
 
 class Output:

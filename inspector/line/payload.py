@@ -17,7 +17,7 @@ from ..daemon.outputs import Verdict
 
 log = logging.getLogger("inspector.line")
 
-SCHEMA = "inspector.verdict/1"
+SCHEMA = "inspector.verdict/2"  # 2: with the hot regions
 SCHEMA_FILE = Path(__file__).with_name("verdict.schema.json")
 
 
@@ -71,6 +71,7 @@ def payload(verdict: Verdict, out: Path, sent_at: datetime, deadline_ms: float |
         "pictures": {"image": _relative(verdict.stored_path, out), "heatmap": _relative(verdict.heatmap_path, out),
                      "overlay": _relative(verdict.overlay_path, out),
                      "crop_overlay": _relative(verdict.crop_overlay_path, out)},
+        "regions": verdict.regions or [],
     }
 
 

@@ -58,6 +58,7 @@ def as_dict(row: Inspection) -> dict:
         "model_id": row.model_id,
         "review": review_state(row),
         "kind": confirmed_kind(row),
+        "regions": row.regions,
         "reviews": [
             {"label": r.label, "kind": r.kind, "reviewer": r.reviewer, "note": r.note,
              "created_at": r.created_at.isoformat()}
@@ -112,3 +113,10 @@ def too_few_reviews(have: int, what: str, needed: int = MIN_REVIEWS) -> str | No
         return None
     return (f"only {have} {what}; at least {needed} are needed to trust QA's reviews: review more flagged "
             "parts (inspector review list --flagged --unreviewed)")
+
+
+def region_text(region: dict) -> str:
+    """One hot region in a line: where, how large, how hot."""
+    x, y, w, h = region["box"]
+    area = f"{region['area_px']:.0f} px" + (f" ({region['area_mm2']:.3g} mm2)" if region.get("area_mm2") else "")
+    return f"{w}x{h} at ({x}, {y}), {area}, peak {region['peak']:.4g}, mean {region['mean']:.4g}"

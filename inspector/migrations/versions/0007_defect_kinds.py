@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-07
+Create Date: 2026-12-04
 """
 import sqlalchemy as sa
 from alembic import op

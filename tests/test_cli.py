@@ -30,6 +30,20 @@ def test_every_command_has_help_with_examples():
             assert "Example" in result.output, f"{name} --help has no examples"
 
 
+def test_help_texts_say_what_each_command_takes():
+    top = run("--help").output
+    for step in ("inspector train", "inspector watch", "inspector review list", "inspector serve",
+                 "inspector review label"):
+        assert step in top, step
+    serve = run("serve", "--help").output
+    assert "Debug log lines too." in serve and "watch" not in serve.split("--verbose", 1)[1].split("--log-format")[0]
+    assert "one per judged image" in run("watch", "--help").output
+    update = run("update", "--help").output
+    assert "[default: 5]" in update and "MIN_REVIEWS" not in update
+    listing = run("review", "list", "--help").output
+    assert re.search(r"--limit INTEGER RANGE\s+At most this many inspections, the newest", listing), listing
+
+
 def test_train_summary_and_same_seed_same_threshold(tmp_path, tiny_pipeline_file, tiny_bundle):
     result = run("train", SAMPLE / "train" / "good", "--out", tmp_path / "m", "--pipeline",
                  tiny_pipeline_file, "--seed", "1", "--json")

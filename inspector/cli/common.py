@@ -21,9 +21,10 @@ from ..errors import InspectorError
 log = logging.getLogger("inspector")
 
 
-def logging_options(level: int = logging.WARNING):
+def logging_options(level: int = logging.WARNING, verbose_help: str | None = None):
     """-v and --log-format; logging (`inspector.logs`) is set up before the command runs.
-    `level`: what the command logs without -v (the daemons report routine lines at INFO)."""
+    `level`: what the command logs without -v (the daemons report routine lines at INFO);
+    `verbose_help`: what -v adds, when the command has more to say than its level."""
     def decorate(f):
         @functools.wraps(f)
         def wrapper(*args, verbose, log_format, **kwargs):
@@ -35,8 +36,7 @@ def logging_options(level: int = logging.WARNING):
 
         wrapper = click.option("--log-format", type=click.Choice(logs.FORMATS), default="text", show_default=True,
                                help="Log lines on stderr as plain text or one JSON object per line.")(wrapper)
-        more = "Debug log lines too (watch: one per image)." if level == logging.INFO else \
-            "More log output (-vv for debug)."
+        more = verbose_help or ("Debug log lines too." if level == logging.INFO else "More log output (-vv for debug).")
         return click.option("-v", "--verbose", count=True, help=more)(wrapper)
 
     return decorate

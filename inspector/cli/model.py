@@ -98,7 +98,7 @@ def _announcer(as_json: bool):
               help="The good images MODEL_DIR was trained on [default: the folder its bundle records].")
 @click.option("--min-reviews", type=click.IntRange(1),
               help="False alarms QA must have dismissed (flagged parts labelled ok) before an update is trusted "
-                   "[default: 5, review.MIN_REVIEWS].")
+                   f"[default: {MIN_REVIEWS}].")
 @click.option("--force", is_flag=True,
               help="Update even when the reviews look wrong (more than half of the flags dismissed, or the new "
                    "model still flagging parts QA passed); said as warnings.")

@@ -210,7 +210,7 @@ def drift_options(f):
 @drift_options
 @line_options
 @config_option
-@logging_options(logging.INFO)
+@logging_options(logging.INFO, "Debug log lines too: one per judged image, ok ones included.")
 @fail_cleanly
 def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
           station, claim_timeout, exit_when_idle, drift_window, drift_limit, profile_file, **line):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..logs import PROGRESS
 from ..models.pipeline_files import pipeline_names
 from ..nuisance import NUISANCES
 from ..review import MIN_REVIEWS
@@ -77,12 +78,15 @@ def train(good_dir, out, pipeline, epochs, seed, force, as_json):
 
 
 def _announcer(as_json: bool):
-    """Where a model fitted without epochs says what it does: stderr on a terminal, else the log."""
+    """Where a model fitted without epochs says what it does: stderr on a terminal, else a
+    progress line; with --json an INFO line (-v), as quiet as the others' progress."""
     def announce(line: str) -> None:
-        if sys.stderr.isatty() and not as_json:
+        if as_json:
+            log.info(line)
+        elif sys.stderr.isatty():
             click.echo(line, err=True)
         else:
-            log.info(line)
+            logging.getLogger(PROGRESS).info("%s", line)
 
     return announce
 

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Iterator
 
 FORMATS = ("text", "json")
+PROGRESS = "inspector.progress"  # the logger of long work's progress lines, shown at any level
 _COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -75,6 +76,7 @@ def setup(verbose: int = 0, log_format: str = "text", level: int = logging.WARNI
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root.addHandler(handler)
     logging.getLogger("inspector").setLevel(max(logging.DEBUG, level - 10 * verbose))
+    logging.getLogger(PROGRESS).setLevel(logging.INFO)
 
 
 @contextmanager

@@ -70,3 +70,12 @@ def test_benchmark_with_a_broker_times_the_burst_and_the_messages_received(broke
     # A message is sent after its verdict is committed: received no sooner.
     assert steady["received_ms_p50"] >= steady["latency_ms_p50"] > 0
     assert steady["received_ms_max"] >= steady["latency_ms_max"]
+
+
+def test_benchmark_outside_the_repository_asks_for_images(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["benchmark", "--burst", "1"])
+    assert result.exit_code == 2
+    assert "give --images: a folder of real part images (the default, sample_data/train/good, is only there " \
+           "in the repository's root" in result.output
+    assert not (tmp_path / "benchmark.json").exists()

@@ -30,6 +30,20 @@ def test_every_command_has_help_with_examples():
             assert "Example" in result.output, f"{name} --help has no examples"
 
 
+def test_help_texts_say_what_each_command_takes():
+    top = run("--help").output
+    for step in ("inspector train", "inspector watch", "inspector review list", "inspector serve",
+                 "inspector review label"):
+        assert step in top, step
+    serve = run("serve", "--help").output
+    assert "Debug log lines too." in serve and "watch" not in serve.split("--verbose", 1)[1].split("--log-format")[0]
+    assert "one per judged image" in run("watch", "--help").output
+    update = run("update", "--help").output
+    assert "[default: 5]" in update and "MIN_REVIEWS" not in update
+    listing = run("review", "list", "--help").output
+    assert re.search(r"--limit INTEGER RANGE\s+At most this many inspections, the newest", listing), listing
+
+
 def test_train_summary_and_same_seed_same_threshold(tmp_path, tiny_pipeline_file, tiny_bundle):
     result = run("train", SAMPLE / "train" / "good", "--out", tmp_path / "m", "--pipeline",
                  tiny_pipeline_file, "--seed", "1", "--json")
@@ -274,13 +288,40 @@ def test_evaluate_and_train_check_their_arguments_first(tiny_bundle, tmp_path, n
     assert not (tmp_path / "m").exists()
 
 
-def test_progress_bars_stay_off_stderr_when_it_is_not_a_terminal(tiny_bundle, tiny_pipeline_file, tmp_path):
-    trained = run("train", SAMPLE / "train" / "good", "--out", tmp_path / "m", "--pipeline", tiny_pipeline_file)
+def test_long_work_logs_a_line_each_tenth_when_stderr_is_not_a_terminal(tiny_bundle, tiny_pipeline_file, tmp_path):
+    """A pipe or a log file gets no bars, and no minutes of silence either; --json stays quiet."""
+    trained = run("train", SAMPLE / "train" / "good", "--out", tmp_path / "m", "--pipeline", tiny_pipeline_file,
+                  "--epochs", "10")
+    assert trained.exit_code == 0, trained.output
+    epochs = re.findall(r" INFO Training compact: (\d+)% \((\d+)/10\), loss 0\.\d+, \d+ s so far", trained.stderr)
+    assert epochs == [(str(10 * n), str(n)) for n in range(1, 11)], trained.stderr
+    assert "about" in trained.stderr.splitlines()[-2] and "about" not in trained.stderr.splitlines()[-1]
+    assert " INFO Loading images: 100% (40/40)" in trained.stderr
+    assert "warning" not in trained.stderr  # 10 epochs are not too few for a pipeline of 2
     scored = run("score", tiny_bundle, GOOD)
     evaluated = run("evaluate", tiny_bundle, "--good", GOOD, "--defect", DEFECT)
-    for result in (trained, scored, evaluated):
+    count = len(list(GOOD.iterdir()))
+    assert f" INFO Scoring: 100% ({count}/{count})" in scored.stderr, scored.stderr
+    assert f" INFO Scoring good: 100% ({count}/{count})" in evaluated.stderr and " INFO Scoring defect: 100%" \
+        in evaluated.stderr, evaluated.stderr
+    for result in (scored, evaluated):
         assert result.exit_code in (0, 1), result.output
-        assert result.stderr == "", result.stderr
+        assert len(result.stderr.splitlines()) <= 20
+    quiet = run("score", tiny_bundle, GOOD, "--json")
+    assert quiet.exit_code in (0, 1) and quiet.stderr == "", quiet.stderr
+
+
+def test_train_warns_when_the_epochs_asked_for_are_far_fewer_than_the_pipelines(tiny_pipeline_file, tmp_path):
+    longer = tmp_path / "longer.toml"
+    longer.write_text(tiny_pipeline_file.read_text().replace("epochs = 2", "epochs = 40"))
+    short = run("train", SAMPLE / "train" / "good", "--out", tmp_path / "short", "--pipeline", longer,
+                "--epochs", "2")
+    assert short.exit_code == 0, short.output
+    assert ("warning: training 2 epochs: far fewer than the 40 epochs pipeline tiny runs on 40 images; a model "
+            "trained that short may pass defects the full training finds") in short.stderr
+    enough = run("train", SAMPLE / "train" / "good", "--out", tmp_path / "enough", "--pipeline", longer,
+                 "--epochs", "10", "--json")
+    assert enough.exit_code == 0 and "warning" not in enough.stderr, enough.stderr
 
 
 def test_train_on_a_terminal_shows_epochs_with_loss_and_time_left(tiny_pipeline_file, tmp_path):

@@ -16,6 +16,7 @@ from inspector import logs
 from inspector.cli import cli
 from inspector.store import Store
 from helpers import write_png
+from test_cli import with_threshold
 
 
 @pytest.fixture
@@ -44,16 +45,41 @@ def test_watch_logs_one_json_object_per_line_with_routine_lines_at_info(inbox, t
     assert all(set(r) == {"time", "level", "logger", "message"} for r in records)
     by_start = {r["message"].split()[0]: r for r in records}
     assert by_start["watching"]["level"] == "INFO"
-    assert by_start["stopped;"]["level"] == "INFO" and "summary: 4 images" in by_start["stopped;"]["message"]
+    assert by_start["stopped;"]["level"] == "INFO"
+    assert by_start["stopped;"]["message"].startswith("stopped; since start (")
+    assert "): 4 images, 0 defects, 1 error, " in by_start["stopped;"]["message"]
     assert by_start["broken.png:"]["level"] == "WARNING"
-    assert not any(r["message"].startswith("part") for r in records)  # one line per image only with -v
+    assert not any(r["message"].startswith("part") for r in records)  # an ok part is a line only with -v
 
 
 def test_watch_verbose_adds_a_line_per_image_as_plain_text(inbox, tiny_bundle):
     lines = watch(inbox, tiny_bundle, "-v")
-    per_image = [line for line in lines if re.search(r" DEBUG part\d\.png: (ok|defect) score ", line)]
+    per_image = [line for line in lines if re.search(r" DEBUG part\d\.png: ok score ", line)]
     assert len(per_image) == 3
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", line) for line in lines)
+
+
+def test_watch_logs_each_defect_at_info_without_verbose(inbox, tiny_bundle, tmp_path):
+    strict = with_threshold(tiny_bundle, tmp_path, -1.0)  # every part it judges is a defect
+    lines = watch(inbox, strict)
+    defects = [line for line in lines if re.search(r" INFO part\d\.png: defect score [\d.e+-]+ threshold -1 "
+                                                   r"\(inspection \d+\)$", line)]
+    assert len(defects) == 3, lines
+
+
+def test_watch_summarises_each_interval_once_and_stays_quiet_while_idle(inbox, tiny_bundle):
+    lines = watch(inbox, tiny_bundle, "--summary-every", "0.2", "--exit-when-idle", "3")
+    pattern = re.compile(r" INFO summary: last ([\d.]+) s: (\d+) images?, 0 defects, (\d+) errors?, [\d.]+ images/s; "
+                         r"since start \([\d.]+ s\): (\d+) images?, 0 defects, (\d+) errors?, [\d.]+ images/s$")
+    summaries = [pattern.search(line) for line in lines if " summary: " in line]
+    assert summaries and all(summaries), lines
+    # Each line counts its own interval; the run's count grows to the four images.
+    assert sum(int(m.group(2)) for m in summaries) == 4 and all(int(m.group(2)) > 0 for m in summaries)
+    assert sum(int(m.group(3)) for m in summaries) == 1
+    assert int(summaries[-1].group(4)) == 4 and int(summaries[-1].group(5)) == 1
+    assert all(float(m.group(1)) < 1.5 for m in summaries)  # the interval, not the time since the start
+    # Idle for 3 s with a summary due every 0.2 s: nothing more is said until the daemon stops.
+    assert len(summaries) <= 4
 
 
 def serve_access_log(tmp_path, log_format):

@@ -213,7 +213,7 @@ def test_update_refuses_to_overwrite_or_to_learn_from_too_few_reviews(parent, up
     none = cli_run("update", updated.child, "--from-reviews", "--out", tmp_path / "v3", "--db", updated.db)
     assert none.exit_code == 1 and "only 0 false alarms" in none.output and "at least 5 are needed" in none.output
     assert cli_run("update", parent, "--out", tmp_path / "v3").exit_code != 0  # --from-reviews is the only source
-    assert "[default: 5, review.MIN_REVIEWS]" in " ".join(cli_run("update", "--help").output.split())
+    assert "trusted [default: 5]." in " ".join(cli_run("update", "--help").output.split())
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -67,6 +68,13 @@ def test_report_escapes_names_and_copies_overlays(db, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.png" in page
     assert (tmp_path / "report" / "images" / "2_overlay.png").is_file()
     assert "a.png" not in page  # only flagged parts
+
+
+def test_report_says_each_verdict_in_words(db, tmp_path):
+    result = run("report", "--db", db, "--out", tmp_path / "report", "--all")
+    assert result.exit_code == 0, result.output
+    text = re.sub(r"<[^>]+>", "", (tmp_path / "report" / "index.html").read_text())
+    assert "judged defect" in text and "judged ok" in text
 
 
 def test_stats_per_station_and_model(database_url):

@@ -140,6 +140,19 @@ def test_the_systemd_unit_runs_watch_with_options_it_has(tmp_path, tiny_bundle):
     assert service["EnvironmentFile"] == "/etc/inspector/inspector.env"
 
 
+def test_serve_started_with_the_environment_file_serves_the_daemons_out_folder(monkeypatch):
+    import tomllib
+
+    serve = cli.commands["serve"]
+    lines = [line for line in (DEPLOY / "inspector.env").read_text().splitlines() if line and line[0] != "#"]
+    for line in lines:
+        monkeypatch.setenv(*line.split("=", 1))
+    daemon_out = tomllib.loads((DEPLOY / "watch.toml").read_text())["out"]
+    # Under the group's context, as `inspector serve` runs: its help option names stay -h and --help.
+    context = serve.make_context("serve", [], parent=cli.make_context("inspector", ["serve"]))
+    assert context.params["out"] == Path(daemon_out) and context.params["db"] == "/srv/line1/inspector.db"
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_analyze_verifies_the_unit(tmp_path):
     """With ExecStart pointing at an installed inspector: systemd finds nothing to say about it."""

@@ -121,6 +121,19 @@ def test_list_shows_the_flagged_parts(server, browser, tmp_path):
     assert [c.text.split("\n")[0] for c in browser.find_elements(By.CSS_SELECTOR, ".card .name")] == ["#8 screw_008.png"]
 
 
+def test_the_to_review_link_leads_to_a_page_headed_to_review(server, browser):
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    browser.get(f"{url}/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Inspections"
+    browser.find_element(By.LINK_TEXT, "To review").click()
+    wait_until(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text == "To review")
+    assert browser.title.startswith("To review")
+    names = [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".card .name")]
+    assert names == ["#1 screw_001.png", f"#3 {EVIL}", "#5 screw_005.png"]  # #8 was dismissed already
+
+
 def test_confirm_on_the_part_page_stores_a_review(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 

@@ -24,6 +24,10 @@ def cli():
       inspector train sample_data/train/good --out models/screw
       inspector evaluate models/screw --good sample_data/test/good --defect sample_data/test/defect
       inspector score models/screw part.png --heatmaps heatmaps/
+      inspector watch inbox/ --model models/screw --out line/    # verdicts in inspector.db
+      inspector review list --flagged --unreviewed
+      inspector serve --out line/                                # QA pages on http://127.0.0.1:8765/
+      inspector review label 42 ok --note "dust on the lens"
     """
 
 

@@ -9,11 +9,21 @@ import click
 
 from .common import fail_cleanly, json_option, logging_options
 
+# The repository's sample screws: the default --images when run from the repository's root.
+SAMPLE_IMAGES = Path("sample_data/train/good")
+
+
+def _sample_images() -> Path:
+    if not SAMPLE_IMAGES.is_dir():
+        raise click.UsageError(f"give --images: a folder of real part images (the default, {SAMPLE_IMAGES}, "
+                               f"is only there in the repository's root, and {Path.cwd()} is not it)")
+    return SAMPLE_IMAGES
+
 
 @click.command()
 @click.option("--images", "images_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default="sample_data/train/good", show_default=True,
-              help="Real images to build the test frames from (and to train on).")
+              help="Real images to build the test frames from (and to train on) [default: "
+                   f"{SAMPLE_IMAGES}, in the repository's root only].")
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Bundle for the daemon runs; without it the pipeline is trained on --images (and timed).")
 @click.option("--pipeline", "-p", default="screw", show_default=True, help="The pipeline measured.")
@@ -58,6 +68,7 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
     """
     from ..usecases.benchmark import run_benchmark, table
 
+    images_dir = images_dir or _sample_images()
     result = run_benchmark(images_dir, pipeline, reference, model_dir, burst_count, steady_seconds, rate,
                            frame_size, epochs, work, progress=lambda m: click.echo(f"... {m}", err=True),
                            mqtt_url=mqtt_url)

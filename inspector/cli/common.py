@@ -8,6 +8,7 @@ import getpass
 import json
 import logging
 import sys
+import time
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,9 +22,10 @@ from ..errors import InspectorError
 log = logging.getLogger("inspector")
 
 
-def logging_options(level: int = logging.WARNING):
+def logging_options(level: int = logging.WARNING, verbose_help: str | None = None):
     """-v and --log-format; logging (`inspector.logs`) is set up before the command runs.
-    `level`: what the command logs without -v (the daemons report routine lines at INFO)."""
+    `level`: what the command logs without -v (the daemons report routine lines at INFO);
+    `verbose_help`: what -v adds, when the command has more to say than its level."""
     def decorate(f):
         @functools.wraps(f)
         def wrapper(*args, verbose, log_format, **kwargs):
@@ -35,8 +37,7 @@ def logging_options(level: int = logging.WARNING):
 
         wrapper = click.option("--log-format", type=click.Choice(logs.FORMATS), default="text", show_default=True,
                                help="Log lines on stderr as plain text or one JSON object per line.")(wrapper)
-        more = "Debug log lines too (watch: one per image)." if level == logging.INFO else \
-            "More log output (-vv for debug)."
+        more = verbose_help or ("Debug log lines too." if level == logging.INFO else "More log output (-vv for debug).")
         return click.option("-v", "--verbose", count=True, help=more)(wrapper)
 
     return decorate
@@ -47,10 +48,45 @@ def json_option(f):
 
 
 def progress_bar(length: int, label: str, quiet: bool = False, **options):
-    """A progress bar on stderr when it is a terminal; nothing when it is not, or when `quiet` (--json)."""
-    if quiet or not sys.stderr.isatty():
+    """A progress bar on stderr when it is a terminal, a log line at each tenth done when it is
+    not (a pipe, a file, the journal); nothing when `quiet` (--json)."""
+    if quiet:
         return nullcontext(SimpleNamespace(update=lambda *args: None))
+    if not sys.stderr.isatty():
+        return nullcontext(TenthLines(length, label, options.get("item_show_func")))
     return click.progressbar(length=length, label=label, file=sys.stderr, **options)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min {seconds % 60} s"
+
+
+class TenthLines:
+    """Long work where no bar can be drawn: an INFO line (shown at any --verbose) each time
+    another tenth is done, `Training compact: 30% (3/10), loss 0.02, 4 s so far, about 9 s left`;
+    minutes of silence would look like a hang."""
+
+    def __init__(self, length: int, label: str, show=None):
+        self.length, self.label, self.show = length, label, show
+        self.done = self.tenths = 0
+        self.started = time.monotonic()
+
+    def update(self, steps: int, current=None) -> None:
+        self.done += steps
+        tenths = min(10, self.done * 10 // self.length) if self.length > 0 else 0
+        if tenths <= self.tenths:
+            return
+        self.tenths = tenths
+        elapsed = time.monotonic() - self.started
+        parts = [f"{self.label}: {100 * self.done // self.length}% ({self.done}/{self.length})"]
+        shown = self.show(current) if self.show is not None and current is not None else None
+        if shown:
+            parts.append(str(shown))
+        parts.append(f"{_duration(elapsed)} so far")
+        if self.done < self.length:
+            parts.append(f"about {_duration(elapsed * (self.length - self.done) / self.done)} left")
+        logging.getLogger(logs.PROGRESS).info("%s", ", ".join(parts))
 
 
 def db_option(f):

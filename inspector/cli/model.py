@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..logs import PROGRESS
 from ..models.pipeline_files import pipeline_names
 from ..nuisance import NUISANCES
 from ..review import MIN_REVIEWS
@@ -77,12 +78,15 @@ def train(good_dir, out, pipeline, epochs, seed, force, as_json):
 
 
 def _announcer(as_json: bool):
-    """Where a model fitted without epochs says what it does: stderr on a terminal, else the log."""
+    """Where a model fitted without epochs says what it does: stderr on a terminal, else a
+    progress line; with --json an INFO line (-v), as quiet as the others' progress."""
     def announce(line: str) -> None:
-        if sys.stderr.isatty() and not as_json:
+        if as_json:
+            log.info(line)
+        elif sys.stderr.isatty():
             click.echo(line, err=True)
         else:
-            log.info(line)
+            logging.getLogger(PROGRESS).info("%s", line)
 
     return announce
 
@@ -98,7 +102,7 @@ def _announcer(as_json: bool):
               help="The good images MODEL_DIR was trained on [default: the folder its bundle records].")
 @click.option("--min-reviews", type=click.IntRange(1),
               help="False alarms QA must have dismissed (flagged parts labelled ok) before an update is trusted "
-                   "[default: 5, review.MIN_REVIEWS].")
+                   f"[default: {MIN_REVIEWS}].")
 @click.option("--force", is_flag=True,
               help="Update even when the reviews look wrong (more than half of the flags dismissed, or the new "
                    "model still flagging parts QA passed); said as warnings.")

@@ -34,7 +34,8 @@ def review():
 @click.option("--verdict", type=click.Choice(["ok", "defect", "error"]), help="Only this verdict.")
 @click.option("--unreviewed", is_flag=True, help="Only parts without a review.")
 @click.option("--since", help="Received since a date (2026-11-23) or a span back from now (30m, 12h, 7d).")
-@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True,
+              help="At most this many inspections, the newest.")
 @logging_options()
 @json_option
 @fail_cleanly

@@ -197,7 +197,7 @@ def drift_options(f):
               help="Seconds an empty, unfinished (by its format's rule) or unreadable file may stay unchanged "
                    "before it is rejected as such.")
 @click.option("--summary-every", type=click.FloatRange(0.1), default=60.0, show_default=True,
-              help="Seconds between one-line summaries on stderr.")
+              help="Seconds between one-line summaries on stderr (skipped while nothing comes in).")
 @click.option("--station", envvar="INSPECTOR_STATION", default=lambda: __import__("socket").gethostname(),
               help="Name of this line or machine, stored with every verdict [env: INSPECTOR_STATION; default: host name].")
 @click.option("--claim-timeout", type=click.FloatRange(1), default=60.0, show_default=True,
@@ -210,7 +210,7 @@ def drift_options(f):
 @drift_options
 @line_options
 @config_option
-@logging_options(logging.INFO)
+@logging_options(logging.INFO, "Debug log lines too: one per judged image, ok ones included.")
 @fail_cleanly
 def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
           station, claim_timeout, exit_when_idle, drift_window, drift_limit, profile_file, **line):
@@ -229,8 +229,8 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     image is claimed by exactly one of them, and a claim left by a worker that died is taken
     over (at once on the same host, after --claim-timeout from another host).
 
-    Logs on stderr: the start, a summary every --summary-every seconds, errors and duplicates;
-    one line per image with -v. deploy/ has a systemd unit running it with --config.
+    Logs on stderr: the start, a summary of each --summary-every interval in which images came
+    in (none while idle), each defect, errors and duplicates; each ok part too with -v. deploy/ has a systemd unit running it with --config.
 
     Drift: the last --drift-window passed scores are compared with the bundle's calibration
     (median and 90th percentile, in calibration bands: p5-p95 of its good scores), and the

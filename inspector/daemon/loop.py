@@ -123,6 +123,7 @@ class Watcher:
             run_id = self.store.start_run(self.claims.worker, self.options.station, self.model_id)
             intake.scan()
             last_scan = last_summary = last_work = last_beat = time.monotonic()
+            self.counters.mark()
             while not self.stopping:
                 if self.reload_wanted:  # between batches: no part is judged by two models
                     self.reload_wanted = False  # a SIGHUP during the reload asks for one more
@@ -154,7 +155,9 @@ class Watcher:
                     if max_idle is not None and not intake.waiting and time.monotonic() - last_work > max_idle:
                         break
                 if time.monotonic() - last_summary >= self.options.summary_every:
-                    log.info(self.counters.line())
+                    summary = self.counters.interval_line()
+                    if summary:
+                        log.info(summary)
                     last_summary = time.monotonic()
         except DatabaseError as exc:  # unreachable, or its file deleted or replaced: stop before moving files
             log.error("stopping: %s", exc)

@@ -61,23 +61,69 @@ class Pictures(Output):
         return (time.perf_counter() - started) * 1000
 
 
+def _counted(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def _span(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    seconds = round(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 @dataclass
 class Counters:
+    """What the daemon judged since it started, and since the last summary line."""
+
     images: int = 0
     defects: int = 0
     errors: int = 0
     duplicates: int = 0
     started: float = field(default_factory=time.monotonic)
+    # The counts and the time of the last `interval_line`.
+    _marked: tuple[int, int, int, int] = (0, 0, 0, 0)
+    _marked_at: float | None = None
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        return self.images, self.defects, self.errors, self.duplicates
+
+    @staticmethod
+    def _text(counts: tuple[int, int, int, int], seconds: float) -> str:
+        images, defects, errors, duplicates = counts
+        text = f"{_counted(images, 'image')}, {_counted(defects, 'defect')}, {_counted(errors, 'error')}, "
+        if duplicates:
+            text += f"{_counted(duplicates, 'duplicate')}, "
+        return text + f"{images / max(seconds, 1e-9):.2f} images/s"
 
     def line(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        return (f"summary: {self.images} images, {self.defects} defects, {self.errors} errors, "
-                f"{self.duplicates} duplicates, {self.images / elapsed:.2f} images/s")
+        """Since the start: `since start (5 min): 340 images, 3 defects, 1 error, 1.13 images/s`."""
+        elapsed = time.monotonic() - self.started
+        return f"since start ({_span(elapsed)}): {self._text(self._counts(), elapsed)}"
+
+    def mark(self) -> None:
+        """Start the first interval now (when the daemon starts watching)."""
+        self._marked, self._marked_at = self._counts(), time.monotonic()
+
+    def interval_line(self) -> str | None:
+        """The summary of the time since the last call (or the start), then the whole run's;
+        None when nothing came in meanwhile: an idle line is not told again and again."""
+        now, counts = time.monotonic(), self._counts()
+        since = self.started if self._marked_at is None else self._marked_at
+        new = tuple(a - b for a, b in zip(counts, self._marked))
+        self._marked, self._marked_at = counts, now
+        if not any(new):
+            return None
+        return f"summary: last {_span(now - since)}: {self._text(new, now - since)}; {self.line()}"
 
 
 class LogLines(Output):
-    """Counts every verdict for the summary line; an error row is a WARNING, each verdict a
-    DEBUG line (-v)."""
+    """Counts every verdict for the summary lines; an error row is a WARNING, a defect an INFO
+    line (QA and the line want to hear of each one), an ok verdict a DEBUG line (-v)."""
 
     name = "log"
 
@@ -91,9 +137,10 @@ class LogLines(Output):
                 self.counters.errors += 1
                 log.warning("%s: error: %s (inspection %d)", v.source_name, v.error_reason, v.inspection_id)
             else:
-                self.counters.defects += v.verdict == "defect"
-                log.debug("%s: %s score %.6g threshold %.6g (inspection %d)", v.source_name, v.verdict, v.score,
-                          v.threshold, v.inspection_id)
+                defect = v.verdict == "defect"
+                self.counters.defects += defect
+                log.log(logging.INFO if defect else logging.DEBUG, "%s: %s score %.6g threshold %.6g (inspection %d)",
+                        v.source_name, v.verdict, v.score, v.threshold, v.inspection_id)
 
 
 class DriftWatch(Output):

@@ -25,6 +25,9 @@ from .folders import folder_images
 from .progress import Progress, Warn, no_progress, no_warnings
 
 MIN_IMAGES = 4
+# Training for fewer than a quarter of the pipeline's epochs is warned about: a model trained
+# that short (a quick try with --epochs) finds far fewer defects, with no other sign of it.
+SHORT_TRAINING = 4
 
 
 @dataclass
@@ -182,6 +185,10 @@ def train_folder(paths: list[Path], out: Path, pipeline: Pipeline, seed: int = 0
     for path, reason in images.skipped:
         warn(f"skipped {path}: {reason}")
     total = spec.planned_epochs(pipeline.model.settings, epochs, len(images.arrays), pipeline.model.holdout_fraction)
+    planned = spec.planned_epochs(pipeline.model.settings, None, len(images.arrays), pipeline.model.holdout_fraction)
+    if total is not None and total * SHORT_TRAINING < planned:
+        warn(f"training {total} epochs: far fewer than the {planned} epochs pipeline {pipeline.name} runs on "
+             f"{len(images.arrays)} images; a model trained that short may pass defects the full training finds")
     if total is None:
         announce(spec.no_epochs_announcement.format(count=len(images.arrays)))
         return train_bundle(images, out, pipeline, seed=seed, record=record)

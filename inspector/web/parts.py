@@ -44,7 +44,9 @@ def inspections():
     more, rows = len(rows) > limit, rows[:limit]
     pages = {"page": page, "previous": page - 1 if page > 1 else None, "next": page + 1 if more else None,
              "first": (page - 1) * limit + 1}
-    return render_template("inspections.html", title="Inspections", rows=rows, verdict=verdict, review=review,
+    # The header's "To review" link is this filter: the page says so.
+    title = "To review" if (verdict, review) == ("defect", "unreviewed") else "Inspections"
+    return render_template("inspections.html", title=title, rows=rows, verdict=verdict, review=review,
                            since=since_text, limit=limit, pages=pages,
                            files={r.id: picture_url(r, "overlay") for r in rows},
                            states={r.id: review_state(r) for r in rows})

@@ -2,31 +2,72 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, send_file, url_for
+from sqlalchemy import or_, select
 
 from ..formats import media_type
-from ..store import Inspection
+from ..store import Inspection, Store
 from .rows import row_or_404
 from .security import FILE_POLICY
 
 PICTURES = {"input": "stored_path", "overlay": "overlay_path", "upright": "crop_overlay_path",
             "heatmap": "heatmap_path"}
+# The daemon's folders under its --out, each with a folder per day: OUT/heatmaps/<date>/<file>.
+DAEMON_FOLDERS = ("heatmaps", "archive", "rejected", "duplicates")
+SAMPLED = 20  # the newest inspections naming pictures that are looked for at start
 
 blueprint = Blueprint("pictures", __name__)
 
 
-def under_out(stored: str | None) -> Path | None:
-    """The file a row names, if it lies under --out (resolved: no `..`, no symlink leading out)."""
+def _under(stored: str | None, out: Path) -> Path | None:
     if not stored:
         return None
     try:
         target = Path(stored).resolve()
-        target.relative_to(current_app.config["OUT"])
+        target.relative_to(out)
     except (ValueError, OSError):
         return None
     return target
+
+
+def under_out(stored: str | None) -> Path | None:
+    """The file a row names, if it lies under --out (resolved: no `..`, no symlink leading out)."""
+    return _under(stored, current_app.config["OUT"])
+
+
+def _daemon_out(stored: str) -> str:
+    """The --out of the daemon that wrote the file `stored` (OUT/heatmaps/<date>/<file>), else its folder."""
+    path = Path(stored)
+    return str(path.parents[2] if len(path.parents) > 2 and path.parent.parent.name in DAEMON_FOLDERS
+               else path.parent)
+
+
+def pictures_notice(store: Store, out: Path) -> str | None:
+    """None when the pictures the newest inspections name are found under `out` (any of them:
+    old ones may have been cleaned away); else what is wrong, naming where the database says
+    they are: a QA page started without the daemon's --out shows no picture at all."""
+    columns = [getattr(Inspection, column) for column in PICTURES.values()]
+
+    def newest() -> list[str]:
+        with store.session() as s:
+            rows = s.execute(select(*columns).where(or_(*(c.is_not(None) for c in columns)))
+                             .order_by(Inspection.id.desc()).limit(SAMPLED)).all()
+        return [path for row in rows for path in row if path]
+
+    named = store.retry(newest, "look for the newest pictures")
+    if not named or any((target := _under(path, out)) is not None and target.is_file() for path in named):
+        return None
+    elsewhere = [path for path in named if _under(path, out) is None]
+    if not elsewhere:
+        return (f"The pictures the database names are not found under {out}: none of those of the newest "
+                "inspections is there (moved or deleted?).")
+    folders = list(dict.fromkeys(_daemon_out(path) for path in elsewhere))
+    where = ", ".join(f + ("" if os.path.isdir(f) else " (not a folder on this machine)") for f in folders[:3])
+    return (f"The pictures the database names are not found under {out} (serve's --out): the newest inspections "
+            f"have them under {where}. Give serve the daemon's output folder (--out or INSPECTOR_OUT).")
 
 
 def picture_url(row: Inspection, kind: str) -> str | None:

@@ -6,6 +6,8 @@ then the bundle judges, through the same `Inferencer` as `inspector evaluate`:
 - raw `test/` (its good screws are darker than the rest),
 - `test_matched/` with exposure jitter (`--exposure-jitter`, seed 0),
 - with `--nuisances`, `test_matched/` under each line nuisance (`--nuisance NAME`, seed 0).
+On `test_matched/` and `test/` also pixel AUROC and AUPRO against `ground_truth/defect/` (as
+`inspector evaluate --masks` computes them), per defect kind with `defect_kinds.csv`.
 AUROC with a 95% bootstrap interval, average precision, and recall / false rejects at the
 threshold `train` calibrated from good images alone. Images that cannot be judged (the part
 pushed out of view, say) are counted, not scored.
@@ -28,23 +30,32 @@ import numpy as np
 from inspector.bundle import load_bundle
 from inspector.formats import list_images
 from inspector.usecases.evaluation import exposure_jitter, nuisance_change, quality
+from inspector.usecases.pixel_evaluation import pixel_figures, read_kinds
 from inspector.inference import Inferencer
 from inspector.nuisance import NUISANCES
 
 
-def judge(inferencer: Inferencer, folder: Path, change_for=None) -> tuple[np.ndarray, int]:
-    results = list(inferencer.judge(list_images(folder), change_for=change_for))
-    scores = np.array([r.score for r in results if r.score is not None])
-    return scores, sum(r.score is None for r in results)
+def judge(inferencer: Inferencer, folder: Path, change_for=None, keep_maps: bool = False):
+    results = list(inferencer.judge(list_images(folder), change_for=change_for, keep_maps=keep_maps))
+    judged = [r for r in results if r.score is not None]
+    return judged, np.array([r.score for r in judged]), len(results) - len(judged)
 
 
-def measure(inferencer, data: Path, folder: str, change_for=None) -> dict:
-    good, good_errors = judge(inferencer, data / folder / "good", change_for)
-    defect, defect_errors = judge(inferencer, data / folder / "defect", change_for)
+def measure(inferencer, data: Path, folder: str, change_for=None, pixels: bool = False) -> dict:
+    """Image figures; with `pixels`, pixel AUROC and AUPRO against ground_truth/defect/ too."""
+    good_results, good, good_errors = judge(inferencer, data / folder / "good", change_for, pixels)
+    defect_results, defect, defect_errors = judge(inferencer, data / folder / "defect", change_for, pixels)
     q = quality(good, defect, inferencer.bundle.threshold)
-    return {"auroc": q.auroc, "ci95": list(q.auroc_ci95), "ap": q.average_precision,
-            "recall": q.confusion.recall, "false_rejects": q.confusion.false_positive, "good": len(good),
-            "defect": len(defect), "unjudged": good_errors + defect_errors}
+    row = {"auroc": q.auroc, "ci95": list(q.auroc_ci95), "ap": q.average_precision,
+           "recall": q.confusion.recall, "false_rejects": q.confusion.false_positive, "good": len(good),
+           "defect": len(defect), "unjudged": good_errors + defect_errors}
+    if pixels and (data / "ground_truth" / "defect").is_dir():
+        kinds = read_kinds(data / "defect_kinds.csv") if (data / "defect_kinds.csv").is_file() else None
+        figures = pixel_figures(good_results, defect_results, data / "ground_truth" / "defect",
+                                inferencer.pipeline.scoring, inferencer.bundle.threshold, kinds)
+        row.update(pixel_auroc=figures["pixel_auroc"], aupro=figures["aupro"], kinds=figures.get("kinds"),
+                   missed=sorted(r.path.name for r in defect_results if r.verdict != "defect"))
+    return row
 
 
 def main() -> None:
@@ -66,8 +77,8 @@ def main() -> None:
                            check=True, stdout=open(args.out / f"train-{pipeline}-{seed}.json", "w"))
             row = {"pipeline": pipeline, "seed": seed, "train_minutes": (time.perf_counter() - started) / 60}
             with Inferencer(load_bundle(model)) as inferencer:
-                row["matched"] = measure(inferencer, args.data, "test_matched")
-                row["raw"] = measure(inferencer, args.data, "test")
+                row["matched"] = measure(inferencer, args.data, "test_matched", pixels=True)
+                row["raw"] = measure(inferencer, args.data, "test", pixels=True)
                 row["jitter"] = measure(inferencer, args.data, "test_matched", exposure_jitter(0))
                 if args.nuisances:
                     row["nuisances"] = {name: measure(inferencer, args.data, "test_matched", nuisance_change(name, 0))
@@ -89,6 +100,16 @@ def print_tables(rows: list[dict]) -> None:
               f"| {w['auroc']:.3f} ({w['ci95'][0]:.2f}-{w['ci95'][1]:.2f}) | {j['auroc']:.3f} "
               f"| {m['ap']:.3f} / {w['ap']:.3f} | "
               + " | ".join(f"{x['recall']:.2f} / {x['false_rejects']} of {x['good']}" for x in (m, w, j)) + " |")
+    with_pixels = [r for r in rows if "aupro" in r["matched"]]
+    if with_pixels:
+        print("\nWhere the heat is (ground_truth/defect/ masks, each photo's own pixels): pixel AUROC / AUPRO "
+              "(FPR <= 0.3)")
+        print("| pipeline | seed | test_matched | raw test | missed at the threshold (raw test) |")
+        print("|---|---|---|---|---|")
+        for r in with_pixels:
+            m, w = r["matched"], r["raw"]
+            print(f"| {r['pipeline']} | {r['seed']} | {m['pixel_auroc']:.3f} / {m['aupro']:.3f} "
+                  f"| {w['pixel_auroc']:.3f} / {w['aupro']:.3f} | {', '.join(w['missed']) or '-'} |")
     with_nuisances = [r for r in rows if "nuisances" in r]
     if with_nuisances:
         print("\nUnder line nuisances (test_matched, seed 0 of each nuisance): AUROC; recall / false rejects at the "

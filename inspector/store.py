@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, Ope
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from .errors import DatabaseError
+from .kinds import DEFAULT_KINDS, KIND_LENGTH, clean_kind, kind_list
 
 log = logging.getLogger("inspector.store")
 
@@ -31,11 +32,6 @@ DEFAULT_DB = "sqlite:///inspector.db"
 STATUSES = ("pending", "done", "error")
 VERDICTS = ("ok", "defect", "error")
 LABELS = ("defect", "ok")
-# The defect kinds QA picks from at a station that has no list of its own: kinds of damage any
-# machined part shows, so the picker is of use before anyone sets a station's list.
-DEFAULT_KINDS = ("scratch", "dent", "crack", "deformed", "contamination", "other")
-KIND_LENGTH = 100
-MAX_KINDS = 9  # the QA page picks them with the keys 1-9
 
 T = TypeVar("T")
 # How long a database that became unreachable while in use (a server restarting) is waited for
@@ -474,28 +470,6 @@ class Store:
             query = query.limit(limit)
         with self.session() as s:
             return list(s.scalars(query))
-
-
-def clean_kind(kind: str) -> str:
-    """A defect kind as stored: stripped, not empty, at most KIND_LENGTH characters."""
-    kind = kind.strip()
-    if not kind:
-        raise ValueError("a defect kind cannot be empty")
-    if len(kind) > KIND_LENGTH:
-        raise ValueError(f"a defect kind has at most {KIND_LENGTH} characters, got {len(kind)}: {kind[:40]!r}...")
-    return kind
-
-
-def kind_list(kinds: list[str]) -> list[str]:
-    """A station's list of kinds as stored: each `clean_kind`, none twice, at most MAX_KINDS."""
-    kinds = [clean_kind(kind) for kind in kinds]
-    twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
-    if twice:
-        raise ValueError(f"kinds named twice: {', '.join(twice)}")
-    if len(kinds) > MAX_KINDS:
-        raise ValueError(f"at most {MAX_KINDS} kinds (the QA page picks them with the keys 1-{MAX_KINDS}), "
-                         f"got {len(kinds)}")
-    return kinds
 
 
 def _with_reviews():

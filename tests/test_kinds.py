@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from inspector.cli import cli
-from inspector.store import DEFAULT_KINDS, Inspection, Store, utcnow
+from inspector.kinds import DEFAULT_KINDS
+from inspector.store import Inspection, Store, utcnow
 
 LOCAL = {"Host": "127.0.0.1"}
 

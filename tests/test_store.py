@@ -294,7 +294,7 @@ def test_migration_0007_adds_defect_kinds_and_keeps_the_reviews(database_url):
     """A review made before defect kinds existed has none; a station's list of kinds is stored in order."""
     from sqlalchemy import create_engine, inspect
 
-    from inspector.store import DEFAULT_KINDS
+    from inspector.kinds import DEFAULT_KINDS
 
     _database_at(database_url, "0006", "INSERT INTO inspections (source_path, source_name, content_hash, received_at,"
                  " status, verdict) VALUES ('/in/a.png', 'a.png', 'a', '2026-11-23 08:00:00', 'done', 'defect')",

@@ -8,6 +8,8 @@ divided by the per-pixel statistics of good screws:
 - validation: the 64 held-out training screws, as photographed and under one random line
   nuisance each, against copies of them with drawn defects (`validation_defects`: six kinds);
 - test: `test_matched/` and raw `test/` (reported, never used to choose anything).
+On the validation sets also where the heat is: pixel AUROC and AUPRO of each branch's score map
+against the drawn defects' own masks (the pixels the drawing changed), in the crop's pixels.
 
 Usage (from the repository root, inspector installed):
     python benchmarks/ablation.py [--data ../shared/data/mvtec_screw] [--pipeline screw-ae-memory] [--seed 0]
@@ -38,7 +40,8 @@ from inspector.models.components.regions import part_region  # noqa: E402
 from inspector.models.components.running import score_arrays  # noqa: E402
 from inspector.models.pipeline_files import resolve_pipeline  # noqa: E402
 from inspector.preprocess import read_frame  # noqa: E402
-from inspector.scoring import image_scores  # noqa: E402
+from inspector.pixel_metrics import pixel_quality  # noqa: E402
+from inspector.scoring import image_scores, score_map  # noqa: E402
 from inspector.tf_setup import keras  # noqa: E402
 from inspector.usecases.training import load_folder, train_bundle  # noqa: E402
 
@@ -67,13 +70,23 @@ class RawAutoencoderError:
             error = self.error.raw(x, self.autoencoder(x, training=False))
             raw = error * part_region(x, self.error.part_level)
             maps.append(raw.numpy()[..., 0])
-        return image_scores(np.concatenate(maps), scoring)
+        maps = np.concatenate(maps)
+        return image_scores(maps, scoring), maps
 
 
 def branch_scores(model, arrays, scoring):
+    """Image scores and error maps of one branch."""
     if isinstance(model, RawAutoencoderError):
         return model.scores(arrays, scoring)
-    return score_arrays(model, arrays, scoring)[0]
+    return score_arrays(model, arrays, scoring)
+
+
+def drawn_masks(clean: np.ndarray, defect: np.ndarray) -> np.ndarray:
+    """Where a drawn defect changed the crop: its own ground truth."""
+    return np.abs(defect - clean) > DRAWN_LEVEL
+
+
+DRAWN_LEVEL = 0.02  # a change of 2% of the grey range; the faint stains start at 15%
 
 
 def branch_models(model) -> dict:
@@ -148,10 +161,15 @@ def main() -> None:
     for label, model in branch_models(bundle.model).items():
         row = {}
         for name, (good, defect) in sets.items():
-            g = branch_scores(model, good, pipeline.scoring)
-            d = branch_scores(model, defect, pipeline.scoring)
+            g, good_maps = branch_scores(model, good, pipeline.scoring)
+            d, defect_maps = branch_scores(model, defect, pipeline.scoring)
             row[name] = {"auroc": roc_auc(g, d), "ci95": bootstrap_auc_interval(g, d),
                          "good_scores": g.tolist(), "defect_scores": d.tolist()}
+            if name.startswith("validation"):  # the drawn defects know their own masks
+                masks = drawn_masks(good, defect)
+                hot = [score_map(m, pipeline.scoring) for m in (*good_maps, *defect_maps)]
+                pixels = pixel_quality(hot, [np.zeros(m.shape, bool) for m in good_maps] + list(masks))
+                row[name].update(pixel_auroc=pixels.pixel_auroc, aupro=pixels.aupro)
             if label in ("combined", "model"):  # the bundle's own threshold judges the whole model's scores
                 row[name].update(recall=float((d > bundle.threshold).mean()),
                                  false_rejects=int((g > bundle.threshold).sum()), good=len(g))
@@ -172,6 +190,10 @@ def main() -> None:
             print(f"\nat the bundle's threshold {bundle.threshold:.4g} ({label}): " + "; ".join(
                 f"{c} recall {row[c]['recall']:.2f}, {row[c]['false_rejects']} of {row[c]['good']} good rejected"
                 for c in columns))
+    print("\nwhere the heat is on the drawn defects (crop pixels, their own masks): pixel AUROC / AUPRO")
+    for label, row in results["rows"].items():
+        print(f"  {label}: " + "; ".join(f"{c} {row[c]['pixel_auroc']:.3f} / {row[c]['aupro']:.3f}"
+                                        for c in columns if "aupro" in row[c]))
     print("\nvalidation AUROC by defect kind:")
     for label, row in results["rows"].items():
         print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in row["validation by kind"].items()))

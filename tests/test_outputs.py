@@ -16,7 +16,9 @@ from sqlalchemy import create_engine, text
 from helpers import wait_for, write_png
 from inspector.bundle import load_bundle
 from inspector.daemon import Output, WatchOptions, Watcher
-from inspector.store import OutboxEntry, Store
+from inspector.daemon.claims import Claims, Request, worker_identity
+from inspector.daemon.outputs import Outputs, Verdict
+from inspector.store import Inspection, OutboxEntry, Store, utcnow
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,17 +42,20 @@ def undelivered(watcher, output="recorder") -> int:
 
 
 class Recorder(Output):
-    """A throwaway output: remembers what it was handed; fails while `failures` is above 0."""
+    """A throwaway output: remembers what it was handed; fails while `failures` is above 0;
+    calls `during(verdicts)` first in each hand-over (what happens meanwhile elsewhere)."""
 
     durable = True
 
-    def __init__(self, name="recorder", failures=0):
-        self.name, self.failures = name, failures
+    def __init__(self, name="recorder", failures=0, during=None):
+        self.name, self.failures, self.during = name, failures, during
         self.handed: list = []
         self.tries = 0
 
     def deliver(self, verdicts):
         self.tries += 1
+        if self.during is not None:
+            self.during(verdicts)
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("the line is down")
@@ -187,3 +192,63 @@ def test_verdicts_committed_before_a_sigkill_are_handed_on_once_after_the_restar
     assert sorted(recorded) == sorted(r["id"] for r in rows(db)), (tmp_path / "daemon.log").read_text()[-3000:]
     assert len(recorded) == len(set(recorded)) == 10  # exactly once
     assert {r["id"] for r in committed} <= set(recorded)  # those committed before the kill were handed on
+
+
+# The sender driven directly: verdicts committed as the daemon commits them, handed to `Outputs`
+# as the daemon hands them, the interleavings set by the output under test.
+
+def committed(store: Store, claims: Claims, name: str) -> list[Verdict]:
+    """Claim and record one verdict as a daemon does (with its outbox entry for the output
+    `recorder`); what the daemon then gives its outputs."""
+    [claim] = claims.claim([Request(f"/inbox/{name}", f"content of {name}")])
+    assert not claims.commit({claim.row_id: dict(status="done", verdict="ok", score=0.1, threshold=0.5,
+                                                 scored_at=utcnow())}, ("recorder",))
+    with store.session() as s:
+        return [Verdict.of_row(s.get(Inspection, claim.row_id), None)]
+
+
+@pytest.fixture
+def sending(database_url):
+    """`start(output, **options)`: the outputs of a daemon of station s1 on a fresh database,
+    started; returns them with the store and the daemon's claims."""
+    started = []
+
+    def start(output, **options):
+        store = Store(database_url)
+        claims = Claims(store, worker_identity(), "s1")
+        outputs = Outputs(store, claims.worker, "s1", [output], **options)
+        started.append((outputs, store))
+        return outputs, store, claims
+
+    yield start
+    for outputs, store in started:
+        outputs.close(5)
+        store.close()
+
+
+def undelivered_of(store: Store) -> int:
+    with store.session() as s:
+        return s.query(OutboxEntry).filter(OutboxEntry.delivered_at.is_(None)).count()
+
+
+def test_an_outbox_that_cannot_record_a_failed_send_does_not_double_the_back_off(sending, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="inspector.outputs")
+    mark = Outputs.mark
+
+    def mark_fails_after_a_failed_send(self, name, ids, delivered, **kwargs):
+        if not delivered:
+            raise RuntimeError("database is locked")
+        return mark(self, name, ids, delivered, **kwargs)
+
+    monkeypatch.setattr(Outputs, "mark", mark_fails_after_a_failed_send)
+    recorder = Recorder(failures=1)
+    outputs, store, claims = sending(recorder, retry_every=5.0)
+    sender = outputs._senders["recorder"]
+    committed(store, claims, "a.png")
+    outputs.start()
+    wait_for(lambda: recorder.tries == 1, 10, "the first try")
+    outputs.close(5)  # no second try: the back-off is not over
+    assert not sender.thread.is_alive() and recorder.tries == 1
+    assert sender.delay == 5.0  # one failure, one step of the back-off
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "ConnectionError: the line is down" in warnings[0], warnings

@@ -203,7 +203,10 @@ class _Sender:
         reason = f"{type(exc).__name__}: {exc}"
         log.debug("output %s failed", self.output.name, exc_info=True)
         self._back_off(reason)
-        self.outputs.mark(self.output.name, [v.inspection_id for v in verdicts], delivered=False, error=reason)
+        try:
+            self.outputs.mark(self.output.name, [v.inspection_id for v in verdicts], delivered=False, error=reason)
+        except Exception:  # only the attempt's count and error go unrecorded; one back-off for one failure
+            log.debug("output %s: cannot record the failure in the outbox", self.output.name, exc_info=True)
 
     def _back_off(self, reason: str) -> None:
         """Read from the outbox from now on, after a delay doubling up to MAX_BACKOFF; say it once."""

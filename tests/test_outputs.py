@@ -231,6 +231,30 @@ def undelivered_of(store: Store) -> int:
         return s.query(OutboxEntry).filter(OutboxEntry.delivered_at.is_(None)).count()
 
 
+def test_a_verdict_read_from_the_outbox_before_the_daemon_gives_it_is_not_sent_again(sending):
+    recorder = Recorder()
+    outputs, store, claims = sending(recorder, retry_every=0.2)
+    sender = outputs._senders["recorder"]
+    first = committed(store, claims, "a.png")  # waiting at start: the sender reads the outbox
+    meanwhile: list[Verdict] = []
+
+    def commit_while_the_first_is_sent(verdicts):  # the daemon commits b, and is slow to give it
+        if not meanwhile:
+            meanwhile.extend(committed(store, claims, "b.png"))
+
+    recorder.during = commit_while_the_first_is_sent
+    outputs.start()
+    wait_for(lambda: not sender.backlog, 10, "the sender done with the outbox")
+    assert [v.source_name for v in recorder.handed] == ["a.png", "b.png"]  # b from the outbox
+    outputs.deliver(meanwhile)  # only now does the daemon give b
+    last = committed(store, claims, "c.png")
+    outputs.deliver(last)
+    wait_for(lambda: undelivered_of(store) == 0 and len(recorder.handed) >= 3, 10, "c handed on")
+    outputs.close(5)
+    ids = [v.inspection_id for v in recorder.handed]
+    assert ids == [v.inspection_id for v in first + meanwhile + last], [v.source_name for v in recorder.handed]
+
+
 def test_an_outbox_that_cannot_record_a_failed_send_does_not_double_the_back_off(sending, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="inspector.outputs")
     mark = Outputs.mark

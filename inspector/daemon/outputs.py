@@ -117,6 +117,9 @@ class _Sender:
         self.given = 0  # batches given so far
         self.woken = False  # the output said it works again since the current send began
         self.backlog = True  # unknown at start: look in the outbox first
+        # Verdicts were sent from the outbox: the first ones given after that read may be among
+        # them (committed before it, given after it), so the outbox is asked before they are sent.
+        self.unsure = False
         self.failing_since: float | None = None
         self.next_try = 0.0
         self.delay = 0.0
@@ -156,15 +159,28 @@ class _Sender:
                 if not self._ready():  # stopping, and nothing can be sent now
                     return
                 batch = [self.queue.popleft() for _ in range(min(len(self.queue), REDELIVERY_BATCH))] \
-                    if not self.backlog else []
+                    if not self.backlog else None
             try:
+                if batch is None:
+                    self._redeliver()
+                    continue
+                if self.unsure:
+                    batch = self._not_yet_sent(batch)
                 if batch:
                     self._hand(batch)
-                else:
-                    self._redeliver()
             except Exception as exc:  # the outbox cannot be read or marked: its entries wait there
                 log.debug("output %s: outbox failed", self.output.name, exc_info=True)
                 self._back_off(f"the outbox: {type(exc).__name__}: {exc}")
+
+    def _not_yet_sent(self, batch: list[Verdict]) -> list[Verdict]:
+        """The verdicts of the queue's `batch` that the outbox does not say were delivered. The
+        daemon gives its verdicts in commit order, and the outbox read last saw every one committed
+        before it: once one is found not yet sent, those given after it were committed after
+        that read too, and are not looked up."""
+        delivered = self.outputs.delivered(self.output.name, [v.inspection_id for v in batch])
+        if len(delivered) < len(batch):
+            self.unsure = False
+        return [v for v in batch if v.inspection_id not in delivered]
 
     def _redeliver(self) -> None:
         self.next_try = time.monotonic() + self.outputs.retry_every
@@ -183,6 +199,7 @@ class _Sender:
                 continue
             if not self._hand(verdicts):
                 return
+            self.unsure = True
 
     def _hand(self, verdicts: Sequence[Verdict]) -> bool:
         output = self.output
@@ -318,6 +335,19 @@ class Outputs:
                               .values(late=True).execution_options(synchronize_session=False))
 
         self.store.retry(work, f"record what output {name} handed on")
+
+    def delivered(self, name: str, ids: list[int]) -> set[int]:
+        """Which of these inspection ids output `name` has been marked as having handed on."""
+        def work() -> set[int]:
+            with self.store.session() as s, s.begin():
+                found: set[int] = set()
+                for start in range(0, len(ids), 500):
+                    found.update(s.scalars(select(OutboxEntry.inspection_id).where(
+                        OutboxEntry.output == name, OutboxEntry.inspection_id.in_(ids[start:start + 500]),
+                        OutboxEntry.delivered_at.isnot(None))))
+                return found
+
+        return self.store.retry(work, f"read what output {name} has handed on")
 
     def undelivered(self, name: str) -> list[Verdict]:
         """The oldest undelivered verdicts of this station for output `name`, this daemon's own and

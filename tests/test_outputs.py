@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from helpers import wait_for, write_png
 from inspector.bundle import load_bundle
 from inspector.daemon import Output, WatchOptions, Watcher
+from inspector.daemon import outputs as outputs_module
 from inspector.daemon.claims import Claims, Request, worker_identity
 from inspector.daemon.outputs import Outputs, Verdict
 from inspector.store import Inspection, OutboxEntry, Store, utcnow
@@ -253,6 +254,33 @@ def test_a_verdict_read_from_the_outbox_before_the_daemon_gives_it_is_not_sent_a
     outputs.close(5)
     ids = [v.inspection_id for v in recorder.handed]
     assert ids == [v.inspection_id for v in first + meanwhile + last], [v.source_name for v in recorder.handed]
+
+
+def test_entries_of_a_daemon_that_died_on_another_host_are_taken_over_while_the_output_works(sending, monkeypatch):
+    peer = "elsewhere:4242:1"
+    gone = {peer: False}  # the peer's entries are young: they may not be taken over yet
+    real = outputs_module.claim_abandoned
+    monkeypatch.setattr(outputs_module, "claim_abandoned",
+                        lambda worker, at, timeout: gone[worker] if worker in gone else real(worker, at, timeout))
+    recorder = Recorder()
+    outputs, store, claims = sending(recorder, retry_every=0.1, takeover_after=60.0)
+    sender = outputs._senders["recorder"]
+    theirs = committed(store, Claims(store, peer, "s1"), "p.png")  # its daemon dies right after
+    outputs.start()
+    wait_for(lambda: not sender.backlog, 10, "the sender done with the outbox")
+    first = committed(store, claims, "a.png")
+    outputs.deliver(first)
+    wait_for(lambda: len(recorder.handed) == 1, 10, "a handed on")
+    assert [v.inspection_id for v in recorder.handed] == [first[0].inspection_id]  # the peer's wait
+    gone[peer] = True  # its claim timeout is over
+    wait_for(lambda: len(recorder.handed) == 2, 10, "the peer's verdict taken over and handed on")
+    last = committed(store, claims, "b.png")
+    outputs.deliver(last)
+    wait_for(lambda: undelivered_of(store) == 0 and len(recorder.handed) >= 3, 10, "b handed on")
+    outputs.close(5)
+    assert [v.inspection_id for v in recorder.handed] == [v.inspection_id for v in first + theirs + last]
+    with store.session() as s:
+        assert {e.worker for e in s.query(OutboxEntry)} == {claims.worker}
 
 
 def test_an_outbox_that_cannot_record_a_failed_send_does_not_double_the_back_off(sending, monkeypatch, caplog):

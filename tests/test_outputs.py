@@ -147,7 +147,8 @@ def test_a_sender_outlives_an_outbox_it_cannot_mark_and_hands_the_verdicts_on_ag
     wait_for(lambda: len(rows(db, "status = 'done'")) == 4 and undelivered(watcher) == 0, 60,
              "4 verdicts marked delivered once the outbox works")
     assert broken["left"] == 0
-    assert {v.inspection_id for v in recorder.handed} == {r["id"] for r in rows(db)}  # some twice: at least once
+    ids = [v.inspection_id for v in recorder.handed]
+    assert sorted(ids) == [r["id"] for r in rows(db)]  # each once: what was sent is not sent again
     assert any("the outbox: RuntimeError: database is locked" in r.getMessage() for r in caplog.records)
 
 
@@ -304,3 +305,45 @@ def test_an_outbox_that_cannot_record_a_failed_send_does_not_double_the_back_off
     assert sender.delay == 5.0  # one failure, one step of the back-off
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "ConnectionError: the line is down" in warnings[0], warnings
+
+
+def test_verdicts_sent_while_the_outbox_could_not_record_it_are_not_sent_again(sending, monkeypatch):
+    mark, broken = Outputs.mark, {"left": 2}
+
+    def mark_fails_twice(self, *args, **kwargs):
+        if broken["left"] > 0:
+            broken["left"] -= 1
+            raise RuntimeError("database is locked")
+        return mark(self, *args, **kwargs)
+
+    monkeypatch.setattr(Outputs, "mark", mark_fails_twice)
+    recorder = Recorder()
+    outputs, store, claims = sending(recorder, retry_every=0.1)
+    first = committed(store, claims, "a.png")
+    outputs.start()
+    wait_for(lambda: undelivered_of(store) == 0, 10, "a marked delivered once the outbox works")
+    last = committed(store, claims, "b.png")
+    outputs.deliver(last)
+    wait_for(lambda: len(recorder.handed) >= 2 and undelivered_of(store) == 0, 10, "b handed on")
+    outputs.close(5)
+    assert broken["left"] == 0
+    assert [v.inspection_id for v in recorder.handed] == [v.inspection_id for v in first + last]
+
+
+def test_a_stopping_sender_records_what_it_sent_while_the_outbox_could_not(sending, monkeypatch):
+    mark, broken = Outputs.mark, {"left": 1}
+
+    def mark_fails_once(self, *args, **kwargs):
+        if broken["left"] > 0:
+            broken["left"] -= 1
+            raise RuntimeError("database is locked")
+        return mark(self, *args, **kwargs)
+
+    monkeypatch.setattr(Outputs, "mark", mark_fails_once)
+    recorder = Recorder()
+    outputs, store, claims = sending(recorder, retry_every=5.0)
+    committed(store, claims, "a.png")
+    outputs.start()
+    wait_for(lambda: broken["left"] == 0, 10, "a sent, and the outbox failing to record it")
+    outputs.close(5)  # within the back-off: the outbox is not read again
+    assert len(recorder.handed) == 1 and undelivered_of(store) == 0  # the next start does not send it again

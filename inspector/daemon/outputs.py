@@ -124,6 +124,9 @@ class _Sender:
         # Other daemons of the station whose entries waited at the last read (when each was last
         # at work): looked at every `retry_every`, the outbox read again when one is gone.
         self.peers: dict[str, datetime | None] = {}
+        # Sent, not yet recorded as delivered (the outbox failed): recorded before it is read again,
+        # which would send them once more. Each: the inspection ids and those of them sent late.
+        self.unmarked: deque[tuple[list[int], set[int]]] = deque()
         self.failing_since: float | None = None
         self.next_try = 0.0
         self.delay = 0.0
@@ -172,7 +175,7 @@ class _Sender:
                 while not self._ready() and not self.stopping:
                     self.cond.wait(self._timeout())
                 if not self._ready():  # stopping, and nothing can be sent now
-                    return
+                    break
                 if self._peer_gone():
                     # Its entries are read in order with this daemon's own, the queue's among them.
                     self.backlog, self.next_try = True, 0.0
@@ -189,6 +192,10 @@ class _Sender:
             except Exception as exc:  # the outbox cannot be read or marked: its entries wait there
                 log.debug("output %s: outbox failed", self.output.name, exc_info=True)
                 self._back_off(f"the outbox: {type(exc).__name__}: {exc}")
+        try:
+            self._record_sent()  # else the next start sends them again
+        except Exception:
+            log.debug("output %s: outbox failed", self.output.name, exc_info=True)
 
     def _not_yet_sent(self, batch: list[Verdict]) -> list[Verdict]:
         """The verdicts of the queue's `batch` that the outbox does not say were delivered. The
@@ -203,6 +210,7 @@ class _Sender:
     def _redeliver(self) -> None:
         self.next_try = time.monotonic() + self.outputs.retry_every
         while not self.stopping or self.failing_since is None:
+            self._record_sent()
             with self.cond:
                 self.queue.clear()  # all of it is in the outbox, read below in order
                 given = self.given
@@ -228,11 +236,18 @@ class _Sender:
         except Exception as exc:
             self._failed(verdicts, exc)
             return False
-        self.outputs.mark(output.name, [v.inspection_id for v in verdicts], delivered=True, late=set(late or ()))
+        self.unmarked.append(([v.inspection_id for v in verdicts], set(late or ())))
+        self._record_sent()
         if self.failing_since is not None:
             log.info("output %s works again after %.0f s", output.name, time.monotonic() - self.failing_since)
         self.failing_since, self.delay = None, 0.0
         return True
+
+    def _record_sent(self) -> None:
+        while self.unmarked:
+            ids, late = self.unmarked[0]
+            self.outputs.mark(self.output.name, ids, delivered=True, late=late)
+            self.unmarked.popleft()
 
     def _failed(self, verdicts: Sequence[Verdict], exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"

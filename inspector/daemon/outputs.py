@@ -18,7 +18,8 @@ How a failing output is retried is decided here, once, by what the output declar
   backing off to `MAX_BACKOFF` while it fails, and new verdicts wait behind it (order is kept). One WARNING when it starts failing, one INFO when
   it delivers again. At least once: a consumer that must not see a verdict twice dedupes by
   `Verdict.inspection_id`. Entries whose daemon died are taken over by a daemon of the same
-  station (at once on the same host, after the claim timeout from another).
+  station (at once on the same host, after the claim timeout from another; while such entries
+  wait, a sender looks every `retry_every` seconds whether their daemon is gone).
 - `durable = False`: handed on once, in this process; a failure is logged and not repeated.
   Such an output has nothing to redo after a crash: the archive move is finished by the next
   scan of the inbox, the drift window is read back from the database at start.
@@ -118,6 +119,15 @@ class _Sender:
         self.given = 0  # batches given so far
         self.woken = False  # the output said it works again since the current send began
         self.backlog = True  # unknown at start: look in the outbox first
+        # Verdicts were sent from the outbox: the first ones given after that read may be among
+        # them (committed before it, given after it), so the outbox is asked before they are sent.
+        self.unsure = False
+        # Other daemons of the station whose entries waited at the last read (when each was last
+        # at work): looked at every `retry_every`, the outbox read again when one is gone.
+        self.peers: dict[str, datetime | None] = {}
+        # Sent, not yet recorded as delivered (the outbox failed): recorded before it is read again,
+        # which would send them once more. Each: the inspection ids and those of them sent late.
+        self.unmarked: deque[tuple[list[int], set[int]]] = deque()
         self.failing_since: float | None = None
         self.next_try = 0.0
         self.delay = 0.0
@@ -147,33 +157,65 @@ class _Sender:
             self.cond.notify()
 
     def _ready(self) -> bool:
-        return bool(self.queue) or (self.backlog and time.monotonic() >= self.next_try)
+        return bool(self.queue) or (self.backlog and time.monotonic() >= self.next_try) or self._peer_gone()
+
+    def _peer_gone(self) -> bool:
+        """Whether another daemon's entries may be taken over now (while sending from the queue;
+        reading the outbox takes them over anyway)."""
+        return not self.backlog and not self.stopping and any(
+            claim_abandoned(worker, last, self.outputs.takeover_after) for worker, last in self.peers.items())
+
+    def _timeout(self) -> float | None:
+        if self.backlog:
+            return max(0.01, self.next_try - time.monotonic())
+        return self.outputs.retry_every if self.peers else None
 
     def _run(self) -> None:
         while True:
             with self.cond:
                 while not self._ready() and not self.stopping:
-                    self.cond.wait(max(0.01, self.next_try - time.monotonic()) if self.backlog else None)
+                    self.cond.wait(self._timeout())
                 if not self._ready():  # stopping, and nothing can be sent now
-                    return
+                    break
+                if self._peer_gone():
+                    # Its entries are read in order with this daemon's own, the queue's among them.
+                    self.backlog, self.next_try = True, 0.0
                 batch = [self.queue.popleft() for _ in range(min(len(self.queue), REDELIVERY_BATCH))] \
-                    if not self.backlog else []
+                    if not self.backlog else None
             try:
+                if batch is None:
+                    self._redeliver()
+                    continue
+                if self.unsure:
+                    batch = self._not_yet_sent(batch)
                 if batch:
                     self._hand(batch)
-                else:
-                    self._redeliver()
             except Exception as exc:  # the outbox cannot be read or marked: its entries wait there
                 log.debug("output %s: outbox failed", self.output.name, exc_info=True)
                 self._back_off(f"the outbox: {type(exc).__name__}: {exc}")
+        try:
+            self._record_sent()  # else the next start sends them again
+        except Exception:
+            log.debug("output %s: outbox failed", self.output.name, exc_info=True)
+
+    def _not_yet_sent(self, batch: list[Verdict]) -> list[Verdict]:
+        """The verdicts of the queue's `batch` that the outbox does not say were delivered. The
+        daemon gives its verdicts in commit order, and the outbox read last saw every one committed
+        before it: once one is found not yet sent, those given after it were committed after
+        that read too, and are not looked up."""
+        delivered = self.outputs.delivered(self.output.name, [v.inspection_id for v in batch])
+        if len(delivered) < len(batch):
+            self.unsure = False
+        return [v for v in batch if v.inspection_id not in delivered]
 
     def _redeliver(self) -> None:
         self.next_try = time.monotonic() + self.outputs.retry_every
         while not self.stopping or self.failing_since is None:
+            self._record_sent()
             with self.cond:
                 self.queue.clear()  # all of it is in the outbox, read below in order
                 given = self.given
-            verdicts = self.outputs.undelivered(self.output.name)
+            verdicts, self.peers = self.outputs.undelivered(self.output.name)
             if not verdicts:
                 with self.cond:
                     # Verdicts given since the read began may have been committed after it: read
@@ -184,6 +226,7 @@ class _Sender:
                 continue
             if not self._hand(verdicts):
                 return
+            self.unsure = True
 
     def _hand(self, verdicts: Sequence[Verdict]) -> bool:
         output = self.output
@@ -194,17 +237,27 @@ class _Sender:
         except Exception as exc:
             self._failed(verdicts, exc)
             return False
-        self.outputs.mark(output.name, [v.inspection_id for v in verdicts], delivered=True, late=set(late or ()))
+        self.unmarked.append(([v.inspection_id for v in verdicts], set(late or ())))
+        self._record_sent()
         if self.failing_since is not None:
             log.info("output %s works again after %.0f s", output.name, time.monotonic() - self.failing_since)
         self.failing_since, self.delay = None, 0.0
         return True
 
+    def _record_sent(self) -> None:
+        while self.unmarked:
+            ids, late = self.unmarked[0]
+            self.outputs.mark(self.output.name, ids, delivered=True, late=late)
+            self.unmarked.popleft()
+
     def _failed(self, verdicts: Sequence[Verdict], exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"
         log.debug("output %s failed", self.output.name, exc_info=True)
         self._back_off(reason)
-        self.outputs.mark(self.output.name, [v.inspection_id for v in verdicts], delivered=False, error=reason)
+        try:
+            self.outputs.mark(self.output.name, [v.inspection_id for v in verdicts], delivered=False, error=reason)
+        except Exception:  # only the attempt's count and error go unrecorded; one back-off for one failure
+            log.debug("output %s: cannot record the failure in the outbox", self.output.name, exc_info=True)
 
     def _back_off(self, reason: str) -> None:
         """Read from the outbox from now on, after a delay doubling up to MAX_BACKOFF; say it once."""
@@ -317,26 +370,43 @@ class Outputs:
 
         self.store.retry(work, f"record what output {name} handed on")
 
-    def undelivered(self, name: str) -> list[Verdict]:
+    def delivered(self, name: str, ids: list[int]) -> set[int]:
+        """Which of these inspection ids output `name` has been marked as having handed on."""
+        def work() -> set[int]:
+            with self.store.session() as s, s.begin():
+                found: set[int] = set()
+                for start in range(0, len(ids), 500):
+                    found.update(s.scalars(select(OutboxEntry.inspection_id).where(
+                        OutboxEntry.output == name, OutboxEntry.inspection_id.in_(ids[start:start + 500]),
+                        OutboxEntry.delivered_at.isnot(None))))
+                return found
+
+        return self.store.retry(work, f"read what output {name} has handed on")
+
+    def undelivered(self, name: str) -> tuple[list[Verdict], dict[str, datetime | None]]:
         """The oldest undelivered verdicts of this station for output `name`, this daemon's own and
-        those whose daemon is gone (taken over)."""
+        those whose daemon is gone (taken over); and the other daemons whose entries still wait,
+        with when each was last at work."""
         waiting = (OutboxEntry.output == name, OutboxEntry.station == self.station, OutboxEntry.delivered_at.is_(None))
 
-        def work() -> list[Verdict]:
+        def work() -> tuple[list[Verdict], dict[str, datetime | None]]:
             with self.store.session() as s, s.begin():
                 # Entries of this station's daemons that are gone become this daemon's (the newest
                 # entry of each says when its daemon was last at work).
                 others = select(OutboxEntry.worker, func.max(OutboxEntry.created_at)).where(
                     *waiting, OutboxEntry.worker != self.worker).group_by(OutboxEntry.worker)
+                peers: dict[str, datetime | None] = {}
                 for worker, last in s.execute(others).all():
                     if claim_abandoned(worker, last, self.takeover_after):
                         s.execute(update(OutboxEntry).where(*waiting, OutboxEntry.worker == worker)
                                   .values(worker=self.worker).execution_options(synchronize_session=False))
+                    else:
+                        peers[worker] = last
                 query = (select(OutboxEntry, Inspection, ModelRecord)
                          .join(Inspection, OutboxEntry.inspection_id == Inspection.id)
                          .outerjoin(ModelRecord, Inspection.model_id == ModelRecord.id)
                          .where(*waiting, OutboxEntry.worker == self.worker)
                          .order_by(OutboxEntry.id).limit(REDELIVERY_BATCH))
-                return [Verdict.of_row(row, model) for _, row, model in s.execute(query)]
+                return [Verdict.of_row(row, model) for _, row, model in s.execute(query)], peers
 
         return self.store.retry(work, f"read what output {name} has to hand on")

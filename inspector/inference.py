@@ -50,6 +50,9 @@ class Result:
     width: int | None = None  # of the frame as read, before preprocessing
     height: int | None = None
     processing_ms: float | None = None  # this image's decoding and preprocessing, and its share of the model call
+    # The hot regions' outlines in the crop's pixels (`Inferencer.outlines`), found once for the
+    # pictures and the stored regions.
+    outlines: list[np.ndarray] | None = None
 
 
 def default_threads() -> int:
@@ -150,17 +153,22 @@ class Inferencer:
         if result.error_map is None or result.frame is None or not result.width:
             return None
         matrix = photo_matrix(result.frame[0], result.frame[1], result.width)
-        return hot_regions(result.error_map, self.bundle.threshold, self.pipeline.scoring, matrix,
-                           defect=result.verdict == "defect", mm_per_pixel=self.pipeline.preprocess.mm_per_pixel)
+        return hot_regions(result.error_map, self.pipeline.scoring, matrix, self.outlines(result),
+                           mm_per_pixel=self.pipeline.preprocess.mm_per_pixel)
+
+    def outlines(self, result: Result) -> list[np.ndarray]:
+        """The outlines of a result's hot regions in the crop's pixels (`scoring.hot_contours`)."""
+        if result.outlines is None:
+            result.outlines = hot_contours(result.error_map, self.bundle.threshold, self.pipeline.scoring,
+                                           defect=result.verdict == "defect")
+        return result.outlines
 
     def write_pictures(self, result: Result, heatmap: Path, overlay: Path, crop_overlay: Path | None = None) -> None:
         """The pictures of a result judged with `keep_maps`, on the bundle's scale: the heatmap of
         the upright crop, the overlay on the photo, and (if asked) the overlay on the crop; the
         regions above the threshold outlined on both overlays."""
-        outlines = hot_contours(result.error_map, self.bundle.threshold, self.pipeline.scoring,
-                                defect=result.verdict == "defect")
         write_heatmaps(result.model_input, result.error_map, self.heat_scale, heatmap, overlay, result.frame,
-                       crop_overlay, outlines)
+                       crop_overlay, self.outlines(result))
 
     def judge(
         self,

@@ -64,7 +64,7 @@ def main() -> None:
         driver.get(f"{url}/")
         time.sleep(1)
         driver.save_screenshot(str(args.out / "qa-list.png"))
-        driver.set_window_size(1366, 1500)
+        driver.set_window_size(1366, 2300)
         driver.get(f"{url}/summary")
         time.sleep(2)
         driver.save_screenshot(str(args.out / "qa-summary.png"))

@@ -8,6 +8,10 @@ from inspector.cli import cli
 from inspector.store import Inspection, Store
 
 
+REGION = {"box": [310, 402, 24, 18], "outline": [[310, 402], [334, 402], [334, 420]], "area_px": 301.5,
+          "area_mm2": 0.754, "peak": 1.75, "mean": 0.98}
+
+
 @pytest.fixture
 def db(tmp_path):
     """A database with three judged parts, one flagged with a hostile file name."""
@@ -21,7 +25,7 @@ def db(tmp_path):
                        verdict="ok", score=0.1, threshold=0.5),
             Inspection(source_path="/in/b.png", source_name="<script>alert(1)</script>.png", content_hash="b" * 64,
                        status="done", verdict="defect", score=0.9, threshold=0.5, overlay_path=str(overlay),
-                       heatmap_path="/out/h.png"),
+                       heatmap_path="/out/h.png", regions=[REGION]),
             Inspection(source_path="/in/c.png", source_name="c.png", content_hash="c" * 64, status="error",
                        verdict="error", error_reason="empty file"),
         ])
@@ -56,6 +60,8 @@ def test_show_and_label(db):
     data = json.loads(run("review", "show", "2", "--db", db, "--json").stdout)
     assert data["review"] == "dismissed"
     assert data["reviews"][0] == {**data["reviews"][0], "label": "ok", "reviewer": "qa1", "note": "dust"}
+    assert "hot region     24x18 at (310, 402), 302 px (0.754 mm2), peak 1.75, mean 0.98" in shown.output
+    assert data["regions"] == [REGION]
     missing = run("review", "label", "99", "defect", "--db", db)
     assert missing.exit_code == 1 and "no inspection with id 99" in missing.output
 
@@ -75,6 +81,9 @@ def test_report_says_each_verdict_in_words(db, tmp_path):
     assert result.exit_code == 0, result.output
     text = re.sub(r"<[^>]+>", "", (tmp_path / "report" / "index.html").read_text())
     assert "judged defect" in text and "judged ok" in text
+    assert text.count("1 hot region, largest 302 px") == 1  # the flagged part's, in its card
+    parts = json.loads(run("report", "--db", db, "--out", tmp_path / "r2", "--all", "--json").stdout)["parts"]
+    assert [p["regions"] for p in parts if p["id"] == 2] == [[REGION]]
 
 
 def test_stats_per_station_and_model(database_url):

@@ -77,6 +77,15 @@ class PreprocessConfig:
         check_range(f"{where}.size_tolerance", self.size_tolerance, 0.0, 0.9)
 
     @property
+    def assumes(self) -> str:
+        """What this preprocessing assumes of the part, in words (`inspector pipelines`)."""
+        if self.pose == "axis":
+            return "one dark elongated part wholly in view on a light background (a screw), turned upright"
+        if self.pose == "register":
+            return "nothing of the part: the frame registered to the good images (any part)"
+        return "the part in the same place in every frame (the whole frame resized)"
+
+    @property
     def shape(self) -> tuple[int, int]:
         """(height, width) of the arrays this preprocessing produces."""
         return (self.crop_height, self.crop_width) if self.pose in ("axis", "register") else (self.size, self.size)

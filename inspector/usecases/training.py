@@ -228,6 +228,7 @@ def train_bundle(
         "policy": bundle.threshold_info["policy"],
         "calibrated_on": bundle.threshold_info["source"],
         "holdout_good": bundle.calibration["good"],
+        **({"registration": images.registration.motion} if images.registration is not None else {}),
     }
     return bundle, summary
 

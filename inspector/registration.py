@@ -100,6 +100,13 @@ def working_copy(gray: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return ((small - small.mean()) / max(float(small.std()), 1e-6)).astype(np.float32)
 
 
+def conform(copy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A working copy brought to `shape` (height, width), when its frame was of another size."""
+    if copy.shape == tuple(shape):
+        return copy
+    return _standardised(cv2.resize(copy, (shape[1], shape[0]), interpolation=cv2.INTER_AREA))
+
+
 def _rotation(shape: tuple[int, int], angle: float) -> np.ndarray:
     """2x3: a turn by `angle` degrees about the centre of an image of `shape` (height, width)."""
     return cv2.getRotationMatrix2D(((shape[1] - 1) / 2, (shape[0] - 1) / 2), angle, 1.0)

@@ -154,6 +154,17 @@ def test_a_missing_part_is_a_defect_with_the_heat_where_it_belongs(tmp_path):
     assert abs(hot_x * scale_x - PART_PLACE[0]) <= 18 and abs(hot_y * scale_y - PART_PLACE[1]) <= 18
 
 
+def test_training_images_of_several_sizes_are_registered_alike(tmp_path):
+    rng = np.random.default_rng(4)
+    frames = [part_on_board(rng) for _ in range(12)]
+    frames[::2] = [cv2.resize(f, (WIDTH * 2, HEIGHT * 2), interpolation=cv2.INTER_LINEAR) for f in frames[::2]]
+    images = load_images(write(tmp_path, frames), tiny())
+    assert images.arrays.shape == (12, 48, 64) and not images.skipped
+    assert images.registration.max_angle == 0
+    # A board photographed at twice the resolution gives the same input as the others.
+    assert np.abs(images.arrays[0] - images.arrays[1]).mean() < 0.08
+
+
 def test_a_blank_frame_cannot_be_judged(moving_model, tmp_path):
     bundle, _, _ = moving_model
     (blank,) = write(tmp_path, [np.full((HEIGHT, WIDTH), 0.5, np.float32)])

@@ -19,7 +19,7 @@ from ..calibration import choose_threshold, needs_defects, score_statistics, thr
 from ..errors import ConfigError, ImageError, TrainingError
 from ..formats import list_images
 from ..preprocess import prepare, prepare_frame, read_frame
-from ..registration import Registration, measure, working_copy, working_shape
+from ..registration import Registration, conform, measure, working_copy, working_shape
 from ..scoring import heat_scale
 from ..settings import Pipeline
 from .folders import folder_images
@@ -125,21 +125,23 @@ def fit_registration(paths: list[Path], pipeline: Pipeline) -> tuple[Pipeline, R
     they are loaded)."""
 
     def read(path: Path):
+        """The frame's (height, width) and its working copy: frames are not kept, only copies."""
         try:
-            return read_frame(path)
+            frame = read_frame(path)
         except ImageError:
             return None
+        return frame.shape[:2], working_copy(frame, working_shape(frame.shape[:2]))
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        frames = [f for f in pool.map(read, paths) if f is not None]
-    if len(frames) < MIN_IMAGES:
-        raise TrainingError(f"need at least {MIN_IMAGES} readable good images to train, found {len(frames)}")
-    height, width = (float(np.median([f.shape[k] for f in frames])) for k in (0, 1))
+        found = [r for r in pool.map(read, paths) if r is not None]
+    if len(found) < MIN_IMAGES:
+        raise TrainingError(f"need at least {MIN_IMAGES} readable good images to train, found {len(found)}")
+    height, width = (float(np.median([shape[k] for shape, _ in found])) for k in (0, 1))
     longer = pipeline.preprocess.size // SIDE_MULTIPLE * SIDE_MULTIPLE
     shorter = max(SIDE_MULTIPLE, round(longer * min(height, width) / max(height, width) / SIDE_MULTIPLE) * SIDE_MULTIPLE)
     crop_width, crop_height = (longer, shorter) if width >= height else (shorter, longer)
     shape = working_shape((round(height), round(width)))
-    registration = measure([working_copy(f, shape) for f in frames])
+    registration = measure([conform(copy, shape) for _, copy in found])
     return pipeline.replace("preprocess", crop_width=crop_width, crop_height=crop_height), registration
 
 

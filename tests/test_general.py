@@ -136,14 +136,21 @@ def test_a_part_moved_and_turned_is_registered_and_scores_as_it_did(moving_model
     assert resized == pytest.approx(original, rel=0.1, abs=0.1)
 
 
-def test_a_missing_part_is_a_defect_with_the_heat_where_it_belongs(tmp_path):
+@pytest.fixture(scope="module")
+def board_model(tmp_path_factory):
+    """A part on a board that stands still, trained once."""
     rng = np.random.default_rng(2)
-    good = write(tmp_path / "good", [part_on_board(rng) for _ in range(24)])
-    images = load_images(good, tiny())
+    root = tmp_path_factory.mktemp("board")
+    images = load_images(write(root / "good", [part_on_board(rng) for _ in range(24)]), tiny())
     assert images.registration.max_angle == 0  # the board stands still: not turned
-    train_bundle(images, tmp_path / "model", tiny(), seed=0)
-    bundle = load_bundle(tmp_path / "model")
-    missing, present = write(tmp_path / "test", [board(rng), part_on_board(rng)])
+    train_bundle(images, root / "model", tiny(), seed=0)
+    return load_bundle(root / "model"), root
+
+
+def test_a_missing_part_is_a_defect_with_the_heat_where_it_belongs(board_model):
+    bundle, root = board_model
+    rng = np.random.default_rng(5)
+    missing, present = write(root / "test", [board(rng), part_on_board(rng)])
     with Inferencer(bundle) as inferencer:
         gone, there = inferencer.judge([missing, present], keep_maps=True)
     assert gone.verdict == "defect" and gone.error is None
@@ -152,6 +159,20 @@ def test_a_missing_part_is_a_defect_with_the_heat_where_it_belongs(tmp_path):
     hot_y, hot_x = np.unravel_index(np.argmax(gone.error_map), gone.error_map.shape)
     scale_x, scale_y = WIDTH / gone.error_map.shape[1], HEIGHT / gone.error_map.shape[0]
     assert abs(hot_x * scale_x - PART_PLACE[0]) <= 18 and abs(hot_y * scale_y - PART_PLACE[1]) <= 18
+
+
+def test_evaluate_judges_a_part_missing_or_out_of_place_and_lists_only_a_blank_frame(board_model):
+    from inspector.usecases.evaluation import evaluate_folders
+
+    bundle, root = board_model
+    rng = np.random.default_rng(6)
+    write(root / "eval_good", [part_on_board(rng) for _ in range(4)])
+    out_of_place = draw_part(board(rng), np.array(PART_PLACE) + (22, 6), 30.0)
+    write(root / "eval_defect", [board(rng), out_of_place, np.full((HEIGHT, WIDTH), 0.6, np.float32)])
+    data = evaluate_folders(bundle.path, root / "eval_good", root / "eval_defect")
+    assert [(u["path"].rsplit("/", 1)[-1], u["label"]) for u in data["unjudged"]] == [("002.png", "defect")]
+    assert "blank" in data["unjudged"][0]["error"]
+    assert data["defect"] == 2 and data["confusion"]["true_positive"] == 2
 
 
 def test_training_images_of_several_sizes_are_registered_alike(tmp_path):

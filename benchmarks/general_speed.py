@@ -4,7 +4,7 @@ given folders (median of three passes, one decoding thread). Prints JSON.
 
     PYTHONPATH=. python benchmarks/general_speed.py MODEL_DIR IMAGE_DIR...
 """
-import glob
+
 import json
 import sys
 import time
@@ -14,26 +14,41 @@ import numpy as np
 
 from inspector.bundle import load_bundle
 from inspector.inference import Inferencer
-from inspector.preprocess import read_frame, prepare_frame
+from inspector.preprocess import prepare_frame, read_frame
 from inspector.registration import Registration
 
-bundle = load_bundle(sys.argv[1])
-paths = sorted(Path(p) for d in sys.argv[2:] for p in glob.glob(f"{d}/*.png"))
-reg = bundle.training.get("registration")
-reg = Registration.from_dict(reg) if reg else None
-frames = [read_frame(p) for p in paths]
-out = {"images": len(paths), "input": list(bundle.pipeline.preprocess.shape)}
-def med(f):
+
+def per_image_ms(work, count: int) -> float:
+    """Milliseconds per image of `work()` over `count` images, the median of three passes."""
     times = []
     for _ in range(3):
-        t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
-    return float(np.median(times))
-t = med(lambda: [read_frame(p) for p in paths]); out["decode_ms"] = 1000 * t / len(paths)
-t = med(lambda: [prepare_frame(f, bundle.pipeline.preprocess, None, None, reg) for f in frames]); out["prepare_ms"] = 1000 * t / len(paths)
-arrays = np.stack([prepare_frame(f, bundle.pipeline.preprocess, None, None, reg).array for f in frames])
-with Inferencer(bundle, threads=1) as inf:
-    inf.warm_up(32)
-    t = med(lambda: [inf.forward(arrays[i:i + 1], 1) for i in range(len(arrays))]); out["model_ms_batch1"] = 1000 * t / len(arrays)
-    t = med(lambda: inf.forward(arrays, 32)); out["model_ms_batch32"] = 1000 * t / len(arrays)
-    t = med(lambda: list(inf.judge(paths, batch_size=32))); out["judge_ms_per_image_batch32"] = 1000 * t / len(paths)
-print(json.dumps(out, indent=1))
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times)) / count
+
+
+def main(model_dir: str, folders: list[str]) -> dict:
+    bundle = load_bundle(model_dir)
+    config = bundle.pipeline.preprocess
+    stored = bundle.training.get("registration")
+    registration = Registration.from_dict(stored) if stored else None
+    paths = sorted(path for folder in folders for path in Path(folder).glob("*.png"))
+    frames = [read_frame(path) for path in paths]
+    arrays = np.stack([prepare_frame(frame, config, None, None, registration).array for frame in frames])
+    result = {"images": len(paths), "input": list(config.shape)}
+    result["decode_ms"] = per_image_ms(lambda: [read_frame(path) for path in paths], len(paths))
+    result["prepare_ms"] = per_image_ms(
+        lambda: [prepare_frame(frame, config, None, None, registration) for frame in frames], len(frames))
+    with Inferencer(bundle, threads=1) as inferencer:
+        inferencer.warm_up(32)
+        result["model_ms_batch1"] = per_image_ms(
+            lambda: [inferencer.forward(arrays[i:i + 1], 1) for i in range(len(arrays))], len(arrays))
+        result["model_ms_batch32"] = per_image_ms(lambda: inferencer.forward(arrays, 32), len(arrays))
+        result["judge_ms_per_image_batch32"] = per_image_ms(
+            lambda: list(inferencer.judge(paths, batch_size=32)), len(paths))
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], sys.argv[2:]), indent=1))

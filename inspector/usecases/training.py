@@ -138,7 +138,8 @@ def fit_registration(paths: list[Path], pipeline: Pipeline) -> tuple[Pipeline, R
         raise TrainingError(f"need at least {MIN_IMAGES} readable good images to train, found {len(found)}")
     height, width = (float(np.median([shape[k] for shape, _ in found])) for k in (0, 1))
     longer = pipeline.preprocess.size // SIDE_MULTIPLE * SIDE_MULTIPLE
-    shorter = max(SIDE_MULTIPLE, round(longer * min(height, width) / max(height, width) / SIDE_MULTIPLE) * SIDE_MULTIPLE)
+    aspect = min(height, width) / max(height, width)
+    shorter = max(SIDE_MULTIPLE, round(longer * aspect / SIDE_MULTIPLE) * SIDE_MULTIPLE)
     crop_width, crop_height = (longer, shorter) if width >= height else (shorter, longer)
     shape = working_shape((round(height), round(width)))
     registration = measure([conform(copy, shape) for _, copy in found])

@@ -22,6 +22,7 @@ from . import __version__, models
 from .digest import file_sha256
 from .errors import BundleError, ConfigError
 from .models.pipeline_files import pipeline_from_dict
+from .registration import Registration
 from .settings import POLICY_PARAMETERS, Pipeline
 
 BUNDLE_FORMAT = 1
@@ -288,6 +289,11 @@ def _validate(meta: dict[str, Any], meta_path: Path) -> None:
             isinstance(a, dict) and isinstance(a.get("path"), str) and isinstance(a.get("inspection"), int)
             for a in added):
         fail("training.added", "a list of objects with an inspection id and a path")
+    if "registration" in training:  # pose = "register": the reference frames are registered to
+        try:
+            Registration.from_dict(training["registration"])
+        except (KeyError, TypeError, ValueError):
+            fail("training.registration", "an object with a reference image, max_shift and max_angle")
     versions = section("versions")
     for key, value in versions.items():
         if not isinstance(value, str):

@@ -26,6 +26,7 @@ from .models.components.running import forward, post_process
 from .pictures import write_heatmaps
 from .preprocess import FrameChange, prepare_frame, read_frame
 from .regions import hot_regions, photo_matrix
+from .registration import Registration
 from .scoring import hot_contours
 from .timing import STAGE_TIMES
 
@@ -107,6 +108,9 @@ class Inferencer:
         self.heat_scale = bundle.heat_scale
         # The part's length in the training images: a part far from it is refused (wrong zoom).
         self.part_length = bundle.training.get("part_length")
+        # pose = "register": the reference made from the training images that frames are registered to.
+        registration = bundle.training.get("registration")
+        self.registration = Registration.from_dict(registration) if registration else None
         self.contain_failures = contain_failures
         # Decoding PNGs dominates; OpenCV, ISA-L and numpy release the GIL, so threads decode in parallel.
         self._pool = ThreadPoolExecutor(max_workers=threads or default_threads(), thread_name_prefix="inspector-decode")
@@ -202,7 +206,7 @@ class Inferencer:
 
     def _from_frame(self, gray: np.ndarray, path, keep_frame: bool):
         with STAGE_TIMES.stage("preprocess"):
-            prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length)
+            prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length, self.registration)
             frame = (prepared.preview, prepared.preview_matrix) if keep_frame else None
         return prepared.array, gray.shape[:2], frame
 

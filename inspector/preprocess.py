@@ -16,6 +16,7 @@ import numpy as np
 from .cv_setup import cv2
 from .errors import ImageError
 from .formats import check_finite, decode, read_bytes
+from .registration import Registration, frame_matrix
 from .settings import PreprocessConfig
 
 
@@ -262,6 +263,29 @@ def align_part(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLi
                     *_preview(*_shrunk(gray), matrix), pose, length, matrix)
 
 
+def register_frame(gray: np.ndarray, config: PreprocessConfig, registration: Registration | None,
+                   path: str | os.PathLike | None = None) -> Prepared:
+    """The frame registered to the training images' reference (`inspector.registration`; none:
+    the frame as it is) and resized to crop_width x crop_height, normalised over the whole input.
+
+    Nothing about the part is checked: a part missing or out of place is for the model to judge.
+    Only a blank frame (the light off, the lens covered) cannot be judged.
+    """
+    if float(gray.max() - gray.min()) < 0.02:
+        raise ImageError(path, "nothing to judge: the image is blank")
+    width, height = config.crop_width, config.crop_height
+    matrix = frame_matrix(gray, registration, (height, width))
+    # Shrunk first (area averaging, no aliasing), then moved at the final scale.
+    factor = min(1.0, 1.5 * max(width / gray.shape[1], height / gray.shape[0]))
+    shrunk = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA) if factor < 1 else gray
+    on_shrunk = np.array(matrix, np.float64).copy()
+    on_shrunk[:, :2] /= factor
+    array = cv2.warpAffine(shrunk, on_shrunk, (width, height), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+    return Prepared(_intensities(array, config, None), gray.shape[:2], *_preview(*_shrunk(gray), matrix),
+                    matrix=matrix)
+
+
 def crop_corners(matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Where the corners of a crop of `size` (width, height) lie in the frame that `matrix`
     (frame -> crop) maps from: (4, 2) points (x, y), in order round the crop."""
@@ -322,17 +346,20 @@ def preprocess(
 
 
 def prepare(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLike | None = None,
-            expected_length: float | None = None) -> np.ndarray:
-    """A decoded [0, 1] grey frame -> the model's input: the part cut out upright, or the frame
-    resized. `expected_length`: see `align_part`."""
-    return prepare_frame(gray, config, path, expected_length).array
+            expected_length: float | None = None, registration: Registration | None = None) -> np.ndarray:
+    """A decoded [0, 1] grey frame -> the model's input: the part cut out upright, the frame
+    registered, or the frame resized. `expected_length`: see `align_part`; `registration`: see
+    `register_frame`."""
+    return prepare_frame(gray, config, path, expected_length, registration).array
 
 
 def prepare_frame(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLike | None = None,
-                  expected_length: float | None = None) -> Prepared:
+                  expected_length: float | None = None, registration: Registration | None = None) -> Prepared:
     """`prepare`, keeping where the part was found (to draw its error map back on the frame)."""
     if config.pose == "axis":
         return align_part(gray, config, path, expected_length)
+    if config.pose == "register":
+        return register_frame(gray, config, registration, path)
     height, width = gray.shape[:2]
     matrix = np.array([[config.size / width, 0, 0], [0, config.size / height, 0]])
     return Prepared(normalize(gray, config), gray.shape[:2], *_preview(*_shrunk(gray), matrix), matrix=matrix)

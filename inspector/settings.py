@@ -20,7 +20,7 @@ from .errors import ConfigError
 from .validation import check_choice, check_range, settings_to_dict
 
 NORMALIZATIONS = ("unit", "standardize")
-POSES = ("none", "axis")
+POSES = ("none", "axis", "register")
 ERROR_KINDS = ("squared", "absolute", "ssim", "distance")
 REDUCERS = ("mean", "max", "topk_mean", "smoothed_max")
 # Threshold policies and the ThresholdConfig key holding each one's parameter.
@@ -47,6 +47,10 @@ class PreprocessConfig:
     # is segmented, turned so its long axis is horizontal with its wider end (a screw's head)
     # on the left, and cropped to crop_width x crop_height; the crop spans the part's length
     # times crop_margin. "standardize" then measures mean and std on the part, not the frame.
+    # "register": no assumption of shape: the frame is registered (shifted, and turned when the
+    # training images turn) to a reference made from the training images, then resized to
+    # crop_width x crop_height, which training sets from `size` (the longer side) and the
+    # training images' aspect (`inspector.registration`).
     pose: str = "none"
     crop_width: int = 192
     crop_height: int = 64
@@ -77,9 +81,18 @@ class PreprocessConfig:
         check_range(f"{where}.mm_per_pixel", self.mm_per_pixel, 0.0, 100.0)
 
     @property
+    def assumes(self) -> str:
+        """What this preprocessing assumes of the part, in words (`inspector pipelines`)."""
+        if self.pose == "axis":
+            return "one dark elongated part wholly in view on a light background (a screw), turned upright"
+        if self.pose == "register":
+            return "nothing of the part: the frame registered to the good images (any part)"
+        return "the part in the same place in every frame (the whole frame resized)"
+
+    @property
     def shape(self) -> tuple[int, int]:
         """(height, width) of the arrays this preprocessing produces."""
-        return (self.crop_height, self.crop_width) if self.pose == "axis" else (self.size, self.size)
+        return (self.crop_height, self.crop_width) if self.pose in ("axis", "register") else (self.size, self.size)
 
 
 @dataclass(frozen=True)

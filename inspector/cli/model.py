@@ -48,9 +48,14 @@ def train(good_dir, out, pipeline, epochs, seed, force, as_json):
     good images the model did not learn from, with the pipeline's threshold policy; the same
     seed and images give the same threshold. Prints the training time.
 
+    The screw pipelines assume a screw: when most good images tried fail their part checks,
+    training stops at once and says so. Any other part: --pipeline general (the frames
+    registered to the good images, nothing assumed of the part's shape; `inspector pipelines`).
+
     \b
     Examples:
       inspector train ../shared/data/mvtec_screw/train/good --out models/screw
+      inspector train ../shared/data/mvtec_transistor/train/good --out models/transistor --pipeline general
       inspector train sample_data/train/good --out m --pipeline seed003 --epochs 3
       inspector train good/ --out m --pipeline my_line.toml --seed 7 --json
     """
@@ -71,6 +76,7 @@ def train(good_dir, out, pipeline, epochs, seed, force, as_json):
         f"Model saved to {out}",
         f"  pipeline       {summary['pipeline']} ({summary['architecture']})",
         f"  trained on     {summary['trained_on']} images; threshold from {summary['calibrated_on']}",
+        *([f"  registration   {summary['registration']}"] if summary.get("registration") else []),
         f"  epochs         {fitted}",
         f"  training time  {summary['total_seconds']:.1f} s in all ({summary['train_seconds']:.1f} s fitting the model)",
         f"  threshold      {summary['threshold']:.6g} ({summary['policy']})",
@@ -383,4 +389,31 @@ def _confusion(counts: dict):
                                                      "false_negative")})
 
 
-COMMANDS = (train, update, calibrate, bundle_group, score, evaluate)
+@click.command("pipelines")
+@logging_options()
+@json_option
+@fail_cleanly
+def pipelines(as_json):
+    """List the shipped pipelines, one line each on what it assumes of the part.
+
+    A new part starts with `--pipeline general`; the others assume a screw.
+
+    \b
+    Example:
+      inspector pipelines
+      inspector train good/ --out models/part --pipeline general
+    """
+    from ..models.pipeline_files import resolve_pipeline
+
+    rows = []
+    for name in pipeline_names():
+        pipeline = resolve_pipeline(name)
+        rows.append({"name": name, "default": name == "screw", "assumes": pipeline.preprocess.assumes,
+                     "architecture": pipeline.model.architecture, "description": pipeline.description})
+    labels = [row["name"] + (" (default)" if row["default"] else "") for row in rows]
+    width = max(map(len, labels))
+    emit(rows, as_json, "\n".join(f"{label:<{width}}  assumes {row['assumes']}; {row['architecture']}"
+                                  for label, row in zip(labels, rows)))
+
+
+COMMANDS = (train, update, calibrate, bundle_group, score, evaluate, pipelines)

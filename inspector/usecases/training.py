@@ -19,6 +19,7 @@ from ..calibration import choose_threshold, needs_defects, score_statistics, thr
 from ..errors import ConfigError, ImageError, TrainingError
 from ..formats import list_images
 from ..preprocess import prepare, prepare_frame, read_frame
+from ..registration import Registration, conform, measure, working_copy, working_shape
 from ..scoring import heat_scale
 from ..settings import Pipeline
 from .folders import folder_images
@@ -28,6 +29,12 @@ MIN_IMAGES = 4
 # Training for fewer than a quarter of the pipeline's epochs is warned about: a model trained
 # that short (a quick try with --epochs) finds far fewer defects, with no other sign of it.
 SHORT_TRAINING = 4
+# With `pose = "register"` the model's input has `size` pixels on its longer side and the
+# training images' aspect, each side a multiple of this (four halvings in the autoencoder).
+SIDE_MULTIPLE = 16
+# Pipelines that segment one part check a sample of this many good images before loading them
+# all: when most of them cannot be prepared, the pipeline does not fit the part.
+PROBE_IMAGES = 12
 
 
 @dataclass
@@ -39,6 +46,10 @@ class LoadedImages:
     variants: np.ndarray | None = None
     # The part's length as a share of the frame, per image (pose-normalised pipelines).
     lengths: list[float] = field(default_factory=list)
+    # pose = "register": the reference the frames were registered to, and the pipeline they were
+    # prepared with (its input size set from the training images' aspect).
+    registration: Registration | None = None
+    pipeline: Pipeline | None = None
 
     @property
     def part_length(self) -> float | None:
@@ -72,6 +83,9 @@ def load_images(
     longer be judged (the part pushed out of view, say) is replaced by the image itself.
     """
     paths = list(paths)
+    registration = None
+    if pipeline.preprocess.pose == "register":
+        pipeline, registration = fit_registration(paths, pipeline)
     config = pipeline.preprocess
     if copies is None:
         copies = models.get(pipeline.model.architecture).nuisance_copies(pipeline.model.settings)
@@ -80,12 +94,12 @@ def load_images(
         path = paths[index]
         try:
             frame = read_frame(path)
-            prepared = prepare_frame(frame, config, path)
+            prepared = prepare_frame(frame, config, path, registration=registration)
             variants = []
             rng = np.random.default_rng([seed, index])
             for _ in range(copies):
                 try:
-                    variants.append(prepare(nuisance.augment(frame, rng), config, path))
+                    variants.append(prepare(nuisance.augment(frame, rng), config, path, registration=registration))
                 except ImageError:
                     variants.append(prepared.array)
             return prepared, variants
@@ -103,7 +117,56 @@ def load_images(
               else np.empty((0, *config.shape), np.float32))
     variants = np.stack([np.stack(v) for _, (_, v) in ok]) if ok and copies else None
     lengths = [prepared.relative_length for _, (prepared, _) in ok if prepared.relative_length is not None]
-    return LoadedImages([p for p, _ in ok], arrays, skipped, variants, lengths)
+    return LoadedImages([p for p, _ in ok], arrays, skipped, variants, lengths, registration,
+                        pipeline if registration is not None else None)
+
+
+def fit_registration(paths: list[Path], pipeline: Pipeline) -> tuple[Pipeline, Registration]:
+    """For `pose = "register"`: the model's input size from the training images' aspect, and the
+    reference they are registered to, with the search their motion calls for
+    (`inspector.registration.measure`). Unreadable images are left out here (and listed when
+    they are loaded)."""
+
+    def read(path: Path):
+        """The frame's (height, width) and its working copy: frames are not kept, only copies."""
+        try:
+            frame = read_frame(path)
+        except ImageError:
+            return None
+        return frame.shape[:2], working_copy(frame, working_shape(frame.shape[:2]))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = [r for r in pool.map(read, paths) if r is not None]
+    if len(found) < MIN_IMAGES:
+        raise TrainingError(f"need at least {MIN_IMAGES} readable good images to train, found {len(found)}")
+    height, width = (float(np.median([shape[k] for shape, _ in found])) for k in (0, 1))
+    longer = pipeline.preprocess.size // SIDE_MULTIPLE * SIDE_MULTIPLE
+    aspect = min(height, width) / max(height, width)
+    shorter = max(SIDE_MULTIPLE, round(longer * aspect / SIDE_MULTIPLE) * SIDE_MULTIPLE)
+    crop_width, crop_height = (longer, shorter) if width >= height else (shorter, longer)
+    shape = working_shape((round(height), round(width)))
+    registration = measure([conform(copy, shape) for _, copy in found])
+    return pipeline.replace("preprocess", crop_width=crop_width, crop_height=crop_height), registration
+
+
+def check_fits_part(paths: list[Path], pipeline: Pipeline) -> None:
+    """A pipeline that segments one part (`pose = "axis"`) tried on a sample of the good images:
+    `TrainingError` when it cannot prepare most of them (another kind of part), before hours
+    are spent loading and training."""
+    if pipeline.preprocess.pose != "axis" or len(paths) < MIN_IMAGES:
+        return
+    sample = [paths[i] for i in np.linspace(0, len(paths) - 1, min(PROBE_IMAGES, len(paths))).astype(int)]
+    reasons = []
+    for path in sample:
+        try:
+            prepare_frame(read_frame(path), pipeline.preprocess, path)
+        except ImageError as exc:
+            reasons.append(exc.reason)
+    if len(reasons) * 2 > len(sample):
+        raise TrainingError(
+            f"pipeline {pipeline.name!r} cannot prepare {len(reasons)} of {len(sample)} good images tried "
+            f"(e.g. {reasons[0]}): it assumes one dark elongated part wholly in view on a light background; "
+            "for another part train with --pipeline general")
 
 
 def train_bundle(
@@ -125,6 +188,7 @@ def train_bundle(
         )
     if len(images.arrays) < MIN_IMAGES:
         raise TrainingError(f"need at least {MIN_IMAGES} readable good images to train, found {len(images.arrays)}")
+    pipeline = images.pipeline or pipeline  # with its input size set from the images (pose register)
     fitted = models.get(pipeline.model.architecture).fit(images.arrays, pipeline, seed, epochs, on_epoch,
                                                          images.variants)
     threshold = choose_threshold(fitted.scores, None, pipeline.threshold)
@@ -149,6 +213,7 @@ def train_bundle(
             "seconds": round(fitted.seconds, 1),
             "loss": fitted.losses,
             "part_length": images.part_length,
+            **({"registration": images.registration.to_dict()} if images.registration is not None else {}),
             **(record or {}),
         },
         versions=library_versions(),
@@ -169,6 +234,7 @@ def train_bundle(
         "policy": bundle.threshold_info["policy"],
         "calibrated_on": bundle.threshold_info["source"],
         "holdout_good": bundle.calibration["good"],
+        **({"registration": images.registration.motion} if images.registration is not None else {}),
     }
     return bundle, summary
 
@@ -180,6 +246,7 @@ def train_folder(paths: list[Path], out: Path, pipeline: Pipeline, seed: int = 0
     `announce`d line for a model fitted without epochs) and save the bundle to `out`:
     `train_bundle`'s (bundle, summary). Unreadable images are `warn`ed about and left out."""
     spec = models.get(pipeline.model.architecture)
+    check_fits_part(paths, pipeline)
     with progress(len(paths), "Loading images") as bar:
         images = load_images(paths, pipeline, on_image=lambda: bar.update(1), seed=seed)
     for path, reason in images.skipped:

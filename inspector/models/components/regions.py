@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# A level above any standardised grey level (they are clipped to [0, 1]): the region is then the
+# whole input. For a frame registered or resized whole, where no part was segmented.
+WHOLE_FRAME = 2.0
+
 
 def part_region(x, level: float):
     """1 on the part (darker than `level` after standardisation) and a margin around it that

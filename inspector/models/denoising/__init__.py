@@ -63,6 +63,10 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # Add a second map of the same reconstruction, 1 - SSIM (a wrong structure, whatever its
     # contrast), normalised the same way, to the squared error's (layers.StructureError).
     structure_error: bool = False
+    # Add a map of how far the input is from the mean good input at each pixel, normalised the
+    # same way (layers.AppearanceError): for registered frames, where a part missing from its
+    # place restores well and shows in no reconstruction error.
+    appearance_error: bool = False
     second_opinion: str = "patch_memory"
     # The second opinion's settings (neighbours, search_radius, patch_size: see patch_memory).
     patch_size: int = 6

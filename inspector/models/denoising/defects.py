@@ -42,6 +42,23 @@ def _scratch_mask(rng: np.random.Generator, region: np.ndarray) -> np.ndarray:
     return (mask > 0) & region
 
 
+def _large_mask(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """An ellipse a fifth to a half of the frame across, anywhere: a part missing or out of place."""
+    h, w = shape
+    mask = np.zeros(shape, np.uint8)
+    axes = (int(w * rng.uniform(0.1, 0.25)), int(h * rng.uniform(0.1, 0.25)))
+    centre = (int(rng.integers(w)), int(rng.integers(h)))
+    cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    return mask > 0
+
+
+def _far_shift(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """The frame moved by a fifth to a half of its size: what lies elsewhere where the part belongs."""
+    h, w = image.shape
+    dy, dx = (int(rng.choice([-1, 1]) * rng.uniform(0.2, 0.5) * side) for side in (h, w))
+    return np.roll(image, (dy, dx), axis=(0, 1))
+
+
 def _filling(rng: np.random.Generator, image: np.ndarray, others: np.ndarray) -> np.ndarray:
     h, w = image.shape
     kind = int(rng.integers(4))
@@ -59,9 +76,19 @@ def _filling(rng: np.random.Generator, image: np.ndarray, others: np.ndarray) ->
     return np.full((h, w), level, np.float32)
 
 
-def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """`image` (H, W) in [0, 1] with one synthetic defect; `others`: good images to borrow from."""
-    region = part_outline(image)
+# Whole frames: this share of the defects are large (a part missing or out of place).
+LARGE_SHARE = 0.2
+
+
+def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray,
+               whole_frame: bool = False) -> np.ndarray:
+    """`image` (H, W) in [0, 1] with one synthetic defect; `others`: good images to borrow from.
+    `whole_frame`: no part was segmented (a registered frame), so a defect may go anywhere, and
+    some are large: a region filled with what lies elsewhere in the frame."""
+    if whole_frame and rng.random() < LARGE_SHARE:
+        mask = cv2.GaussianBlur(_large_mask(rng, image.shape).astype(np.float32), (0, 0), 1.5)
+        return (image * (1 - mask) + _far_shift(rng, image) * mask).astype(np.float32)
+    region = np.ones(image.shape, bool) if whole_frame else part_outline(image)
     if not region.any():
         return image
     mask = _scratch_mask(rng, region) if rng.random() < 0.25 else _blob_mask(rng, region)

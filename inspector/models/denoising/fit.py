@@ -27,11 +27,12 @@ from ...errors import TrainingError
 from ...tf_setup import keras
 from ..components.autoencoder_fit import check_sides, seeded, split_holdout
 from ..components.patch_memory_fit import memory_layer, part_level, pixel_statistics, set_statistics
+from ..components.regions import WHOLE_FRAME
 from ..components.running import score_arrays
 from ..spec import Fitted
 from . import DenoisingSettings
 from .defects import add_defect
-from .layers import PartMap, ReconstructionError, Rescale, StructureError
+from .layers import AppearanceError, PartMap, ReconstructionError, Rescale, StructureError
 
 if TYPE_CHECKING:
     from ...settings import Pipeline
@@ -72,9 +73,11 @@ def autoencoder(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.M
     return keras.Model(inputs, outputs, name="autoencoder")
 
 
-def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memory: np.ndarray | None):
+def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memory: np.ndarray | None,
+             good_mean: np.ndarray | None = None):
     """The served model: input -> reconstruction error map (+ 1 - SSIM's map with
-    `settings.structure_error`, + the patch memory's map if `memory`, the images it remembers, is
+    `settings.structure_error`, + the distance from `good_mean`, the mean good input, with
+    `settings.appearance_error`, + the patch memory's map if `memory`, the images it remembers, is
     given). Returns the model and its branches: (layer holding per-pixel statistics, layer
     holding the unit) for each map added."""
     height, width = ae.input_shape[1:3]
@@ -87,6 +90,11 @@ def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memor
         structure = StructureError(height, width, level, name="structure_error")
         output = keras.layers.Add(name="reconstruction_maps")([output, structure([inputs, restored])])
         branches.append((structure, structure))
+    if settings.appearance_error:
+        appearance = AppearanceError(height, width, settings.error_sigma, level, name="appearance_error")
+        output = keras.layers.Add(name="with_appearance")([output, appearance([inputs, restored])])
+        appearance.good_mean.assign(np.zeros((height, width), np.float32) if good_mean is None else good_mean)
+        branches.append((appearance, appearance))
     if memory is not None:
         distances = memory_layer(memory, settings)
         rescale = Rescale(name="memory_unit")
@@ -105,7 +113,19 @@ def benchmark_model(arrays: np.ndarray, pipeline: Pipeline) -> "keras.Model":
     """As costly as a trained model: the memory as large as a training set's (it grows with it)."""
     settings = pipeline.model.settings
     memory = np.concatenate([arrays] * 8) if settings.second_opinion == "patch_memory" else None
-    return assemble(autoencoder(settings, arrays.shape[1:]), settings, part_level(arrays), memory)[0]
+    return assemble(autoencoder(settings, arrays.shape[1:]), settings, region_level(pipeline, arrays), memory,
+                    arrays.mean(axis=0))[0]
+
+
+def is_whole_frame(pipeline: Pipeline) -> bool:
+    """No part is segmented unless the pipeline turns one upright (`pose = "axis"`): errors and
+    synthetic defects then count anywhere in the input."""
+    return pipeline.preprocess.pose != "axis"
+
+
+def region_level(pipeline: Pipeline, arrays: np.ndarray) -> float:
+    """The grey level below which the error maps count (`components.regions.part_region`)."""
+    return WHOLE_FRAME if is_whole_frame(pipeline) else part_level(arrays)
 
 
 def learning_rate(settings: DenoisingSettings, steps: int):
@@ -151,9 +171,11 @@ def train_autoencoder(
     seed: int,
     epochs: int,
     on_epoch: Callable[[int, float], None] | None = None,
+    whole_frame: bool = False,
 ) -> tuple["keras.Model", list[float]]:
     """Train the autoencoder to restore `arrays` (N, H, W) and their nuisance copies `variants`
-    (N, K, H, W) from copies with synthetic defects; returns it and its loss per epoch."""
+    (N, K, H, W) from copies with synthetic defects (anywhere with `whole_frame`); returns it and
+    its loss per epoch."""
     import tensorflow as tf
 
     seeded(seed)
@@ -182,7 +204,8 @@ def train_autoencoder(
                 if copies and rng.random() < settings.nuisance_share:
                     image = variants[i, int(rng.integers(copies))]
                 target.append(image)
-                shown.append(add_defect(rng, image, arrays) if rng.random() < settings.defect_share else image)
+                defect = rng.random() < settings.defect_share
+                shown.append(add_defect(rng, image, arrays, whole_frame) if defect else image)
             total += float(step(np.stack(shown)[..., None], np.stack(target)[..., None]))
             steps += 1
         losses.append(total / max(steps, 1))
@@ -210,9 +233,10 @@ def fit(
             f"{pipeline.model.holdout_fraction} hold out {len(hold_idx)}: give more images or a larger fraction")
     started = time.perf_counter()
     ae, losses = train_autoencoder(arrays[train_idx], None if variants is None else variants[train_idx],
-                                   settings, seed, epochs, on_epoch)
+                                   settings, seed, epochs, on_epoch, is_whole_frame(pipeline))
     memory = arrays[train_idx] if settings.second_opinion == "patch_memory" else None
-    model, branches = assemble(ae, settings, part_level(arrays[train_idx]), memory)
+    model, branches = assemble(ae, settings, region_level(pipeline, arrays[train_idx]), memory,
+                               arrays[train_idx].mean(axis=0))
     # Calibration images: each held-out image as photographed and under its nuisances.
     calibration = [arrays[hold_idx]] + ([] if variants is None else [variants[hold_idx, k]
                                                                     for k in range(variants.shape[1])])

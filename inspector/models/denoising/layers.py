@@ -103,6 +103,31 @@ class ReconstructionError(PartMap):
         return {**super().get_config(), "sigma": self.sigma}
 
 
+@keras.saving.register_keras_serializable(package="inspector")
+class AppearanceError(PartMap):
+    """How far the input is from the mean of the good inputs at each pixel (squared, smoothed),
+    as a `PartMap`: for registered frames, where each pixel shows the same place of the scene.
+
+    The reconstruction's maps see what the autoencoder cannot give back; a part missing from its
+    place is given back as the bare place it shows, so the reconstruction error there is lower
+    than on good parts. This map sees it: the place does not look as it does in good images."""
+
+    def __init__(self, height: int, width: int, sigma: float, part_level: float, **kwargs):
+        super().__init__(height, width, part_level, **kwargs)
+        self.sigma = float(sigma)
+        self.blur = GaussianBlur(self.height, self.width, self.sigma)
+        self.good_mean = self.add_weight(shape=(self.height, self.width), initializer="zeros", trainable=False,
+                                         name="good_mean")
+
+    def raw(self, x, reconstruction):
+        import tensorflow as tf
+
+        return self.blur(tf.square(x[..., 0] - self.good_mean))[..., None]
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma}
+
+
 # SSIM's constants for images in [0, 1] (Wang et al. 2004: K1 = 0.01, K2 = 0.03).
 SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2
 

@@ -1,0 +1,241 @@
+"""Registering a frame to where the part lies in the good images: the `register` pose.
+
+No shape is assumed. Every frame is shrunk to a small working copy (WORKING_SIZE pixels on the
+longer side, blurred and standardised) and matched to a reference made from the training images
+by normalised cross-correlation, over shifts and (when the training images turn) turns: first on
+a copy half that size over the whole range, then on the working copy around the best match.
+
+`measure` decides from the training images how much searching a frame needs:
+
+- a fixed scene (the training images do not move, as a part on a fixture): none; the whole frame
+  is the model's input;
+- the part moves: shifts up to a little more than the training images show;
+- the part turns as well: turns over the range the training images show (all round when they
+  turn freely).
+
+The search is kept to what the good images show, so a part out of its place (a transistor
+misplaced on its board) stays out of place in the model's input, and is judged a defect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .cv_setup import cv2
+
+# Frames are matched on copies this many pixels on the longer side, and a half-size copy first.
+WORKING_SIZE = 96
+COARSE_SHRINK = 2
+# A turn all round is searched in steps of this many degrees on the half-size copy, then refined.
+COARSE_ANGLE_STEP = 6.0
+FINE_ANGLE_STEP = 1.5
+# How far the reference is searched for while it is made (a share of the longer side).
+BUILD_SHIFT = 0.4
+# Training images whose median correlation with their plain mean, where they lie, is at least
+# this show a scene that stands still (a screw lying anywhere on a plain table: 0.57; a transistor
+# on its board: 0.92); they are then searched for up to this share of the frame each way.
+STILL_CORRELATION = 0.75
+STILL_REACH = 0.06
+# Training images whose registration moves them less than this (working pixels; degrees) are
+# taken as not moving: one working pixel is a hundredth of the frame.
+STILL_SHIFT = 1.0
+STILL_ANGLE = 2.0
+# Beyond the motion the training images show, a frame may move this much more (times, plus pixels).
+SHIFT_SLACK, SHIFT_MARGIN = 1.25, 2.0
+ANGLE_MARGIN = 5.0
+# Training images turning more than this (degrees) turn freely: the search goes all round.
+FREE_TURN = 60.0
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The reference (working copy, standardised) and the search a frame is matched over:
+    shifts up to `max_shift` working pixels each way, turns up to `max_angle` degrees each way
+    (180: all round). All zero: a fixed scene, nothing searched."""
+
+    reference: np.ndarray
+    max_shift: float = 0.0
+    max_angle: float = 0.0
+
+    @property
+    def fixed(self) -> bool:
+        return self.max_shift == 0 and self.max_angle == 0
+
+    @property
+    def motion(self) -> str:
+        """In words, for the bundle and the training summary."""
+        if self.fixed:
+            return "fixed scene: the whole frame, not searched"
+        turns = "turning all round" if self.max_angle >= 180 else (
+            f"turning up to {self.max_angle:.0f} degrees" if self.max_angle else "not turning")
+        share = self.max_shift / max(self.reference.shape)
+        return f"moving up to {share:.0%} of the frame, {turns}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": np.round(self.reference, 3).tolist(), "max_shift": float(self.max_shift),
+                "max_angle": float(self.max_angle), "motion": self.motion}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Registration:
+        reference = np.asarray(data["reference"], np.float32)
+        if reference.ndim != 2 or min(reference.shape) < 8 or not np.isfinite(reference).all():
+            raise ValueError("registration reference must be a 2-D table of numbers")
+        return cls(reference, float(data["max_shift"]), float(data["max_angle"]))
+
+
+def working_shape(shape: tuple[int, int], size: int = WORKING_SIZE) -> tuple[int, int]:
+    """(height, width) of a copy of a frame of `shape` with `size` pixels on its longer side."""
+    height, width = shape
+    factor = size / max(height, width)
+    return max(8, round(height * factor)), max(8, round(width * factor))
+
+
+def working_copy(gray: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A frame shrunk to `shape` (height, width), blurred a little and standardised (mean 0, std 1)."""
+    small = cv2.resize(gray.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 1.0)
+    return ((small - small.mean()) / max(float(small.std()), 1e-6)).astype(np.float32)
+
+
+def conform(copy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A working copy brought to `shape` (height, width), when its frame was of another size."""
+    if copy.shape == tuple(shape):
+        return copy
+    return _standardised(cv2.resize(copy, (shape[1], shape[0]), interpolation=cv2.INTER_AREA))
+
+
+def _rotation(shape: tuple[int, int], angle: float) -> np.ndarray:
+    """2x3: a turn by `angle` degrees about the centre of an image of `shape` (height, width)."""
+    return cv2.getRotationMatrix2D(((shape[1] - 1) / 2, (shape[0] - 1) / 2), angle, 1.0)
+
+
+def _peak(scores: np.ndarray) -> tuple[float, float, float]:
+    """The best place (x, y) on a correlation map, to a fraction of a pixel, and its score."""
+    y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
+
+    def refine(low: float, mid: float, high: float) -> float:
+        bend = low - 2 * mid + high
+        return 0.0 if bend >= 0 else float(np.clip(0.5 * (low - high) / bend, -0.5, 0.5))
+
+    dx = refine(scores[y, x - 1], scores[y, x], scores[y, x + 1]) if 0 < x < scores.shape[1] - 1 else 0.0
+    dy = refine(scores[y - 1, x], scores[y, x], scores[y + 1, x]) if 0 < y < scores.shape[0] - 1 else 0.0
+    return x + dx, y + dy, float(scores[y, x])
+
+
+def _search(work: np.ndarray, reference: np.ndarray, angles: Sequence[float], reach: int,
+            start: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """The best of `angles` and shifts up to `reach` pixels (after `start`, a 2x3 map applied
+    first): the 2x3 map from `work`'s pixels to the reference's, and its correlation."""
+    best: tuple[float, np.ndarray] = (-2.0, np.eye(2, 3))
+    base = np.eye(3) if start is None else np.vstack([start, [0, 0, 1]])
+    for angle in angles:
+        turn = np.vstack([_rotation(work.shape, angle), [0, 0, 1]]) @ base
+        turned = cv2.warpAffine(work, turn[:2], (reference.shape[1], reference.shape[0]), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        padded = cv2.copyMakeBorder(turned, reach, reach, reach, reach, cv2.BORDER_CONSTANT, value=0.0)
+        x, y, score = _peak(cv2.matchTemplate(padded, reference, cv2.TM_CCOEFF_NORMED))
+        if score > best[0]:
+            # The reference's pixel q lies on the turned copy's q + (x - reach, y - reach).
+            shift = np.array([[1, 0, reach - x], [0, 1, reach - y], [0, 0, 1]])
+            best = (score, (shift @ turn)[:2])
+    return best[1], best[0]
+
+
+def _angles(max_angle: float, step: float, centre: float = 0.0) -> list[float]:
+    if max_angle <= 0:
+        return [centre]
+    if max_angle >= 180:
+        return list(np.arange(-180.0, 180.0, step))
+    count = int(np.ceil(max_angle / step))
+    return [centre + step * k for k in range(-count, count + 1)]
+
+
+def match(work: np.ndarray, reference: np.ndarray, max_shift: float, max_angle: float) -> tuple[np.ndarray, float]:
+    """The 2x3 map from a working copy's pixels to the reference's that matches them best,
+    within the search, and its correlation: over the whole range on half-size copies, then
+    around the best on the working copies."""
+    if max_shift == 0 and max_angle == 0:
+        return np.eye(2, 3), float(cv2.matchTemplate(work, reference, cv2.TM_CCOEFF_NORMED).max())
+    half = (max(4, reference.shape[0] // COARSE_SHRINK), max(4, reference.shape[1] // COARSE_SHRINK))
+    factor = half[1] / reference.shape[1]
+    coarse, _ = _search(cv2.resize(work, (half[1], half[0]), interpolation=cv2.INTER_AREA),
+                        cv2.resize(reference, (half[1], half[0]), interpolation=cv2.INTER_AREA),
+                        _angles(max_angle, COARSE_ANGLE_STEP if max_angle >= 180 else FINE_ANGLE_STEP * 2),
+                        int(np.ceil(max_shift * factor)))
+    # The half-size map at full size: the same turn, the shift scaled.
+    start = coarse.copy()
+    start[:, 2] /= factor
+    # A turn of the whole copy about its centre, after `start`, refines the angle.
+    return _search(work, reference, _angles(COARSE_ANGLE_STEP if max_angle >= 180 else FINE_ANGLE_STEP * 2,
+                                            FINE_ANGLE_STEP) if max_angle else [0.0],
+                   int(np.ceil(1 / factor)) + 1, start)
+
+
+def _angle_of(matrix: np.ndarray) -> float:
+    return float(np.degrees(np.arctan2(-matrix[0, 1], matrix[0, 0])))
+
+
+def _motion(matrix: np.ndarray, shape: tuple[int, int]) -> tuple[float, float]:
+    """How far a map moves the working copy's centre (pixels), and its turn (degrees)."""
+    centre = np.array([(shape[1] - 1) / 2, (shape[0] - 1) / 2])
+    return float(np.hypot(*(matrix[:, :2] @ centre + matrix[:, 2] - centre))), abs(_angle_of(matrix))
+
+
+def measure(copies: Sequence[np.ndarray]) -> Registration:
+    """The reference and the search the training images' working copies call for (see the module)."""
+    copies = [np.asarray(c, np.float32) for c in copies]
+    shape = copies[0].shape
+    still = _standardised(np.mean(copies, axis=0))
+    at_rest = [float(cv2.matchTemplate(c, still, cv2.TM_CCOEFF_NORMED).max()) for c in copies]
+    if np.median(at_rest) >= STILL_CORRELATION:
+        # A scene that stands still (a part on a fixture, on a board): the plain mean is sharp
+        # and each image sits on it at most a few pixels away. Registered by a shift that small,
+        # to the scene as a whole: a part out of its place on the board stays out of place.
+        reach = STILL_REACH * max(shape)
+        maps = [match(c, still, reach, 0)[0] for c in copies]
+        shifts = np.array([_motion(m, shape)[0] for m in maps])
+        if np.percentile(shifts, 90) <= STILL_SHIFT:
+            return Registration(still)
+        reference = _standardised(np.mean([_warp(c, m) for c, m in zip(copies, maps)], axis=0))
+        return Registration(reference, min(reach, float(shifts.max()) * SHIFT_SLACK + SHIFT_MARGIN), 0.0)
+    # The part moves about the frame: the reference is the image most like the plain mean, then
+    # twice the mean of all of them registered to it.
+    reach = BUILD_SHIFT * max(shape)
+    reference = copies[int(np.argmax(at_rest))]
+    for _ in range(2):
+        maps = [match(c, reference, reach, 180)[0] for c in copies]
+        reference = _standardised(np.mean([_warp(c, m) for c, m in zip(copies, maps)], axis=0))
+    motions = np.array([_motion(m, shape) for m in maps])
+    shifts, turns = motions[:, 0], motions[:, 1]
+    max_shift = min(reach, float(shifts.max()) * SHIFT_SLACK + SHIFT_MARGIN)
+    turn = float(np.percentile(turns, 90))
+    max_angle = 0.0 if turn <= STILL_ANGLE else (180.0 if turns.max() > FREE_TURN
+                                                 else min(180.0, float(turns.max()) + ANGLE_MARGIN))
+    return Registration(reference, max_shift, max_angle)
+
+
+def _standardised(image: np.ndarray) -> np.ndarray:
+    return ((image - image.mean()) / max(float(image.std()), 1e-6)).astype(np.float32)
+
+
+def _warp(work: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    return cv2.warpAffine(work, matrix, (work.shape[1], work.shape[0]), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
+def frame_matrix(gray: np.ndarray, registration: Registration | None, shape: tuple[int, int]) -> np.ndarray:
+    """The 2x3 map from a frame's pixels to the model's input of `shape` (height, width): the
+    frame registered to the reference (or, for a fixed scene, simply resized)."""
+    height, width = gray.shape[:2]
+    to_input = np.diag([shape[1] / width, shape[0] / height, 1.0])
+    if registration is None or registration.fixed:
+        return to_input[:2]
+    ref_h, ref_w = registration.reference.shape
+    work_scale = np.diag([ref_w / width, ref_h / height, 1.0])
+    found, _ = match(working_copy(gray, (ref_h, ref_w)), registration.reference,
+                     registration.max_shift, registration.max_angle)
+    ref_to_input = np.diag([shape[1] / ref_w, shape[0] / ref_h, 1.0])
+    return (ref_to_input @ np.vstack([found, [0, 0, 1]]) @ work_scale)[:2]

@@ -158,6 +158,7 @@ class Inferencer:
             return None
         matrix = photo_matrix(result.frame[0], result.frame[1], result.width)
         return hot_regions(result.error_map, self.pipeline.scoring, matrix, self.outlines(result),
+                           self.bundle.threshold, result.verdict == "defect",
                            mm_per_pixel=self.pipeline.preprocess.mm_per_pixel)
 
     def outlines(self, result: Result) -> list[np.ndarray]:

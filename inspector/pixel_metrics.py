@@ -34,14 +34,16 @@ def regions_of(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, count - 1
 
 
-def pixel_quality(maps: list[np.ndarray], masks: list[np.ndarray], fpr_limit: float = FPR_LIMIT) -> PixelQuality:
+def pixel_quality(maps: list[np.ndarray], masks: list[np.ndarray], fpr_limit: float = FPR_LIMIT,
+                  counted: list[np.ndarray] | None = None) -> PixelQuality:
     """Pixel AUROC and AUPRO of anomaly maps (larger = more anomalous) against masks of the same
-    shapes (non-zero: defect); images may differ in size."""
+    shapes (non-zero: defect); images may differ in size. With `counted` (a boolean map per
+    image) only those good pixels count as possible false positives; every defect pixel counts."""
     if len(maps) != len(masks) or not maps:
         raise ValueError(f"need as many masks as maps, and some: {len(maps)} maps, {len(masks)} masks")
-    scores, defect, fp_step, pro_step = [], [], [], []
+    scores, defect, pro_step = [], [], []
     ok_pixels = region_count = 0
-    for anomaly, mask in zip(maps, masks):
+    for i, (anomaly, mask) in enumerate(zip(maps, masks)):
         anomaly = np.asarray(anomaly, np.float32)
         if anomaly.shape != np.shape(mask):
             raise ValueError(f"a map of shape {anomaly.shape} against a mask of shape {np.shape(mask)}")
@@ -50,10 +52,11 @@ def pixel_quality(maps: list[np.ndarray], masks: list[np.ndarray], fpr_limit: fl
         inside = labels > 0
         step = np.zeros(labels.shape, np.float32)
         step[inside] = 1.0 / sizes[labels[inside]]  # each region adds up to 1 when wholly above
-        scores.append(anomaly.ravel())
-        defect.append(inside.ravel())
-        pro_step.append(step.ravel())
-        ok_pixels += int((~inside).sum())
+        keep = inside | counted[i] if counted is not None else np.ones(labels.shape, bool)
+        scores.append(anomaly[keep])
+        defect.append(inside[keep])
+        pro_step.append(step[keep])
+        ok_pixels += int((keep & ~inside).sum())
         region_count += count
     if ok_pixels == 0 or region_count == 0:
         raise ValueError("pixel quality needs pixels outside the masks and at least one defect region")

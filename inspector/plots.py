@@ -127,6 +127,8 @@ def pareto_chart(path, names: list[str], counts: list[int], title: str):
         ax.bar(positions, counts, color="tab:red", alpha=0.75)
         ax.set_xticks(positions, [name if len(name) <= 18 else name[:17] + "…" for name in names],
                       rotation=20 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+        for label in ax.get_xticklabels():  # a kind is anyone's text: "$...$" is not mathematics here
+            label.set_parse_math(False)
         ax.set_ylabel("confirmed defects")
         ax.yaxis.get_major_locator().set_params(integer=True)
         cumulative = ax.twinx()
@@ -135,7 +137,7 @@ def pareto_chart(path, names: list[str], counts: list[int], title: str):
         cumulative.set_ylabel("cumulative %")
     else:
         ax.text(0.5, 0.5, "no confirmed defects", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(title)
+    ax.set_title(title).set_parse_math(False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

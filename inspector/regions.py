@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cv_setup import cv2
-from .scoring import score_map
+from .scoring import hot_level, score_map
 from .settings import ScoringConfig
 
 MAX_REGIONS = 10  # the hottest; a map hot all over is one finding, not a hundred
@@ -28,19 +28,21 @@ def photo_matrix(preview: np.ndarray, preview_matrix: np.ndarray, width: int) ->
 
 
 def hot_regions(error_map: np.ndarray, config: ScoringConfig, matrix: np.ndarray, outlines: list[np.ndarray],
-                mm_per_pixel: float = 0.0) -> list[dict]:
+                threshold: float, defect: bool, mm_per_pixel: float = 0.0) -> list[dict]:
     """The hot regions of one error map (crop pixels) whose `outlines` `scoring.hot_contours`
-    found, in the photo's pixels (`matrix`: photo -> crop), hottest first: {"box": [x, y, width,
-    height], "outline": [[x, y], ...], "area_px", "area_mm2" (None without `mm_per_pixel`),
-    "peak", "mean"}."""
+    found (with `threshold`, for a `defect` or not), in the photo's pixels (`matrix`: photo ->
+    crop), hottest first: {"box": [x, y, width, height], "outline": [[x, y], ...], "area_px",
+    "area_mm2" (None without `mm_per_pixel`), "peak", "mean"}; area and heat over the hot
+    pixels only (a ring of heat is not its hole)."""
     hot = score_map(error_map, config)
+    level = hot_level(hot, threshold, defect)
     inverse = cv2.invertAffineTransform(np.asarray(matrix, np.float64))
     photo_px_per_crop_px = abs(float(np.linalg.det(inverse[:, :2])))
     regions = []
     for contour in outlines:
         inside = np.zeros(hot.shape, np.uint8)
         cv2.drawContours(inside, [contour], -1, 1, -1)
-        values = hot[inside > 0]
+        values = hot[(inside > 0) & (hot > level)]
         # The outline around the pixels' edges, not through their centres: one pixel is a square.
         points = cv2.transform(contour.reshape(-1, 1, 2).astype(np.float64), inverse).reshape(-1, 2)
         outline = _simplified(points)

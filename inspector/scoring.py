@@ -81,12 +81,17 @@ def hot_contours(error_map: np.ndarray, threshold: float, config: ScoringConfig,
     (a mean reducer) the region around its peak is outlined instead, so a defect always shows
     one."""
     hot = score_map(error_map, config)
-    level = threshold
-    if defect and hot.size and hot.max() <= threshold:
-        level = float(hot.max()) * PEAK_SHARE
-    mask = (hot > level).astype(np.uint8)
+    mask = (hot > hot_level(hot, threshold, defect)).astype(np.uint8)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     return list(contours)
+
+
+def hot_level(hot: np.ndarray, threshold: float, defect: bool) -> float:
+    """The level a score map (`score_map`) is hot above: the threshold, or for a defect whose map
+    never reaches it, PEAK_SHARE of its peak."""
+    if defect and hot.size and hot.max() <= threshold:
+        return float(hot.max()) * PEAK_SHARE
+    return threshold
 
 
 # A defect whose map never reaches the threshold is outlined where it is within this share of its peak.

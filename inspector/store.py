@@ -407,8 +407,9 @@ class Store:
                 row = s.get(Inspection, inspection_id)
                 if row is None:
                     raise LookupError(f"no inspection with id {inspection_id}")
-                if row.status == "error":  # a file that was not judged has no verdict to confirm or dismiss
-                    raise ValueError(f"inspection {inspection_id} was not judged ({row.error_reason}): "
+                if row.status != "done":  # an error or a part still being judged has no verdict to confirm
+                    why = row.error_reason if row.status == "error" else "it is still being judged"
+                    raise ValueError(f"inspection {inspection_id} was not judged ({why}): "
                                      "only a verdict can be confirmed or called a false alarm")
                 review = Review(inspection_id=inspection_id, label=label, reviewer=reviewer, note=note, kind=kind)
                 s.add(review)

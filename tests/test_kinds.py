@@ -212,6 +212,11 @@ def test_the_summary_shows_a_pareto_chart_and_table_per_station(app):
     assert client.get("/summary/kinds.png?station=" + "x" * 201, headers=LOCAL).status_code == 400
     store.add_review(4, "ok")
     assert "(no kind)" not in client.get("/summary", headers=LOCAL).get_data(as_text=True)
+    # A kind is anyone's text: matplotlib's "$...$" markup is drawn as it is, not parsed.
+    store.add_review(4, "defect", kind=r"$\oops$")
+    for query in ("days=2&station=line1", "station=$x^$"):
+        drawn = client.get(f"/summary/kinds.png?{query}", headers=LOCAL)
+        assert drawn.status_code == 200 and drawn.data.startswith(b"\x89PNG"), query
 
 
 def test_the_summary_says_when_no_defect_was_confirmed(app):

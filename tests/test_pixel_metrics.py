@@ -135,3 +135,46 @@ def test_evaluate_with_masks_and_kinds(tiny_bundle, tmp_path):
     assert "Pixel AUROC" in text.output and "head: found" in text.output
     moved = CliRunner().invoke(cli, [*args, "--nuisance", "position"])
     assert moved.exit_code != 0 and "moves the part, not its mask" in moved.output
+    # A kind whose masks are empty has no pixel figures (and says so); an unreadable mask is one line.
+    for i, image in enumerate(defects):
+        if i % 2:
+            cv2.imwrite(str(masks / image.name), np.zeros((512, 512), np.uint8))
+    empty = json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)
+    assert empty["kinds"]["head"]["aupro"] is None and empty["kinds"]["thread"]["aupro"] is not None
+    (masks / defects[0].name).write_bytes(b"not a png")
+    broken = CliRunner().invoke(cli, args)
+    assert broken.exit_code == 1 and f"cannot read the mask {masks / defects[0].name}" in broken.output
+
+
+def test_false_positives_can_be_counted_in_part_of_the_photo():
+    """Good pixels outside `counted` drop out; defect pixels always count."""
+    mask = two_regions()
+    anomaly = np.zeros(mask.shape)
+    anomaly[mask > 0] = 0.5
+    anomaly[:, 55:] = 1.0  # a hot stripe on good pixels
+    everywhere = pixel_quality([anomaly], [mask])
+    counted = np.ones(mask.shape, bool)
+    counted[:, 55:] = False
+    elsewhere = pixel_quality([anomaly], [mask], counted=[counted])
+    assert everywhere.pixel_auroc < 1.0 and elsewhere.pixel_auroc == 1.0
+    assert elsewhere.aupro == pytest.approx(1.0)
+
+
+def test_a_ring_of_heat_is_one_region_measured_by_its_hot_pixels():
+    from inspector.regions import hot_regions
+    from inspector.scoring import hot_contours
+    from inspector.settings import ScoringConfig
+
+    config = ScoringConfig(reduce="max")
+    heat = np.zeros((64, 192), np.float32)
+    ring = np.zeros((64, 192), np.uint8)
+    from inspector.cv_setup import cv2
+
+    cv2.circle(ring, (96, 32), 20, 1, 3)
+    heat[ring > 0] = 1.0
+    outlines = hot_contours(heat, 0.5, config, defect=True)
+    [region] = hot_regions(heat, config, np.array([[0.5, 0, 0], [0, 0.5, 0]]), outlines, 0.5, True)
+    # Photo pixels are half a crop pixel: each hot crop pixel is 4 photo pixels.
+    assert region["area_px"] == pytest.approx(4 * int(ring.sum()))
+    assert region["mean"] == region["peak"] == 1.0
+    assert region["box"][0] <= 2 * (96 - 22) and region["box"][0] + region["box"][2] >= 2 * (96 + 22)

@@ -179,3 +179,32 @@ def test_an_error_row_shows_its_reason_and_no_decision(station, laptop, tmp_path
     with pytest.raises(ValueError, match="was not judged"):
         store.add_review(row.id, "defect", reviewer="ana")
     store.close()
+
+
+def test_a_key_pressed_twice_labels_once_and_the_last_part_is_not_labelled_again(station, laptop):
+    from selenium.webdriver.common.by import By
+
+    url, db = station
+    store = Store(str(db))
+    waiting = [r.id for r in store.inspections(flagged=True)]
+    for inspection_id in waiting[1:]:  # one part left to review
+        store.add_review(inspection_id, "ok", reviewer="ana")
+    laptop.get(f"{url}/inspections/{waiting[0]}")
+    # Three presses of f at once (a key held down, a double press): one decision.
+    laptop.execute_script("for (const repeat of [false, false, true]) document.dispatchEvent("
+                          "new KeyboardEvent('keydown', {key: 'f', repeat, bubbles: true}));")
+    wait_until(laptop, lambda d: d.find_elements(By.ID, "done"))
+    assert [v.label for v in store.get(waiting[0]).reviews] == ["ok"]
+    # Nothing is left: the page says so and offers no decision to a key pressed once more.
+    assert laptop.find_elements(By.ID, "decision") == [] and laptop.find_elements(By.ID, "again")
+    press(laptop, "f", "d", "d", "1")
+    assert [v.label for v in store.get(waiting[0]).reviews] == ["ok"]
+    with store.session() as s, s.begin():
+        s.add(Inspection(source_path="/inbox/new.png", source_name="new.png", content_hash="f" * 64,
+                         status="pending", station="line1"))
+    pending = store.inspections(limit=1)[0]
+    with pytest.raises(ValueError, match="still being judged"):
+        store.add_review(pending.id, "ok")
+    laptop.get(f"{url}/inspections/{pending.id}")
+    assert "Being judged" in laptop.find_element(By.ID, "pending").text
+    store.close()

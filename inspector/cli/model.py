@@ -372,11 +372,16 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, nuisance, jitter_
         f"false rejects {stats.false_positive}/{data['good']}",
     ]
     if masks is not None:
+        inside, alone = data["in_crop"], data["crop_alone"]
         lines.append(f"Pixel AUROC {data['pixel_auroc']:.3f}  AUPRO (FPR <= 0.3) {data['aupro']:.3f}  "
                      f"({data['regions']} defect regions)")
+        lines.append(f"  false positives counted in the crop only: pixel AUROC {inside['pixel_auroc']:.3f}  "
+                     f"AUPRO {inside['aupro']:.3f}; the crop alone, no model: {alone['pixel_auroc']:.3f} / "
+                     f"{alone['aupro']:.3f}")
     for kind, k in data.get("kinds", {}).items():
         lines.append(f"  {kind}: found {k['found']} of {k['defects']}"
-                     + (f"; pixel AUROC {k['pixel_auroc']:.3f}, AUPRO {k['aupro']:.3f}" if "aupro" in k else ""))
+                     + (f"; pixel AUROC {k['pixel_auroc']:.3f}, AUPRO {k['aupro']:.3f}" if k.get("aupro") is not None
+                        else ""))
     if report is not None:
         lines.append(f"Report written to {report}")
     emit(data, as_json, "\n".join(lines))

@@ -15,8 +15,10 @@
   }
   document.querySelectorAll("#tabs .tab").forEach((tab) => tab.addEventListener("click", () => show(tab)));
 
+  let submitting = false;  // one decision per page: a key held down or pressed twice sends it once
   function submitWith(button) {
-    if (!form || !button) return;
+    if (!form || !button || submitting) return;
+    submitting = true;
     form.requestSubmit(button);
   }
   function follow(id) {
@@ -30,7 +32,7 @@
   }
 
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     const target = event.target;
     if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) {
       if (event.key === "Escape") target.blur();
@@ -49,7 +51,7 @@
     else if (key === "p") follow("previous");
     else if (key === "?") { const keys = byId("keys"); keys.hidden = !keys.hidden; }
     else {
-      const tab = document.querySelector(`#tabs .tab[data-key="${key}"]`);
+      const tab = [...document.querySelectorAll("#tabs .tab")].find((t) => t.dataset.key === key);
       if (tab) show(tab); else handled = false;
     }
     if (handled) event.preventDefault();

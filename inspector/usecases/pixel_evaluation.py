@@ -62,7 +62,8 @@ def frame_map(result: Result, config: ScoringConfig, shape: tuple[int, int]) -> 
     pose transform; pixels outside the crop are below every pixel inside."""
     preview, preview_matrix = result.frame
     matrix = np.array(preview_matrix, np.float64)
-    matrix[:, :2] *= preview.shape[1] / shape[1]  # frame pixels -> preview pixels -> crop pixels
+    matrix[:, 0] *= preview.shape[1] / shape[1]  # frame pixels -> preview pixels -> crop pixels, per axis
+    matrix[:, 1] *= preview.shape[0] / shape[0]
     hot = score_map(result.error_map, config)
     mapped = on_frame(hot, matrix, shape)
     inside = cv2.warpAffine(np.ones(hot.shape, np.uint8), matrix, (shape[1], shape[0]),
@@ -85,8 +86,7 @@ def pixel_figures(good: list[Result], defect: list[Result], masks: Path, config:
             if label == "defect" and path is None:
                 missing.append(str(r.path))
                 continue
-            shape = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape if path else (r.height, r.width)
-            truth = read_mask(path) if path else np.zeros(shape, bool)
+            truth = read_mask(path) if path else np.zeros((r.height, r.width), bool)
             maps.append(frame_map(r, config, truth.shape))
             truths.append(truth)
             kind_of.append(None if label == "good" else (kinds or {}).get(r.path.name, "unknown"))
@@ -97,12 +97,23 @@ def pixel_figures(good: list[Result], defect: list[Result], masks: Path, config:
     if not any(t.any() for t in truths):
         raise InspectorError(f"no defect pixels: no mask in {masks} names a judged defect image")
     overall = pixel_quality(maps, truths)
+    # The same with only the crop's good pixels as possible false positives (the photo's others are
+    # never hot, an easy 70% of a screw photo), and what the crop alone, heat all over it, scores.
+    crops = [m > OUTSIDE for m in maps]
+    in_crop = pixel_quality(maps, truths, counted=crops)
+    crop_alone = pixel_quality([np.where(c, np.float32(1), OUTSIDE) for c in crops], truths)
     data = {"pixel_auroc": overall.pixel_auroc, "aupro": overall.aupro, "regions": overall.regions,
+            "in_crop": {"pixel_auroc": in_crop.pixel_auroc, "aupro": in_crop.aupro},
+            "crop_alone": {"pixel_auroc": crop_alone.pixel_auroc, "aupro": crop_alone.aupro},
             "masks_missing": missing}
     if kinds is not None:
         per_kind = {}
         for kind in sorted({k for k in kind_of if k is not None}):
             chosen = [i for i, k in enumerate(kind_of) if k in (None, kind)]
+            if not any(truths[i].any() for i in chosen if kind_of[i] is not None):
+                warn(f"no defect pixels in the masks of kind {kind}: no pixel figures for it")
+                per_kind[kind] = {"pixel_auroc": None, "aupro": None, "regions": 0}
+                continue
             q = pixel_quality([maps[i] for i in chosen], [truths[i] for i in chosen])
             per_kind[kind] = {"pixel_auroc": q.pixel_auroc, "aupro": q.aupro, "regions": q.regions}
         data["kinds"] = per_kind

@@ -525,10 +525,10 @@ def test_each_row_records_its_own_processing_time_and_the_run_is_recorded(tiny_b
 
     real_prepare = inference.prepare_frame
 
-    def prepare(gray, config, path=None, expected_length=None):
+    def prepare(gray, config, path=None, *rest):
         if path is not None and "slow" in str(path):
             time.sleep(0.4)
-        return real_prepare(gray, config, path, expected_length)
+        return real_prepare(gray, config, path, *rest)
 
     monkeypatch.setattr(inference, "prepare_frame", prepare)
     inbox = tmp_path / "inbox"

@@ -1,8 +1,10 @@
 """Helpers shared by the tests: unique small images, polling the database, a headless Chromium."""
 
+import contextlib
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -102,3 +104,23 @@ def chromium(tmp_path: Path, size: tuple[int, int]):
     if list(inner) != list(size):  # the window's frame, if any, is not the page's
         driver.set_window_size(2 * size[0] - inner[0], 2 * size[1] - inner[1])
     return driver
+
+
+@contextlib.contextmanager
+def qa_server(db: Path, out: Path):
+    """The QA page on `db`, serving pictures under `out`, on a free port of 127.0.0.1; yields its URL."""
+    from werkzeug.serving import make_server
+
+    from inspector.web import create_app
+
+    app = create_app(str(db), out)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, name="qa-server")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join()
+        httpd.server_close()
+        app.config["STORE"].close()

@@ -4,7 +4,6 @@ without decisions, one large picture whose view a key switches."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from inspector.cv_setup import cv2
 from inspector.pictures import frame_overlay_image, heatmap_image, overlay_image
 from inspector.store import Inspection, ModelRecord, Store, utcnow
-from helpers import chromium
+from helpers import chromium, qa_server
 from test_web import CHROMEDRIVER, CHROMIUM, screenshot, wait_until
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
@@ -26,10 +25,6 @@ KINDS = ["scratch on the head", "thread", "tip", "neck", "other"]
 def station(tmp_path):
     """Twelve flagged parts with their pictures, one file that could not be judged, a station's
     list of kinds; served on 127.0.0.1."""
-    from werkzeug.serving import make_server
-
-    from inspector.web import create_app
-
     out = tmp_path / "out"
     day = out / "heatmaps" / "2026-12-04"
     day.mkdir(parents=True)
@@ -62,15 +57,8 @@ def station(tmp_path):
                          status="error", verdict="error", error_reason="truncated PNG: the file ends early",
                          received_at=utcnow(), station="line1"))
     store.close()
-    app = create_app(str(db), out)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="qa-server")
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", db
-    httpd.shutdown()
-    thread.join()
-    httpd.server_close()
-    app.config["STORE"].close()
+    with qa_server(db, out) as url:
+        yield url, db
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Screenshots of each page go to $INSPECTOR_SCREENSHOTS (or the test's temporary f
 import http.client
 import os
 import shutil
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from inspector.cv_setup import cv2
 from inspector.pictures import heatmap_image, overlay_image
 from inspector.store import Inspection, ModelRecord, Review, Store, utcnow
-from helpers import chromium
+from helpers import chromium, qa_server
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
@@ -63,20 +62,9 @@ def seeded(tmp_path):
 
 @pytest.fixture
 def server(seeded):
-    from werkzeug.serving import make_server
-
-    from inspector.web import create_app
-
     db, out = seeded
-    app = create_app(str(db), out)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="qa-server")
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", db
-    httpd.shutdown()
-    thread.join()
-    httpd.server_close()
-    app.config["STORE"].close()
+    with qa_server(db, out) as url:
+        yield url, db
 
 
 @pytest.fixture

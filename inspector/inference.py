@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from .errors import ImageError
 from .formats import declared_pixels, read_bytes
 from .models.components.running import forward, post_process
 from .pictures import write_heatmaps
-from .preprocess import FrameChange, prepare_frame, read_frame
+from .preprocess import FrameChange, prepare_frame, read_frames
 from .regions import hot_regions, photo_matrix
 from .registration import Registration
 from .scoring import hot_contours
@@ -54,6 +54,15 @@ class Result:
     # The hot regions' outlines in the crop's pixels (`Inferencer.outlines`), found once for the
     # pictures and the stored regions.
     outlines: list[np.ndarray] | None = None
+
+
+@dataclass
+class Loading:
+    """A batch being decoded and prepared (`Inferencer.load`): its paths and one future per file."""
+
+    paths: list[Path]
+    futures: list[Future]
+    keep_maps: bool
 
 
 def default_threads() -> int:
@@ -182,15 +191,31 @@ class Inferencer:
         change_for: Callable[[Path], FrameChange | None] | None = None,
         keep_maps: bool = False,
     ) -> Iterator[Result]:
-        """Judge files in batches, in order; unreadable files come back as `error` results."""
+        """Judge files in batches, in order; unreadable files come back as `error` results. The
+        next batch is decoded and prepared (`load`) while the one in hand is scored."""
+        pending: Loading | None = None
         batch: list[Source] = []
         for source in sources:
             batch.append(source)
             if len(batch) == batch_size:
-                yield from self._judge_batch(batch, change_for, keep_maps, batch_size)
-                batch = []
+                loading, batch = self.load(batch, change_for, keep_maps), []
+                if pending is not None:
+                    yield from self.score(pending, batch_size)
+                pending = loading
         if batch:
-            yield from self._judge_batch(batch, change_for, keep_maps, batch_size)
+            loading = self.load(batch, change_for, keep_maps)
+            if pending is not None:
+                yield from self.score(pending, batch_size)
+            pending = loading
+        if pending is not None:
+            yield from self.score(pending, batch_size)
+
+    def load(self, sources: list[Source], change_for=None, keep_maps: bool = False) -> Loading:
+        """Start decoding and preparing a batch on the decoding threads; `score` finishes it. The
+        caller may do other work (score the batch before) while the threads decode."""
+        paths = [Path(s[0] if isinstance(s, tuple) else s) for s in sources]
+        futures = [self._pool.submit(self._load, s, change_for, keep_maps) for s in sources]
+        return Loading(paths, futures, keep_maps)
 
     def _prepared(self, source, change: FrameChange | None, path, keep_frame: bool = False):
         """The model input, the (height, width) of the frame it came from, and (`keep_frame`) a
@@ -202,12 +227,13 @@ class Inferencer:
             source, path = read_bytes(source), path or source
         with DECODING.hold(declared_pixels(source)):  # held while the decoded frame is in memory
             with STAGE_TIMES.stage("decode"):
-                gray = read_frame(source, change, path)  # a frame with NaN or infinity is refused
-            return self._from_frame(gray, path, keep_frame)
+                gray, original = read_frames(source, change, path)  # a frame with NaN or infinity is refused
+            return self._from_frame(gray, path, keep_frame, original)
 
-    def _from_frame(self, gray: np.ndarray, path, keep_frame: bool):
+    def _from_frame(self, gray: np.ndarray, path, keep_frame: bool, original: np.ndarray | None = None):
         with STAGE_TIMES.stage("preprocess"):
-            prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length, self.registration)
+            prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length, self.registration,
+                                     original if keep_frame else None)
             frame = (prepared.preview, prepared.preview_matrix) if keep_frame else None
         return prepared.array, gray.shape[:2], frame
 
@@ -226,9 +252,11 @@ class Inferencer:
             item = ImageError(path, f"cannot process image: {type(exc).__name__}: {exc}")
         return item, (time.perf_counter() - started) * 1000
 
-    def _judge_batch(self, sources: list[Source], change_for, keep_maps: bool, batch_size: int) -> list[Result]:
-        paths = [Path(s[0] if isinstance(s, tuple) else s) for s in sources]
-        loaded, own_ms = zip(*self._pool.map(lambda s: self._load(s, change_for, keep_maps), sources))
+    def score(self, loading: Loading, batch_size: int = 32) -> list[Result]:
+        """The results of a batch started by `load`, in its order: one model call for the frames
+        that could be prepared, an error result for each that could not."""
+        paths, keep_maps = loading.paths, loading.keep_maps
+        loaded, own_ms = zip(*(future.result() for future in loading.futures))
         results: list[Result | None] = [
             Result(path, "error", error=item.reason, processing_ms=ms) if isinstance(item, ImageError) else None
             for path, item, ms in zip(paths, loaded, own_ms)

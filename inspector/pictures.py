@@ -79,14 +79,13 @@ def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.n
     height, width = preview.shape[:2]
     picture = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
     outline = crop_corners(matrix, error_map.shape[::-1])
-    # Heat lies only under the crop: warp and blend within its bounding box (a third of the frame or less).
-    x0, y0 = np.clip(np.floor(outline.min(axis=0)).astype(int), 0, [width, height])
-    x1, y1 = np.clip(np.ceil(outline.max(axis=0)).astype(int) + 1, 0, [width, height])
-    if x1 > x0 and y1 > y0:
+    box = _heat_box(error_map, scale, matrix, (height, width))
+    if box is not None:
+        x0, y0, x1, y1 = box
         shifted = np.asarray(matrix, np.float64).copy()
         shifted[:, 2] += shifted[:, :2] @ [x0, y0]  # box pixels -> crop pixels
-        box = picture[y0:y1, x0:x1]
-        box[:] = blend(box, *heat_layer(on_frame(error_map, shifted, (y1 - y0, x1 - x0)), scale))
+        area = picture[y0:y1, x0:x1]
+        area[:] = blend(area, *heat_layer(on_frame(error_map, shifted, (y1 - y0, x1 - x0)), scale))
     cv2.polylines(picture, [np.round(outline * 16).astype(np.int32)], True, (160, 160, 160), 1, cv2.LINE_AA, 4)
     if len(outlines):
         ring = max(width, height) * RING_SHARE
@@ -97,6 +96,25 @@ def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.n
             if radius < ring:  # a region of a few pixels gets a ring QA sees at a glance
                 cv2.circle(picture, (round(x * 16), round(y * 16)), round((ring + 3) * 16), OUTLINE, 2, cv2.LINE_AA, 4)
     return picture
+
+
+def _heat_box(error_map: np.ndarray, scale: float, matrix: np.ndarray,
+              shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The frame's pixels (x0, y0, x1, y1) where any heat shows, or None: the crop's pixels above
+    a good part's level, one pixel wider (a frame pixel further away interpolates none of them),
+    drawn back onto the frame. Warping and blending only there costs a good part, whose heat is a
+    few pixels or none, a fraction of doing it under the whole crop."""
+    hot = error_map > scale * GOOD_SHARE
+    rows, cols = np.flatnonzero(hot.any(axis=1)), np.flatnonzero(hot.any(axis=0))
+    if not len(rows):
+        return None
+    corners = np.array([[cols[0] - 1, rows[0] - 1], [cols[-1] + 1, rows[0] - 1], [cols[-1] + 1, rows[-1] + 1],
+                        [cols[0] - 1, rows[-1] + 1]], np.float64)
+    points = to_frame(corners, matrix).reshape(-1, 2)
+    height, width = shape
+    x0, y0 = np.clip(np.floor(points.min(axis=0)).astype(int), 0, [width, height])
+    x1, y1 = np.clip(np.ceil(points.max(axis=0)).astype(int) + 1, 0, [width, height])
+    return (int(x0), int(y0), int(x1), int(y1)) if x1 > x0 and y1 > y0 else None
 
 
 def to_frame(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:

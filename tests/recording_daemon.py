@@ -1,9 +1,12 @@
 """A daemon with one more output, a durable one that records every verdict it is handed in a
 file: run as a subprocess by tests/test_outputs.py.
 
-Usage: python recording_daemon.py INBOX BUNDLE DB OUT RECORD [--kill-at-first-delivery]
+Usage: python recording_daemon.py INBOX BUNDLE DB OUT RECORD [--kill-at-first-delivery] [--kill-at-prepare N] [--kill-at-first-move]
 With --kill-at-first-delivery the process SIGKILLs itself when the output is first handed
-verdicts: after their commit, before any output has them.
+verdicts: after their commit, before any output has them. With --kill-at-prepare N it does so
+when the N-th batch is prepared: its pictures written, its verdicts not committed. With
+--kill-at-first-move, when the first committed verdicts are handed to the archive: committed, no
+file moved out of the inbox.
 """
 
 import os
@@ -20,8 +23,14 @@ class Recording(Output):
     name = "recording"
     durable = True
 
-    def __init__(self, path: Path, kill_first: bool):
-        self.path, self.kill_first = path, kill_first
+    def __init__(self, path: Path, kill_first: bool, kill_at_prepare: int = 0):
+        self.path, self.kill_first, self.kill_at_prepare = path, kill_first, kill_at_prepare
+        self.prepared = 0
+
+    def prepare(self, parts) -> None:  # after the pictures' own prepare: they are on disk
+        self.prepared += 1
+        if self.prepared == self.kill_at_prepare:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def deliver(self, verdicts) -> None:
         if self.kill_first:
@@ -34,10 +43,13 @@ class Recording(Output):
 
 def main() -> None:
     inbox, bundle, db, out, record = sys.argv[1:6]
+    kill_at_prepare = int(sys.argv[sys.argv.index("--kill-at-prepare") + 1]) if "--kill-at-prepare" in sys.argv else 0
     store = Store(db)
     watcher = Watcher(Path(inbox), load_bundle(bundle), store,
                       WatchOptions(out=Path(out), batch=4, settle=0.2, rescan_every=1.0),
-                      outputs=[Recording(Path(record), "--kill-at-first-delivery" in sys.argv)])
+                      outputs=[Recording(Path(record), "--kill-at-first-delivery" in sys.argv, kill_at_prepare)])
+    if "--kill-at-first-move" in sys.argv:
+        watcher.archive.deliver = lambda verdicts: os.kill(os.getpid(), signal.SIGKILL)
     print("watching", flush=True)
     try:
         watcher.run()

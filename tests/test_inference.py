@@ -72,7 +72,7 @@ def test_only_the_daemon_turns_any_reading_failure_into_an_error_result(monkeypa
     def explode(*args, **kwargs):
         raise RuntimeError("decoder bug")
 
-    monkeypatch.setattr(inspector.inference, "read_frame", explode)
+    monkeypatch.setattr(inspector.inference, "read_frames", explode)
     scoring = ScoringConfig(error="squared", reduce="mean")
     with Inferencer(bundle(scoring, 1.0), contain_failures=True) as daemon_side:
         [result] = daemon_side.judge(GOOD[:1])
@@ -132,9 +132,9 @@ def test_decoding_stays_within_the_pixel_budget(monkeypatch):
         time.sleep(0.05)
         with lock:
             in_flight[0] -= 10_000 * 10_000
-        return np.full((64, 64), 0.5, np.float32)
+        return np.full((64, 64), 0.5, np.float32), None
 
-    monkeypatch.setattr(inference, "read_frame", decode_slowly)
+    monkeypatch.setattr(inference, "read_frames", decode_slowly)
     sources = [(Path(f"{i}.png"), huge_png(10_000, 10_000)) for i in range(8)]
     with Inferencer(bundle(ScoringConfig(error="squared", reduce="max"), threshold=0.3), threads=4) as inferencer:
         results = list(inferencer.judge(sources, batch_size=8))

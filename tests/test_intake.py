@@ -322,3 +322,20 @@ def test_a_complete_file_renamed_in_is_taken_without_waiting_to_settle(tmp_path)
         assert names(taken) == ["in_place.png"] and time.monotonic() - started < 1.0
     finally:
         intake.stop()
+
+
+def test_a_file_in_a_batch_not_finished_is_not_taken_again_unless_written_again(tmp_path):
+    (tmp_path / "a.png").write_bytes(png_bytes(1))
+    (tmp_path / "b.png").write_bytes(png_bytes(2))
+    intake = intake_of(tmp_path)
+    taken = intake.take(10)
+    assert names(taken) == ["a.png", "b.png"]
+    intake.scan()  # the daemon scans while the batch is still being judged: both files still there
+    assert intake.take(10) == [] and not intake.waiting
+    time.sleep(0.01)
+    (tmp_path / "b.png").write_bytes(png_bytes(3))  # written again: new content to judge
+    intake.scan()
+    assert names(intake.take(10)) == ["b.png"]
+    intake.finished(taken)  # a.png's batch failed and left it in the inbox: the next scan takes it
+    intake.scan()
+    assert names(intake.take(10)) == ["a.png"]

@@ -142,3 +142,27 @@ def test_the_heat_on_the_photo_lies_on_a_defect_painted_on_the_photo(frame, tmp_
     assert bx <= x <= bx + bw and by <= y <= by + bh
     assert bw < 200 and bh < 200 and 0 < region["area_px"] < bw * bh
     assert region["peak"] > inferencer.bundle.threshold and region["area_mm2"] is None
+
+
+def test_heat_drawn_only_where_it_shows_is_the_picture_drawn_under_the_whole_crop(frame):
+    from inspector.pictures import GOOD_SHARE, blend, frame_overlay_image, heat_layer
+    from inspector.preprocess import crop_corners
+
+    prepared = prepare_frame(frame, CHECKED)
+    preview, matrix = prepared.preview, prepared.preview_matrix
+    rng = np.random.default_rng(3)
+    quiet = rng.uniform(0, GOOD_SHARE * 0.9, (64, 192)).astype(np.float32)  # a good part: no heat shows
+    hot = quiet.copy()
+    hot[20:26, 40:50] = 1.5  # one hot spot
+    for error_map in (quiet, hot):
+        picture = frame_overlay_image(preview, matrix, error_map, 1.0)
+        # The reference: the heat warped onto the whole photo and blended everywhere, the crop outlined.
+        whole = blend(cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR),
+                      *heat_layer(on_frame(error_map, matrix, preview.shape), 1.0))
+        corners = crop_corners(matrix, (192, 64))
+        cv2.polylines(whole, [np.round(corners * 16).astype(np.int32)], True, (160, 160, 160), 1, cv2.LINE_AA, 4)
+        assert np.abs(picture.astype(int) - whole.astype(int)).max() <= 3  # interpolation's rounding
+    plain = frame_overlay_image(preview, matrix, quiet, 1.0)
+    assert np.array_equal(plain[..., 0], plain[..., 2])  # grey: no heat at all
+    spot = frame_overlay_image(preview, matrix, hot, 1.0)
+    assert (spot[..., 2].astype(int) - spot[..., 0] > 30).sum() > 20  # the spot's heat, in red

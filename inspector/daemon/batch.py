@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DatabaseError
-from ..inference import Inferencer, Result
+from ..inference import Inferencer, Loading, Result
 from ..names import path_to_text, printable
 from ..timing import STAGE_TIMES
 from ..store import Store, utcnow
@@ -56,6 +56,18 @@ def is_transient(exc: BaseException) -> bool:
             or isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS)
 
 
+@dataclass
+class Started:
+    """A batch claimed and being decoded (`Batches.start`), to be finished (`Batches.finish`) by
+    the model that prepared it."""
+
+    arrivals: list[Arrival]
+    parts: list[ClaimedPart]
+    serving: Serving
+    loading: Loading | None  # None: nothing to decode, or every file recorded with `failure`
+    failure: str | None = None
+
+
 class Batches:
     """Judges batches of arrivals for one daemon (`loop.Watcher`)."""
 
@@ -68,18 +80,37 @@ class Batches:
 
     def process_or_isolate(self, arrivals: list[Arrival]) -> None:
         """`process` a batch; see the module's docstring for what a failure does."""
+        started = self.begin(arrivals)
+        if started is not None:
+            self.complete(started)
+
+    def begin(self, arrivals: list[Arrival]) -> Started | None:
+        """`start` a batch; when that fails, the batch is dealt with now as a failure (module
+        docstring) and there is nothing to complete."""
         try:
-            self.process(arrivals)
-            return
+            return self.start(arrivals)
         except DatabaseError:
             raise
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            log.debug("batch failure", exc_info=True)
-            if is_transient(exc):
-                log.error("batch failed (%s); its %d files stay in the inbox and are retried", reason, len(arrivals))
-                self.pause(1.0)
-                return
+            self._failed(arrivals, exc)
+            return None
+
+    def complete(self, started: Started) -> None:
+        """`finish` a batch begun by `begin`; a failure is dealt with as the module's docstring says."""
+        try:
+            self.finish(started)
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            self._failed(started.arrivals, exc)
+
+    def _failed(self, arrivals: list[Arrival], exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.debug("batch failure", exc_info=True)
+        if is_transient(exc):
+            log.error("batch failed (%s); its %d files stay in the inbox and are retried", reason, len(arrivals))
+            self.pause(1.0)
+            return
         if len(arrivals) > 1:
             log.warning("batch failed (%s); judging its %d files one by one", reason, len(arrivals))
             for arrival in arrivals:
@@ -96,16 +127,36 @@ class Batches:
     def process(self, arrivals: list[Arrival], failure: str | None = None) -> None:
         """Claim, judge, record and hand on one batch of files (with `failure`: record each as an
         error with that reason, without judging it)."""
+        self.finish(self.start(arrivals, failure))
+
+    def start(self, arrivals: list[Arrival], failure: str | None = None) -> Started:
+        """Claim a batch's files and start decoding and preparing them on the decoding threads:
+        the daemon finishes the batch before (`finish`) meanwhile."""
         parts = self._claim(arrivals)
-        if not parts:
-            return
         serving = self.serving()
         readable = [p for p in parts if p.error is None]
-        if failure is None:
-            judged = serving.inferencer.judge([(p.path, p.arrival.data) for p in readable], self.options.batch,
-                                              keep_maps=True)
+        loading = None
+        if failure is None and readable:
+            loading = serving.inferencer.load([(p.path, p.arrival.data) for p in readable], keep_maps=True)
+        return Started(arrivals, parts, serving, loading, failure)
+
+    def finish(self, started: Started) -> None:
+        """Judge a started batch, write its pictures, commit its verdicts and hand them on; its
+        claims are let go whatever happens (a failed batch is claimed again when retried)."""
+        try:
+            self._finish(started)
+        finally:
+            self.claims.release([p.row_id for p in started.parts])
+
+    def _finish(self, started: Started) -> None:
+        parts, serving = started.parts, started.serving
+        if not parts:
+            return
+        readable = [p for p in parts if p.error is None]
+        if started.loading is not None:
+            judged = serving.inferencer.score(started.loading, self.options.batch)
         else:
-            judged = [Result(p.path, "error", error=failure) for p in readable]
+            judged = [Result(p.path, "error", error=started.failure) for p in readable]
         for part, result in zip(readable, judged):
             part.result = result
         judged_at = utcnow()  # scored_at: when the verdict was made, before its pictures are written

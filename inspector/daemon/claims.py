@@ -29,7 +29,7 @@ log = logging.getLogger("inspector.claims")
 
 # What became of a request to claim a file's content.
 CLAIMED = "claimed"  # ours to judge: a new row, our own earlier claim, or one taken over
-BUSY = "busy"  # another worker, alive, is judging this file
+BUSY = "busy"  # another worker, alive, is judging this file (or this one, in a batch not finished)
 ALREADY_JUDGED = "already judged"  # this file was judged already; only moving it out of the inbox is left
 DUPLICATE = "duplicate"  # the same content, under another name, was (or is being) judged
 
@@ -91,6 +91,13 @@ class Claims:
         self.worker = worker or worker_identity()
         self.station = station
         self.timeout = timeout
+        # Rows this worker claimed for a batch not finished yet: the same content again meanwhile
+        # (the daemon claims a batch while it finishes the one before) is not claimed twice.
+        self.in_hand: set[int] = set()
+
+    def release(self, row_ids: list[int]) -> None:
+        """The batch that claimed these rows is finished (or failed): they are no longer in hand."""
+        self.in_hand.difference_update(row_ids)
 
     def claim(self, requests: list[Request]) -> list[Claim]:
         """Claim each request's content, in one transaction; the answers are in request order.
@@ -100,11 +107,13 @@ class Claims:
         path means only the move is left to do; anything else is a duplicate.
         """
         try:
-            return self.store.retry(lambda: self._claim(requests), "claim")
+            answers = self.store.retry(lambda: self._claim(requests), "claim")
         except IntegrityError:  # another worker claimed some of this content at the same moment
             if len(requests) == 1:
                 return [Claim(BUSY)]  # theirs; a rescan brings the file back if they fail
             return [answer for request in requests for answer in self.claim([request])]
+        self.in_hand.update(answer.row_id for answer in answers if answer.state == CLAIMED)
+        return answers
 
     def _claim(self, requests: list[Request]) -> list[Claim]:
         # One query for the rows already there and one flush for the new ones (one INSERT where the
@@ -125,6 +134,8 @@ class Claims:
                     s.add(row)
                     rows[request.content_hash] = row  # the same content again in this batch: a duplicate
                     state = CLAIMED
+                elif row.status == "pending" and row.id in self.in_hand:  # in a batch of ours not finished
+                    state = BUSY if row.source_path == path else DUPLICATE
                 elif row.status == "pending" and id(row) not in taken:
                     if row.worker == self.worker:  # our own claim from a batch that failed
                         state = CLAIMED

@@ -98,6 +98,9 @@ class Intake:
         self._tracked: dict[Path, _Tracked] = {}
         self._kept: dict[Path, _Ignored] = {}  # --on-done keep: judged files left in the inbox
         self._held: dict[Path, _Ignored] = {}  # unfinished files rejected, watched a while longer
+        # Files taken for a batch not finished yet, by their stamp when taken: a scan or an event
+        # meanwhile must not take them again (unless they are written again).
+        self._taken: dict[Path, Stamp] = {}
         self._folders: set[tuple[str, int, int]] = set()  # subfolders said in the log: name, device, inode
 
     def start(self) -> None:
@@ -138,6 +141,13 @@ class Intake:
         event = self.events.next(timeout)
         if event is not None:
             self._track(*event)
+
+    def finished(self, arrivals: list[Arrival]) -> None:
+        """The batch these arrivals were taken for is finished: their files are moved out, kept
+        (`keep`), held (`hold`) or, when the batch failed, left for the next scan to take again."""
+        for arrival in arrivals:
+            if self._taken.get(arrival.path) == arrival.stamp:
+                del self._taken[arrival.path]
 
     def keep(self, path: Path) -> None:
         """A judged file stays in the inbox (--on-done keep): ignore it until it changes."""
@@ -188,6 +198,8 @@ class Intake:
             self._refuse_folder(path, st)
             return
         stamp = stamp_of(st)
+        if self._taken.get(path) == stamp:
+            return  # in a batch not finished
         for ignoring in (self._kept, self._held):
             ignored = ignoring.get(path)
             if ignored is not None:
@@ -236,6 +248,7 @@ class Intake:
                 if age >= self.settle:
                     ready.append(Arrival(path, None, refused, stamp=stamp))
                     del self._tracked[path]
+                    self._taken[path] = stamp
                 continue
             last = t.checked[1] if t.checked is not None and t.checked[0] == stamp else COMPLETE
             if age < self._wait(t, last, waits):
@@ -249,6 +262,7 @@ class Intake:
                     arrival.error, arrival.unfinished = detail, True
                 ready.append(arrival)
                 del self._tracked[path]
+                self._taken[path] = arrival.stamp
             else:
                 t.checked = (stamp, state)  # looked at again once its wait is over, or when it changes
         return ready

@@ -29,7 +29,7 @@ from ..bundle import Bundle, load_bundle
 from ..errors import ConfigError, DatabaseError
 from ..inference import Inferencer
 from ..store import Store
-from .batch import Batches, Serving
+from .batch import Batches, Serving, Started
 from .claims import Claims
 from .intake import Intake
 from .moves import move_out
@@ -104,7 +104,10 @@ class Watcher:
 
     def process(self, arrivals) -> None:
         """Judge one batch of arrivals (`batch.Batches.process`)."""
-        self.batches.process(arrivals)
+        try:
+            self.batches.process(arrivals)
+        finally:
+            self.intake.finished(arrivals)
 
     # -- the main loop ---------------------------------------------------------------------
 
@@ -118,6 +121,7 @@ class Watcher:
         intake = self.intake
         intake.start()
         run_id = None
+        in_flight = None  # a batch begun and not finished
         try:
             self.recover()
             run_id = self.store.start_run(self.claims.worker, self.options.station, self.model_id)
@@ -126,6 +130,7 @@ class Watcher:
             self.counters.mark()
             while not self.stopping:
                 if self.reload_wanted:  # between batches: no part is judged by two models
+                    in_flight = self._finish(in_flight)  # judged by the model that prepared it
                     self.reload_wanted = False  # a SIGHUP during the reload asks for one more
                     if self.reload():
                         self.store.touch_run(run_id, stopped=True)  # runs are per model: stats' rates
@@ -145,9 +150,15 @@ class Watcher:
                     self.store.check_file()
                 for path, (target, digest) in released:
                     move_out(path, target, digest)  # an unfinished file that stayed so: its copy is kept
+                # Two batches in hand: this one is claimed and its files decoded on the decoding
+                # threads while the one before is scored, pictured, committed and moved here.
                 ready = intake.take(self.options.batch)
+                started = self.batches.begin(ready) if ready else None
+                if ready and started is None:
+                    intake.finished(ready)  # failed to start: dealt with already
+                in_flight = self._finish(in_flight)
+                in_flight = started
                 if ready:
-                    self.batches.process_or_isolate(ready)
                     last_work = time.monotonic()
                 else:
                     # Files waiting to settle are looked at again soon; an idle inbox wakes on events.
@@ -159,6 +170,7 @@ class Watcher:
                     if summary:
                         log.info(summary)
                     last_summary = time.monotonic()
+            in_flight = self._finish(in_flight)  # the batch in hand is finished before stopping
         except DatabaseError as exc:  # unreachable, or its file deleted or replaced: stop before moving files
             log.error("stopping: %s", exc)
             run_id = None
@@ -173,6 +185,16 @@ class Watcher:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             log.info("stopped; %s", self.counters.line())
+
+    def _finish(self, started: Started | None) -> None:
+        """Finish a batch begun (`Batches.complete`) and let the intake know its files are done;
+        returns None, the batch in hand now."""
+        if started is not None:
+            try:
+                self.batches.complete(started)
+            finally:
+                self.intake.finished(started.arrivals)
+        return None
 
     def stop(self) -> None:
         """Finish the batch in hand, then stop (SIGINT, SIGTERM; safe in a signal handler)."""

@@ -118,6 +118,11 @@ class Daemon:
                                    + self.log_path.read_text(errors="replace")[-2000:])
             time.sleep(0.05)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the daemon's threads have used so far (user and system)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -189,10 +194,11 @@ def burst(model_dir: Path, files: list[Path], work: Path, mqtt_url: str | None =
     try:
         daemon = Daemon(model_dir, work, ["--profile", str(profile), *_line_args(mqtt_url, station)])
         try:
-            first = time.time()
+            cpu_before, first = daemon.cpu_seconds(), time.time()
             for path in files:
                 os.rename(path, daemon.inbox / path.name)
             daemon.wait_for(len(files), timeout=600)
+            cpu = daemon.cpu_seconds() - cpu_before
             if listener:
                 listener.wait_for(len(files), timeout=120)
                 last = max(listener.received.values())
@@ -204,8 +210,9 @@ def burst(model_dir: Path, files: list[Path], work: Path, mqtt_url: str | None =
     finally:
         if listener:
             listener.close()
+    # Both cores busy: CPU seconds of the daemon per second of the burst (2.0 on two cores).
     return {"images": len(files), "seconds": last - first, "images_per_s": len(files) / (last - first),
-            "peak_rss_mb": rss, "exit_code": code, "mqtt": bool(mqtt_url),
+            "cores_busy": cpu / (last - first), "cpu_ms_per_image": 1000 * cpu / len(files), "peak_rss_mb": rss, "exit_code": code, "mqtt": bool(mqtt_url),
             "stages": json.loads(profile.read_text()) if profile.exists() else {}}
 
 
@@ -340,6 +347,9 @@ def table(result: dict) -> str:
         lines.append(f"| training {p} (load, fit, calibrate, save) | {t['seconds']:.1f} s ({t['images']} images, {t['epochs']} epochs) |")
     b, s = result["burst"], result["steady"]
     lines.append(f"| burst of {b['images']} images | {b['images_per_s']:.1f} images/s ({b['seconds']:.1f} s) |")
+    if "cores_busy" in b:
+        lines.append(f"| the daemon's CPU during the burst | {b['cores_busy']:.2f} of {result['machine']['cores']} cores "
+                     f"busy, {b['cpu_ms_per_image']:.1f} ms of CPU per image |")
     if "burst_mqtt" in result:
         m = result["burst_mqtt"]
         lines.append(f"| the same burst, MQTT on (to the last message received) | {m['images_per_s']:.1f} images/s "

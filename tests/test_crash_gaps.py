@@ -1,0 +1,71 @@
+"""The daemon killed in each gap of its pipeline, then started again: nothing lost, nothing judged twice.
+
+The daemon claims a batch and decodes it while it finishes the batch before (scored, pictured,
+committed, moved). A SIGKILL can fall between the pictures and the commit of one batch while
+the next is claimed, or between a commit and the moves. After the restart every image has one
+finished row, its pictures on disk, its file archived once, and every verdict handed to the
+durable output once.
+"""
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import wait_for, write_png
+from test_outputs import rows
+
+HERE = Path(__file__).resolve().parent
+IMAGES = 12  # three batches of four
+
+
+def run_daemon(tmp_path, db, tiny_bundle, *extra):
+    log = open(tmp_path / "daemon.log", "ab")
+    return subprocess.Popen([sys.executable, str(HERE / "recording_daemon.py"), str(tmp_path / "inbox"),
+                             str(tiny_bundle), str(db), str(tmp_path / "out"), str(tmp_path / "record.txt"), *extra],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("gap", ["pictures written, not committed", "committed, not moved"])
+def test_a_sigkill_in_a_gap_loses_nothing_and_judges_nothing_twice(gap, tiny_bundle, tmp_path, database_url):
+    inbox, out, record = tmp_path / "inbox", tmp_path / "out", tmp_path / "record.txt"
+    inbox.mkdir()
+    for i in range(IMAGES):
+        write_png(inbox / f"part{i:02d}.png", seed=700 + i)
+    kill = ["--kill-at-prepare", "2"] if gap.startswith("pictures") else ["--kill-at-first-move"]
+    process = run_daemon(tmp_path, database_url, tiny_bundle, *kill)
+    try:
+        assert process.wait(timeout=120) == -signal.SIGKILL
+        before = rows(database_url)
+        if gap.startswith("pictures"):
+            # Batch 1 finished; batch 2 pictured but pending; batch 3 claimed while batch 2 was finished.
+            assert [r["status"] for r in before] == ["done"] * 4 + ["pending"] * 8
+            assert len(list((out / "heatmaps").rglob("*"))) > 3 * 4  # batch 2's pictures are there too
+        else:
+            # Batch 1 committed and no file moved yet; batch 2 claimed meanwhile.
+            assert [r["status"] for r in before] == ["done"] * 4 + ["pending"] * 4
+            assert len(list(inbox.iterdir())) == IMAGES
+        process = run_daemon(tmp_path, database_url, tiny_bundle)
+        wait_for(lambda: not list(inbox.iterdir()) and len(rows(database_url, "status = 'done'")) == IMAGES
+                 and record.exists() and len(record.read_text().splitlines()) >= IMAGES, 120, "every image judged")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    after = rows(database_url)
+    log = (tmp_path / "daemon.log").read_text()
+    assert len(after) == IMAGES and all(r["status"] == "done" for r in after), log[-3000:]
+    assert sorted(r["source_name"] for r in after) == [f"part{i:02d}.png" for i in range(IMAGES)]
+    for row in after:  # the pictures the row names exist, batch 2's made again after the kill
+        for column in ("heatmap_path", "overlay_path", "crop_overlay_path"):
+            assert Path(row[column]).is_file(), (row["source_name"], column)
+        assert Path(row["stored_path"]).is_file()
+    archived = sorted(p.name for p in (out / "archive").rglob("*.png"))
+    assert len(archived) == IMAGES  # each file moved once, none set aside as a duplicate
+    recorded = [int(line.split()[0]) for line in record.read_text().splitlines()]
+    assert sorted(recorded) == [r["id"] for r in after]  # each verdict handed on once
+    assert not (out / "duplicates").exists() or not list((out / "duplicates").rglob("*.png"))

@@ -61,10 +61,10 @@ def test_new_content_is_claimed_once_per_batch(store):
     first = row(store, answers[0].row_id)
     assert (first.status, first.worker, first.station, first.source_name, first.size_bytes) == (
         "pending", ME, "line1", "a.png", 10)
-    # While the batch that claimed it is not finished, the same content again is not claimed:
-    # the same file is busy, another name is a duplicate.
+    # While the batch that claimed it is not finished, the same content again is busy, under any
+    # name (a file renamed meanwhile is told from a copy once that batch is finished).
     assert claims.claim([Request("/in/a.png", "a" * 64, 10)])[0].state == BUSY
-    assert claims.claim([Request("/in/a again.png", "a" * 64, 10)])[0].state == DUPLICATE
+    assert claims.claim([Request("/in/a again.png", "a" * 64, 10)])[0].state == BUSY
     # Our own claim from a batch that failed (and let its claims go) is ours again.
     claims.release([answers[0].row_id, answers[1].row_id])
     assert claims.claim([Request("/in/a.png", "a" * 64, 10)])[0].state == CLAIMED
@@ -139,8 +139,7 @@ def test_a_name_that_is_not_utf8_is_claimed_stored_losslessly_and_finished(store
     path = os.fsdecode(b"/in/bad\xff\xfe.png")
     claims = Claims(store, worker=ME)
     [answer] = claims.claim([Request(path, "b" * 64)])
-    # Found again by its name as stored: the same file, in hand (another name would be a duplicate).
-    assert answer.state == CLAIMED and claims.claim([Request(path, "b" * 64)])[0].state == BUSY
+    assert answer.state == CLAIMED and claims.claim([Request(path, "b" * 64)])[0].state == BUSY  # in hand
     r = row(store, answer.row_id)
     assert text_to_path(r.source_path) == path and r.source_name == "bad\\xff\\xfe.png"
     assert claims.commit({answer.row_id: {"status": "done", "verdict": "ok"}}) == set()

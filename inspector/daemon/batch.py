@@ -1,5 +1,9 @@
 """One batch of files through the daemon: claim -> judge -> prepare the outputs -> commit -> deliver.
 
+`start` claims a batch and hands its files to the decoding threads; `finish` scores it, writes
+its pictures, commits and delivers. The daemon starts the next batch before it finishes the one
+in hand, so decoding overlaps the model, the pictures and the commit.
+
 The database row is the truth and files follow it: each file's content is claimed first
 (`claims`), its verdict committed with what the outputs must find (the pictures), and only then
 is it handed to the outputs (the move out of the inbox, drift, the log, the line). A batch that
@@ -133,11 +137,15 @@ class Batches:
         """Claim a batch's files and start decoding and preparing them on the decoding threads:
         the daemon finishes the batch before (`finish`) meanwhile."""
         parts = self._claim(arrivals)
-        serving = self.serving()
-        readable = [p for p in parts if p.error is None]
-        loading = None
-        if failure is None and readable:
-            loading = serving.inferencer.load([(p.path, p.arrival.data) for p in readable], keep_maps=True)
+        try:
+            serving = self.serving()
+            readable = [p for p in parts if p.error is None]
+            loading = None
+            if failure is None and readable:
+                loading = serving.inferencer.load([(p.path, p.arrival.data) for p in readable], keep_maps=True)
+        except BaseException:
+            self.claims.release([p.row_id for p in parts])  # claimed again when the batch is retried
+            raise
         return Started(arrivals, parts, serving, loading, failure)
 
     def finish(self, started: Started) -> None:
@@ -221,6 +229,14 @@ class Batches:
                     for a, digest in zip(arrivals, digests)]
         with STAGE_TIMES.stage("claim", len(arrivals)):
             answers = self.claims.claim(requests)
+        try:
+            return self._sort(arrivals, digests, answers)
+        except BaseException:
+            self.claims.release([answer.row_id for answer in answers if answer.state == CLAIMED])
+            raise
+
+    def _sort(self, arrivals: list[Arrival], digests: list[str], answers: list) -> list[ClaimedPart]:
+        """The parts claimed; files judged already are finished or set aside."""
         self.store.check_file()
         claimed = []
         for arrival, digest, answer in zip(arrivals, digests, answers):

@@ -92,7 +92,7 @@ class Claims:
         self.station = station
         self.timeout = timeout
         # Rows this worker claimed for a batch not finished yet: the same content again meanwhile
-        # (the daemon claims a batch while it finishes the one before) is not claimed twice.
+        # (the daemon claims a batch while it finishes the one before) is busy, not claimed twice.
         self.in_hand: set[int] = set()
 
     def release(self, row_ids: list[int]) -> None:
@@ -134,8 +134,10 @@ class Claims:
                     s.add(row)
                     rows[request.content_hash] = row  # the same content again in this batch: a duplicate
                     state = CLAIMED
-                elif row.status == "pending" and row.id in self.in_hand:  # in a batch of ours not finished
-                    state = BUSY if row.source_path == path else DUPLICATE
+                elif row.status == "pending" and row.id in self.in_hand:
+                    # In a batch of ours not finished: looked at again once it is (at the next scan),
+                    # when a file renamed meanwhile is known for what it is, not taken for a copy.
+                    state = BUSY
                 elif row.status == "pending" and id(row) not in taken:
                     if row.worker == self.worker:  # our own claim from a batch that failed
                         state = CLAIMED

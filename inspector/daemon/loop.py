@@ -4,7 +4,8 @@ The daemon loop: intake (complete files, read once: `intake`, `events`) -> a bat
 claim (a pending row per content hash: `claims`) -> judge (decode + preprocess in threads, one
 model batch, error maps, verdicts) -> the outputs prepare (pictures) -> commit (verdicts of rows
 still ours, with their outbox entries) -> the outputs deliver (`outputs`: the move out of the
-inbox, drift, the log, and any other output given to the daemon).
+inbox, drift, the log, and any other output given to the daemon). Two batches are in hand: the
+next is claimed and decoded (`Batches.start`) while the one before is finished (`Batches.finish`).
 
 The database row is the truth and files follow it: a crash between two steps leaves a state
 that the next start finishes. A pending row is scored again; a finished row whose file is still
@@ -130,7 +131,8 @@ class Watcher:
             self.counters.mark()
             while not self.stopping:
                 if self.reload_wanted:  # between batches: no part is judged by two models
-                    in_flight = self._finish(in_flight)  # judged by the model that prepared it
+                    self._finish(in_flight)  # judged by the model that prepared it
+                    in_flight = None
                     self.reload_wanted = False  # a SIGHUP during the reload asks for one more
                     if self.reload():
                         self.store.touch_run(run_id, stopped=True)  # runs are per model: stats' rates
@@ -156,7 +158,7 @@ class Watcher:
                 started = self.batches.begin(ready) if ready else None
                 if ready and started is None:
                     intake.finished(ready)  # failed to start: dealt with already
-                in_flight = self._finish(in_flight)
+                self._finish(in_flight)
                 in_flight = started
                 if ready:
                     last_work = time.monotonic()
@@ -170,7 +172,7 @@ class Watcher:
                     if summary:
                         log.info(summary)
                     last_summary = time.monotonic()
-            in_flight = self._finish(in_flight)  # the batch in hand is finished before stopping
+            self._finish(in_flight)  # the batch in hand is finished before stopping
         except DatabaseError as exc:  # unreachable, or its file deleted or replaced: stop before moving files
             log.error("stopping: %s", exc)
             run_id = None
@@ -187,8 +189,7 @@ class Watcher:
             log.info("stopped; %s", self.counters.line())
 
     def _finish(self, started: Started | None) -> None:
-        """Finish a batch begun (`Batches.complete`) and let the intake know its files are done;
-        returns None, the batch in hand now."""
+        """Finish a batch begun (`Batches.complete`) and let the intake know its files are done."""
         if started is not None:
             try:
                 self.batches.complete(started)

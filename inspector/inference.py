@@ -165,17 +165,29 @@ class Inferencer:
         photo's pixels; None for an error or a result without its maps."""
         if result.error_map is None or result.frame is None or not result.width:
             return None
+        outlines = self.outlines(result)
+        if not outlines:
+            return []
         matrix = photo_matrix(result.frame[0], result.frame[1], result.width)
-        return hot_regions(result.error_map, self.pipeline.scoring, matrix, self.outlines(result),
+        return hot_regions(result.error_map, self.pipeline.scoring, matrix, outlines,
                            self.bundle.threshold, result.verdict == "defect",
                            mm_per_pixel=self.pipeline.preprocess.mm_per_pixel)
 
     def outlines(self, result: Result) -> list[np.ndarray]:
         """The outlines of a result's hot regions in the crop's pixels (`scoring.hot_contours`)."""
+        if result.outlines is None and self._cool(result):
+            result.outlines = []
         if result.outlines is None:
             result.outlines = hot_contours(result.error_map, self.bundle.threshold, self.pipeline.scoring,
                                            defect=result.verdict == "defect")
         return result.outlines
+
+    def _cool(self, result: Result) -> bool:
+        """Whether an ok result has no hot region, known from its score alone: under a max or
+        smoothed-max reducer the score is the score map's maximum (the same blur of the same map),
+        so a score at or under the threshold leaves nothing above it (most parts: no map to blur)."""
+        return (result.verdict == "ok" and result.score is not None and result.score <= self.bundle.threshold
+                and self.pipeline.scoring.reduce in ("max", "smoothed_max"))
 
     def write_pictures(self, result: Result, heatmap: Path, overlay: Path, crop_overlay: Path | None = None) -> None:
         """The pictures of a result judged with `keep_maps`, on the bundle's scale: the heatmap of

@@ -140,3 +140,22 @@ def test_decoding_stays_within_the_pixel_budget(monkeypatch):
         results = list(inferencer.judge(sources, batch_size=8))
     assert [r.verdict for r in results] == ["ok"] * 8
     assert peak[0] <= MAX_PIXELS, f"{peak[0] / 1e6:.0f} megapixels decoded at once"
+
+
+@pytest.mark.parametrize("reduce", ["max", "smoothed_max", "mean"])
+def test_the_outlines_of_ok_parts_known_from_their_score_are_those_of_their_maps(reduce):
+    from inspector.scoring import hot_contours
+
+    sources = sorted((SAMPLE / "test" / "good").glob("*.png")) + sorted((SAMPLE / "test" / "defect").glob("*.png"))
+    scoring = ScoringConfig(error="squared", reduce=reduce)
+    with Inferencer(bundle(scoring, 1.0)) as probe:
+        scores = sorted(r.score for r in probe.judge(sources))
+    threshold = scores[len(scores) // 2]  # half the parts ok, half defects
+    with Inferencer(bundle(scoring, threshold)) as inferencer:
+        results = list(inferencer.judge(sources, keep_maps=True))
+        assert {r.verdict for r in results} == {"ok", "defect"}
+        for r in results:
+            expected = hot_contours(r.error_map, threshold, scoring, defect=r.verdict == "defect")
+            found = inferencer.outlines(r)
+            assert len(found) == len(expected) and all(np.array_equal(a, b) for a, b in zip(found, expected))
+            assert (inferencer.regions(r) == []) == (not expected)

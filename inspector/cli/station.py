@@ -222,7 +222,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     judged (a folder in it is named once in a WARNING). Each verdict is committed with its heatmap
     and overlay (OUT/heatmaps/), then the image moves to OUT/archive/<date>/. Unreadable files
     get an error row and move to OUT/rejected/; a second copy of an image already judged moves
-    to OUT/duplicates/. SIGINT or SIGTERM finishes the batch in hand and exits 0. A restart
+    to OUT/duplicates/. SIGINT or SIGTERM finishes the batches in hand and exits 0. A restart
     after a crash finishes what was in flight, scoring nothing twice.
 
     Several daemons may watch one inbox with one database (PostgreSQL across machines): each

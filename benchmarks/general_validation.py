@@ -56,6 +56,11 @@ VARIANTS = {
     "error_sigma 1.0": ({"error_sigma": 1.0}, {}),
     "patch memory (patch 4), error_sigma 1.0": ({"second_opinion": "patch_memory", "patch_size": 4,
                                                  "error_sigma": 1.0}, {}),
+    "patch memory (patch 6, radius 3)": ({"second_opinion": "patch_memory", "patch_size": 6, "search_radius": 3}, {}),
+    "patch memory (patch 6, radius 4)": ({"second_opinion": "patch_memory", "patch_size": 6, "search_radius": 4}, {}),
+    "patch memory (patch 6, 20 neighbours)": ({"second_opinion": "patch_memory", "patch_size": 6,
+                                               "neighbours": 20}, {}),
+    "patch memory (patch 8)": ({"second_opinion": "patch_memory", "patch_size": 8}, {}),
 }
 # Score reductions tried on every variant's maps (AUROC only: the threshold is the variant's own).
 SMOOTHING = (0.75, 1.5, 3.0)
@@ -125,6 +130,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=None, help="names from VARIANTS (default: all)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--epochs", type=int, default=None, help="fewer epochs, for a quick try of the script")
+    parser.add_argument("--autoencoder-from", default=None,
+                        help="an earlier run's --out: each seed's autoencoder is taken from its first variant's "
+                             "bundle there instead of being trained again")
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="inspector-general-validation-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +149,9 @@ def main() -> None:
 
         def once(*a, **k):
             """Train the autoencoder the first time; give the same one back to every other variant."""
+            if "ae" not in trained and args.autoencoder_from:
+                earlier = sorted(Path(args.autoencoder_from, f"seed{seed}").glob("*/model.keras"))[0].parent
+                trained["ae"] = (load_bundle(earlier).model.get_layer("autoencoder"), [0.0])
             if "ae" not in trained:
                 trained["ae"] = train_autoencoder(*a, **k)
             return trained["ae"]

@@ -25,7 +25,8 @@ def tiny(epochs: int = 40):
     """The shipped `general` pipeline with a narrow autoencoder, so it trains in seconds."""
     data = resolve_pipeline("general").to_dict()
     data["preprocess"]["size"] = 64
-    data["model"].update(filters=[8, 16, 32, 32], epochs=epochs, min_steps=0, batch_size=8, learning_rate=0.003)
+    data["model"].update(filters=[8, 16, 32, 32], epochs=epochs, min_steps=0, batch_size=8, learning_rate=0.003,
+                         patch_size=8)  # the memory's patch the same share of an input half the size
     return pipeline_from_dict(data, source="tiny general")
 
 

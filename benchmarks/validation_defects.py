@@ -60,3 +60,89 @@ def draw(rng: np.random.Generator, image: np.ndarray, kind: int) -> np.ndarray:
         cv2.circle(blotch, (int(xs[i]), int(ys[i])), int(rng.integers(3, 7)), 1.0, -1)
         out = out + cv2.GaussianBlur(blotch, (0, 0), 1.5) * rng.choice([-1, 1]) * rng.uniform(0.15, 0.3) * part
     return np.clip(out, 0, 1).astype(np.float32)
+
+
+# Generic defects, for a part of any shape: drawn on whole frames (any size) before they are
+# prepared, each with its own mask. Sizes are shares of the frame's shorter side, so they mean
+# the same at any resolution. None of them needs to know what the part is.
+GENERIC_KINDS = ("thin structure cut", "piece shifted", "spot", "region moved")
+
+# A thin structure is at most this wide (share of the shorter side: 26 pixels of 512) ...
+THIN_WIDTH = 0.05
+# ... and stands out from its surroundings by at least this (the top 3% of the top-hat).
+THIN_QUANTILE = 0.97
+
+
+def thin_structures(frame: np.ndarray) -> np.ndarray:
+    """Where a frame has thin bright structures (wires, leads, edges of light) standing out of
+    their surroundings: a white top-hat narrower than THIN_WIDTH, thresholded at its top 3%,
+    closed over small gaps (highlights along a wire)."""
+    side = max(3, int(round(THIN_WIDTH * min(frame.shape))) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    tophat = cv2.morphologyEx(frame.astype(np.float32), cv2.MORPH_TOPHAT, kernel)
+    thin = (tophat > np.quantile(tophat, THIN_QUANTILE)).astype(np.uint8)
+    gap = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side // 3 | 1, side // 3 | 1))
+    return cv2.morphologyEx(thin, cv2.MORPH_CLOSE, gap) > 0
+
+
+def _structured_point(rng: np.random.Generator, frame: np.ndarray, margin: int) -> tuple[int, int]:
+    """A place (x, y) where the frame has structure (drawn in proportion to the local gradient
+    energy, so defects land on the part, whatever it is, more often than on a plain ground)."""
+    gx, gy = cv2.Sobel(frame, cv2.CV_32F, 1, 0), cv2.Sobel(frame, cv2.CV_32F, 0, 1)
+    energy = cv2.GaussianBlur(gx * gx + gy * gy, (0, 0), 3)
+    energy[:margin], energy[-margin:], energy[:, :margin], energy[:, -margin:] = 0, 0, 0, 0
+    weights = energy.ravel() / energy.sum()
+    i = int(rng.choice(weights.size, p=weights))
+    return i % frame.shape[1], i // frame.shape[1]
+
+
+def draw_generic(rng: np.random.Generator, frame: np.ndarray, kind: int) -> tuple[np.ndarray, np.ndarray]:
+    """A frame (H, W) in [0, 1] with one defect of `GENERIC_KINDS[kind]`, and its mask (H, W) bool:
+    - thin structure cut: a stretch of a thin bright structure painted over by its surroundings
+      (cv2.inpaint), as a wire or lead cut or missing;
+    - piece shifted: a small piece of the frame on structure moved a little, as a part bent;
+    - spot: a small blotch darker or brighter than what it lies on, as a dent, burn or chip;
+    - region moved: a larger piece (a tenth to a fifth of the frame) moved a little, as a
+      component out of its place."""
+    frame = frame.astype(np.float32)
+    h, w = frame.shape
+    side = min(h, w)
+    mask = np.zeros((h, w), np.uint8)
+    out = frame.copy()
+    if kind == 0:
+        thin = thin_structures(frame)
+        ys, xs = np.nonzero(thin)
+        # Pieces of a thin structure, each a connected stretch of it within a window.
+        for _ in range(20):
+            i = int(rng.integers(len(ys)))
+            half = int(rng.uniform(0.03, 0.07) * side)  # a stretch 6-14% of the frame long
+            window = np.zeros((h, w), np.uint8)
+            window[max(0, ys[i] - half):ys[i] + half, max(0, xs[i] - half):xs[i] + half] = 1
+            count, labels = cv2.connectedComponents((thin & (window > 0)).astype(np.uint8))
+            piece = labels == labels[ys[i], xs[i]]
+            py, px = np.nonzero(piece)
+            if max(np.ptp(py), np.ptp(px)) >= 1.5 * half:  # a stretch across the window, not a speck
+                break
+        mask = cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8))
+        out = cv2.inpaint((frame * 255).astype(np.uint8), mask, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255
+    elif kind in (1, 3):
+        radius = rng.uniform(0.03, 0.06) if kind == 1 else rng.uniform(0.1, 0.2)
+        reach = rng.uniform(0.015, 0.04) if kind == 1 else rng.uniform(0.03, 0.06)
+        x, y = _structured_point(rng, frame, int(0.05 * side))
+        axes = (int(radius * side), int(radius * side * rng.uniform(0.5, 1.0)))
+        cv2.ellipse(mask, (x, y), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        angle = rng.uniform(0, 2 * np.pi)
+        moved = np.roll(frame, (int(round(reach * side * np.sin(angle))), int(round(reach * side * np.cos(angle)))),
+                        axis=(0, 1))
+        out = np.where(mask > 0, moved, frame)
+    else:
+        x, y = _structured_point(rng, frame, int(0.05 * side))
+        axes = (max(2, int(rng.uniform(0.01, 0.03) * side)), max(2, int(rng.uniform(0.01, 0.03) * side)))
+        cv2.ellipse(mask, (x, y), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        local = float(np.median(frame[mask > 0]))
+        level = np.clip(local + rng.choice([-1, 1]) * rng.uniform(0.15, 0.35), 0, 1)
+        soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)
+        out = frame * (1 - soft) + level * soft
+        mask = soft > 0.25
+    changed = np.abs(out - frame) > 0.02  # only what the drawing changed counts as the defect
+    return np.clip(out, 0, 1).astype(np.float32), (mask > 0) & changed

@@ -25,7 +25,8 @@ def tiny(epochs: int = 40):
     """The shipped `general` pipeline with a narrow autoencoder, so it trains in seconds."""
     data = resolve_pipeline("general").to_dict()
     data["preprocess"]["size"] = 64
-    data["model"].update(filters=[8, 16, 32, 32], epochs=epochs, min_steps=0, batch_size=8, learning_rate=0.003)
+    data["model"].update(filters=[8, 16, 32, 32], epochs=epochs, min_steps=0, batch_size=8, learning_rate=0.003,
+                         patch_size=8)  # the memory's patch the same share of an input half the size
     return pipeline_from_dict(data, source="tiny general")
 
 
@@ -217,3 +218,33 @@ def test_pipelines_lists_each_shipped_pipeline_with_what_it_assumes():
     assert any(line.startswith("screw (default) ") and "(a screw)" in line for line in lines)
     rows = json.loads(CliRunner().invoke(cli, ["pipelines", "--json"]).output)
     assert {"general", "screw"} <= {row["name"] for row in rows}
+
+
+def test_the_patch_memory_as_second_opinion_counts_over_the_whole_registered_frame(tmp_path):
+    """With no part segmented, the second opinion keeps to the same region as the autoencoder's
+    maps, the whole input: a blotch on the light ground far from the part shows in it."""
+    from inspector.models.components.patch_memory_layer import PatchMemory
+    from inspector.models.components.regions import WHOLE_FRAME
+    from inspector.tf_setup import keras
+
+    rng = np.random.default_rng(8)
+    frames = [draw_part(plain(rng), np.array(PART_PLACE) + rng.uniform(-1, 1, 2), rng.uniform(-2, 2))
+              for _ in range(20)]
+    data = tiny(epochs=2).to_dict()
+    data["model"].update(second_opinion="patch_memory", patch_size=4)
+    pipeline = pipeline_from_dict(data, source="tiny general with the patch memory")
+    images = load_images(write(tmp_path / "good", frames), pipeline)
+    train_bundle(images, tmp_path / "model", pipeline, seed=0)
+    bundle = load_bundle(tmp_path / "model")
+    (memory,) = [layer for layer in bundle.model.layers if isinstance(layer, PatchMemory)]
+    assert memory.part_level == WHOLE_FRAME
+    blotched = draw_part(plain(rng), np.array(PART_PLACE), 0.0)
+    cv2.circle(blotched, (12, 84), 6, 1.0, -1)  # far from the part, on the light ground
+    (path,) = write(tmp_path / "test", [blotched])
+    with Inferencer(bundle) as inferencer:
+        array = inferencer.pre_process(path)
+    opinion = keras.Model(bundle.model.input, bundle.model.get_layer("memory_unit").output)
+    heat = opinion.predict(array[None, ..., None], verbose=0)[0, ..., 0]
+    spot = heat[int(84 / HEIGHT * heat.shape[0]) - 2:int(84 / HEIGHT * heat.shape[0]) + 3,
+                int(12 / WIDTH * heat.shape[1]) - 2:int(12 / WIDTH * heat.shape[1]) + 3]
+    assert spot.max() > 1.0 and spot.max() > 3 * np.median(np.abs(heat))

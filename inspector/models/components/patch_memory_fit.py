@@ -17,12 +17,13 @@ def part_level(images: np.ndarray) -> float:
     return float(np.median([otsu_split(image, 2.0)[0] for image in images]))
 
 
-def memory_layer(images: np.ndarray, settings) -> PatchMemory:
+def memory_layer(images: np.ndarray, settings, level: float | None = None) -> PatchMemory:
     """A patch memory layer remembering `images` (N, H, W); `settings` has neighbours,
-    search_radius and patch_size."""
+    search_radius and patch_size. `level`: the grey level below which its distances count
+    (`components.regions.part_region`; `WHOLE_FRAME`: everywhere), by default the part's in `images`."""
     count, height, width = images.shape
     layer = PatchMemory(count, height, width, settings.neighbours, settings.search_radius,
-                        settings.patch_size, part_level(images))
+                        settings.patch_size, part_level(images) if level is None else level)
     images = np.asarray(images, np.float32)
     layer.memory.assign(images)
     layer.coarse_memory.assign(np.asarray(layer.coarse(images[..., None])))

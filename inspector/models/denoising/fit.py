@@ -96,7 +96,7 @@ def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memor
         appearance.good_mean.assign(np.zeros((height, width), np.float32) if good_mean is None else good_mean)
         branches.append((appearance, appearance))
     if memory is not None:
-        distances = memory_layer(memory, settings)
+        distances = memory_layer(memory, settings, level)  # kept to the same region as the other maps
         rescale = Rescale(name="memory_unit")
         output = keras.layers.Add(name="both_opinions")([output, rescale(distances(inputs))])
         branches.append((distances, rescale))

@@ -253,7 +253,7 @@ class Intake:
             last = t.checked[1] if t.checked is not None and t.checked[0] == stamp else COMPLETE
             if age < self._wait(t, last, waits):
                 continue
-            arrival, state, detail = self._read(path, stamp)
+            arrival, state, detail = read_arrival(path, stamp)
             if arrival is None:  # changed while it was read, or gone: look again
                 self._track(path)
                 continue
@@ -271,24 +271,25 @@ class Intake:
     def _wait(t: _Tracked, state: str, waits: dict[str, float]) -> float:
         return 0.0 if t.final and state == COMPLETE else waits[state]
 
-    def _read(self, path: Path, stamp: Stamp) -> tuple[Arrival | None, str, str]:
-        """The file read now, never following a symlink nor blocking, with its completeness
-        (state, what is missing); no arrival when the file changed meanwhile. A read error that
-        may pass (permission denied) counts as incomplete, any other as final."""
-        try:
-            with STAGE_TIMES.stage("read"):
-                arrival = Arrival(path, read_bytes(path, follow_symlinks=False), stamp=stamp)
-            state, detail = completeness(arrival.data)
-        except ImageError as exc:
-            arrival, detail = Arrival(path, None, exc.reason, stamp=stamp), exc.reason
-            cause = exc.__cause__
-            state = INCOMPLETE if isinstance(cause, OSError) and cause.errno in _PASSING_READ_ERRORS else COMPLETE
-        try:
-            if stamp_of(os.lstat(path)) != stamp:
-                return None, state, detail
-        except FileNotFoundError:
+
+def read_arrival(path: Path, stamp: Stamp) -> tuple[Arrival | None, str, str]:
+    """The file read now, never following a symlink nor blocking, with its completeness
+    (state, what is missing); no arrival when the file changed meanwhile. A read error that
+    may pass (permission denied) counts as incomplete, any other as final."""
+    try:
+        with STAGE_TIMES.stage("read"):
+            arrival = Arrival(path, read_bytes(path, follow_symlinks=False), stamp=stamp)
+        state, detail = completeness(arrival.data)
+    except ImageError as exc:
+        arrival, detail = Arrival(path, None, exc.reason, stamp=stamp), exc.reason
+        cause = exc.__cause__
+        state = INCOMPLETE if isinstance(cause, OSError) and cause.errno in _PASSING_READ_ERRORS else COMPLETE
+    try:
+        if stamp_of(os.lstat(path)) != stamp:
             return None, state, detail
-        return arrival, state, detail
+    except FileNotFoundError:
+        return None, state, detail
+    return arrival, state, detail
 
 
 def refusal(path: Path, st: os.stat_result, real_inbox: Path) -> str | None:

@@ -78,12 +78,12 @@ def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.n
     pixels), so they sit where they are on the real part; the region the model looked at is
     outlined thinly in grey."""
     height, width = preview.shape[:2]
-    outline = crop_corners(matrix, error_map.shape[::-1])
+    crop_outline = [np.round(crop_corners(matrix, error_map.shape[::-1]) * 16).astype(np.int32)]
     box = _heat_box(error_map, scale, matrix, (height, width))
     if box is None and not len(outlines):
         # Nothing in colour (most good parts): a grey picture, a third cheaper to encode as JPEG.
         picture = preview.copy()
-        cv2.polylines(picture, [np.round(outline * 16).astype(np.int32)], True, 160, 1, cv2.LINE_AA, 4)
+        cv2.polylines(picture, crop_outline, True, 160, 1, cv2.LINE_AA, 4)
         return picture
     picture = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
     if box is not None:
@@ -92,7 +92,7 @@ def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.n
         shifted[:, 2] += shifted[:, :2] @ [x0, y0]  # box pixels -> crop pixels
         area = picture[y0:y1, x0:x1]
         area[:] = blend(area, *heat_layer(on_frame(error_map, shifted, (y1 - y0, x1 - x0)), scale))
-    cv2.polylines(picture, [np.round(outline * 16).astype(np.int32)], True, (160, 160, 160), 1, cv2.LINE_AA, 4)
+    cv2.polylines(picture, crop_outline, True, (160, 160, 160), 1, cv2.LINE_AA, 4)
     if len(outlines):
         ring = max(width, height) * RING_SHARE
         for contour in outlines:

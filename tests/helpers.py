@@ -4,6 +4,8 @@ import contextlib
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -124,3 +126,20 @@ def qa_server(db: Path, out: Path):
         thread.join()
         httpd.server_close()
         app.config["STORE"].close()
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def start_recording_daemon(inbox: Path, bundle: Path, db, out: Path, record: Path, log, *extra: str) -> subprocess.Popen:
+    """tests/recording_daemon.py (a daemon with a durable output writing each verdict to `record`)
+    as a subprocess, its output into the open file `log`; `extra`: its kill options."""
+    return subprocess.Popen([sys.executable, str(TESTS / "recording_daemon.py"), str(inbox), str(bundle), str(db),
+                             str(out), str(record), *extra], stdout=log, stderr=subprocess.STDOUT)
+
+
+def reap(process: subprocess.Popen) -> None:
+    """Kill a subprocess the test did not get to stop (it failed first), and wait for it."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()

@@ -8,24 +8,14 @@ durable output once.
 """
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import wait_for, write_png
+from helpers import reap, start_recording_daemon, wait_for, write_png
 from test_outputs import rows
 
-HERE = Path(__file__).resolve().parent
 IMAGES = 12  # three batches of four
-
-
-def run_daemon(tmp_path, db, tiny_bundle, *extra):
-    log = open(tmp_path / "daemon.log", "ab")
-    return subprocess.Popen([sys.executable, str(HERE / "recording_daemon.py"), str(tmp_path / "inbox"),
-                             str(tiny_bundle), str(db), str(tmp_path / "out"), str(tmp_path / "record.txt"), *extra],
-                            stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.parametrize("gap", ["pictures written, not committed", "committed, not moved"])
@@ -35,7 +25,8 @@ def test_a_sigkill_in_a_gap_loses_nothing_and_judges_nothing_twice(gap, tiny_bun
     for i in range(IMAGES):
         write_png(inbox / f"part{i:02d}.png", seed=700 + i)
     kill = ["--kill-at-prepare", "2"] if gap.startswith("pictures") else ["--kill-at-first-move"]
-    process = run_daemon(tmp_path, database_url, tiny_bundle, *kill)
+    log = open(tmp_path / "daemon.log", "wb")
+    process = start_recording_daemon(inbox, tiny_bundle, database_url, out, record, log, *kill)
     try:
         assert process.wait(timeout=120) == -signal.SIGKILL
         before = rows(database_url)
@@ -47,15 +38,14 @@ def test_a_sigkill_in_a_gap_loses_nothing_and_judges_nothing_twice(gap, tiny_bun
             # Batch 1 committed and no file moved yet; batch 2 claimed meanwhile.
             assert [r["status"] for r in before] == ["done"] * 4 + ["pending"] * 4
             assert len(list(inbox.iterdir())) == IMAGES
-        process = run_daemon(tmp_path, database_url, tiny_bundle)
+        process = start_recording_daemon(inbox, tiny_bundle, database_url, out, record, log)
         wait_for(lambda: not list(inbox.iterdir()) and len(rows(database_url, "status = 'done'")) == IMAGES
                  and record.exists() and len(record.read_text().splitlines()) >= IMAGES, 120, "every image judged")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
+        log.close()
     after = rows(database_url)
     log = (tmp_path / "daemon.log").read_text()
     assert len(after) == IMAGES and all(r["status"] == "done" for r in after), log[-3000:]

@@ -4,24 +4,19 @@ the output."""
 
 import logging
 import signal
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
 from sqlalchemy import create_engine, text
 
-from helpers import wait_for, write_png
+from helpers import reap, start_recording_daemon, wait_for, write_png
 from inspector.bundle import load_bundle
 from inspector.daemon import Output, WatchOptions, Watcher
 from inspector.daemon import outputs as outputs_module
 from inspector.daemon.claims import Claims, Request, worker_identity
 from inspector.daemon.outputs import Outputs, Verdict
 from inspector.store import Inspection, OutboxEntry, Store, utcnow
-
-HERE = Path(__file__).resolve().parent
 
 
 def rows(url: str, where: str = "1=1") -> list:
@@ -168,8 +163,7 @@ def test_verdicts_committed_before_a_sigkill_are_handed_on_once_after_the_restar
     log = open(tmp_path / "daemon.log", "wb")
 
     def daemon(*extra):
-        return subprocess.Popen([sys.executable, str(HERE / "recording_daemon.py"), str(inbox), str(tiny_bundle),
-                                 str(db), str(out), str(record), *extra], stdout=log, stderr=subprocess.STDOUT)
+        return start_recording_daemon(inbox, tiny_bundle, db, out, record, log, *extra)
 
     process = daemon("--kill-at-first-delivery")
     try:
@@ -186,9 +180,7 @@ def test_verdicts_committed_before_a_sigkill_are_handed_on_once_after_the_restar
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
         log.close()
     recorded = [int(line.split()[0]) for line in record.read_text().splitlines()]
     assert sorted(recorded) == sorted(r["id"] for r in rows(db)), (tmp_path / "daemon.log").read_text()[-3000:]

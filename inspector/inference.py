@@ -217,14 +217,18 @@ class Inferencer:
     ) -> Iterator[Result]:
         """Judge files in batches, in order; unreadable files come back as `error` results. The
         next batch is decoded and prepared (`load`) while the one in hand is scored."""
-        pending: Loading | None = None
-        for batch in _batches(sources, batch_size):
-            loading = self.load(batch, change_for, keep_maps)
-            if pending is not None:
-                yield from self.score(pending, batch_size)
-            pending = loading
-        if pending is not None:
-            yield from self.score(pending, batch_size)
+        loaded: list[Loading] = []  # at most two: the batch being scored and the next
+        try:
+            for batch in _batches(sources, batch_size):
+                loaded.append(self.load(batch, change_for, keep_maps))
+                if len(loaded) == 2:
+                    yield from self.score(loaded.pop(0), batch_size)
+            while loaded:
+                yield from self.score(loaded.pop(0), batch_size)
+        finally:  # a caller that stops early does not leave the next batch decoding
+            for loading in loaded:
+                for future in loading.futures:
+                    future.cancel()
 
     def load(self, sources: list[Source], change_for=None, keep_maps: bool = False) -> Loading:
         """Start decoding and preparing a batch on the decoding threads; `score` finishes it. The

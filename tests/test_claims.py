@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from inspector.daemon.claims import (
-    BUSY, CLAIMED, DUPLICATE, ALREADY_JUDGED, Claims, Request, claim_abandoned, worker_identity,
+    BUSY, CLAIMED, DUPLICATE, ALREADY_JUDGED, IN_HAND, Claims, Request, claim_abandoned, worker_identity,
 )
 from inspector.store import Inspection, Store, utcnow
 
@@ -61,10 +61,10 @@ def test_new_content_is_claimed_once_per_batch(store):
     first = row(store, answers[0].row_id)
     assert (first.status, first.worker, first.station, first.source_name, first.size_bytes) == (
         "pending", ME, "line1", "a.png", 10)
-    # While the batch that claimed it is not finished, the same content again is busy, under any
+    # While the batch that claimed it is not finished, the same content again is in hand, under any
     # name (a file renamed meanwhile is told from a copy once that batch is finished).
-    assert claims.claim([Request("/in/a.png", "a" * 64, 10)])[0].state == BUSY
-    assert claims.claim([Request("/in/a again.png", "a" * 64, 10)])[0].state == BUSY
+    assert claims.claim([Request("/in/a.png", "a" * 64, 10)])[0].state == IN_HAND
+    assert claims.claim([Request("/in/a again.png", "a" * 64, 10)])[0].state == IN_HAND
     # Our own claim from a batch that failed (and let its claims go) is ours again.
     claims.release([answers[0].row_id, answers[1].row_id])
     assert claims.claim([Request("/in/a.png", "a" * 64, 10)])[0].state == CLAIMED
@@ -139,7 +139,7 @@ def test_a_name_that_is_not_utf8_is_claimed_stored_losslessly_and_finished(store
     path = os.fsdecode(b"/in/bad\xff\xfe.png")
     claims = Claims(store, worker=ME)
     [answer] = claims.claim([Request(path, "b" * 64)])
-    assert answer.state == CLAIMED and claims.claim([Request(path, "b" * 64)])[0].state == BUSY  # in hand
+    assert answer.state == CLAIMED and claims.claim([Request(path, "b" * 64)])[0].state == IN_HAND
     r = row(store, answer.row_id)
     assert text_to_path(r.source_path) == path and r.source_name == "bad\\xff\\xfe.png"
     assert claims.commit({answer.row_id: {"status": "done", "verdict": "ok"}}) == set()
@@ -158,3 +158,23 @@ def test_one_commit_records_verdicts_and_errors_of_a_batch_and_reports_only_the_
     assert (row(store, a.row_id).status, row(store, a.row_id).score) == ("done", 2.5)
     assert (row(store, b.row_id).status, row(store, b.row_id).error_reason) == ("error", "not an image")
     assert (row(store, c.row_id).verdict, row(store, c.row_id).score) == ("ok", 0.3)
+
+
+def test_claims_in_hand_refreshed_are_not_taken_over_by_another_host(store):
+    from sqlalchemy import update
+
+    mine = Claims(store, worker="station-2:77:88", timeout=60)  # as the other host sees it
+    [answer] = mine.claim([Request("/in/a.png", "a" * 64)])
+
+    def age(seconds):
+        with store.session() as s, s.begin():
+            s.execute(update(Inspection).where(Inspection.id == answer.row_id)
+                      .values(claimed_at=utcnow() - timedelta(seconds=seconds)))
+
+    age(120)  # the batch waited two minutes behind one judged file by file
+    mine.refresh()
+    other = Claims(store, worker=ELSEWHERE, timeout=60)
+    assert other.claim([Request("/in/a.png", "a" * 64)])[0].state == BUSY
+    age(120)  # not refreshed: abandoned, taken over
+    assert other.claim([Request("/in/a.png", "a" * 64)])[0].state == CLAIMED
+    assert row(store, answer.row_id).worker == ELSEWHERE

@@ -84,3 +84,29 @@ def test_a_subfolder_of_the_inbox_is_said_once_and_its_files_left_alone(daemon, 
     assert len(said) == 1 and said[0].levelname == "WARNING"
     assert [r["source_name"] for r in rows(db)] == ["top.png"]
     assert sorted(p.name for p in folder.iterdir()) == ["img.png", "img2.png"]  # left where they are
+
+
+def test_a_copy_arriving_while_its_content_is_in_hand_is_set_aside_before_the_daemon_is_idle(tiny_bundle, tmp_path):
+    """One file per batch: b.png is claimed while a.png, the same bytes, is still in the batch in
+    hand; it is looked at again once that batch is finished, not left for the next scan."""
+    from inspector.bundle import load_bundle
+    from inspector.daemon import Watcher, WatchOptions
+    from inspector.store import Store
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_png(inbox / "a.png", seed=11)
+    write_png(inbox / "b.png", seed=11)
+    store = Store(str(tmp_path / "db.sqlite"))
+    options = WatchOptions(out=tmp_path / "out", batch=1, settle=0.2, rescan_every=600)
+    watcher = Watcher(inbox, load_bundle(tiny_bundle), store, options)
+    try:
+        watcher.run(install_signals=False, max_idle=1.0)
+    finally:
+        store.close()
+    assert list(inbox.iterdir()) == []
+    (row,) = rows(tmp_path / "db.sqlite")
+    assert row["status"] == "done" and row["source_name"] == "a.png"
+    copies = list((tmp_path / "out" / "duplicates").rglob("*b.png"))
+    assert len(copies) == 1 and copies[0].read_bytes() == png_bytes(11)
+    assert watcher.counters.duplicates == 1

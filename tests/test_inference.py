@@ -40,6 +40,30 @@ def test_post_process_scores_maps_and_verdicts_by_hand():
     assert maps.shape == (3, 4, 4) and maps[2, 0, 1] == pytest.approx(0.36)
 
 
+def test_a_caller_that_stops_early_leaves_no_batch_decoding():
+    """`judge` decodes the next batch while it scores one; a caller that stops after the first
+    result cancels what was not decoded yet instead of leaving it to the threads."""
+    import threading
+    import time
+
+    with Inferencer(bundle(ScoringConfig(error="squared", reduce="mean"), 1.0), threads=1) as inferencer:
+        loaded, load = [], inferencer._load
+        lock = threading.Lock()
+
+        def slow_load(source, *args):
+            time.sleep(0.05)
+            with lock:
+                loaded.append(source)
+            return load(source, *args)
+
+        inferencer._load = slow_load
+        results = inferencer.judge([GOOD[i % 3] for i in range(24)], batch_size=8)
+        next(results)  # the first batch scored, the second handed to the decoding thread
+        results.close()
+        time.sleep(0.6)  # longer than the rest of the second batch would take to decode
+        assert 8 <= len(loaded) < 16, len(loaded)
+
+
 def test_judge_paths_bytes_and_frames_alike(tmp_path):
     scoring = ScoringConfig(error="squared", reduce="mean")
     broken = tmp_path / "broken.png"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +27,7 @@ from ..names import path_to_text, printable
 from ..timing import STAGE_TIMES
 from ..store import Store, utcnow
 from .archive import Archive
-from .claims import ALREADY_JUDGED, CLAIMED, DUPLICATE, Claims, Request
+from .claims import ALREADY_JUDGED, CLAIMED, DUPLICATE, IN_HAND, Claims, Request
 from .intake import Arrival, content_key
 from .outputs import Outputs, Verdict
 from .part import ClaimedPart
@@ -70,6 +70,9 @@ class Started:
     serving: Serving
     loading: Loading | None  # None: nothing to decode, or every file recorded with `failure`
     failure: str | None = None
+    # Files whose content a batch before this one had in hand when they were claimed (a copy, or a
+    # file renamed meanwhile): looked at again once this batch is finished, as that one is then.
+    waiting: list[Arrival] = field(default_factory=list)
 
 
 class Batches:
@@ -81,6 +84,13 @@ class Batches:
         self.store, self.claims, self.outputs = store, claims, outputs
         self.pictures, self.archive, self.counters = pictures, archive, counters
         self.pool, self.serving, self.options, self.pause = pool, serving, options, pause
+        self._look_again: list[Arrival] = []
+
+    def look_again(self) -> list[Arrival]:
+        """The files set back (`Started.waiting`) by the batches finished since the last call:
+        the batch that had their content is finished now, so the intake takes them again."""
+        arrivals, self._look_again = self._look_again, []
+        return arrivals
 
     def process_or_isolate(self, arrivals: list[Arrival]) -> None:
         """`process` a batch; see the module's docstring for what a failure does."""
@@ -118,6 +128,7 @@ class Batches:
         if len(arrivals) > 1:
             log.warning("batch failed (%s); judging its %d files one by one", reason, len(arrivals))
             for arrival in arrivals:
+                self.claims.refresh()  # the next batch, claimed already, waits meanwhile
                 self.process_or_isolate([arrival])
             return
         try:
@@ -136,7 +147,7 @@ class Batches:
     def start(self, arrivals: list[Arrival], failure: str | None = None) -> Started:
         """Claim a batch's files and start decoding and preparing them on the decoding threads:
         the daemon finishes the batch before (`finish`) meanwhile."""
-        parts = self._claim(arrivals)
+        parts, waiting = self._claim(arrivals)
         try:
             serving = self.serving()
             readable = [p for p in parts if p.error is None]
@@ -145,8 +156,9 @@ class Batches:
                 loading = serving.inferencer.load([(p.path, p.arrival.data) for p in readable], keep_maps=True)
         except BaseException:
             self.claims.release([p.row_id for p in parts])  # claimed again when the batch is retried
+            self._look_again.extend(waiting)
             raise
-        return Started(arrivals, parts, serving, loading, failure)
+        return Started(arrivals, parts, serving, loading, failure, waiting)
 
     def finish(self, started: Started) -> None:
         """Judge a started batch, write its pictures, commit its verdicts and hand them on; its
@@ -155,6 +167,7 @@ class Batches:
             self._finish(started)
         finally:
             self.claims.release([p.row_id for p in started.parts])
+            self._look_again.extend(started.waiting)
 
     def _finish(self, started: Started) -> None:
         parts, serving = started.parts, started.serving
@@ -221,8 +234,9 @@ class Batches:
         else:
             self.archive.set_aside(arrival, digest, Path(answer.stored_path), answer.row_id)
 
-    def _claim(self, arrivals: list[Arrival]) -> list[ClaimedPart]:
-        """Claim each file's content (`claims`); files judged already are finished or set aside."""
+    def _claim(self, arrivals: list[Arrival]) -> tuple[list[ClaimedPart], list[Arrival]]:
+        """Claim each file's content (`claims`); files judged already are finished or set aside.
+        Returns the parts claimed and the files whose content is in a batch still in hand."""
         with STAGE_TIMES.stage("hash", len(arrivals)):
             digests = list(self.pool.map(content_key, arrivals))
         requests = [Request(str(a.path), digest, len(a.data) if a.data is not None else None)
@@ -235,10 +249,12 @@ class Batches:
             self.claims.release([answer.row_id for answer in answers if answer.state == CLAIMED])
             raise
 
-    def _sort(self, arrivals: list[Arrival], digests: list[str], answers: list) -> list[ClaimedPart]:
-        """The parts claimed; files judged already are finished or set aside."""
+    def _sort(self, arrivals: list[Arrival], digests: list[str],
+              answers: list) -> tuple[list[ClaimedPart], list[Arrival]]:
+        """The parts claimed, and the files whose content is in hand; files judged already are
+        finished or set aside."""
         self.store.check_file()
-        claimed = []
+        claimed, waiting = [], []
         for arrival, digest, answer in zip(arrivals, digests, answers):
             if answer.state == CLAIMED:
                 claimed.append(ClaimedPart(arrival, answer.row_id, answer.received_at, digest))
@@ -251,7 +267,9 @@ class Batches:
             elif answer.state == DUPLICATE:
                 self.archive.duplicate(arrival, digest, answer.row_id, answer.first_name, answer.status == "error")
                 self.counters.duplicates += 1
+            elif answer.state == IN_HAND:
+                waiting.append(arrival)
             else:
                 log.debug("%s is being judged by another worker", printable(arrival.path.name))
-        return claimed
+        return claimed, waiting
 

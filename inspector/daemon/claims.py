@@ -29,7 +29,8 @@ log = logging.getLogger("inspector.claims")
 
 # What became of a request to claim a file's content.
 CLAIMED = "claimed"  # ours to judge: a new row, our own earlier claim, or one taken over
-BUSY = "busy"  # another worker, alive, is judging this file (or this one, in a batch not finished)
+BUSY = "busy"  # another worker, alive, is judging this file
+IN_HAND = "in hand"  # this worker claimed this content for a batch not finished yet
 ALREADY_JUDGED = "already judged"  # this file was judged already; only moving it out of the inbox is left
 DUPLICATE = "duplicate"  # the same content, under another name, was (or is being) judged
 
@@ -74,7 +75,7 @@ class Request:
 class Claim:
     """The answer to a `Request`: its state and the row that holds its content."""
 
-    state: str  # CLAIMED, BUSY, ALREADY_JUDGED or DUPLICATE
+    state: str  # CLAIMED, BUSY, IN_HAND, ALREADY_JUDGED or DUPLICATE
     row_id: int | None = None  # None when another worker claimed the content at the same moment
     status: str | None = None  # the row's status when it was read
     stored_path: str | None = None
@@ -98,6 +99,24 @@ class Claims:
     def release(self, row_ids: list[int]) -> None:
         """The batch that claimed these rows is finished (or failed): they are no longer in hand."""
         self.in_hand.difference_update(row_ids)
+
+    def refresh(self) -> None:
+        """Date the claims in hand now: a batch that waits behind a slow one (judged one file at a
+        time after a failure) must not look abandoned to the workers on other hosts."""
+        rows = sorted(self.in_hand)
+        if not rows:
+            return
+
+        def work() -> None:
+            with self.store.session() as s, s.begin():
+                for start in range(0, len(rows), _IN_LIMIT):
+                    s.execute(update(Inspection)
+                              .where(Inspection.id.in_(rows[start:start + _IN_LIMIT]),
+                                     Inspection.status == "pending", Inspection.worker == self.worker)
+                              .values(claimed_at=utcnow())
+                              .execution_options(synchronize_session=False))
+
+        self.store.retry(work, "refresh claims")
 
     def claim(self, requests: list[Request]) -> list[Claim]:
         """Claim each request's content, in one transaction; the answers are in request order.
@@ -135,9 +154,9 @@ class Claims:
                     rows[request.content_hash] = row  # the same content again in this batch: a duplicate
                     state = CLAIMED
                 elif row.status == "pending" and row.id in self.in_hand:
-                    # In a batch of ours not finished: looked at again once it is (at the next scan),
-                    # when a file renamed meanwhile is known for what it is, not taken for a copy.
-                    state = BUSY
+                    # In a batch of ours not finished: the file is looked at again once it is, when
+                    # a file renamed meanwhile is known for what it is, not taken for a copy.
+                    state = IN_HAND
                 elif row.status == "pending" and id(row) not in taken:
                     if row.worker == self.worker:  # our own claim from a batch that failed
                         state = CLAIMED

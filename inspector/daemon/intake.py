@@ -149,6 +149,12 @@ class Intake:
             if self._taken.get(arrival.path) == arrival.stamp:
                 del self._taken[arrival.path]
 
+    def look_again(self, arrivals: list[Arrival]) -> None:
+        """Take these files again: their content was in a batch not finished then, finished now."""
+        self.finished(arrivals)
+        for arrival in arrivals:
+            self._track(arrival.path, final=True)
+
     def keep(self, path: Path) -> None:
         """A judged file stays in the inbox (--on-done keep): ignore it until it changes."""
         self._ignore(path, None, self._kept)

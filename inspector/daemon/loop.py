@@ -109,6 +109,7 @@ class Watcher:
             self.batches.process(arrivals)
         finally:
             self.intake.finished(arrivals)
+            self.intake.look_again(self.batches.look_again())
 
     # -- the main loop ---------------------------------------------------------------------
 
@@ -195,15 +196,14 @@ class Watcher:
                 self.batches.complete(started)
             finally:
                 self.intake.finished(started.arrivals)
-        return None
+        self.intake.look_again(self.batches.look_again())  # the batches that had their content are finished
 
     def stop(self) -> None:
         """Finish the batch in hand, then stop (SIGINT, SIGTERM; safe in a signal handler)."""
         self.stopping = True
 
     def request_reload(self) -> None:
-        """Load the bundle again from `model_source` before the next batch (SIGHUP; safe in a
-        signal handler: it only sets a flag)."""
+        """Load the bundle from `model_source` before the next batch (SIGHUP; sets a flag only)."""
         self.reload_wanted = True
 
     def _pause(self, seconds: float) -> None:

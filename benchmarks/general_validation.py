@@ -63,6 +63,9 @@ VARIANTS = {
     "patch memory (patch 8)": ({"second_opinion": "patch_memory", "patch_size": 8}, {}),
     "patch memory (patch 12)": ({"second_opinion": "patch_memory", "patch_size": 12}, {}),
     "patch memory (patch 16)": ({"second_opinion": "patch_memory", "patch_size": 16}, {}),
+    "patch memory (patch 20)": ({"second_opinion": "patch_memory", "patch_size": 20}, {}),
+    "patch memory (patch 24)": ({"second_opinion": "patch_memory", "patch_size": 24}, {}),
+    "patch memory (patch 32)": ({"second_opinion": "patch_memory", "patch_size": 32}, {}),
 }
 # Score reductions tried on every variant's maps (AUROC only: the threshold is the variant's own).
 SMOOTHING = (0.75, 1.5, 3.0)

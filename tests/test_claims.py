@@ -175,6 +175,10 @@ def test_claims_in_hand_refreshed_are_not_taken_over_by_another_host(store):
     mine.refresh()
     other = Claims(store, worker=ELSEWHERE, timeout=60)
     assert other.claim([Request("/in/a.png", "a" * 64)])[0].state == BUSY
+    mine.release([answer.row_id])  # its batch failed; the file is claimed again alone, later
+    age(120)
+    assert mine.claim([Request("/in/a.png", "a" * 64)])[0].state == CLAIMED  # and dated anew
+    assert other.claim([Request("/in/a.png", "a" * 64)])[0].state == BUSY
     age(120)  # not refreshed: abandoned, taken over
     assert other.claim([Request("/in/a.png", "a" * 64)])[0].state == CLAIMED
     assert row(store, answer.row_id).worker == ELSEWHERE

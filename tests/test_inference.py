@@ -51,7 +51,7 @@ def test_a_caller_that_stops_early_leaves_no_batch_decoding():
         lock = threading.Lock()
 
         def slow_load(source, *args):
-            time.sleep(0.05)
+            time.sleep(0.2)  # the second batch takes 1.6 s: far longer than scoring the first
             with lock:
                 loaded.append(source)
             return load(source, *args)
@@ -60,7 +60,7 @@ def test_a_caller_that_stops_early_leaves_no_batch_decoding():
         results = inferencer.judge([GOOD[i % 3] for i in range(24)], batch_size=8)
         next(results)  # the first batch scored, the second handed to the decoding thread
         results.close()
-        time.sleep(0.6)  # longer than the rest of the second batch would take to decode
+        time.sleep(0.6)  # the file being decoded when it stopped is finished
         assert 8 <= len(loaded) < 16, len(loaded)
 
 

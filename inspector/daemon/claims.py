@@ -158,8 +158,8 @@ class Claims:
                     # a file renamed meanwhile is known for what it is, not taken for a copy.
                     state = IN_HAND
                 elif row.status == "pending" and id(row) not in taken:
-                    if row.worker == self.worker:  # our own claim from a batch that failed
-                        state = CLAIMED
+                    if row.worker == self.worker:  # our own claim from a batch that failed: dated anew
+                        row.claimed_at, state = now, CLAIMED
                     elif claim_abandoned(row.worker, row.claimed_at, self.timeout):
                         state = CLAIMED if self._take_over(s, row, request.path, now) else BUSY
                     else:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from inspector.errors import ImageError
-from inspector.daemon.intake import Intake, content_key
+from inspector.daemon.intake import FIRST_RETRY, Intake, content_key
 from inspector.daemon.moves import GONE, MOVED, STAYED, move_out
 from inspector.formats import MAX_FILE_BYTES
 from helpers import encoded, jpeg_with_exif_thumbnail, png_bytes
@@ -336,6 +336,29 @@ def test_a_file_in_a_batch_not_finished_is_not_taken_again_unless_written_again(
     (tmp_path / "b.png").write_bytes(png_bytes(3))  # written again: new content to judge
     intake.scan()
     assert names(intake.take(10)) == ["b.png"]
-    intake.finished(taken)  # a.png's batch failed and left it in the inbox: the next scan takes it
+    intake.finished(taken)  # a.png's batch failed and left it in the inbox: taken again after a wait
     intake.scan()
+    assert intake.take(10) == [] and intake.waiting
+    time.sleep(FIRST_RETRY + 0.05)
     assert names(intake.take(10)) == ["a.png"]
+
+
+def test_a_file_its_batch_left_in_the_inbox_is_taken_again_after_a_wait_that_doubles(tmp_path):
+    """A batch failed for a passing reason (a full disk): its file is tried again, not in a hot
+    loop and not only at the next scan; each failure doubles the wait, up to the longest."""
+    (tmp_path / "a.png").write_bytes(png_bytes(1))
+    intake = intake_of(tmp_path, retry_longest=1.5)
+    [arrival] = intake.take(10)
+    waits = []
+    for _ in range(3):
+        intake.finished([arrival])  # its batch failed: the file is still there as it was taken
+        left = time.monotonic()
+        assert intake.take(10) == [] and intake.waiting
+        while not (again := intake.take(10)):
+            time.sleep(0.01)
+        waits.append(time.monotonic() - left)
+        [arrival] = again
+    assert 0.5 <= waits[0] < 0.9 and 1.0 <= waits[1] < 1.4 and 1.5 <= waits[2] < 1.9, waits
+    (tmp_path / "a.png").unlink()  # judged and moved out at last
+    intake.finished([arrival])
+    assert not intake.waiting

@@ -210,6 +210,33 @@ def test_a_failing_batch_is_retried_and_the_daemon_keeps_running(daemon, monkeyp
     wait_for(lambda: not (inbox / "unlucky.png").exists(), 10, "file moved")
 
 
+def test_a_daemon_quitting_when_idle_first_judges_the_files_a_failed_batch_left(tiny_bundle, tmp_path, monkeypatch):
+    """The batch fails twice for a passing reason (a full disk); the inbox is scanned only every
+    ten minutes: the file is tried again on its own, and the daemon is not idle before it is judged."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_png(inbox / "unlucky.png", seed=32)
+    store = Store(str(tmp_path / "db.sqlite"))
+    watcher = Watcher(inbox, load_bundle(tiny_bundle), store,
+                      WatchOptions(out=tmp_path / "out", batch=8, settle=0.2, rescan_every=600))
+    original, failures = watcher.pictures.write, []
+
+    def flaky(*args):
+        if len(failures) < 2:
+            failures.append(1)
+            raise OSError(28, "No space left on device")
+        return original(*args)
+
+    monkeypatch.setattr(watcher.pictures, "write", flaky)
+    try:
+        watcher.run(install_signals=False, max_idle=1.0)
+    finally:
+        store.close()
+    assert len(failures) == 2 and list(inbox.iterdir()) == []
+    (row,) = rows(tmp_path / "db.sqlite")
+    assert row["status"] == "done" and row["source_name"] == "unlucky.png"
+
+
 def _write_slowly(path: Path, data: bytes, pieces: int, pause: float) -> None:
     with open(path, "wb") as fh:
         for i in range(pieces):

@@ -89,7 +89,7 @@ class Intake:
     """
 
     def __init__(self, inbox: Path, polling: bool = False, settle: float = 0.5, quick_settle: float = 0.05,
-                 incomplete_timeout: float = 10.0):
+                 incomplete_timeout: float = 10.0, retry_longest: float = 10.0):
         self.inbox = Path(os.path.abspath(inbox))
         self.real_inbox = Path(os.path.realpath(self.inbox))
         self.polling = polling
@@ -102,6 +102,7 @@ class Intake:
         # meanwhile must not take them again (unless they are written again).
         self._taken: dict[Path, Stamp] = {}
         self._folders: set[tuple[str, int, int]] = set()  # subfolders said in the log: name, device, inode
+        self._retries = Retries(retry_longest)
 
     def start(self) -> None:
         """Start following watchdog events (`polling`: by polling the folder, for network filesystems)."""
@@ -118,7 +119,8 @@ class Intake:
 
     @property
     def waiting(self) -> bool:
-        """Whether files are in the inbox that were not taken yet (settling, or unfinished)."""
+        """Whether files are in the inbox that were not taken yet (settling, unfinished, or to be
+        tried again)."""
         return bool(self._tracked)
 
     def scan(self) -> None:
@@ -143,17 +145,32 @@ class Intake:
             self._track(*event)
 
     def finished(self, arrivals: list[Arrival]) -> None:
-        """The batch these arrivals were taken for is finished: their files are moved out, kept
-        (`keep`), held (`hold`) or, when the batch failed, left for the next scan to take again."""
+        """The batch these arrivals were taken for is finished: their files were moved out, kept
+        (`keep`) or held (`hold`); one still there as it was taken is taken again later (`Retries`)."""
         for arrival in arrivals:
             if self._taken.get(arrival.path) == arrival.stamp:
                 del self._taken[arrival.path]
+                self._retry(arrival)
 
     def look_again(self, arrivals: list[Arrival]) -> None:
-        """Take these files again: their content was in a batch not finished then, finished now."""
-        self.finished(arrivals)
+        """Take these files again now: their content was in a batch not finished then, finished now."""
         for arrival in arrivals:
+            if self._taken.get(arrival.path) == arrival.stamp:
+                del self._taken[arrival.path]
+            self._tracked.pop(arrival.path, None)  # not after a retry's wait
             self._track(arrival.path, final=True)
+
+    def _retry(self, arrival: Arrival) -> None:
+        try:
+            stamp = stamp_of(os.lstat(arrival.path))
+        except OSError:
+            self._retries.forget(arrival.path)  # moved out: done with
+            return
+        ignored = self._kept.get(arrival.path) or self._held.get(arrival.path)
+        if stamp != arrival.stamp or (ignored is not None and ignored.stamp == stamp):
+            self._track(arrival.path)  # written again (a new file to judge), or left on purpose
+            return
+        self._tracked[arrival.path] = _Tracked(stamp, time.monotonic() + self._retries.wait(arrival.path))
 
     def keep(self, path: Path) -> None:
         """A judged file stays in the inbox (--on-done keep): ignore it until it changes."""
@@ -257,13 +274,13 @@ class Intake:
                     self._taken[path] = stamp
                 continue
             last = t.checked[1] if t.checked is not None and t.checked[0] == stamp else COMPLETE
-            if age < self._wait(t, last, waits):
+            if age < _wait(t, last, waits):
                 continue
             arrival, state, detail = read_arrival(path, stamp)
             if arrival is None:  # changed while it was read, or gone: look again
                 self._track(path)
                 continue
-            if age >= self._wait(t, state, waits):
+            if age >= _wait(t, state, waits):
                 if state == INCOMPLETE and arrival.data is not None:
                     arrival.error, arrival.unfinished = detail, True
                 ready.append(arrival)
@@ -273,9 +290,34 @@ class Intake:
                 t.checked = (stamp, state)  # looked at again once its wait is over, or when it changes
         return ready
 
-    @staticmethod
-    def _wait(t: _Tracked, state: str, waits: dict[str, float]) -> float:
-        return 0.0 if t.final and state == COMPLETE else waits[state]
+
+def _wait(t: _Tracked, state: str, waits: dict[str, float]) -> float:
+    """How long a tracked file in `state` stays unchanged before it is taken."""
+    return 0.0 if t.final and state == COMPLETE else waits[state]
+
+
+# The first wait before a file its batch left in the inbox is taken again; each try doubles it.
+FIRST_RETRY = 0.5
+
+
+class Retries:
+    """Files a finished batch left in the inbox as they were taken: the batch failed for a
+    passing reason (a full disk, the database), or another worker had their content. Each is
+    taken again after a wait that doubles with each try (FIRST_RETRY, twice that, ... up to
+    `longest`): never in a hot loop, and not left for the next scan, which a daemon quitting
+    when idle would not wait for."""
+
+    def __init__(self, longest: float):
+        self.longest = longest
+        self._tries: dict[Path, int] = {}
+
+    def wait(self, path: Path) -> float:
+        tries = self._tries.get(path, 0)
+        self._tries[path] = tries + 1
+        return min(self.longest, FIRST_RETRY * 2 ** tries)
+
+    def forget(self, path: Path) -> None:
+        self._tries.pop(path, None)
 
 
 def read_arrival(path: Path, stamp: Stamp) -> tuple[Arrival | None, str, str]:

@@ -52,7 +52,7 @@ class Watcher:
     def __init__(self, inbox: Path, bundle: Bundle, store: Store, options: WatchOptions,
                  model_source: Path | None = None, outputs: Sequence[Output] = ()):
         self.intake = Intake(inbox, options.polling, options.settle, options.quick_settle,
-                             options.incomplete_timeout)
+                             options.incomplete_timeout, retry_longest=options.rescan_every)
         self.out = Path(os.path.abspath(options.out))
         inbox = self.intake.inbox
         if self.out == inbox or inbox in self.out.parents:

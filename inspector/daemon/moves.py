@@ -37,7 +37,7 @@ def move_out(source: Path, target: Path, digest: str | None = None, stamp: Stamp
     truncated target is replaced. Across filesystems the file is copied under a temporary name,
     synced, its size and SHA-256 checked against the source and `digest` (the hash it was judged
     by), then renamed into place, and only then is the source unlinked. A full disk (or any other
-    failure) leaves the source in the inbox and no partial copy: the next scan tries again. With
+    failure) leaves the source in the inbox and no partial copy: it is tried again. With
     `stamp`, a source written again since it was read is left in the inbox, to be judged again.
 
     A hard link then an unlink, rather than a rename: watchdog holds back every event for
@@ -65,7 +65,7 @@ def move_out(source: Path, target: Path, digest: str | None = None, stamp: Stamp
     except FileNotFoundError:
         return GONE  # moved, renamed or deleted meanwhile
     except OSError as exc:
-        log.error("cannot move %s to %s: %s; it stays in the inbox and is tried again at the next scan",
+        log.error("cannot move %s to %s: %s; it stays in the inbox and is tried again",
                   printable(str(source)), target, exc.strerror or exc)
         return STAYED
 
@@ -79,7 +79,7 @@ def copy_out(source: Path, target: Path, digest: str | None = None) -> bool:
             _copy(source, target, st, digest)
         return True
     except OSError as exc:
-        log.error("cannot copy %s to %s: %s; tried again at the next scan", printable(str(source)), target,
+        log.error("cannot copy %s to %s: %s; tried again", printable(str(source)), target,
                   exc.strerror or exc)
         return False
 

@@ -21,8 +21,8 @@ How a failing output is retried is decided here, once, by what the output declar
   station (at once on the same host, after the claim timeout from another; while such entries
   wait, a sender looks every `retry_every` seconds whether their daemon is gone).
 - `durable = False`: handed on once, in this process; a failure is logged and not repeated.
-  Such an output has nothing to redo after a crash: the archive move is finished by the next
-  scan of the inbox, the drift window is read back from the database at start.
+  Such an output has nothing to redo after a crash: the archive move is finished when the file,
+  left in the inbox, is taken again, the drift window is read back from the database at start.
 """
 
 from __future__ import annotations

@@ -119,8 +119,7 @@ class Intake:
 
     @property
     def waiting(self) -> bool:
-        """Whether files are in the inbox that were not taken yet (settling, unfinished, or to be
-        tried again)."""
+        """Whether files in the inbox are not taken yet (settling, unfinished, or to be tried again)."""
         return bool(self._tracked)
 
     def scan(self) -> None:
@@ -154,10 +153,9 @@ class Intake:
 
     def look_again(self, arrivals: list[Arrival]) -> None:
         """Take these files again now: their content was in a batch not finished then, finished now."""
+        self.finished(arrivals)
         for arrival in arrivals:
-            if self._taken.get(arrival.path) == arrival.stamp:
-                del self._taken[arrival.path]
-            self._tracked.pop(arrival.path, None)  # not after a retry's wait
+            self._tracked.pop(arrival.path, None)  # now, not after a retry's wait
             self._track(arrival.path, final=True)
 
     def _retry(self, arrival: Arrival) -> None:
@@ -218,7 +216,7 @@ class Intake:
         except OSError:
             return
         if stat.S_ISDIR(st.st_mode):
-            self._refuse_folder(path, st)
+            _say_folder_once(self._folders, path, st)
             return
         stamp = stamp_of(st)
         if self._taken.get(path) == stamp:
@@ -234,17 +232,6 @@ class Intake:
             self._tracked[path] = _Tracked(stamp, time.monotonic(), final=final)
         elif final:
             known.final = True
-
-    def _refuse_folder(self, path: Path, st: os.stat_result) -> None:
-        """Only files directly in the inbox are judged: a folder in it is said once (a camera
-        writing into dated subfolders would otherwise see nothing judged, and no word why)."""
-        key = (path.name, st.st_dev, st.st_ino)
-        if key in self._folders:
-            return
-        self._folders.add(key)
-        log.warning("%s is a folder: only files directly in the inbox are judged, not those in its "
-                    "subfolders (have the camera write into the inbox itself, or watch that folder)",
-                    printable(str(path)))
 
     def take(self, limit: int) -> list[Arrival]:
         """Files that are complete now (or waited for long enough), each read once, at most `limit`."""
@@ -318,6 +305,18 @@ class Retries:
 
     def forget(self, path: Path) -> None:
         self._tries.pop(path, None)
+
+
+def _say_folder_once(said: set[tuple[str, int, int]], path: Path, st: os.stat_result) -> None:
+    """Only files directly in the inbox are judged: a folder in it is said once (a camera
+    writing into dated subfolders would otherwise see nothing judged, and no word why)."""
+    key = (path.name, st.st_dev, st.st_ino)
+    if key in said:
+        return
+    said.add(key)
+    log.warning("%s is a folder: only files directly in the inbox are judged, not those in its "
+                "subfolders (have the camera write into the inbox itself, or watch that folder)",
+                printable(str(path)))
 
 
 def read_arrival(path: Path, stamp: Stamp) -> tuple[Arrival | None, str, str]:

@@ -62,4 +62,20 @@ import tensorflow as tf  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["keras"]
+__all__ = ["keras", "model_threads", "use_threads"]
+
+
+def use_threads(threads: int) -> bool:
+    """Run each model operation on `threads` threads, and one operation at a time when 1. Only
+    possible before TensorFlow's first operation: returns False (and changes nothing) after it."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # "cannot be modified after initialization"
+        return False
+    return True
+
+
+def model_threads() -> int:
+    """The threads an operation runs on (TensorFlow's 0 means one per core)."""
+    return tf.config.threading.get_intra_op_parallelism_threads() or (os.cpu_count() or 1)

@@ -354,6 +354,8 @@ def test_a_file_its_batch_left_in_the_inbox_is_taken_again_after_a_wait_that_dou
         intake.finished([arrival])  # its batch failed: the file is still there as it was taken
         left = time.monotonic()
         assert intake.take(10) == [] and intake.waiting
+        intake.wait()  # no event: the daemon's loop sleeps until the retry is due (0.25 s at most)
+        assert time.monotonic() - left >= 0.2
         while not (again := intake.take(10)):
             time.sleep(0.01)
         waits.append(time.monotonic() - left)

@@ -39,6 +39,7 @@ def test_train_score_and_watch_print_no_library_noise(tmp_path):
                         "--incomplete-timeout", "0.5", "-v", cwd=tmp_path)
     assert watched.returncode == 0, watched.stderr
     assert "truncated.png: error" in watched.stderr and "000.png: ok" in watched.stderr  # its own log still shows
+    assert "the model on 1 thread)" in watched.stderr  # --model-threads' default
     for result in (trained, scored, watched):
         assert not NOISE.search(result.stderr), result.stderr
 

@@ -207,13 +207,17 @@ def drift_options(f):
 @click.option("--profile", "profile_file", type=click.Path(dir_okay=False, path_type=Path),
               help="When stopping, write the time spent per stage (read, hash, claim, decode, preprocess, model, "
                    "score, pictures, commit, move) to this JSON file.")
+@click.option("--model-threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              envvar="INSPECTOR_MODEL_THREADS",
+              help="Threads the model runs on. One leaves the other cores to decoding the next batch: a burst "
+                   "ran 10% faster on two cores than with the model on both [env: INSPECTOR_MODEL_THREADS].")
 @drift_options
 @line_options
 @config_option
 @logging_options(logging.INFO, "Debug log lines too: one per judged image, ok ones included.")
 @fail_cleanly
 def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
-          station, claim_timeout, exit_when_idle, drift_window, drift_limit, profile_file, **line):
+          station, claim_timeout, exit_when_idle, drift_window, drift_limit, profile_file, model_threads, **line):
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
     Images already in INBOX are taken first, then every new one. A file is taken when it is
@@ -273,6 +277,10 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     handled = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, lambda signum, _: asked.append(signum)) for sig in handled}
     try:
+        from ..tf_setup import use_threads
+
+        if not use_threads(model_threads):  # only before the model's first operation
+            log.warning("--model-threads %d not applied: the model had run in this process already", model_threads)
         bundle = load(Path(os.path.realpath(model_dir)))  # a symlink is resolved now, and again at each reload
         store = open_store(db, create=True)
         options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
@@ -290,8 +298,11 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
             watcher.request_reload()
         if signal.SIGTERM in asked or signal.SIGINT in asked:
             watcher.stop()
-        log.info("watching %s with %s (%s, threshold %.6g); verdicts in %s", inbox, bundle.pipeline.name,
-                 bundle.path, bundle.threshold, store.engine.url.render_as_string(hide_password=True))
+        from ..tf_setup import model_threads as threads
+
+        log.info("watching %s with %s (%s, threshold %.6g, the model on %d thread%s); verdicts in %s", inbox,
+                 bundle.pipeline.name, bundle.path, bundle.threshold, threads(), "" if threads() == 1 else "s",
+                 store.engine.url.render_as_string(hide_password=True))
         watcher.run(max_idle=exit_when_idle)
     finally:
         for sig, handler in previous.items():

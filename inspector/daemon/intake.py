@@ -98,9 +98,7 @@ class Intake:
         self._tracked: dict[Path, _Tracked] = {}
         self._kept: dict[Path, _Ignored] = {}  # --on-done keep: judged files left in the inbox
         self._held: dict[Path, _Ignored] = {}  # unfinished files rejected, watched a while longer
-        # Files taken for a batch not finished yet, by their stamp when taken: a scan or an event
-        # meanwhile must not take them again (unless they are written again).
-        self._taken: dict[Path, Stamp] = {}
+        self._taken: dict[Path, Stamp] = {}  # in a batch not finished: not taken again unless written again
         self._folders: set[tuple[str, int, int]] = set()  # subfolders said in the log: name, device, inode
         self._retries = Retries(retry_longest)
 
@@ -118,8 +116,7 @@ class Intake:
             self.scan()
 
     @property
-    def waiting(self) -> bool:
-        """Whether files in the inbox are not taken yet (settling, unfinished, or to be tried again)."""
+    def waiting(self) -> bool:  # files in the inbox not taken yet: settling, unfinished, to be tried again
         return bool(self._tracked)
 
     def scan(self) -> None:
@@ -137,9 +134,12 @@ class Intake:
         for path, final in self.events.pending():
             self._track(path, final)
 
-    def wait(self, timeout: float) -> None:
-        """Wait up to `timeout` seconds for an event, and look at the file it names."""
-        event = self.events.next(timeout)
+    def wait(self, longest: float = 0.25) -> None:
+        """Wait for an event, and look at the file it names: up to `longest` seconds, less when a
+        file is due to be looked at sooner (10 ms at least: a file settling, one to try again)."""
+        now = time.monotonic()
+        due = min((t.changed_at for t in self._tracked.values()), default=now + longest) - now
+        event = self.events.next(min(longest, max(0.01, due)))
         if event is not None:
             self._track(*event)
 

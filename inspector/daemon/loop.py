@@ -165,7 +165,7 @@ class Watcher:
                     last_work = time.monotonic()
                 else:
                     # Files waiting to settle are looked at again soon; an idle inbox wakes on events.
-                    intake.wait(0.01 if intake.waiting else 0.25)
+                    intake.wait()
                     if max_idle is not None and not intake.waiting and time.monotonic() - last_work > max_idle:
                         break
                 if time.monotonic() - last_summary >= self.options.summary_every:

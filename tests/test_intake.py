@@ -7,7 +7,7 @@ import time
 import pytest
 
 from inspector.errors import ImageError
-from inspector.daemon.intake import FIRST_RETRY, Intake, content_key
+from inspector.daemon.intake import FAILING_AFTER, FIRST_RETRY, Intake, content_key
 from inspector.daemon.moves import GONE, MOVED, STAYED, move_out
 from inspector.formats import MAX_FILE_BYTES
 from helpers import encoded, jpeg_with_exif_thumbnail, png_bytes
@@ -364,3 +364,23 @@ def test_a_file_its_batch_left_in_the_inbox_is_taken_again_after_a_wait_that_dou
     (tmp_path / "a.png").unlink()  # judged and moved out at last
     intake.finished([arrival])
     assert not intake.waiting
+
+
+def test_a_file_left_in_the_inbox_again_and_again_is_still_tried_but_no_longer_keeps_the_daemon_busy(tmp_path, caplog):
+    """An unwritable output folder: every batch fails. After FAILING_AFTER tries running the file
+    no longer counts as waiting (a daemon quitting when idle quits) and stopping says it is left."""
+    (tmp_path / "a.png").write_bytes(png_bytes(1))
+    intake = intake_of(tmp_path, retry_longest=0.02)
+    for tries in range(FAILING_AFTER):
+        assert intake.waiting
+        while not (taken := intake.take(10)):
+            time.sleep(0.005)
+        assert taken[0].tries == tries
+        intake.finished(taken)  # failed again
+    assert not intake.waiting
+    time.sleep(0.05)
+    taken = intake.take(10)
+    assert names(taken) == ["a.png"]  # still tried again
+    intake.finished(taken)
+    intake.stop()
+    assert "1 file still failing (the errors above) stays in the inbox: taken again at the next start" in caplog.text

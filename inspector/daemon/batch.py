@@ -4,12 +4,13 @@
 its pictures, commits and delivers. The daemon starts the next batch before it finishes the one
 in hand, so decoding overlaps the model, the pictures and the commit.
 
-The database row is the truth and files follow it: each file's content is claimed first
-(`claims`), its verdict committed with what the outputs must find (the pictures), and only then
-is it handed to the outputs (the move out of the inbox, drift, the log, the line). A batch that
-fails for a reason that passes (a full disk, the database) leaves its files in the inbox, taken
-again after a wait that doubles with each try (`intake.Retries`); one that fails for any other reason is judged one file at a time, and the file that
-fails alone gets an error row with the reason: one bad file cannot hold the line up.
+The database row is the truth and files follow it: each file's content is claimed first (`claims`),
+its verdict committed with what the outputs must find (the pictures), and only then is it handed to
+the outputs (the move out of the inbox, drift, the log, the line). A batch that fails for a reason
+that passes (a full disk, the database) leaves its files in the inbox, taken again after a wait that
+doubles with each try (`intake.retry_wait`); one that fails for any other reason is judged one file
+at a time, and the file that fails alone gets an error row with the reason: one bad file cannot hold
+the line up.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ class Claims:
             answers = self.store.retry(lambda: self._claim(requests), "claim")
         except IntegrityError:  # another worker claimed some of this content at the same moment
             if len(requests) == 1:
-                return [Claim(BUSY)]  # theirs; a rescan brings the file back if they fail
+                return [Claim(BUSY)]  # theirs; the file is taken again later (intake.retry_wait) if they fail
             return [answer for request in requests for answer in self.claim([request])]
         self.in_hand.update(answer.row_id for answer in answers if answer.state == CLAIMED)
         return answers

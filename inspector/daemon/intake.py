@@ -4,7 +4,7 @@ watchdog events (or a scan) -> temporary names left alone -> size, time and inod
 complete by its format's rule (`formats`) and settled -> read once, never through a symlink,
 never blocking on a FIFO -> an `Arrival`. Events come from `events`; files leave the inbox
 through `moves.move_out` (or stay, remembered by `Intake.keep`, or watched a while longer by
-`Intake.hold`).
+`Intake.hold`); one its batch left in the inbox as it was is taken again later (`retry_wait`).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Arrival:
     error: str | None = None  # a symlink, a special or too large file, unreadable, unfinished
     unfinished: bool = False  # still incomplete by its format's rule when `incomplete_timeout` ran out
     stamp: Stamp | None = None  # the file's stamp when it was read
+    tries: int = 0  # batches that took it before and left it in the inbox as it was
 
 
 @dataclass
@@ -65,6 +66,7 @@ class _Tracked:
     # Its writer is done with it (closed it, or renamed it in): complete by its format's rule, it
     # is taken at once, without waiting for it to settle.
     final: bool = False
+    tries: int = 0  # batches that took it and left it in the inbox as it was (`retry_wait`)
 
 
 @dataclass
@@ -79,14 +81,12 @@ class _Ignored:
 class Intake:
     """Follows one inbox folder; `take` hands over the files that are complete.
 
-    A file is read once it is unchanged for `quick_settle` seconds; what happens then depends on
-    its format's completeness rule (`formats.completeness`): a complete file is taken; a file of
-    a format without a rule once unchanged for `settle`; an incomplete file (or an empty one, or
-    one that cannot be read yet) only once unchanged for `incomplete_timeout`, then as an error.
-    A symlink, a special file (FIFO, socket, device) or a file too large is never read: it is
-    taken as an error once unchanged for `settle`. A file is looked at again only when it changed
-    or its next wait is over: nothing is retried in a hot loop.
-    """
+    A file is read once unchanged for `quick_settle` seconds; then, by its format's completeness
+    rule (`formats.completeness`), a complete file is taken, one of a format without a rule once
+    unchanged for `settle`, an incomplete, empty or unreadable one once unchanged for
+    `incomplete_timeout` (as an error). A symlink, a special or too large file is never read: it
+    is taken as an error once unchanged for `settle`. A file is looked at again only when it
+    changed or its next wait is over (`retry_wait`): nothing is retried in a hot loop."""
 
     def __init__(self, inbox: Path, polling: bool = False, settle: float = 0.5, quick_settle: float = 0.05,
                  incomplete_timeout: float = 10.0, retry_longest: float = 10.0):
@@ -100,7 +100,7 @@ class Intake:
         self._held: dict[Path, _Ignored] = {}  # unfinished files rejected, watched a while longer
         self._taken: dict[Path, Stamp] = {}  # in a batch not finished: not taken again unless written again
         self._folders: set[tuple[str, int, int]] = set()  # subfolders said in the log: name, device, inode
-        self._retries = Retries(retry_longest)
+        self.retry_longest = retry_longest
 
     def start(self) -> None:
         """Start following watchdog events (`polling`: by polling the folder, for network filesystems)."""
@@ -108,6 +108,9 @@ class Intake:
 
     def stop(self) -> None:
         self.events.stop()
+        if failing := sum(t.tries >= FAILING_AFTER for t in self._tracked.values()):
+            log.warning("%d file%s still failing (the errors above) stay%s in the inbox: taken again at the next start",
+                        failing, *(("", "s") if failing == 1 else ("s", "")))
 
     def check_inbox(self, every: float = 0.25) -> None:
         """Watch the inbox again when it was deleted and recreated, and look at what is in it."""
@@ -116,8 +119,8 @@ class Intake:
             self.scan()
 
     @property
-    def waiting(self) -> bool:  # files in the inbox not taken yet: settling, unfinished, to be tried again
-        return bool(self._tracked)
+    def waiting(self) -> bool:  # files not taken yet: settling, unfinished, tried again (not failing for long)
+        return any(t.tries < FAILING_AFTER for t in self._tracked.values())
 
     def scan(self) -> None:
         """Look at everything in the inbox (start-up, and now and then in case an event was lost)."""
@@ -135,8 +138,7 @@ class Intake:
             self._track(path, final)
 
     def wait(self, longest: float = 0.25) -> None:
-        """Wait for an event, and look at the file it names: up to `longest` seconds, less when a
-        file is due to be looked at sooner (10 ms at least: a file settling, one to try again)."""
+        """Wait for an event and look at its file: `longest` s at most, 10 ms while a file settles."""
         now = time.monotonic()
         due = min((t.changed_at for t in self._tracked.values()), default=now + longest) - now
         event = self.events.next(min(longest, max(0.01, due)))
@@ -145,7 +147,7 @@ class Intake:
 
     def finished(self, arrivals: list[Arrival]) -> None:
         """The batch these arrivals were taken for is finished: their files were moved out, kept
-        (`keep`) or held (`hold`); one still there as it was taken is taken again later (`Retries`)."""
+        (`keep`) or held (`hold`); one still there as it was taken is taken again later (`retry_wait`)."""
         for arrival in arrivals:
             if self._taken.get(arrival.path) == arrival.stamp:
                 del self._taken[arrival.path]
@@ -162,22 +164,21 @@ class Intake:
         try:
             stamp = stamp_of(os.lstat(arrival.path))
         except OSError:
-            self._retries.forget(arrival.path)  # moved out: done with
-            return
+            return  # moved out
         ignored = self._kept.get(arrival.path) or self._held.get(arrival.path)
         if stamp != arrival.stamp or (ignored is not None and ignored.stamp == stamp):
             self._track(arrival.path)  # written again (a new file to judge), or left on purpose
             return
-        self._tracked[arrival.path] = _Tracked(stamp, time.monotonic() + self._retries.wait(arrival.path))
+        due = time.monotonic() + retry_wait(arrival.tries, self.retry_longest)
+        self._tracked[arrival.path] = _Tracked(stamp, due, tries=arrival.tries + 1)
 
     def keep(self, path: Path) -> None:
         """A judged file stays in the inbox (--on-done keep): ignore it until it changes."""
         self._ignore(path, None, self._kept)
 
     def hold(self, path: Path, payload: Any) -> None:
-        """A file rejected as unfinished stays in the inbox (a copy was set aside): if it changes it
-        is taken again (its new content gets its own verdict); if it stays unchanged for
-        `incomplete_timeout`, `released` hands it back with `payload`, to be removed."""
+        """A file rejected as unfinished stays in the inbox (a copy set aside): changed, it is taken
+        again (a new verdict); unchanged for `incomplete_timeout`, `released` hands it back with `payload`."""
         self._ignore(path, payload, self._held)
 
     def released(self) -> list[tuple[Path, Any]]:
@@ -256,7 +257,7 @@ class Intake:
             refused = refusal(path, st, self.real_inbox)
             if refused is not None:
                 if age >= self.settle:
-                    ready.append(Arrival(path, None, refused, stamp=stamp))
+                    ready.append(Arrival(path, None, refused, stamp=stamp, tries=t.tries))
                     del self._tracked[path]
                     self._taken[path] = stamp
                 continue
@@ -267,6 +268,7 @@ class Intake:
             if arrival is None:  # changed while it was read, or gone: look again
                 self._track(path)
                 continue
+            arrival.tries = t.tries
             if age >= _wait(t, state, waits):
                 if state == INCOMPLETE and arrival.data is not None:
                     arrival.error, arrival.unfinished = detail, True
@@ -283,28 +285,20 @@ def _wait(t: _Tracked, state: str, waits: dict[str, float]) -> float:
     return 0.0 if t.final and state == COMPLETE else waits[state]
 
 
-# The first wait before a file its batch left in the inbox is taken again; each try doubles it.
+# A file its batch left in the inbox is taken again after this wait, doubled with each try.
 FIRST_RETRY = 0.5
+# Left this many times running, a file is failing for a reason that does not pass soon (a
+# folder that cannot be written, a file that cannot be removed): it is still tried again, but no
+# longer keeps a daemon that quits when idle from quitting.
+FAILING_AFTER = 5
 
 
-class Retries:
-    """Files a finished batch left in the inbox as they were taken: the batch failed for a
-    passing reason (a full disk, the database), or another worker had their content. Each is
-    taken again after a wait that doubles with each try (FIRST_RETRY, twice that, ... up to
-    `longest`): never in a hot loop, and not left for the next scan, which a daemon quitting
-    when idle would not wait for."""
-
-    def __init__(self, longest: float):
-        self.longest = longest
-        self._tries: dict[Path, int] = {}
-
-    def wait(self, path: Path) -> float:
-        tries = self._tries.get(path, 0)
-        self._tries[path] = tries + 1
-        return min(self.longest, FIRST_RETRY * 2 ** tries)
-
-    def forget(self, path: Path) -> None:
-        self._tries.pop(path, None)
+def retry_wait(tries: int, longest: float) -> float:
+    """The wait before a file its batch left in the inbox (the batch failed for a passing reason,
+    or another worker had its content) is taken again, after `tries` such batches before: never
+    a hot loop, and not only at the next scan, which a daemon quitting when idle would not wait
+    for."""
+    return min(longest, FIRST_RETRY * 2 ** min(tries, 30))
 
 
 def _say_folder_once(said: set[tuple[str, int, int]], path: Path, st: os.stat_result) -> None:

@@ -164,7 +164,7 @@ class Watcher:
                 if ready:
                     last_work = time.monotonic()
                 else:
-                    # Files waiting to settle are looked at again soon; an idle inbox wakes on events.
+                    # Files settling or to be tried again are looked at when due; an idle inbox wakes on events.
                     intake.wait()
                     if max_idle is not None and not intake.waiting and time.monotonic() - last_work > max_idle:
                         break

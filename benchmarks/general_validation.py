@@ -66,6 +66,12 @@ VARIANTS = {
     "patch memory (patch 20)": ({"second_opinion": "patch_memory", "patch_size": 20}, {}),
     "patch memory (patch 24)": ({"second_opinion": "patch_memory", "patch_size": 24}, {}),
     "patch memory (patch 32)": ({"second_opinion": "patch_memory", "patch_size": 32}, {}),
+    "patch memory (patch 16, 3 neighbours)": ({"second_opinion": "patch_memory", "patch_size": 16,
+                                               "neighbours": 3}, {}),
+    "patch memory (patch 16, 30 neighbours)": ({"second_opinion": "patch_memory", "patch_size": 16,
+                                                "neighbours": 30}, {}),
+    "patch memory (patch 16, radius 1)": ({"second_opinion": "patch_memory", "patch_size": 16,
+                                           "search_radius": 1}, {}),
 }
 # Score reductions tried on every variant's maps (AUROC only: the threshold is the variant's own).
 SMOOTHING = (0.75, 1.5, 3.0)

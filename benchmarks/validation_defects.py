@@ -31,7 +31,7 @@ def draw(rng: np.random.Generator, image: np.ndarray, kind: int) -> np.ndarray:
     scale = w / REFERENCE_WIDTH
 
     def px(value: float) -> int:  # a size drawn for the reference crop, in this crop's pixels
-        return max(1, int(round(value * scale))) if scale != 1 else int(value)
+        return max(1, int(round(value * scale)))
 
     part = dark_region(image, 2.0 * scale)
     out = image.copy()

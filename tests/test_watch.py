@@ -190,11 +190,9 @@ def test_daemon_waits_for_a_locked_database_and_loses_nothing(daemon):
     assert thread.is_alive()
 
 
-def test_a_failing_batch_is_retried_and_the_daemon_keeps_running(daemon, monkeypatch):
-    """Writing heatmaps fails (say, a full disk): the image stays, and is judged once it works."""
-    inbox, out, db, watcher, thread = daemon()
-    original = watcher.pictures.write
-    failures = []
+def disk_full_twice(watcher, monkeypatch) -> list:
+    """Writing heatmaps fails twice (a full disk), then works; the list grows with each failure."""
+    original, failures = watcher.pictures.write, []
 
     def flaky(*args):
         if len(failures) < 2:
@@ -203,6 +201,13 @@ def test_a_failing_batch_is_retried_and_the_daemon_keeps_running(daemon, monkeyp
         return original(*args)
 
     monkeypatch.setattr(watcher.pictures, "write", flaky)
+    return failures
+
+
+def test_a_failing_batch_is_retried_and_the_daemon_keeps_running(daemon, monkeypatch):
+    """Writing heatmaps fails (say, a full disk): the image stays, and is judged once it works."""
+    inbox, out, db, watcher, thread = daemon()
+    failures = disk_full_twice(watcher, monkeypatch)
     write_png(inbox / "unlucky.png", seed=31)
     row = wait_for(lambda: rows(db, "status='done'"), 60, "verdict after the disk recovered")[0]
     assert row["source_name"] == "unlucky.png" and len(rows(db)) == 1
@@ -219,15 +224,7 @@ def test_a_daemon_quitting_when_idle_first_judges_the_files_a_failed_batch_left(
     store = Store(str(tmp_path / "db.sqlite"))
     watcher = Watcher(inbox, load_bundle(tiny_bundle), store,
                       WatchOptions(out=tmp_path / "out", batch=8, settle=0.2, rescan_every=600))
-    original, failures = watcher.pictures.write, []
-
-    def flaky(*args):
-        if len(failures) < 2:
-            failures.append(1)
-            raise OSError(28, "No space left on device")
-        return original(*args)
-
-    monkeypatch.setattr(watcher.pictures, "write", flaky)
+    failures = disk_full_twice(watcher, monkeypatch)
     try:
         watcher.run(install_signals=False, max_idle=1.0)
     finally:

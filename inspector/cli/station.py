@@ -277,7 +277,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     handled = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, lambda signum, _: asked.append(signum)) for sig in handled}
     try:
-        from ..tf_setup import use_threads
+        from ..tf_setup import model_threads as threads_in_use, use_threads
 
         if not use_threads(model_threads):  # only before the model's first operation
             log.warning("--model-threads %d not applied: the model had run in this process already", model_threads)
@@ -298,10 +298,9 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
             watcher.request_reload()
         if signal.SIGTERM in asked or signal.SIGINT in asked:
             watcher.stop()
-        from ..tf_setup import model_threads as threads
-
+        threads = threads_in_use()
         log.info("watching %s with %s (%s, threshold %.6g, the model on %d thread%s); verdicts in %s", inbox,
-                 bundle.pipeline.name, bundle.path, bundle.threshold, threads(), "" if threads() == 1 else "s",
+                 bundle.pipeline.name, bundle.path, bundle.threshold, threads, "" if threads == 1 else "s",
                  store.engine.url.render_as_string(hide_password=True))
         watcher.run(max_idle=exit_when_idle)
     finally:

@@ -72,3 +72,32 @@ def test_blank_frame_is_an_image_error_with_a_reason(tmp_path):
     cv2.imwrite(str(blank), np.full((300, 300), 180, np.uint8))
     with pytest.raises(ImageError, match="no part found"):
         preprocess(blank, AXIS)
+
+
+@pytest.mark.parametrize("degrees", [0, 30, 90, 121, 180, 250])
+def test_blob_pose_matches_a_general_eigen_solver(degrees):
+    # A wedge (wide end = head) drawn at a known angle, with another blob's pixels inside its
+    # box: the closed-form axis on the box must give what an eigen-solver on every pixel gives.
+    from inspector.preprocess import _blob_pose
+
+    labels = np.zeros((200, 260), np.int32)
+    theta = np.radians(degrees)
+    along, across = np.cos(theta), np.sin(theta)
+    for t in np.linspace(-60, 60, 400):
+        half = 14 - 10 * (t + 60) / 120  # wide at t = -60 (the head), narrow at t = +60
+        for s in np.linspace(-half, half, 40):
+            labels[int(round(100 + t * across + s * along)), int(round(130 + t * along - s * across))] = 2
+    labels[95:100, 125:130] = 1  # not the blob: left out though inside its box
+    count, _, stats, _ = cv2.connectedComponentsWithStats((labels == 2).astype(np.uint8))
+    pose = _blob_pose(labels, stats[[0, 0, 1]], 2, 0.5)  # stats row 2: the wedge's box
+
+    ys, xs = np.nonzero(labels == 2)
+    points = np.stack([xs, ys], axis=1) / 0.5
+    _, vectors = np.linalg.eigh(np.cov((points - points.mean(axis=0)).T))
+    axis = vectors[:, 1] * np.sign(vectors[:, 1] @ [along, across])  # from the head to the tip
+    assert angle_difference(pose.angle, np.degrees(np.arctan2(axis[1], axis[0]))) < 1e-6
+    assert angle_difference(pose.angle, degrees) < 2.0
+    extent = (points - points.mean(axis=0)) @ axis
+    assert pose.length == pytest.approx(extent.max() - extent.min(), rel=1e-9)
+    centre = points.mean(axis=0) + axis * (extent.max() + extent.min()) / 2  # in the frame's pixels
+    assert np.allclose(pose.centre, centre, atol=1e-6)

@@ -24,7 +24,6 @@ from ..spec import ERROR_MAP, ModelSpec
 
 SECOND_OPINIONS = ("none", "patch_memory")
 LAYOUTS = ("strided", "paired")
-REFINES = ("coarse", "all")
 LEARNING_RATE_DECAYS = ("constant", "cosine")
 
 
@@ -41,9 +40,6 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # paired 32/64/128 and scored better on the validation defects (docs/results/2026-12-quality.md).
     layout: str = "paired"
     head_filters: int = 8
-    # "strided" decoder stages followed by a 3x3 convolution: "coarse" (the coarser half) or
-    # "all" (every stage, the full-resolution one too: a sharper reconstruction, at a cost).
-    refine: str = "coarse"
     # "cosine": the learning rate falls along a cosine to 5% of `learning_rate` by the last epoch.
     learning_rate_decay: str = "constant"
     # At least this many training steps (batches): a small training set runs more epochs than
@@ -64,9 +60,6 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     worst_error_share: float = 0.01
     # Gaussian sigma (pixels) smoothing the squared error before it is normalised.
     error_sigma: float = 2.0
-    # A second map of the same squared error at another smoothing (pixels; 0: none), normalised
-    # the same way and added: the error at two scales, a thin faint line and a wide blur both.
-    second_error_sigma: float = 0.0
     # Add a second map of the same reconstruction, 1 - SSIM (a wrong structure, whatever its
     # contrast), normalised the same way, to the squared error's (layers.StructureError).
     structure_error: bool = False
@@ -83,7 +76,6 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         PatchMemorySettings.validate(self, where)
         check_filters(f"{where}.filters", self.filters, 4)
         check_choice(f"{where}.layout", self.layout, LAYOUTS)
-        check_choice(f"{where}.refine", self.refine, REFINES)
         check_range(f"{where}.head_filters", self.head_filters, 1, 512)
         check_choice(f"{where}.learning_rate_decay", self.learning_rate_decay, LEARNING_RATE_DECAYS)
         check_range(f"{where}.min_steps", self.min_steps, 0, 1_000_000)
@@ -94,8 +86,6 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.worst_error_weight", self.worst_error_weight, 0.0, 100.0)
         check_range(f"{where}.worst_error_share", self.worst_error_share, 1e-4, 1.0)
         check_range(f"{where}.error_sigma", self.error_sigma, 0.1, 20.0)
-        if self.second_error_sigma:
-            check_range(f"{where}.second_error_sigma", self.second_error_sigma, 0.1, 20.0)
         check_choice(f"{where}.second_opinion", self.second_opinion, SECOND_OPINIONS)
 
     def batch_for(self, trained: int) -> int:

@@ -59,8 +59,7 @@ def autoencoder(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.M
         finer = [settings.head_filters, *filters[:-1]]  # channels of each stage's output, fine to coarse
         for stage in reversed(range(len(filters))):
             x = layers.Conv2DTranspose(finer[stage], 3, strides=2, padding="same", activation="relu")(x)
-            refined = settings.refine == "all" or (stage >= len(filters) // 2 and stage > 0)
-            if refined:  # by default the coarser half only
+            if stage >= len(filters) // 2 and stage > 0:  # the coarser half is refined
                 x = layers.Conv2D(finer[stage], 3, padding="same", activation="relu")(x)
     else:
         for count in filters:
@@ -87,10 +86,6 @@ def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memor
     error = ReconstructionError(height, width, settings.error_sigma, level, name="reconstruction_error")
     output = error([inputs, restored])
     branches = [(error, error)]
-    if settings.second_error_sigma:
-        second = ReconstructionError(height, width, settings.second_error_sigma, level, name="second_scale_error")
-        output = keras.layers.Add(name="two_scales")([output, second([inputs, restored])])
-        branches.append((second, second))
     if settings.structure_error:
         structure = StructureError(height, width, level, name="structure_error")
         output = keras.layers.Add(name="reconstruction_maps")([output, structure([inputs, restored])])

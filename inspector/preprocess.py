@@ -163,9 +163,9 @@ def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,
 def _blob_pose(labels: np.ndarray, stats: np.ndarray, label: int, scale: float) -> Pose:
     """The pose of blob `label` (of `cv2.connectedComponentsWithStats` on a copy of the frame
     `scale` times its size), in frame pixels. Its long axis is the principal axis of its pixels
-    (the 2x2 covariance's, in closed form, on the blob's box only: a fifth of the time of a
-    general eigen-solver on every pixel, the same pose); of its two ends, the one whose pixels
-    spread wider across the axis is the head."""
+    (of their 2x2 covariance, in closed form; only the blob's box is searched for them): for a
+    blob with no longer axis (round, square) it is x. Of the two ends, the one whose pixels spread
+    wider across the axis is the head (a symmetric blob's ends tie: either may be taken)."""
     x, y, w, h = (int(stats[label, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
                                                   cv2.CC_STAT_HEIGHT))
     ys, xs = np.nonzero(labels[y:y + h, x:x + w] == label)

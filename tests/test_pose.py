@@ -87,9 +87,11 @@ def test_blob_pose_matches_a_general_eigen_solver(degrees):
         half = 14 - 10 * (t + 60) / 120  # wide at t = -60 (the head), narrow at t = +60
         for s in np.linspace(-half, half, 40):
             labels[int(round(100 + t * across + s * along)), int(round(130 + t * along - s * across))] = 2
-    labels[95:100, 125:130] = 1  # not the blob: left out though inside its box
-    count, _, stats, _ = cv2.connectedComponentsWithStats((labels == 2).astype(np.uint8))
-    pose = _blob_pose(labels, stats[[0, 0, 1]], 2, 0.5)  # stats row 2: the wedge's box
+    labels[95:100, 125:130] = 1  # a hole of another label: left out though inside the wedge's box
+    count, _, wedge, _ = cv2.connectedComponentsWithStats((labels == 2).astype(np.uint8))
+    assert count == 2  # the background and the wedge
+    stats = np.array([[0, 0, 1, 1, 1], [125, 95, 5, 5, 25], wedge[1]], np.int32)  # row 2: the wedge
+    pose = _blob_pose(labels, stats, 2, 0.5)
 
     ys, xs = np.nonzero(labels == 2)
     points = np.stack([xs, ys], axis=1) / 0.5

@@ -72,6 +72,10 @@ VARIANTS = {
                                                 "neighbours": 30}, {}),
     "patch memory (patch 16, radius 1)": ({"second_opinion": "patch_memory", "patch_size": 16,
                                            "search_radius": 1}, {}),
+    "patch memory (patch 16), error_sigma 1.0": ({"second_opinion": "patch_memory", "patch_size": 16,
+                                                  "error_sigma": 1.0}, {}),
+    "patch memory (patch 16), error_sigma 3.0": ({"second_opinion": "patch_memory", "patch_size": 16,
+                                                  "error_sigma": 3.0}, {}),
 }
 # Score reductions tried on every variant's maps (AUROC only: the threshold is the variant's own).
 SMOOTHING = (0.75, 1.5, 3.0)

@@ -13,7 +13,7 @@ from inspector.cv_setup import cv2
 from inspector.pictures import frame_overlay_image, heatmap_image, overlay_image
 from inspector.store import Inspection, ModelRecord, Store, utcnow
 from helpers import chromium, qa_server
-from test_web import CHROMEDRIVER, CHROMIUM, screenshot, wait_until
+from test_web import CHROMEDRIVER, CHROMIUM, heading, screenshot, wait_until
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="chromium and chromedriver are not installed (.ci/run installs them)")
@@ -77,10 +77,9 @@ def press(driver, *keys):
 
 
 def shown_id(driver) -> int | None:
-    """The id in the page's heading, or None while no page shows one. Read in one script call: a
-    heading found and then read can be swapped out by the next page in between."""
-    text = driver.execute_script("const h = document.querySelector('h1'); return h ? h.textContent : null;")
-    return int(text.split()[0].lstrip("#")) if text and text.split() else None
+    """The id in the page's heading, or None while no page shows one."""
+    words = (heading(driver) or "").split()
+    return int(words[0].lstrip("#")) if words else None
 
 
 def within_first_screen(driver, element_id: str) -> bool:
@@ -158,7 +157,7 @@ def test_an_error_row_shows_its_reason_and_no_decision(station, laptop, tmp_path
     assert card.find_elements(By.TAG_NAME, "img") == []  # no broken image
     assert "truncated PNG" in card.text
     card.click()
-    wait_until(laptop, lambda d: "cut.png" in d.find_element(By.TAG_NAME, "h1").text)
+    wait_until(laptop, lambda d: "cut.png" in (heading(d) or ""))
     assert "truncated PNG: the file ends early" in laptop.find_element(By.ID, "error-reason").text
     assert laptop.find_elements(By.ID, "confirm") == [] and laptop.find_elements(By.ID, "dismiss") == []
     press(laptop, "d", "d", "f")

@@ -82,6 +82,13 @@ def wait_until(driver, condition, timeout=10):
     WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
+def heading(driver) -> str | None:
+    """The page's heading as shown, or None while no page shows one. Read in one script call: a
+    heading found and then read can be swapped out by the next page in between (Chromium then says
+    the node "does not belong to the document", which is no stale-element error to wait past)."""
+    return driver.execute_script("const h = document.querySelector('h1'); return h ? h.innerText.trim() : null;")
+
+
 def screenshot(driver, name: str, tmp_path: Path) -> Path:
     folder = Path(os.environ.get("INSPECTOR_SCREENSHOTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,7 +123,7 @@ def test_the_to_review_link_leads_to_a_page_headed_to_review(server, browser):
     browser.get(f"{url}/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Inspections"
     browser.find_element(By.LINK_TEXT, "To review").click()
-    wait_until(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text == "To review")
+    wait_until(browser, lambda d: heading(d) == "To review")
     assert browser.title.startswith("To review")
     names = [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".card .name")]
     assert names == ["#1 screw_001.png", f"#3 {EVIL}", "#5 screw_005.png"]  # #8 was dismissed already
@@ -128,7 +135,7 @@ def test_confirm_on_the_part_page_stores_a_review(server, browser, tmp_path):
     url, db = server
     browser.get(f"{url}/")
     browser.find_element(By.CSS_SELECTOR, '.card[data-id="5"]').click()
-    wait_until(browser, lambda d: "screw_005.png" in d.find_element(By.TAG_NAME, "h1").text)
+    wait_until(browser, lambda d: "screw_005.png" in (heading(d) or ""))
     wait_until(browser, lambda d: d.execute_script("return document.getElementById('picture').naturalWidth") == 200)
     tabs = {t.get_attribute("data-key"): t.is_enabled() for t in browser.find_elements(By.CSS_SELECTOR, "#tabs .tab")}
     assert tabs == {"o": True, "h": True, "u": False, "i": True}  # photo, heat, original; no upright crop stored
@@ -137,7 +144,7 @@ def test_confirm_on_the_part_page_stores_a_review(server, browser, tmp_path):
     browser.find_element(By.ID, "note").send_keys("crack under the head")
     browser.find_element(By.ID, "confirm").click()
     # On to the next flagged part nobody reviewed; the one just labelled a step back.
-    wait_until(browser, lambda d: "screw_005.png" not in d.find_element(By.TAG_NAME, "h1").text)
+    wait_until(browser, lambda d: (shown := heading(d)) is not None and "screw_005.png" not in shown)
     assert browser.find_element(By.ID, "state").text == "unreviewed"
     browser.find_element(By.ID, "previous").click()
     wait_until(browser, lambda d: d.find_element(By.ID, "state").text == "confirmed")

@@ -1,4 +1,5 @@
 import json
+import tempfile
 
 from click.testing import CliRunner
 
@@ -17,15 +18,20 @@ def small_pipelines(folder):
     return tiny, reference
 
 
-def test_benchmark_runs_and_reports_every_field(tmp_path):
+def test_benchmark_runs_and_reports_every_field(tmp_path, monkeypatch):
     tiny, reference = small_pipelines(tmp_path)
     out = tmp_path / "bench.json"
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     result = CliRunner().invoke(cli, [
         "benchmark", "--images", str(SAMPLE / "train" / "good"), "--pipeline", str(tiny), "--reference",
         str(reference), "--burst", "12", "--steady-seconds", "1", "--rate", "5", "--frame-size", "128",
-        "--epochs", "1", "--out", str(out), "--work", str(tmp_path / "work"),
+        "--epochs", "1", "--out", str(out),
     ])
     assert result.exit_code == 0, result.output
+    # Without --work the frames, inboxes and model went to a temporary folder, removed at the end.
+    assert not list(temporary.glob("inspector-bench-*"))
     assert "images/s" in result.stdout and "verdict committed: p50" in result.stdout
     assert "MQTT" not in result.stdout
     data = json.loads(out.read_text())
@@ -36,6 +42,7 @@ def test_benchmark_runs_and_reports_every_field(tmp_path):
         assert data["model"][name]["preprocess_ms_per_image"] > 0
     assert data["model"]["ratio_batch32"] > 0 and data["model"]["ratio_batch1"] > 0
     assert data["training"]["epochs"] == 1 and data["training"]["seconds"] > 0
+    assert data["model_dir"] is None
     assert data["burst"]["images"] == 12 and data["burst"]["images_per_s"] > 0 and data["burst"]["exit_code"] == 0
     steady = data["steady"]
     assert steady["images"] == 5 and steady["exit_code"] == 0
@@ -70,6 +77,9 @@ def test_benchmark_with_a_broker_times_the_burst_and_the_messages_received(broke
     # A message is sent after its verdict is committed: received no sooner.
     assert steady["received_ms_p50"] >= steady["latency_ms_p50"] > 0
     assert steady["received_ms_max"] >= steady["latency_ms_max"]
+    # A scratch folder given is kept: the burst's inbox and the daemon's profile are still there.
+    assert (tmp_path / "work" / "burst-mqtt-profile.json").is_file() and (tmp_path / "work" / "burst").is_dir()
+    assert data["model_dir"] == str(tiny_bundle)
 
 
 def test_benchmark_outside_the_repository_asks_for_images(tmp_path, monkeypatch):

@@ -273,12 +273,29 @@ def run_benchmark(
     mqtt_url: str | None = None,
 ) -> dict:
     """With `mqtt_url` (a broker): the burst again with the daemon's MQTT output on, and the
-    steady stream with it on, timed to each message received by a subscriber."""
+    steady stream with it on, timed to each message received by a subscriber. `work`: a scratch
+    folder, kept afterwards; without it a temporary one, removed at the end (the result's
+    `model_dir` is then None when the model was trained there)."""
     pipeline, reference = resolve_pipeline(pipeline_name), resolve_pipeline(reference_name)
     sources = list_images(images_dir)
     if not sources:
         raise InspectorError(f"no images in {images_dir}")
-    work = Path(work or tempfile.mkdtemp(prefix="inspector-bench-"))
+    if work is not None:
+        return _run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
+                    frame_size, epochs, Path(work), progress, mqtt_url)
+    # A scratch folder of our own holds about a gigabyte of frames, inboxes and pictures for the
+    # default burst: removed at the end, or every run would leave one behind.
+    with tempfile.TemporaryDirectory(prefix="inspector-bench-", ignore_cleanup_errors=True) as scratch:
+        result = _run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
+                      frame_size, epochs, Path(scratch), progress, mqtt_url)
+        if model_dir is None:
+            result["model_dir"] = None  # trained in the scratch folder, removed with it
+        return result
+
+
+def _run(images_dir: Path, pipeline: Pipeline, reference: Pipeline, sources: list[Path], model_dir: Path | None,
+         burst_count: int, steady_seconds: float, rate: float, frame_size: int, epochs: int | None, work: Path,
+         progress: Callable[[str], None], mqtt_url: str | None) -> dict:
     result: dict = {"machine": machine(), "images_dir": str(images_dir), "pipeline": pipeline.name,
                     "reference": reference.name}
 

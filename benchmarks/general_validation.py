@@ -76,6 +76,11 @@ VARIANTS = {
                                                   "error_sigma": 1.0}, {}),
     "patch memory (patch 16), error_sigma 3.0": ({"second_opinion": "patch_memory", "patch_size": 16,
                                                   "error_sigma": 3.0}, {}),
+    "memory weight 2": ({"memory_weight": 2.0}, {}),
+    "memory weight 4": ({"memory_weight": 4.0}, {}),
+    "no appearance": ({"appearance_error": False}, {}),
+    "no appearance, memory weight 2": ({"appearance_error": False, "memory_weight": 2.0}, {}),
+    "no appearance, memory weight 4": ({"appearance_error": False, "memory_weight": 4.0}, {}),
 }
 # Score reductions tried on every variant's maps (AUROC only: the threshold is the variant's own).
 SMOOTHING = (0.75, 1.5, 3.0)

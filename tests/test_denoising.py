@@ -224,13 +224,17 @@ def test_the_autoencoder_alone_flags_a_painted_pit_where_it_is(autoencoder_alone
         assert abs(hot_x - x) <= 6 and abs(hot_y - y) <= 6
 
 
-def test_with_the_second_opinion_both_maps_count(images, tmp_path):
+@pytest.mark.parametrize("memory_weight", [1.0, 3.0])
+def test_with_the_second_opinion_both_maps_count(images, tmp_path, memory_weight):
     pipeline = small(second_opinion="patch_memory", epochs=2)
+    pipeline = pipeline.replace("model", settings=dataclasses.replace(pipeline.model.settings,
+                                                                      memory_weight=memory_weight))
     bundle, _ = train_bundle(images, tmp_path / "both", pipeline, seed=0)
     names = {layer.name for layer in bundle.model.layers}
     assert {"reconstruction_error", "structure_error", "memory_unit", "both_opinions"} <= names
     # Each branch is divided by its typical score on the held-out good screws (and their nuisance
-    # copies), so on them each branch's image maxima average exactly 1: the maps add on one scale.
+    # copies), so on them each branch's image maxima average exactly 1: the maps add on one scale;
+    # the memory's average its weight.
     _, held = split_holdout(len(images.arrays), pipeline.model.holdout_fraction, 0)
     calibration = np.concatenate([images.arrays[held], images.variants[held, 0]])
     for name in ("reconstruction_error", "structure_error", "memory_unit"):
@@ -238,7 +242,8 @@ def test_with_the_second_opinion_both_maps_count(images, tmp_path):
         assert float(layer.unit.numpy()) != 1.0
         branch = keras.Model(bundle.model.input, layer.output)
         maxima = forward(branch, calibration).reshape(len(calibration), -1).max(axis=1)
-        assert maxima.mean() == pytest.approx(1.0, rel=1e-4), name
+        weight = memory_weight if name == "memory_unit" else 1.0
+        assert maxima.mean() == pytest.approx(weight, rel=1e-4), name
     # The threshold's scores are cross-fitted: each fold scored with statistics learnt on the other
     # folds, so they are higher than the same images scored by the final model, which learnt from all.
     honest = np.array(bundle.calibration["good_scores"])

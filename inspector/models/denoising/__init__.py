@@ -68,6 +68,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # place restores well and shows in no reconstruction error.
     appearance_error: bool = False
     second_opinion: str = "patch_memory"
+    # The second opinion's map counts this many times as much as each of the other maps in the
+    # sum (every map is first put in units of its typical score on good parts).
+    memory_weight: float = 1.0
     # The second opinion's settings (neighbours, search_radius, patch_size: see patch_memory).
     patch_size: int = 6
 
@@ -87,6 +90,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.worst_error_share", self.worst_error_share, 1e-4, 1.0)
         check_range(f"{where}.error_sigma", self.error_sigma, 0.1, 20.0)
         check_choice(f"{where}.second_opinion", self.second_opinion, SECOND_OPINIONS)
+        check_range(f"{where}.memory_weight", self.memory_weight, 0.05, 20.0)
 
     def batch_for(self, trained: int) -> int:
         """The batch size training on `trained` images uses (the whole set when it is smaller)."""

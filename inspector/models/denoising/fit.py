@@ -79,27 +79,28 @@ def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memor
     `settings.structure_error`, + the distance from `good_mean`, the mean good input, with
     `settings.appearance_error`, + the patch memory's map if `memory`, the images it remembers, is
     given). Returns the model and its branches: (layer holding per-pixel statistics, layer
-    holding the unit) for each map added."""
+    holding the unit, the map's weight in the sum: `settings.memory_weight` for the memory's, 1
+    for the others) for each map added."""
     height, width = ae.input_shape[1:3]
     inputs = keras.Input(shape=(height, width, 1))
     restored = ae(inputs)
     error = ReconstructionError(height, width, settings.error_sigma, level, name="reconstruction_error")
     output = error([inputs, restored])
-    branches = [(error, error)]
+    branches = [(error, error, 1.0)]
     if settings.structure_error:
         structure = StructureError(height, width, level, name="structure_error")
         output = keras.layers.Add(name="reconstruction_maps")([output, structure([inputs, restored])])
-        branches.append((structure, structure))
+        branches.append((structure, structure, 1.0))
     if settings.appearance_error:
         appearance = AppearanceError(height, width, settings.error_sigma, level, name="appearance_error")
         output = keras.layers.Add(name="with_appearance")([output, appearance([inputs, restored])])
         appearance.good_mean.assign(np.zeros((height, width), np.float32) if good_mean is None else good_mean)
-        branches.append((appearance, appearance))
+        branches.append((appearance, appearance, 1.0))
     if memory is not None:
         distances = memory_layer(memory, settings, level)  # kept to the same region as the other maps
         rescale = Rescale(name="memory_unit")
         output = keras.layers.Add(name="both_opinions")([output, rescale(distances(inputs))])
-        branches.append((distances, rescale))
+        branches.append((distances, rescale, settings.memory_weight))
     return keras.Model(inputs, output, name="denoising_autoencoder"), branches
 
 
@@ -268,7 +269,7 @@ def _raw_maps(model, branches, images: np.ndarray) -> list[np.ndarray]:
     for i in range(0, len(x), 64):
         batch = tf.constant(x[i:i + 64])
         restored = ae(batch, training=False)
-        for maps, (layer, _) in zip(raw, branches):
+        for maps, (layer, _, _) in zip(raw, branches):
             maps.append((layer.raw(batch, restored) if isinstance(layer, PartMap) else layer(batch)).numpy()[..., 0])
     return [np.concatenate(maps) for maps in raw]
 
@@ -279,11 +280,12 @@ def _cross_fitted(model, branches, raw: list[np.ndarray], images: np.ndarray, fo
     learnt on all."""
 
     def learn(select: np.ndarray) -> None:
-        for (layer, unit), maps in zip(branches, raw):
+        for (layer, unit, weight), maps in zip(branches, raw):
             set_statistics(layer, *pixel_statistics(maps[select]))
             unit.unit.assign(1.0)
             normalised = _branch_output(layer, maps[select], images[select])
-            unit.unit.assign(max(float(normalised.reshape(len(normalised), -1).max(axis=1).mean()), 1e-6))
+            typical = max(float(normalised.reshape(len(normalised), -1).max(axis=1).mean()), 1e-6)
+            unit.unit.assign(typical / weight)  # a map's unit is its typical score, over its weight
 
     scores, maps = np.empty(len(images)), np.empty(images.shape, np.float32)
     for k in np.unique(fold):

@@ -288,9 +288,9 @@ def run_benchmark(
     with tempfile.TemporaryDirectory(prefix="inspector-bench-", ignore_cleanup_errors=True) as scratch:
         result = _run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
                       frame_size, epochs, Path(scratch), progress, mqtt_url)
-        if model_dir is None:
-            result["model_dir"] = None  # trained in the scratch folder, removed with it
-        return result
+    if model_dir is None:
+        result["model_dir"] = None  # trained in the scratch folder, removed with it
+    return result
 
 
 def _run(images_dir: Path, pipeline: Pipeline, reference: Pipeline, sources: list[Path], model_dir: Path | None,

@@ -89,3 +89,14 @@ def test_benchmark_outside_the_repository_asks_for_images(tmp_path, monkeypatch)
     assert "give --images: a folder of real part images (the default, sample_data/train/good, is only there " \
            "in the repository's root" in result.output
     assert not (tmp_path / "benchmark.json").exists()
+
+
+def test_benchmark_refuses_a_work_folder_in_use(tmp_path):
+    work = tmp_path / "work"
+    (work / "inbox").mkdir(parents=True)
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["benchmark", "--images", str(SAMPLE / "train" / "good"), "--burst", "1",
+                                      "--work", str(work), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"--work {work} is not empty: give a new or empty folder" in result.output
+    assert sorted(p.name for p in work.iterdir()) == ["inbox"] and not out.exists()

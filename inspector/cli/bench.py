@@ -40,8 +40,8 @@ def _sample_images() -> Path:
 @click.option("--out", "json_out", type=click.Path(dir_okay=False, path_type=Path), default="benchmark.json",
               show_default=True, help="Where to write the full results as JSON.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path),
-              help="Scratch folder for the frames, inboxes and model, kept afterwards (default: a new "
-                   "temporary folder, removed at the end).")
+              help="Scratch folder for the frames, inboxes and model, new or empty, kept afterwards "
+                   "(default: a new temporary folder, removed at the end).")
 @click.option("--mqtt", "mqtt_url", envvar="INSPECTOR_MQTT", metavar="URL",
               help="A broker (mqtt://[user[:password]@]host[:port]; password also from INSPECTOR_MQTT_PASSWORD): "
                    "the burst again with the MQTT output on, and the steady stream timed to each message "

@@ -92,6 +92,9 @@ class Daemon:
         deadline = time.monotonic() + 120
         while b"watching" not in self.log_path.read_bytes():
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()  # not left running in a scratch folder that is about to go
+                self.process.wait()
+                self.log.close()
                 raise RuntimeError(f"the daemon did not start:\n{self.log_path.read_text(errors='replace')[-2000:]}")
             time.sleep(0.1)
         time.sleep(1.0)  # the observer starts right after the banner
@@ -274,20 +277,27 @@ def run_benchmark(
 ) -> dict:
     """With `mqtt_url` (a broker): the burst again with the daemon's MQTT output on, and the
     steady stream with it on, timed to each message received by a subscriber. `work`: a scratch
-    folder, kept afterwards; without it a temporary one, removed at the end (the result's
+    folder, new or empty, kept afterwards; without it a temporary one, removed at the end (the result's
     `model_dir` is then None when the model was trained there)."""
     pipeline, reference = resolve_pipeline(pipeline_name), resolve_pipeline(reference_name)
     sources = list_images(images_dir)
     if not sources:
         raise InspectorError(f"no images in {images_dir}")
     if work is not None:
+        work = Path(work)
+        if work.exists() and any(work.iterdir()):
+            # Its inboxes and databases would be another run's: refused before anything is made.
+            raise InspectorError(f"--work {work} is not empty: give a new or empty folder")
         return _run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
-                    frame_size, epochs, Path(work), progress, mqtt_url)
+                    frame_size, epochs, work, progress, mqtt_url)
     # A scratch folder of our own holds about a gigabyte of frames, inboxes and pictures for the
-    # default burst: removed at the end, or every run would leave one behind.
+    # default burst: removed at the end, or every run would leave one behind (a removal that fails
+    # is reported by name, not raised: the figures are measured by then).
     with tempfile.TemporaryDirectory(prefix="inspector-bench-", ignore_cleanup_errors=True) as scratch:
         result = _run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
                       frame_size, epochs, Path(scratch), progress, mqtt_url)
+    if Path(scratch).exists():
+        progress(f"could not remove all of the scratch folder {scratch}")
     if model_dir is None:
         result["model_dir"] = None  # trained in the scratch folder, removed with it
     return result

@@ -167,7 +167,7 @@ class StructureError(PartMap):
 @keras.saving.register_keras_serializable(package="inspector")
 class Rescale(keras.layers.Layer):
     """A map divided by `unit`, a learnt (non-trainable) scalar: the typical image score of good
-    parts, so maps of different models add on a common scale."""
+    parts (over the map's weight, if it has one), so maps of different models add on a common scale."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -7,6 +7,7 @@ the burst is run with and without the MQTT output in the same run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -283,23 +284,22 @@ def run_benchmark(
     sources = list_images(images_dir)
     if not sources:
         raise InspectorError(f"no images in {images_dir}")
-    if work is not None:
-        work = Path(work)
-        if work.exists() and any(work.iterdir()):
-            # Its inboxes and databases would be another run's: refused before anything is made.
-            raise InspectorError(f"--work {work} is not empty: give a new or empty folder")
-        return _run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
-                    frame_size, epochs, work, progress, mqtt_url)
+    if work is not None and Path(work).exists() and any(Path(work).iterdir()):
+        # Its inboxes and databases would be another run's: refused before anything is made.
+        raise InspectorError(f"--work {work} is not empty: give a new or empty folder")
     # A scratch folder of our own holds about a gigabyte of frames, inboxes and pictures for the
     # default burst: removed at the end, or every run would leave one behind (a removal that fails
-    # is reported by name, not raised: the figures are measured by then).
-    with tempfile.TemporaryDirectory(prefix="inspector-bench-", ignore_cleanup_errors=True) as scratch:
+    # is reported by name, not raised: the figures are measured by then). One given is kept.
+    scratch = (contextlib.nullcontext(work) if work is not None
+               else tempfile.TemporaryDirectory(prefix="inspector-bench-", ignore_cleanup_errors=True))
+    with scratch as folder:
         result = _run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
-                      frame_size, epochs, Path(scratch), progress, mqtt_url)
-    if Path(scratch).exists():
-        progress(f"could not remove all of the scratch folder {scratch}")
-    if model_dir is None:
-        result["model_dir"] = None  # trained in the scratch folder, removed with it
+                      frame_size, epochs, Path(folder), progress, mqtt_url)
+    if work is None:
+        if Path(folder).exists():
+            progress(f"could not remove all of the scratch folder {folder}")
+        if model_dir is None:
+            result["model_dir"] = None  # trained in the scratch folder, removed with it
     return result
 
 

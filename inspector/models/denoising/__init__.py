@@ -10,7 +10,8 @@ and its reconstruction, and the two maps are added.
 
 With `second_opinion = "patch_memory"` the patch memory's map (each patch against the closest
 good patches) is added, each map in units of its own typical score on good parts, so both
-count equally (the memory's `memory_weight` times as much, if set). The Keras graph outputs the error map itself; its layers are in `layers`.
+count equally (the memory's `memory_weight` times as much, if set). The Keras graph outputs the
+error map itself; its layers are in `layers`.
 """
 
 from __future__ import annotations

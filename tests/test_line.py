@@ -102,9 +102,17 @@ class Subscriber:
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe([(topic, 1), ("inspector/+/status", 1),
                                                             ("inspector/+/last", 1)])
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        # paho's default waits up to 120 s between tries: a restarted broker would be found long after the test's wait
+        self.client.reconnect_delay_set(1, 2)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         self.topic = topic
+        # A broker stopped before it acknowledged the subscription keeps a session without it, and what the
+        # daemon publishes after the restart would never reach this consumer.
+        if not self.subscribed.wait(10):
+            raise AssertionError("the consumer's subscription was not acknowledged within 10 s")
 
     def _on_message(self, client, userdata, message):
         if message.topic == self.topic:
@@ -353,29 +361,36 @@ def test_stations_sharing_a_database_each_deliver_their_own_verdicts(broker, tin
     mosquitto = broker()
     consumers = {station: Subscriber(mosquitto.port, f"inspector/{station}/verdict", f"consumer-{station}")
                  for station in ("east", "west")}  # subscribed before: the broker keeps their sessions
-    wait_for(lambda: all(c.client.is_connected() for c in consumers.values()), 10, "consumers connected")
     mosquitto.stop()  # both stations judge while the broker is away: their outboxes fill
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    daemons = {}
+    daemons, logs = {}, {}
     for station in ("east", "west"):
         inbox = tmp_path / station / "inbox"
         inbox.mkdir(parents=True)
         for i in range(4):
             write_png(inbox / f"{station}{i}.png", seed=(1300 if station == "east" else 1400) + i)
+        logs[station] = open(tmp_path / f"{station}.log", "wb")
         daemons[station] = subprocess.Popen(
-            [sys.executable, "-m", "inspector.cli", "watch", str(inbox), "--model", str(tiny_bundle), "--db", db,
+            [sys.executable, "-m", "inspector.cli", "watch", "-v", str(inbox), "--model", str(tiny_bundle), "--db", db,
              "--out", str(tmp_path / station / "out"), "--station", station,
-             "--mqtt", f"mqtt://127.0.0.1:{mosquitto.port}"], stderr=subprocess.DEVNULL)
+             "--mqtt", f"mqtt://127.0.0.1:{mosquitto.port}"], stderr=logs[station])
     try:
         wait_for(lambda: len(rows(db, "status = 'done'")) == 8, 90, "both stations' parts judged")
         assert outbox_waiting(db) == 8
         mosquitto.start()
-        wait_for(lambda: all(len(c.ids()) == 4 for c in consumers.values()), 90, "4 verdicts on each station's topic")
+        try:
+            wait_for(lambda: all(len(c.ids()) == 4 for c in consumers.values()), 90,
+                     "4 verdicts on each station's topic")
+        except AssertionError as exc:
+            told = {s: (c.ids(), (tmp_path / f"{s}.log").read_text()[-3000:]) for s, c in consumers.items()}
+            raise AssertionError(f"{exc}; outbox waiting {outbox_waiting(db)}; received and daemon logs: {told}")
         for station, consumer in consumers.items():
             assert consumer.ids() == [r["id"] for r in rows(db, f"station = '{station}'")]
     finally:
         for daemon in daemons.values():
             daemon.terminate()
             daemon.wait(60)
+        for log in logs.values():
+            log.close()
         for consumer in consumers.values():
             consumer.close()

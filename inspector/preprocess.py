@@ -132,6 +132,23 @@ def background_light(small: np.ndarray) -> np.ndarray:
     return np.maximum(back[:height, :width], 1e-3)
 
 
+def shrink(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` `scale` (< 1) times its size, each pixel the mean of the area it covers
+    (`cv2.INTER_AREA`). A float image shrunk by 1/2, 1/4, 1/8... with sides that divide by it
+    is shrunk in halvings: the same pixels to float rounding, and for 1024 -> 256 a quarter of
+    the time (OpenCV's area shrink by a factor of two has a fast path that a factor of four has
+    not). Integer pixels would be rounded at every halving: they take the single shrink."""
+    factor = round(1 / scale)
+    height, width = image.shape[:2]
+    if (image.dtype.kind == "f" and factor > 1 and factor & (factor - 1) == 0 and abs(factor * scale - 1) < 1e-9
+            and height % factor == 0 and width % factor == 0):
+        while factor > 1:
+            height, width, factor = height // 2, width // 2, factor // 2
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
 def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,
                 path: str | os.PathLike | None = None) -> Located:
     """Segment the part (the largest blob darker than the background) and measure its pose
@@ -139,7 +156,7 @@ def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,
     one cut by the frame's edge, more than one.
     """
     scale = min(1.0, POSE_WORKING_SIZE / max(gray.shape))
-    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    small = shrink(gray, scale) if scale < 1 else gray
     working = small
     light = background_light(small) if config is not None and config.flatten_light else None
     if light is not None:

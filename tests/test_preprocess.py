@@ -182,3 +182,21 @@ def test_the_light_blurred_on_a_smaller_copy_is_the_full_size_blur_for_any_frame
     full = cv2.GaussianBlur(closed, (0, 0), side / 4)
     relative = np.abs(background_light(frame) / full - 1)
     assert relative.mean() < 5e-4 and relative.max() < 6e-3
+
+
+@pytest.mark.parametrize("shape, scale", [((1024, 1024), 0.25), ((512, 768), 0.125), ((1000, 600), 0.5),
+                                          ((1022, 1024), 0.25), ((1024, 1024), 0.3), ((1024, 1024), 0.249)])
+def test_a_frame_shrunk_in_halvings_is_the_frame_shrunk_at_once(shape, scale):
+    """Shrinking by a power of two goes in halvings where the sides allow: the pixels of one
+    area shrink, to float rounding (a halving that dropped a row or averaged 3x3 would differ by
+    a tenth of the grey range on this noise)."""
+    from inspector.preprocess import shrink
+
+    frame = np.random.default_rng(7).random(shape, dtype=np.float32)
+    at_once = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    shrunk = shrink(frame, scale)
+    assert shrunk.shape == at_once.shape
+    assert np.abs(shrunk - at_once).max() < 1e-6
+    eight_bit = (frame * 255).astype(np.uint8)  # integer pixels: one shrink, rounded once
+    assert np.array_equal(shrink(eight_bit, scale),
+                          cv2.resize(eight_bit, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))

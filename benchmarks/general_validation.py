@@ -81,6 +81,8 @@ VARIANTS = {
     "no appearance": ({"appearance_error": False}, {}),
     "no appearance, memory weight 2": ({"appearance_error": False, "memory_weight": 2.0}, {}),
     "no appearance, memory weight 4": ({"appearance_error": False, "memory_weight": 4.0}, {}),
+    # Trains an autoencoder of its own: run it alone (the variants of one run share the first's).
+    "structure removed 0.3": ({"removal_share": 0.3}, {}),
 }
 # Score reductions tried on every variant's maps (AUROC only: the threshold is the variant's own).
 SMOOTHING = (0.75, 1.5, 3.0)

@@ -178,6 +178,22 @@ def test_a_synthetic_defect_changes_the_part_only():
         assert not (changed & ~allowed).any()
 
 
+def test_a_removal_takes_a_stretch_of_a_thin_lead_away():
+    frame = np.full((128, 128), 0.4, np.float32)
+    frame[20:110, 62:65] = 0.9  # a lead three pixels wide on a plain board
+    for seed in range(10):
+        out = add_defect(np.random.default_rng(seed), frame, frame[None], True, removal_share=1.0)
+        if not (np.abs(out - frame) > 0.01).any():
+            continue  # a large defect (a fifth of whole-frame ones) missed the lead: drawn before the removal
+        lead = out[20:110, 62:65].mean(axis=1)
+        assert (lead < 0.5).sum() >= 3, seed  # rows of the lead turned to board: the lead cut there
+        assert (lead > 0.85).sum() >= 30, seed  # and only a stretch of it
+        assert np.abs(out[:, :50] - 0.4).max() < 0.01 and np.abs(out[:, 80:] - 0.4).max() < 0.01, seed
+        break
+    else:
+        raise AssertionError("no removal among ten defects")
+
+
 def test_the_bundle_loads_safely_and_scores_as_trained(autoencoder_alone, images):
     out, bundle, summary = autoencoder_alone
     assert summary["epochs"] == 60 and summary["architecture"] == "denoising_autoencoder"

@@ -49,6 +49,10 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # Share of training copies given a synthetic defect, and given a random line nuisance.
     defect_share: float = 0.6
     nuisance_share: float = 0.6
+    # Share of the synthetic defects that take a stretch of thin structure away (a lead or wire
+    # cut or missing: there the frame's grey opening or closing), so the autoencoder learns to
+    # give a missing stretch back (0: none, and the other defects drawn as they were).
+    removal_share: float = 0.0
     # Nuisance copies made of each good image before training (0: no nuisances).
     nuisance_copies: int = 5
     # Weight of the structural (SSIM) term beside the squared error in the training loss.
@@ -85,6 +89,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.min_steps", self.min_steps, 0, 1_000_000)
         check_range(f"{where}.defect_share", self.defect_share, 0.0, 1.0)
         check_range(f"{where}.nuisance_share", self.nuisance_share, 0.0, 1.0)
+        check_range(f"{where}.removal_share", self.removal_share, 0.0, 1.0)
         check_range(f"{where}.nuisance_copies", self.nuisance_copies, 0, 50)
         check_range(f"{where}.ssim_weight", self.ssim_weight, 0.0, 100.0)
         check_range(f"{where}.worst_error_weight", self.worst_error_weight, 0.0, 100.0)

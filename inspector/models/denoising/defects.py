@@ -3,7 +3,8 @@
 Blobs of thresholded low-frequency noise (the shapes of pits, chips and stains) or thin
 scratches, on the part or its outline, filled with a piece of another good part or of the
 same part shifted (a thread where none belongs), a smooth random texture, or a flat bright or
-dark level, blended in at a random strength. Training code only.
+dark level, blended in at a random strength; if the pipeline asks, some take thin structure
+away instead (a lead or wire cut or missing). Training code only.
 """
 
 from __future__ import annotations
@@ -59,6 +60,28 @@ def _far_shift(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.roll(image, (dy, dx), axis=(0, 1))
 
 
+def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.ndarray) -> np.ndarray | None:
+    """The image with a stretch of thin structure taken away, or None when it has none in
+    `region`: a grey opening (bright structure) or closing (dark) by a disc a twentieth to a
+    tenth of the frame across takes it all away; an ellipse of that, centred where it changed
+    the image most, replaces the image there. What a lead or a wire cut or missing leaves."""
+    side = max(3, int(min(image.shape) * rng.uniform(0.05, 0.1))) | 1
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    operation = cv2.MORPH_OPEN if rng.random() < 0.5 else cv2.MORPH_CLOSE
+    removed = cv2.morphologyEx(image, operation, disc, borderType=cv2.BORDER_REPLICATE)
+    change = np.where(region, np.abs(image - removed), 0.0)
+    ys, xs = np.nonzero(change > max(0.05, float(np.quantile(change, 0.98))))
+    if not len(ys):
+        return None
+    i = int(rng.integers(len(ys)))
+    h, w = image.shape
+    mask = np.zeros(image.shape, np.uint8)
+    axes = (max(2, int(w * rng.uniform(0.03, 0.1))), max(2, int(h * rng.uniform(0.03, 0.1))))
+    cv2.ellipse(mask, (int(xs[i]), int(ys[i])), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    mask = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
+    return (image * (1 - mask) + removed * mask).astype(np.float32)
+
+
 def _filling(rng: np.random.Generator, image: np.ndarray, others: np.ndarray) -> np.ndarray:
     h, w = image.shape
     kind = int(rng.integers(4))
@@ -81,16 +104,22 @@ LARGE_SHARE = 0.2
 
 
 def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray,
-               whole_frame: bool = False) -> np.ndarray:
+               whole_frame: bool = False, removal_share: float = 0.0) -> np.ndarray:
     """`image` (H, W) in [0, 1] with one synthetic defect; `others`: good images to borrow from.
     `whole_frame`: no part was segmented (a registered frame), so a defect may go anywhere, and
-    some are large: a region filled with what lies elsewhere in the frame."""
+    some are large: a region filled with what lies elsewhere in the frame. `removal_share`: the
+    share of defects that take a stretch of thin structure away (`_structure_removed`)."""
     if whole_frame and rng.random() < LARGE_SHARE:
         mask = cv2.GaussianBlur(_large_mask(rng, image.shape).astype(np.float32), (0, 0), 1.5)
         return (image * (1 - mask) + _far_shift(rng, image) * mask).astype(np.float32)
     region = np.ones(image.shape, bool) if whole_frame else part_outline(image)
     if not region.any():
         return image
+    # Drawn only when the share is set, so a pipeline without removals trains as it did.
+    if removal_share and rng.random() < removal_share:
+        removed = _structure_removed(rng, image, region)
+        if removed is not None:
+            return removed
     mask = _scratch_mask(rng, region) if rng.random() < 0.25 else _blob_mask(rng, region)
     mask = mask.astype(np.float32)
     if rng.random() < 0.5:

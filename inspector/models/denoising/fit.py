@@ -206,7 +206,7 @@ def train_autoencoder(
                     image = variants[i, int(rng.integers(copies))]
                 target.append(image)
                 defect = rng.random() < settings.defect_share
-                shown.append(add_defect(rng, image, arrays, whole_frame) if defect else image)
+                shown.append(add_defect(rng, image, arrays, whole_frame, settings.removal_share) if defect else image)
             total += float(step(np.stack(shown)[..., None], np.stack(target)[..., None]))
             steps += 1
         losses.append(total / max(steps, 1))

@@ -36,6 +36,9 @@ def _sample_images() -> Path:
               help="Images per second in the steady stream.")
 @click.option("--frame-size", type=click.IntRange(16, 8192), default=1024, show_default=True,
               help="Width and height of the generated PNG frames.")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True,
+              help="Times the model timing and the daemon runs are repeated, one round after the other; "
+                   "each figure reported is their median.")
 @click.option("--epochs", type=click.IntRange(1), help="Override the pipeline's epochs when training.")
 @click.option("--out", "json_out", type=click.Path(dir_okay=False, path_type=Path), default="benchmark.json",
               show_default=True, help="Where to write the full results as JSON.")
@@ -49,8 +52,8 @@ def _sample_images() -> Path:
 @logging_options()
 @json_option
 @fail_cleanly
-def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_seconds, rate, frame_size, epochs,
-              json_out, work, mqtt_url, as_json):
+def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_seconds, rate, frame_size, rounds,
+              epochs, json_out, work, mqtt_url, as_json):
     """Measure speed: model images/s, daemon burst throughput and steady-stream latency.
 
     Model scoring is timed for PIPELINE and REFERENCE on the same images in the same process
@@ -60,11 +63,16 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
     runs again with the daemon publishing each verdict, timed to the last message a subscriber
     received, and the steady stream is timed to each message received as well.
 
+    All of it runs --rounds times, one round after the other, and each figure is reported as
+    the median of the rounds with every round's value beside it (a shared machine is noisy).
+    The frames are made once and every run is handed the same ones; the scratch folder is
+    removed only after the last round.
+
     \b
     Examples:
       inspector benchmark
       inspector benchmark --images ../shared/data/mvtec_screw/train/good --out bench.json
-      inspector benchmark --burst 50 --steady-seconds 5 --frame-size 512 --json
+      inspector benchmark --burst 50 --steady-seconds 5 --frame-size 512 --rounds 1 --json
       inspector benchmark --model models/screw --mqtt mqtt://127.0.0.1
     """
     from ..usecases.benchmark import run_benchmark, table
@@ -72,7 +80,7 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
     images_dir = images_dir or _sample_images()
     result = run_benchmark(images_dir, pipeline, reference, model_dir, burst_count, steady_seconds, rate,
                            frame_size, epochs, work, progress=lambda m: click.echo(f"... {m}", err=True),
-                           mqtt_url=mqtt_url)
+                           mqtt_url=mqtt_url, rounds=rounds)
     json_out.write_text(json.dumps(result, indent=2))
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -275,11 +276,13 @@ def run_benchmark(
     work: Path | None = None,
     progress: Callable[[str], None] = lambda message: None,
     mqtt_url: str | None = None,
+    rounds: int = 3,
 ) -> dict:
     """With `mqtt_url` (a broker): the burst again with the daemon's MQTT output on, and the
-    steady stream with it on, timed to each message received by a subscriber. `work`: a scratch
-    folder, new or empty, kept afterwards; without it a temporary one, removed at the end (the result's
-    `model_dir` is then None when the model was trained there)."""
+    steady stream with it on, timed to each message received by a subscriber. `rounds`: the
+    model timing and the daemon runs repeated, one round after the other, their medians reported.
+    `work`: a scratch folder, new or empty, kept afterwards; without it a temporary one, removed
+    at the end (the result's `model_dir` is then None when the model was trained there)."""
     pipeline, reference = resolve_pipeline(pipeline_name), resolve_pipeline(reference_name)
     sources = list_images(images_dir)
     if not sources:
@@ -294,7 +297,7 @@ def run_benchmark(
                else tempfile.TemporaryDirectory(prefix="inspector-bench-", ignore_cleanup_errors=True))
     with scratch as folder:
         result = _run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
-                      frame_size, epochs, Path(folder), progress, mqtt_url)
+                      frame_size, epochs, Path(folder), progress, mqtt_url, rounds)
     if work is None:
         if Path(folder).exists():
             progress(f"could not remove all of the scratch folder {folder}")
@@ -305,12 +308,10 @@ def run_benchmark(
 
 def _run(images_dir: Path, pipeline: Pipeline, reference: Pipeline, sources: list[Path], model_dir: Path | None,
          burst_count: int, steady_seconds: float, rate: float, frame_size: int, epochs: int | None, work: Path,
-         progress: Callable[[str], None], mqtt_url: str | None) -> dict:
+         progress: Callable[[str], None], mqtt_url: str | None, rounds: int) -> dict:
     result: dict = {"machine": machine(), "images_dir": str(images_dir), "pipeline": pipeline.name,
                     "reference": reference.name}
-
-    progress("model speed")
-    result["model"] = model_speed({pipeline.name: pipeline, reference.name: reference}, sources)
+    pipelines = {pipeline.name: pipeline, reference.name: reference}
 
     if model_dir is None:
         progress(f"training {pipeline.name} on {len(sources)} images")
@@ -325,19 +326,79 @@ def _run(images_dir: Path, pipeline: Pipeline, reference: Pipeline, sources: lis
     result["model_dir"] = str(model_dir)
 
     progress(f"making {burst_count} + {int(steady_seconds * rate)} images of {frame_size}x{frame_size}")
-    burst_files = make_line_images(sources, work / "staging-burst", burst_count, frame_size, seed=1)
-    steady_files = make_line_images(sources, work / "staging-steady", int(steady_seconds * rate), frame_size, seed=2)
-    progress("burst")
-    result["burst"] = burst(model_dir, burst_files, work / "burst")
-    if mqtt_url:
-        progress("burst with MQTT")
-        again = make_line_images(sources, work / "staging-burst-mqtt", burst_count, frame_size, seed=1)
-        result["burst_mqtt"] = burst(model_dir, again, work / "burst-mqtt", mqtt_url)
-    progress("steady stream" + (" with MQTT" if mqtt_url else ""))
-    result["steady"] = steady(model_dir, steady_files, work / "steady", rate, mqtt_url)
-    result["daemon_peak_rss_mb"] = max(r["peak_rss_mb"] for key, r in result.items()
-                                       if key in ("burst", "burst_mqtt", "steady"))
+    burst_files = make_line_images(sources, work / "frames-burst", burst_count, frame_size, seed=1)
+    steady_files = make_line_images(sources, work / "frames-steady", int(steady_seconds * rate), frame_size, seed=2)
+    # Every run is handed the same frames (hard links: no gigabyte written again per run), and
+    # nothing is removed before the last run: on a disk that trims what is freed (ext4 with
+    # `discard`) a removed gigabyte slows the file writes of whatever runs next.
+    runs: list[dict] = []
+    for n in range(1, rounds + 1):
+        here = work / f"round-{n}" if rounds > 1 else work
+        label = f" (round {n} of {rounds})" if rounds > 1 else ""
+        run: dict = {}
+        progress("model speed" + label)
+        run["model"] = model_speed(pipelines, sources)
+        progress("burst" + label)
+        run["burst"] = burst(model_dir, _handed(burst_files, here / "staging-burst"), here / "burst")
+        if mqtt_url:
+            progress("burst with MQTT" + label)
+            run["burst_mqtt"] = burst(model_dir, _handed(burst_files, here / "staging-burst-mqtt"),
+                                      here / "burst-mqtt", mqtt_url)
+        progress("steady stream" + (" with MQTT" if mqtt_url else "") + label)
+        run["steady"] = steady(model_dir, _handed(steady_files, here / "staging-steady"), here / "steady", rate,
+                               mqtt_url)
+        runs.append(run)
+    result.update(_medians(runs))
+    if rounds > 1:
+        result["rounds"] = runs
+    result["daemon_peak_rss_mb"] = max(r[key]["peak_rss_mb"] for r in runs for key in ("burst", "burst_mqtt", "steady")
+                                       if key in r)
     return result
+
+
+def _handed(frames: list[Path], folder: Path) -> list[Path]:
+    """The frames as new names in `folder`, for one run to move into its inbox: hard links to
+    the frames made once, or copies where the filesystem has no hard links."""
+    folder.mkdir(parents=True)
+    handed = []
+    for frame in frames:
+        target = folder / frame.name
+        try:
+            os.link(frame, target)
+        except OSError:
+            shutil.copyfile(frame, target)
+        handed.append(target)
+    return handed
+
+
+def _median_run(runs: list[dict], key: str, measure: str) -> dict:
+    """The run whose `measure` is the median of the rounds' (the lower of the two middle ones
+    for an even count): its figures and its profile are reported as they were measured."""
+    ordered = sorted((r[key] for r in runs), key=lambda run: run[measure])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _medians(runs: list[dict]) -> dict:
+    """`burst`, `burst_mqtt` and `steady`: each the median run by its headline figure; `model`:
+    the median round by the speed ratio at batch 32; `medians`: each figure's median over the
+    rounds, with every round's value beside it."""
+    out = {"model": _median_run([{"m": r["model"]} for r in runs], "m", "ratio_batch32"),
+           "burst": _median_run(runs, "burst", "images_per_s"),
+           "steady": _median_run(runs, "steady", "latency_ms_p99")}
+    figures = {"burst_images_per_s": [r["burst"]["images_per_s"] for r in runs],
+               "model_ratio_batch32": [r["model"]["ratio_batch32"] for r in runs],
+               "steady_latency_ms_p99": [r["steady"]["latency_ms_p99"] for r in runs],
+               "burst_cores_busy": [r["burst"]["cores_busy"] for r in runs]}
+    if "burst_mqtt" in runs[0]:
+        out["burst_mqtt"] = _median_run(runs, "burst_mqtt", "images_per_s")
+        figures["burst_mqtt_images_per_s"] = [r["burst_mqtt"]["images_per_s"] for r in runs]
+        # On against off within the same round, then the median of those.
+        figures["mqtt_vs_off_percent"] = [100 * (r["burst_mqtt"]["images_per_s"] / r["burst"]["images_per_s"] - 1)
+                                          for r in runs]
+    if "received_ms_p99" in runs[0]["steady"]:
+        figures["steady_received_ms_p99"] = [r["steady"]["received_ms_p99"] for r in runs]
+    out["medians"] = {name: {"median": float(np.median(values)), "rounds": values} for name, values in figures.items()}
+    return out
 
 
 def machine() -> dict:
@@ -357,35 +418,52 @@ def machine() -> dict:
 def table(result: dict) -> str:
     m = result["model"]
     p, r = result["pipeline"], result["reference"]
+    medians = result.get("medians", {})
+    count = len(result.get("rounds", [])) or 1
     lines = [
         f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores",
+        "",
+        f"Each figure is the median of {count} rounds run one after the other, every round's figure in brackets; "
+        "the model and profile lines are the median round's." if count > 1 else "",
         "",
         "| measure | value |",
         "|---|---|",
     ]
+    if count == 1:
+        del lines[2:4]
+
+    def rounds(name: str, fmt: str) -> str:
+        values = medians.get(name, {}).get("rounds", [])
+        return f" ({' / '.join(format(v, fmt) for v in values)})" if len(values) > 1 else ""
+
     for name in (p, r):
         lines.append(f"| read + preprocess one frame, {name} | {m[name]['preprocess_ms_per_image']:.1f} ms/image |")
         for b in ("batch1", "batch32"):
             lines.append(f"| model {name} {b.replace('batch', 'batch ')} | {m[name][b]['images_per_s']:.1f} images/s, "
                          f"{m[name][b]['ms_per_image']:.2f} ms/image |")
-    lines.append(f"| {p} / {r} speed ratio | {m['ratio_batch32']:.2f}x at batch 32, {m['ratio_batch1']:.2f}x at batch 1 |")
+    lines.append(f"| {p} / {r} speed ratio | {m['ratio_batch32']:.2f}x at batch 32{rounds('model_ratio_batch32', '.2f')}, "
+                 f"{m['ratio_batch1']:.2f}x at batch 1 |")
     if "training" in result:
         t = result["training"]
         lines.append(f"| training {p} (load, fit, calibrate, save) | {t['seconds']:.1f} s ({t['images']} images, {t['epochs']} epochs) |")
     b, s = result["burst"], result["steady"]
-    lines.append(f"| burst of {b['images']} images | {b['images_per_s']:.1f} images/s ({b['seconds']:.1f} s) |")
+    lines.append(f"| burst of {b['images']} images | {b['images_per_s']:.1f} images/s{rounds('burst_images_per_s', '.1f')} |")
     if "cores_busy" in b:
         lines.append(f"| the daemon's CPU during the burst | {b['cores_busy']:.2f} of {result['machine']['cores']} cores "
-                     f"busy, {b['cpu_ms_per_image']:.1f} ms of CPU per image |")
+                     f"busy{rounds('burst_cores_busy', '.2f')}, {b['cpu_ms_per_image']:.1f} ms of CPU per image |")
     if "burst_mqtt" in result:
-        m = result["burst_mqtt"]
-        lines.append(f"| the same burst, MQTT on (to the last message received) | {m['images_per_s']:.1f} images/s "
-                     f"({m['seconds']:.1f} s; {100 * (m['images_per_s'] / b['images_per_s'] - 1):+.1f}%) |")
+        on = result["burst_mqtt"]
+        change = medians.get("mqtt_vs_off_percent", {}).get("median",
+                                                             100 * (on["images_per_s"] / b["images_per_s"] - 1))
+        lines.append(f"| the same burst, MQTT on (to the last message received) | {on['images_per_s']:.1f} images/s"
+                     f"{rounds('burst_mqtt_images_per_s', '.1f')}; {change:+.1f}% against off in the same round"
+                     f"{rounds('mqtt_vs_off_percent', '+.1f')} |")
     lines.append(f"| steady {s['rate']:g} images/s, {s['images']} images{', MQTT on' if s.get('mqtt') else ''} | "
-                 f"file complete -> verdict committed: {_spread(s, 'latency_ms')} |")
+                 f"file complete -> verdict committed: {_spread(s, 'latency_ms')}{rounds('steady_latency_ms_p99', '.0f')} |")
     if "received_ms_p50" in s:
-        lines.append(f"| steady, file complete -> MQTT message received | {_spread(s, 'received_ms')} |")
-    lines.append(f"| daemon peak RSS | {result['daemon_peak_rss_mb']:.0f} MB |")
+        lines.append(f"| steady, file complete -> MQTT message received | {_spread(s, 'received_ms')}"
+                     f"{rounds('steady_received_ms_p99', '.0f')} |")
+    lines.append(f"| daemon peak RSS (highest of every run) | {result['daemon_peak_rss_mb']:.0f} MB |")
     stages = b.get("stages", {})
     if stages:
         lines += ["", f"Where the daemon's time went during the burst (per image; threads overlap, so the sum can "

@@ -3,10 +3,10 @@ them with generic drawn defects (`validation_defects.draw_generic`: a thin struc
 shifted, a spot, a region moved), each with its own mask.
 
 A fixed fifth of the good folder is held out (the same split for every seed); the pipeline is
-trained on the rest as `inspector train` would be. The autoencoder is trained once per seed;
-each variant below changes only what is built and calibrated after it (the maps, the second
-opinion, the scoring), so every variant is calibrated afresh on the same autoencoder and the
-comparison is free of training noise between variants. Each variant is scored on the held-out
+trained on the rest as `inspector train` would be. The autoencoder is trained once per seed
+for every variant that changes only what is built and calibrated after it (the maps, the second
+opinion, the scoring), so those are calibrated afresh on the same autoencoder and compared free
+of training noise; a variant that changes the training itself (`TRAINING_KEYS`) trains its own. Each variant is scored on the held-out
 frames as photographed (good) and with every kind of drawn defect (two draws of each kind per
 frame, the same draws for every seed and variant): image AUROC overall and per kind, recall and
 false rejects at the variant's own calibrated threshold, and pixel AUROC / AUPRO against the
@@ -81,9 +81,14 @@ VARIANTS = {
     "no appearance": ({"appearance_error": False}, {}),
     "no appearance, memory weight 2": ({"appearance_error": False, "memory_weight": 2.0}, {}),
     "no appearance, memory weight 4": ({"appearance_error": False, "memory_weight": 4.0}, {}),
-    # Trains an autoencoder of its own: run it alone (the variants of one run share the first's).
+    # These two train an autoencoder of their own (TRAINING_KEYS).
     "structure removed 0.3": ({"removal_share": 0.3}, {}),
+    "no removals": ({"removal_share": 0.0}, {}),
 }
+# Settings that change how the autoencoder is trained: a variant setting one gets its own.
+TRAINING_KEYS = {"removal_share", "defect_share", "nuisance_copies", "nuisance_share", "min_steps", "epochs",
+                 "batch_size", "learning_rate", "learning_rate_decay", "filters", "layout", "head_filters",
+                 "ssim_weight", "worst_error_weight", "worst_error_share"}
 # Score reductions tried on every variant's maps (AUROC only: the threshold is the variant's own).
 SMOOTHING = (0.75, 1.5, 3.0)
 
@@ -154,7 +159,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="fewer epochs, for a quick try of the script")
     parser.add_argument("--autoencoder-from", default=None,
                         help="an earlier run's --out: each seed's autoencoder is taken from its first variant's "
-                             "bundle there instead of being trained again")
+                             "bundle there instead of being trained again (not for variants that change the "
+                             "training, which train their own)")
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="inspector-general-validation-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -168,21 +174,27 @@ def main() -> None:
         loaded = load_images(fit_paths, pipeline, seed=seed)
         started = time.perf_counter()
         trained = {}
+        training = ()  # the variant in hand's TRAINING_KEYS changes: one autoencoder per set of them
 
         def once(*a, **k):
-            """Train the autoencoder the first time; give the same one back to every other variant."""
-            if "ae" not in trained and args.autoencoder_from:
+            """Train the autoencoder the first time for these training settings; give the same
+            one back to every other variant with them."""
+            if training not in trained and args.autoencoder_from and not training:
                 earlier = sorted(Path(args.autoencoder_from, f"seed{seed}").glob("*/model.keras"))[0].parent
-                trained["ae"] = (load_bundle(earlier).model.get_layer("autoencoder"), [0.0])
-            if "ae" not in trained:
-                trained["ae"] = train_autoencoder(*a, **k)
-            return trained["ae"]
+                trained[training] = (load_bundle(earlier).model.get_layer("autoencoder"), [0.0])
+            if training not in trained:
+                trained[training] = train_autoencoder(*a, **k)
+            return trained[training]
 
         denoising_fit.train_autoencoder = once
         rows, sets = {}, None
         try:
             for name in names:
                 model_changes, scoring_changes = VARIANTS[name]
+                # A change equal to the pipeline's own setting trains nothing new.
+                training = tuple(sorted((key, value) for key, value in model_changes.items()
+                                        if key in TRAINING_KEYS
+                                        and getattr(loaded.pipeline.model.settings, key, None) != value))
                 directory = out / f"seed{seed}" / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
                 # The loaded images carry the pipeline with its input size set from them: the variant changes that one.
                 changed = variant_pipeline(loaded.pipeline, model_changes, scoring_changes)

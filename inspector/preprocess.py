@@ -133,11 +133,14 @@ def background_light(small: np.ndarray) -> np.ndarray:
 
 
 def shrink(image: np.ndarray, scale: float) -> np.ndarray:
-    """`image` `scale` (< 1) times its size, each pixel the mean of the area it covers
+    """`image` `scale` (0 < scale < 1) times its size, each pixel the mean of the area it covers
     (`cv2.INTER_AREA`). A float image shrunk by 1/2, 1/4, 1/8... with sides that divide by it
-    is shrunk in halvings: the same pixels to float rounding, and for 1024 -> 256 a quarter of
-    the time (OpenCV's area shrink by a factor of two has a fast path that a factor of four has
-    not). Integer pixels would be rounded at every halving: they take the single shrink."""
+    is shrunk in halvings: the same pixels to float rounding, and for 1024 -> 256 in a fifth to
+    a half of the time, by host (OpenCV's area shrink by a factor of two has a fast path that a
+    factor of four has not). Integer pixels would be rounded at every halving: they take the
+    single shrink."""
+    if not 0 < scale < 1:
+        raise ValueError(f"shrink takes a scale between 0 and 1, not {scale}")
     factor = round(1 / scale)
     height, width = image.shape[:2]
     if (image.dtype.kind == "f" and factor > 1 and factor & (factor - 1) == 0 and abs(factor * scale - 1) < 1e-9

@@ -14,7 +14,7 @@ from inspector.bundle import load_bundle
 from inspector.cv_setup import cv2
 from inspector.models.components.autoencoder_fit import split_holdout
 from inspector.models.components.running import forward, score_arrays
-from inspector.models.denoising.defects import add_defect, part_outline
+from inspector.models.denoising.defects import LARGE_SHARE, _structure_removed, add_defect, part_outline
 from inspector.models.denoising.fit import build as build_model, learning_rate, training_loss, worst_local_error
 from inspector.models.denoising.layers import StructureError, blur_matrix, gaussian_line
 from inspector.models.pipeline_files import pipeline_from_dict, resolve_pipeline
@@ -167,13 +167,14 @@ def test_training_copies_under_nuisances_and_records_the_part_length(images):
     assert 0.8 < images.part_length < 1.0  # the sample screws fill ~90% of the frame's side
 
 
-def test_a_synthetic_defect_changes_the_part_only():
+@pytest.mark.parametrize("removal_share", [0.0, 1.0])
+def test_a_synthetic_defect_changes_the_part_only(removal_share):
     image = load_folder(SAMPLE / "train" / "good", small(copies=0)).arrays[0]
     rng = np.random.default_rng(3)
     # The part and its outline, plus the 3 pixels a soft-edged defect may blur into.
     allowed = cv2.dilate(part_outline(image).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     for _ in range(20):
-        changed = np.abs(add_defect(rng, image, image[None]) - image) > 0.01
+        changed = np.abs(add_defect(rng, image, image[None], removal_share=removal_share) - image) > 0.01
         assert changed.any()
         assert not (changed & ~allowed).any()
 
@@ -181,17 +182,31 @@ def test_a_synthetic_defect_changes_the_part_only():
 def test_a_removal_takes_a_stretch_of_a_thin_lead_away():
     frame = np.full((128, 128), 0.4, np.float32)
     frame[20:110, 62:65] = 0.9  # a lead three pixels wide on a plain board
+    whole = np.ones(frame.shape, bool)
+    cuts = 0
     for seed in range(10):
-        out = add_defect(np.random.default_rng(seed), frame, frame[None], True, removal_share=1.0)
-        if not (np.abs(out - frame) > 0.01).any():
-            continue  # a large defect (a fifth of whole-frame ones) missed the lead: drawn before the removal
+        out = _structure_removed(np.random.default_rng(seed), frame, whole)
+        if out is None:
+            continue  # a closing: it takes nothing bright away, so there is nothing to remove
         lead = out[20:110, 62:65].mean(axis=1)
         assert (lead < 0.5).sum() >= 3, seed  # rows of the lead turned to board: the lead cut there
         assert (lead > 0.85).sum() >= 30, seed  # and only a stretch of it
         assert np.abs(out[:, :50] - 0.4).max() < 0.01 and np.abs(out[:, 80:] - 0.4).max() < 0.01, seed
-        break
-    else:
-        raise AssertionError("no removal among ten defects")
+        cuts += 1
+    assert cuts >= 3
+    # Through add_defect, with the share at 1: a whole-frame defect that is not a large one is
+    # that removal (its draws: large or not, removal or not, then the removal's own).
+    through = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        large, _ = rng.random() < LARGE_SHARE, rng.random()
+        expected = _structure_removed(rng, frame, whole)
+        if large or expected is None:
+            continue
+        out = add_defect(np.random.default_rng(seed), frame, frame[None], True, removal_share=1.0)
+        np.testing.assert_array_equal(out, expected)
+        through += 1
+    assert through >= 3
 
 
 def test_the_bundle_loads_safely_and_scores_as_trained(autoencoder_alone, images):

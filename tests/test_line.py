@@ -103,7 +103,8 @@ class Subscriber:
         self.client.on_connect = lambda c, *_: c.subscribe([(topic, 1), ("inspector/+/status", 1),
                                                             ("inspector/+/last", 1)])
         self.subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.refused: list = []
+        self.client.on_subscribe = self._on_subscribe
         # paho's default waits up to 120 s between tries: a restarted broker would be found long after the test's wait
         self.client.reconnect_delay_set(1, 2)
         self.client.connect("127.0.0.1", port)
@@ -111,8 +112,15 @@ class Subscriber:
         self.topic = topic
         # A broker stopped before it acknowledged the subscription keeps a session without it, and what the
         # daemon publishes after the restart would never reach this consumer.
-        if not self.subscribed.wait(10):
-            raise AssertionError("the consumer's subscription was not acknowledged within 10 s")
+        if not self.subscribed.wait(10) or self.refused:
+            self.close()
+            raise AssertionError("the consumer's subscription was not acknowledged within 10 s"
+                                 if not self.refused else f"the broker refused the subscription: {self.refused}")
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        # SUBACK carries a code per topic: a refused one (0x80 and up) is not a subscription.
+        self.refused = [code for code in reason_codes if code.is_failure]
+        self.subscribed.set()
 
     def _on_message(self, client, userdata, message):
         if message.topic == self.topic:

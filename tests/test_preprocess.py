@@ -200,3 +200,11 @@ def test_a_frame_shrunk_in_halvings_is_the_frame_shrunk_at_once(shape, scale):
     eight_bit = (frame * 255).astype(np.uint8)  # integer pixels: one shrink, rounded once
     assert np.array_equal(shrink(eight_bit, scale),
                           cv2.resize(eight_bit, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.5, 1.0, 2.0])
+def test_shrink_refuses_a_scale_that_does_not_shrink(scale):
+    from inspector.preprocess import shrink
+
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        shrink(np.zeros((64, 64), np.float32), scale)

@@ -51,7 +51,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     nuisance_share: float = 0.6
     # Share of the synthetic defects that take a stretch of thin structure away (a lead or wire
     # cut or missing: there the frame's grey opening or closing), so the autoencoder learns to
-    # give a missing stretch back (0: none, and the other defects drawn as they were).
+    # give a missing stretch back (0: none, and no random number drawn for it).
     removal_share: float = 0.0
     # Nuisance copies made of each good image before training (0: no nuisances).
     nuisance_copies: int = 5

@@ -63,8 +63,9 @@ def _far_shift(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.ndarray) -> np.ndarray | None:
     """The image with a stretch of thin structure taken away, or None when it has none in
     `region`: a grey opening (bright structure) or closing (dark) by a disc a twentieth to a
-    tenth of the frame across takes it all away; an ellipse of that, centred where it changed
-    the image most, replaces the image there. What a lead or a wire cut or missing leaves."""
+    tenth of the frame across takes it all away; an ellipse of that (a seventeenth to a fifth of
+    the frame across, cut to `region`), centred where it changed the image most, replaces the
+    image there. What a lead or a wire cut or missing leaves."""
     side = max(3, int(min(image.shape) * rng.uniform(0.05, 0.1))) | 1
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     operation = cv2.MORPH_OPEN if rng.random() < 0.5 else cv2.MORPH_CLOSE
@@ -78,6 +79,7 @@ def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.n
     mask = np.zeros(image.shape, np.uint8)
     axes = (max(2, int(w * rng.uniform(0.03, 0.1))), max(2, int(h * rng.uniform(0.03, 0.1))))
     cv2.ellipse(mask, (int(xs[i]), int(ys[i])), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    mask[~region] = 0  # like every other drawn defect: a part cut out is changed on the part only
     mask = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
     return (image * (1 - mask) + removed * mask).astype(np.float32)
 
@@ -115,7 +117,7 @@ def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray,
     region = np.ones(image.shape, bool) if whole_frame else part_outline(image)
     if not region.any():
         return image
-    # Drawn only when the share is set, so a pipeline without removals trains as it did.
+    # Drawn only when the share is set: without removals the other defects' random numbers are the same.
     if removal_share and rng.random() < removal_share:
         removed = _structure_removed(rng, image, region)
         if removed is not None:

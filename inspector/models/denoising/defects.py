@@ -71,6 +71,8 @@ def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.n
     operation = cv2.MORPH_OPEN if rng.random() < 0.5 else cv2.MORPH_CLOSE
     removed = cv2.morphologyEx(image, operation, disc, borderType=cv2.BORDER_REPLICATE)
     change = np.where(region, np.abs(image - removed), 0.0)
+    # The centre is drawn among the pixels changed most (above the top fiftieth): a structure
+    # changed evenly over more than a fiftieth of the frame has none above it, and gives None.
     ys, xs = np.nonzero(change > max(0.05, float(np.quantile(change, 0.98))))
     if not len(ys):
         return None

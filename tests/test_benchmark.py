@@ -2,6 +2,7 @@ import json
 import sqlite3
 import tempfile
 
+import pytest
 from click.testing import CliRunner
 
 from inspector.cli import cli
@@ -45,6 +46,13 @@ def test_benchmark_runs_and_reports_every_field(tmp_path, monkeypatch):
     assert data["training"]["epochs"] == 1 and data["training"]["seconds"] > 0
     assert data["model_dir"] is None
     assert data["burst"]["images"] == 12 and data["burst"]["images_per_s"] > 0 and data["burst"]["exit_code"] == 0
+    # The same burst with no pictures and no line output: no picture stage, the outputs' cost beside it.
+    bare = data["burst_bare"]
+    assert bare["images"] == 12 and bare["pictures"] == "none" and bare["exit_code"] == 0
+    assert "pictures" not in bare["stages"] and data["burst"]["stages"]["pictures"]["images"] == 12
+    assert data["medians"]["outputs_vs_off_percent"]["median"] == pytest.approx(
+        100 * (data["burst"]["images_per_s"] / bare["images_per_s"] - 1))
+    assert "| the same burst without pictures or line output |" in result.stdout
     steady = data["steady"]
     assert steady["images"] == 5 and steady["exit_code"] == 0
     assert 0 < steady["latency_ms_p50"] <= steady["latency_ms_p95"] <= steady["latency_ms_p99"] <= steady["latency_ms_max"]
@@ -89,13 +97,16 @@ def test_benchmark_with_a_broker_times_the_burst_and_the_messages_received_in_ro
     assert data["burst_mqtt"]["images_per_s"] == min(bursts)
     changes = [100 * (run["burst_mqtt"]["images_per_s"] / run["burst"]["images_per_s"] - 1) for run in data["rounds"]]
     assert data["medians"]["mqtt_vs_off_percent"]["rounds"] == changes
+    # Pictures and MQTT on against neither, in the same round.
+    both = [100 * (run["burst_mqtt"]["images_per_s"] / run["burst_bare"]["images_per_s"] - 1) for run in data["rounds"]]
+    assert data["medians"]["outputs_vs_off_percent"]["rounds"] == both
     assert "median of 2 rounds" in result.stdout and f"({bursts[0]:.1f} / {bursts[1]:.1f})" in result.stdout
     # Every run was handed the frames made once, as hard links (one per run beside the frame made),
     # and a scratch folder given is kept whole: each round's inboxes, databases and profiles.
     made = sorted(p.name for p in (work / "frames-burst").iterdir())
-    assert len(made) == 12 and (work / "frames-burst" / made[0]).stat().st_nlink == 1 + 2 * 2
+    assert len(made) == 12 and (work / "frames-burst" / made[0]).stat().st_nlink == 1 + 2 * 3
     for n in (1, 2):
-        for run in ("burst", "burst-mqtt"):
+        for run in ("burst-bare", "burst", "burst-mqtt"):
             with sqlite3.connect(work / f"round-{n}" / run / "inspector.db") as conn:
                 judged = sorted(name for (name,) in conn.execute(
                     "SELECT source_name FROM inspections WHERE status = 'done'"))

@@ -58,8 +58,9 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
 
     Model scoring is timed for PIPELINE and REFERENCE on the same images in the same process
     (batch 1 and 32). The real daemon then judges a burst of full-size PNGs dropped at once
-    (images/s from first arrival to last verdict) and a steady stream (latency p50/p95/p99 from
-    the file being complete to its verdict), and its peak memory is read. With --mqtt the burst
+    (images/s from first arrival to last verdict), the same burst with no pictures written and
+    no line output (--pictures none: what the outputs cost), and a steady stream (latency
+    p50/p95/p99 from the file being complete to its verdict), and its peak memory is read. With --mqtt the burst
     runs again with the daemon publishing each verdict, timed to the last message a subscriber
     received, and the steady stream is timed to each message received as well.
 

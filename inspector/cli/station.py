@@ -189,6 +189,11 @@ def drift_options(f):
                    "goes faster in larger batches).")
 @click.option("--on-done", type=click.Choice(["move", "keep"]), default="move", show_default=True,
               help="After the verdict: move the image to OUT/archive/<date>/, or leave it in the inbox.")
+@click.option("--pictures", type=click.Choice(["all", "flagged", "none"]), default="all", show_default=True,
+              envvar="INSPECTOR_PICTURES",
+              help="Which judged parts get their heatmap and overlays in OUT/heatmaps/: every part, only those "
+                   "judged defects, or none. Verdicts, scores and hot regions are stored either way; QA's page "
+                   "shows a part without pictures by its photo alone [env: INSPECTOR_PICTURES].")
 @click.option("--settle", type=click.FloatRange(0), default=0.5, show_default=True,
               help="Seconds a file of a format without a completeness rule must stay unchanged before it is "
                    f"taken ({names_of_formats_with_rules()} are taken once complete by their rule: at once when "
@@ -216,7 +221,7 @@ def drift_options(f):
 @config_option
 @logging_options(logging.INFO, "Debug log lines too: one per judged image, ok ones included.")
 @fail_cleanly
-def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete_timeout, summary_every,
+def watch(inbox, model_dir, db, out, polling, batch, on_done, pictures, settle, incomplete_timeout, summary_every,
           station, claim_timeout, exit_when_idle, drift_window, drift_limit, profile_file, model_threads, **line):
     """Judge every image that lands in INBOX, once, with verdicts in the database.
 
@@ -224,7 +229,8 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     complete (unchanged, and complete by its format's rule: PNG, JPEG, TIFF, BMP); names ending
     in .tmp or .part and dot-files are left alone until renamed; only files directly in INBOX are
     judged (a folder in it is named once in a WARNING). Each verdict is committed with its heatmap
-    and overlay (OUT/heatmaps/), then the image moves to OUT/archive/<date>/. Unreadable files
+    and overlays (OUT/heatmaps/; --pictures flagged: a defect's only), then the image moves to
+    OUT/archive/<date>/. Unreadable files
     get an error row and move to OUT/rejected/; a second copy of an image already judged moves
     to OUT/duplicates/. SIGINT or SIGTERM finishes the batches in hand and exits 0. A restart
     after a crash finishes what was in flight, scoring nothing twice.
@@ -258,7 +264,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
     Examples:
       inspector watch /srv/line1/inbox --model models/screw --out /srv/line1/out -v
       INSPECTOR_DB=postgresql+psycopg://qa@db/inspector inspector watch inbox/ --model m
-      inspector watch /mnt/share/inbox --model m --polling --station line2
+      inspector watch /mnt/share/inbox --model m --polling --station line2 --pictures flagged
       inspector watch --config /etc/inspector/watch.toml --log-format json
       inspector watch inbox/ --model models/current --drift-window 100 --drift-limit 0.4
       ln -sfn screw-v2 models/current.new && mv -T models/current.new models/current && kill -HUP PID
@@ -283,8 +289,8 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, settle, incomplete
             log.warning("--model-threads %d not applied: the model had run in this process already", model_threads)
         bundle = load(Path(os.path.realpath(model_dir)))  # a symlink is resolved now, and again at each reload
         store = open_store(db, create=True)
-        options = WatchOptions(out=out, batch=batch, on_done=on_done, polling=polling, settle=settle,
-                               incomplete_timeout=incomplete_timeout, summary_every=summary_every,
+        options = WatchOptions(out=out, batch=batch, on_done=on_done, pictures=pictures, polling=polling,
+                               settle=settle, incomplete_timeout=incomplete_timeout, summary_every=summary_every,
                                station=station, claim_timeout=claim_timeout, drift_window=drift_window,
                                drift_limit=drift_limit)
         outputs = line_outputs(station, out, **line)

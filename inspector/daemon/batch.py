@@ -202,11 +202,12 @@ class Batches:
             return dict(status="error", verdict="error", error_reason=printable(part.error), model_id=serving.model_id,
                         stored_path=str(self.archive.destination(part, "rejected")), scored_at=judged_at,
                         processing_ms=part.result.processing_ms if part.result is not None else None)
-        heat, over, crop = self.pictures.paths(part)
+        pictures = self.pictures.paths(part)
+        heat, over, crop = (str(path) for path in pictures) if pictures is not None else (None, None, None)
         result = part.result
         return dict(
             status="done", verdict=result.verdict, score=result.score, threshold=serving.bundle.threshold,
-            heatmap_path=str(heat), overlay_path=str(over), crop_overlay_path=str(crop), model_id=serving.model_id,
+            heatmap_path=heat, overlay_path=over, crop_overlay_path=crop, model_id=serving.model_id,
             stored_path=str(self.archive.destination(part, "archive")) if self.options.on_done == "move"
             else path_to_text(str(part.path)),
             width=result.width, height=result.height, scored_at=judged_at, regions=serving.inferencer.regions(result),

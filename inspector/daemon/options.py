@@ -15,6 +15,7 @@ class WatchOptions:
     out: Path
     batch: int = 32
     on_done: str = "move"  # move | keep
+    pictures: str = "all"  # all | flagged | none: which judged parts get their heatmap and overlays
     polling: bool = False
     settle: float = 0.5  # seconds a file's size and mtime must stay unchanged (formats we cannot check)
     quick_settle: float = 0.05  # the same for a PNG/JPEG that also has its end marker

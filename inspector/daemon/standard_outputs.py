@@ -34,21 +34,36 @@ def day(when: datetime) -> str:
     return when.strftime("%Y-%m-%d")
 
 
+# Which judged parts get pictures (`inspector watch --pictures`).
+PICTURES_FOR = ("all", "flagged", "none")
+
+
 class Pictures(Output):
-    """The heatmap and the overlays of every judged part, under OUT/heatmaps/<date>/, written
-    (in the I/O threads) before the row that names them is committed."""
+    """The heatmap and the overlays of each judged part (`which`: every one, only those judged
+    defects, or none), under OUT/heatmaps/<date>/, written (in the I/O threads) before the row
+    that names them is committed. A part without pictures has none named in its row."""
 
     name = "pictures"
 
-    def __init__(self, out: Path, pool: "Executor", inferencer: Callable[[], "Inferencer"]):
-        self.out, self.pool, self.inferencer = out, pool, inferencer
+    def __init__(self, out: Path, pool: "Executor", inferencer: Callable[[], "Inferencer"], which: str = "all"):
+        if which not in PICTURES_FOR:
+            raise ValueError(f"pictures for {which!r}: one of {', '.join(PICTURES_FOR)}")
+        self.out, self.pool, self.inferencer, self.which = out, pool, inferencer, which
 
-    def paths(self, part: ClaimedPart) -> PicturePaths:
-        """Where its heatmap, its overlay on the photo and its overlay on the upright part go."""
+    def wanted(self, part: ClaimedPart) -> bool:
+        """Whether this judged part gets pictures."""
+        return part.error is None and (self.which == "all"
+                                       or self.which == "flagged" and part.result.verdict == "defect")
+
+    def paths(self, part: ClaimedPart) -> PicturePaths | None:
+        """Where its heatmap, its overlay on the photo and its overlay on the upright part go;
+        None for a part that gets none."""
+        if not self.wanted(part):
+            return None
         return picture_paths_bounded(self.out / "heatmaps" / day(part.received_at), f"{part.row_id}_", part.path.name)
 
     def prepare(self, parts: Sequence[ClaimedPart]) -> None:
-        jobs = {id(p): self.pool.submit(self.write, p.result, *self.paths(p)) for p in parts if p.error is None}
+        jobs = {id(p): self.pool.submit(self.write, p.result, *self.paths(p)) for p in parts if self.wanted(p)}
         for part in parts:
             if id(part) in jobs:
                 part.pictures_ms = jobs[id(part)].result()  # on disk before the row that names them

@@ -189,15 +189,16 @@ def _line_args(mqtt_url: str | None, station: str) -> list[str]:
     return ["--station", station, "--mqtt", mqtt_url] if mqtt_url else []
 
 
-def burst(model_dir: Path, files: list[Path], work: Path, mqtt_url: str | None = None) -> dict:
+def burst(model_dir: Path, files: list[Path], work: Path, mqtt_url: str | None = None, pictures: str = "all") -> dict:
     """All files renamed into the inbox at once: images/s from first arrival to last verdict
     (with `mqtt_url`: to the last verdict message received), and the daemon's time per stage
-    (`watch --profile`)."""
+    (`watch --profile`). `pictures`: `watch --pictures`."""
     profile = work.parent / f"{work.name}-profile.json"
     station = f"benchmark-{work.name}"
     listener = Listener(mqtt_url, station) if mqtt_url else None
     try:
-        daemon = Daemon(model_dir, work, ["--profile", str(profile), *_line_args(mqtt_url, station)])
+        daemon = Daemon(model_dir, work, ["--profile", str(profile), "--pictures", pictures,
+                                          *_line_args(mqtt_url, station)])
         try:
             cpu_before, first = daemon.cpu_seconds(), time.time()
             for path in files:
@@ -218,7 +219,7 @@ def burst(model_dir: Path, files: list[Path], work: Path, mqtt_url: str | None =
     # Both cores busy: CPU seconds of the daemon per second of the burst (2.0 on two cores).
     return {"images": len(files), "seconds": last - first, "images_per_s": len(files) / (last - first),
             "cores_busy": cpu / (last - first), "cpu_ms_per_image": 1000 * cpu / len(files), "peak_rss_mb": rss, "exit_code": code, "mqtt": bool(mqtt_url),
-            "stages": json.loads(profile.read_text()) if profile.exists() else {}}
+            "pictures": pictures, "stages": json.loads(profile.read_text()) if profile.exists() else {}}
 
 
 def _percentiles(latencies: np.ndarray, prefix: str) -> dict:
@@ -338,6 +339,9 @@ def _run(images_dir: Path, pipeline: Pipeline, reference: Pipeline, sources: lis
         run: dict = {}
         progress("model speed" + label)
         run["model"] = model_speed(pipelines, sources)
+        progress("burst without pictures or line output" + label)
+        run["burst_bare"] = burst(model_dir, _handed(burst_files, here / "staging-burst-bare"), here / "burst-bare",
+                                  pictures="none")
         progress("burst" + label)
         run["burst"] = burst(model_dir, _handed(burst_files, here / "staging-burst"), here / "burst")
         if mqtt_url:
@@ -351,8 +355,8 @@ def _run(images_dir: Path, pipeline: Pipeline, reference: Pipeline, sources: lis
     result.update(_medians(runs))
     if rounds > 1:
         result["rounds"] = runs
-    result["daemon_peak_rss_mb"] = max(r[key]["peak_rss_mb"] for r in runs for key in ("burst", "burst_mqtt", "steady")
-                                       if key in r)
+    result["daemon_peak_rss_mb"] = max(r[key]["peak_rss_mb"] for r in runs
+                                       for key in ("burst_bare", "burst", "burst_mqtt", "steady") if key in r)
     return result
 
 
@@ -379,7 +383,7 @@ def _median_run(runs: list[dict], key: str, measure: str) -> dict:
 
 
 def _medians(runs: list[dict]) -> dict:
-    """`burst`, `burst_mqtt` and `steady`: each the median run by its headline figure; `model`:
+    """`burst_bare`, `burst`, `burst_mqtt` and `steady`: each the median run by its headline figure; `model`:
     the median round by the speed ratio at batch 32; `medians`: each figure's median over the
     rounds, with every round's value beside it."""
     out = {"model": _median_run([{"m": r["model"]} for r in runs], "m", "ratio_batch32"),
@@ -395,6 +399,13 @@ def _medians(runs: list[dict]) -> dict:
         # On against off within the same round, then the median of those.
         figures["mqtt_vs_off_percent"] = [100 * (r["burst_mqtt"]["images_per_s"] / r["burst"]["images_per_s"] - 1)
                                           for r in runs]
+    if "burst_bare" in runs[0]:
+        out["burst_bare"] = _median_run(runs, "burst_bare", "images_per_s")
+        figures["burst_bare_images_per_s"] = [r["burst_bare"]["images_per_s"] for r in runs]
+        # Every output on (the pictures, and the line's messages when measured) against none, same round.
+        on = "burst_mqtt" if "burst_mqtt" in runs[0] else "burst"
+        figures["outputs_vs_off_percent"] = [100 * (r[on]["images_per_s"] / r["burst_bare"]["images_per_s"] - 1)
+                                             for r in runs]
     if "received_ms_p99" in runs[0]["steady"]:
         figures["steady_received_ms_p99"] = [r["steady"]["received_ms_p99"] for r in runs]
     out["medians"] = {name: {"median": float(np.median(values)), "rounds": values} for name, values in figures.items()}
@@ -451,6 +462,13 @@ def table(result: dict) -> str:
     if "cores_busy" in b:
         lines.append(f"| the daemon's CPU during the burst | {b['cores_busy']:.2f} of {result['machine']['cores']} cores "
                      f"busy{rounds('burst_cores_busy', '.2f')}, {b['cpu_ms_per_image']:.1f} ms of CPU per image |")
+    if "burst_bare" in result:
+        bare = result["burst_bare"]
+        change = medians.get("outputs_vs_off_percent", {}).get("median", float("nan"))
+        outputs = "pictures and MQTT" if "burst_mqtt" in result else "pictures"
+        lines.append(f"| the same burst without pictures or line output | {bare['images_per_s']:.1f} images/s"
+                     f"{rounds('burst_bare_images_per_s', '.1f')}; {outputs} on: {change:+.1f}% against none in the "
+                     f"same round{rounds('outputs_vs_off_percent', '+.1f')} |")
     if "burst_mqtt" in result:
         on = result["burst_mqtt"]
         change = medians.get("mqtt_vs_off_percent", {}).get("median",

@@ -1,0 +1,106 @@
+"""`inspector watch --pictures`: which judged parts get their heatmap and overlays."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from inspector.bundle import load_bundle
+from inspector.cli import cli
+from inspector.daemon import WatchOptions, Watcher
+from inspector.inference import Inferencer
+from inspector.store import Store
+from inspector.web import create_app
+from conftest import SAMPLE
+from helpers import rows
+
+
+def fill_inbox(inbox):
+    """Six sample screws, three good and three defective."""
+    inbox.mkdir()
+    for kind in ("good", "defect"):
+        for path in sorted((SAMPLE / "test" / kind).glob("*.png"))[:3]:
+            shutil.copy(path, inbox / f"{kind}_{path.name}")
+
+
+def split_bundle(bundle_dir, inbox):
+    """The bundle with its threshold between the third and fourth highest score of the inbox's
+    images: three flagged and three passed, whatever the tiny model makes of them."""
+    bundle = load_bundle(bundle_dir)
+    with Inferencer(bundle) as inferencer:
+        scores = sorted(r.score for r in inferencer.judge(sorted(inbox.iterdir())))
+    bundle.threshold = (scores[2] + scores[3]) / 2
+    return bundle
+
+
+def watch(tmp_path, bundle_dir, choice):
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite"
+    fill_inbox(inbox)
+    store = Store(str(db))
+    watcher = Watcher(inbox, split_bundle(bundle_dir, inbox), store,
+                      WatchOptions(out=out, batch=8, settle=0.2, pictures=choice))
+    try:
+        watcher.run(install_signals=False, max_idle=2.0)
+    finally:
+        store.close()
+    done = rows(db, "status = 'done'")
+    assert len(done) == 6 and not list(inbox.iterdir())
+    assert sorted(row["verdict"] for row in done) == ["defect"] * 3 + ["ok"] * 3
+    return done, out, db
+
+
+def picture_files(out):
+    return sorted(p for p in (out / "heatmaps").rglob("*") if p.is_file()) if (out / "heatmaps").exists() else []
+
+
+def test_flagged_parts_only_get_pictures_and_every_verdict_is_stored(tiny_bundle, tmp_path):
+    done, out, db = watch(tmp_path, tiny_bundle, "flagged")
+    flagged = [row for row in done if row["verdict"] == "defect"]
+    for row in done:
+        named = [row["heatmap_path"], row["overlay_path"], row["crop_overlay_path"]]
+        if row["verdict"] == "defect":
+            assert all(path and (out / path).is_file() for path in named), row["source_name"]
+            assert json.loads(row["regions"]), row["source_name"]  # its hot regions, as with every picture
+        else:
+            assert named == [None, None, None], row["source_name"]
+        assert row["score"] is not None and "archive" in row["stored_path"]
+    # Three pictures for each flagged part, nothing else under heatmaps/.
+    assert len(picture_files(out)) == 3 * len(flagged)
+
+    # QA's page shows a part without pictures by its photo, and serves none for it.
+    app = create_app(str(db), out)
+    client = app.test_client()
+    ok = next(row for row in done if row["verdict"] == "ok")
+    page = client.get(f"/inspections/{ok['id']}")
+    assert page.status_code == 200
+    assert f"/inspections/{ok['id']}/picture/input".encode() in page.data
+    assert f"/inspections/{ok['id']}/picture/overlay".encode() not in page.data
+    assert client.get(f"/inspections/{ok['id']}/picture/overlay").status_code == 404
+    bad = flagged[0]
+    assert client.get(f"/inspections/{bad['id']}/picture/overlay").status_code == 200
+    app.config["STORE"].close()
+
+
+@pytest.mark.parametrize("choice, pictured", [("none", 0), ("all", 6)])
+def test_no_pictures_or_every_part_pictured(tiny_bundle, tmp_path, choice, pictured):
+    done, out, db = watch(tmp_path, tiny_bundle, choice)
+    assert sum(row["heatmap_path"] is not None for row in done) == pictured
+    assert len(picture_files(out)) == 3 * pictured
+    assert all(json.loads(row["regions"]) for row in done if row["verdict"] == "defect")
+
+
+def test_the_command_line_takes_the_choice(tiny_bundle, tmp_path):
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite"
+    fill_inbox(inbox)
+    result = CliRunner().invoke(cli, ["watch", str(inbox), "--model", str(tiny_bundle), "--db", str(db), "--out", str(out),
+                                      "--settle", "0.2", "--exit-when-idle", "3"], env={"INSPECTOR_PICTURES": "none"})
+    assert result.exit_code == 0, result.output
+    assert len(rows(db, "status = 'done'")) == 6 and picture_files(out) == []
+
+
+def test_an_unknown_choice_is_refused(tiny_bundle, tmp_path):
+    (tmp_path / "inbox").mkdir()
+    result = CliRunner().invoke(cli, ["watch", str(tmp_path / "inbox"), "--model", str(tiny_bundle),
+                                      "--db", str(tmp_path / "db.sqlite"), "--pictures", "some"])
+    assert result.exit_code == 2 and "'some' is not one of 'all', 'flagged', 'none'" in result.output

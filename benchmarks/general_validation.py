@@ -81,12 +81,14 @@ VARIANTS = {
     "no appearance": ({"appearance_error": False}, {}),
     "no appearance, memory weight 2": ({"appearance_error": False, "memory_weight": 2.0}, {}),
     "no appearance, memory weight 4": ({"appearance_error": False, "memory_weight": 4.0}, {}),
-    # These two train an autoencoder of their own (TRAINING_KEYS).
+    # A variant that sets a training key to another value than the pipeline's trains an autoencoder
+    # of its own (TRAINING_KEYS): with general.toml (removal_share = 0.3) "no removals" does.
     "structure removed 0.3": ({"removal_share": 0.3}, {}),
     "no removals": ({"removal_share": 0.0}, {}),
 }
-# Settings that change how the autoencoder is trained: a variant setting one gets its own.
-TRAINING_KEYS = {"removal_share", "defect_share", "nuisance_copies", "nuisance_share", "min_steps", "epochs",
+# Settings that change how the autoencoder is trained: a variant setting one gets its own. (Not
+# nuisance_copies: the copies are made once per seed, before the variants.)
+TRAINING_KEYS = {"removal_share", "defect_share", "nuisance_share", "min_steps", "epochs",
                  "batch_size", "learning_rate", "learning_rate_decay", "filters", "layout", "head_filters",
                  "ssim_weight", "worst_error_weight", "worst_error_share"}
 # Score reductions tried on every variant's maps (AUROC only: the threshold is the variant's own).
@@ -180,7 +182,10 @@ def main() -> None:
             """Train the autoencoder the first time for these training settings; give the same
             one back to every other variant with them."""
             if training not in trained and args.autoencoder_from and not training:
-                earlier = sorted(Path(args.autoencoder_from, f"seed{seed}").glob("*/model.keras"))[0].parent
+                # The earlier run's "today" bundle if it has one, else its first: one trained as the pipeline says.
+                found = sorted(Path(args.autoencoder_from, f"seed{seed}").glob("*/model.keras"),
+                               key=lambda path: (path.parent.name != "today", path.parent.name))
+                earlier = found[0].parent
                 trained[training] = (load_bundle(earlier).model.get_layer("autoencoder"), [0.0])
             if training not in trained:
                 trained[training] = train_autoencoder(*a, **k)

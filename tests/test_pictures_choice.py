@@ -74,8 +74,12 @@ def test_flagged_parts_only_get_pictures_and_every_verdict_is_stored(tiny_bundle
     ok = next(row for row in done if row["verdict"] == "ok")
     page = client.get(f"/inspections/{ok['id']}")
     assert page.status_code == 200
-    assert f"/inspections/{ok['id']}/picture/input".encode() in page.data
+    assert f'<img id="picture" src="/inspections/{ok["id"]}/picture/input"'.encode() in page.data
     assert f"/inspections/{ok['id']}/picture/overlay".encode() not in page.data
+    assert client.get(f"/inspections/{ok['id']}/picture/input").status_code == 200
+    listing = client.get("/")
+    assert f'/inspections/{ok["id"]}/picture/input'.encode() in listing.data  # its card shows the photo
+    assert b"not found under" not in listing.data  # the pictures the rows name are where they should be
     assert client.get(f"/inspections/{ok['id']}/picture/overlay").status_code == 404
     bad = flagged[0]
     assert client.get(f"/inspections/{bad['id']}/picture/overlay").status_code == 200
@@ -104,3 +108,22 @@ def test_an_unknown_choice_is_refused(tiny_bundle, tmp_path):
     result = CliRunner().invoke(cli, ["watch", str(tmp_path / "inbox"), "--model", str(tiny_bundle),
                                       "--db", str(tmp_path / "db.sqlite"), "--pictures", "some"])
     assert result.exit_code == 2 and "'some' is not one of 'all', 'flagged', 'none'" in result.output
+
+
+def test_a_daemon_keeping_its_photos_without_pictures_raises_no_notice(tiny_bundle, tmp_path):
+    """With the photos left in the inbox and no picture written, nothing the rows name lies under
+    --out: that is not a QA page started on the wrong folder."""
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite"
+    fill_inbox(inbox)
+    store = Store(str(db))
+    watcher = Watcher(inbox, load_bundle(tiny_bundle), store,
+                      WatchOptions(out=out, batch=8, settle=0.2, pictures="none", on_done="keep"))
+    try:
+        watcher.run(install_signals=False, max_idle=2.0)
+    finally:
+        store.close()
+    assert len(rows(db, "status = 'done'")) == 6
+    app = create_app(str(db), out)
+    page = app.test_client().get("/")
+    assert page.status_code == 200 and b"not found under" not in page.data
+    app.config["STORE"].close()

@@ -66,8 +66,8 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
 
     All of it runs --rounds times, one round after the other, and each figure is reported as
     the median of the rounds with every round's value beside it (a shared machine is noisy).
-    The frames are made once and every run is handed the same ones; the scratch folder is
-    removed only after the last round.
+    The frames are made once and every run is handed the same ones; nothing is removed before
+    the last round (the temporary scratch folder then; a --work folder is kept).
 
     \b
     Examples:

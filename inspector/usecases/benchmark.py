@@ -86,10 +86,15 @@ class Daemon:
         self.inbox.mkdir(parents=True)
         self.log_path = work / "daemon.log"
         self.log = open(self.log_path, "wb")
+        # Only the options given here: an INSPECTOR_* variable of the caller's (a line's broker, its
+        # pictures setting) would change what is measured, or publish to a real station. The
+        # broker's password is kept: --mqtt may need it.
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith("INSPECTOR_") or name == "INSPECTOR_MQTT_PASSWORD"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "inspector.cli", "watch", str(self.inbox), "--model", str(model_dir),
              "--db", str(self.db), "--out", str(self.out), "--summary-every", "3600", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
         )
         deadline = time.monotonic() + 120
         while b"watching" not in self.log_path.read_bytes():
@@ -158,16 +163,22 @@ class Listener:
         address = BrokerAddress.parse(mqtt_url, read_password(None))
         self.client = address.client(f"inspector-benchmark-{os.getpid()}")
         self.client.on_connect = lambda c, *_: c.subscribe(DEFAULT_TOPIC.format(station=station), qos=1)
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.refused: list = []
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         try:
             self.client.connect(address.host, address.port)
         except OSError as exc:
             raise InspectorError(f"--mqtt {address}: cannot connect: {exc}") from None
         self.client.loop_start()
-        if not self._subscribed.wait(10):
+        if not self._subscribed.wait(10) or self.refused:
             self.close()
-            raise InspectorError(f"--mqtt {address}: no subscription within 10 s")
+            raise InspectorError(f"--mqtt {address}: " + (f"the broker refused the subscription ({self.refused[0]})"
+                                                         if self.refused else "no subscription within 10 s"))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self.refused = [code for code in reason_codes if code.is_failure]
+        self._subscribed.set()
 
     def _on_message(self, client, userdata, message) -> None:
         arrived = time.time()
@@ -291,8 +302,8 @@ def run_benchmark(
     if work is not None and Path(work).exists() and any(Path(work).iterdir()):
         # Its inboxes and databases would be another run's: refused before anything is made.
         raise InspectorError(f"--work {work} is not empty: give a new or empty folder")
-    # A scratch folder of our own holds about a gigabyte of frames, inboxes and pictures for the
-    # default burst: removed at the end, or every run would leave one behind (a removal that fails
+    # A scratch folder of our own holds the frames (about half a gigabyte for the default burst),
+    # and each run's inbox, archive and pictures: removed at the end, or every run would leave one behind (a removal that fails
     # is reported by name, not raised: the figures are measured by then). One given is kept.
     scratch = (contextlib.nullcontext(work) if work is not None
                else tempfile.TemporaryDirectory(prefix="inspector-bench-", ignore_cleanup_errors=True))
@@ -408,7 +419,9 @@ def _medians(runs: list[dict]) -> dict:
                                              for r in runs]
     if "received_ms_p99" in runs[0]["steady"]:
         figures["steady_received_ms_p99"] = [r["steady"]["received_ms_p99"] for r in runs]
-    out["medians"] = {name: {"median": float(np.median(values)), "rounds": values} for name, values in figures.items()}
+    # The lower middle for an even number of rounds, as the runs reported: every figure is one measured.
+    out["medians"] = {name: {"median": float(sorted(values)[(len(values) - 1) // 2]), "rounds": values}
+                      for name, values in figures.items()}
     return out
 
 
@@ -434,8 +447,9 @@ def table(result: dict) -> str:
     lines = [
         f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores",
         "",
-        f"Each figure is the median of {count} rounds run one after the other, every round's figure in brackets; "
-        "the model and profile lines are the median round's." if count > 1 else "",
+        f"Each figure is the median of {count} rounds run one after the other (of an even number, the lower "
+        "middle one), every round's figure in brackets; the model and profile lines are the median round's."
+        if count > 1 else "",
         "",
         "| measure | value |",
         "|---|---|",

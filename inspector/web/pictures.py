@@ -55,7 +55,9 @@ def pictures_notice(store: Store, out: Path) -> str | None:
         with store.session() as s:
             rows = s.execute(select(*columns).where(or_(*(c.is_not(None) for c in columns)))
                              .order_by(Inspection.id.desc()).limit(SAMPLED)).all()
-        return [path for row in rows for path in row if path]
+        # A photo the daemon left in its inbox (`--on-done keep`) lies outside --out by design:
+        # only what the daemon wrote under its own folders counts.
+        return [path for row in rows for path in row if path and _daemon_out(path) != str(Path(path).parent)]
 
     named = store.retry(newest, "look for the newest pictures")
     if not named or any((target := _under(path, out)) is not None and target.is_file() for path in named):

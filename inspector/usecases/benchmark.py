@@ -266,18 +266,24 @@ def _handed(frames: list[Path], folder: Path) -> list[Path]:
     return handed
 
 
-def _median_run(runs: list[dict], key: str, measure: str) -> dict:
-    """The run whose `measure` is the median of the rounds' (the lower of the two middle ones
-    for an even count): its figures and its profile are reported as they were measured."""
-    ordered = sorted((r[key] for r in runs), key=lambda run: run[measure])
+def _lower_middle(items: list, key=None):
+    """The median item of the rounds' (the lower of the two middle ones for an even count): a
+    figure or a run as it was measured, never an average of two."""
+    ordered = sorted(items, key=key)
     return ordered[(len(ordered) - 1) // 2]
+
+
+def _median_run(runs: list[dict], key: str, measure: str) -> dict:
+    """The run whose `measure` is the median of the rounds': its figures and its profile are
+    reported as they were measured."""
+    return _lower_middle([r[key] for r in runs], key=lambda run: run[measure])
 
 
 def _medians(runs: list[dict]) -> dict:
     """`burst_bare`, `burst`, `burst_mqtt` and `steady`: each the median run by its headline figure; `model`:
     the median round by the speed ratio at batch 32; `medians`: each figure's median over the
     rounds, with every round's value beside it."""
-    out = {"model": _median_run([{"m": r["model"]} for r in runs], "m", "ratio_batch32"),
+    out = {"model": _median_run(runs, "model", "ratio_batch32"),
            "burst": _median_run(runs, "burst", "images_per_s"),
            "steady": _median_run(runs, "steady", "latency_ms_p99")}
     figures = {"burst_images_per_s": [r["burst"]["images_per_s"] for r in runs],
@@ -299,9 +305,7 @@ def _medians(runs: list[dict]) -> dict:
                                              for r in runs]
     if "received_ms_p99" in runs[0]["steady"]:
         figures["steady_received_ms_p99"] = [r["steady"]["received_ms_p99"] for r in runs]
-    # The lower middle for an even number of rounds, as the runs reported: every figure is one measured.
-    out["medians"] = {name: {"median": float(sorted(values)[(len(values) - 1) // 2]), "rounds": values}
-                      for name, values in figures.items()}
+    out["medians"] = {name: {"median": float(_lower_middle(values)), "rounds": values} for name, values in figures.items()}
     return out
 
 
@@ -322,20 +326,14 @@ def machine() -> dict:
 def table(result: dict) -> str:
     m = result["model"]
     p, r = result["pipeline"], result["reference"]
-    medians = result.get("medians", {})
+    medians = result["medians"]
     count = len(result.get("rounds", [])) or 1
-    lines = [
-        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores",
-        "",
-        f"Each figure is the median of {count} rounds run one after the other (of an even number, the lower "
-        "middle one), every round's figure in brackets; the model and profile lines are the median round's."
-        if count > 1 else "",
-        "",
-        "| measure | value |",
-        "|---|---|",
-    ]
-    if count == 1:
-        del lines[2:4]
+    lines = [f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores", ""]
+    if count > 1:
+        lines += [f"Each figure is the median of {count} rounds run one after the other (of an even number, the "
+                  "lower middle one), every round's figure in brackets; the model and profile lines are the median "
+                  "round's.", ""]
+    lines += ["| measure | value |", "|---|---|"]
 
     def rounds(name: str, fmt: str) -> str:
         values = medians.get(name, {}).get("rounds", [])
@@ -358,15 +356,14 @@ def table(result: dict) -> str:
                      f"busy{rounds('burst_cores_busy', '.2f')}, {b['cpu_ms_per_image']:.1f} ms of CPU per image |")
     if "burst_bare" in result:
         bare = result["burst_bare"]
-        change = medians.get("outputs_vs_off_percent", {}).get("median", float("nan"))
+        change = medians["outputs_vs_off_percent"]["median"]
         outputs = "pictures and MQTT" if "burst_mqtt" in result else "pictures"
         lines.append(f"| the same burst without pictures or line output | {bare['images_per_s']:.1f} images/s"
                      f"{rounds('burst_bare_images_per_s', '.1f')}; {outputs} on: {change:+.1f}% against none in the "
                      f"same round{rounds('outputs_vs_off_percent', '+.1f')} |")
     if "burst_mqtt" in result:
         on = result["burst_mqtt"]
-        change = medians.get("mqtt_vs_off_percent", {}).get("median",
-                                                             100 * (on["images_per_s"] / b["images_per_s"] - 1))
+        change = medians["mqtt_vs_off_percent"]["median"]
         lines.append(f"| the same burst, MQTT on (to the last message received) | {on['images_per_s']:.1f} images/s"
                      f"{rounds('burst_mqtt_images_per_s', '.1f')}; {change:+.1f}% against off in the same round"
                      f"{rounds('mqtt_vs_off_percent', '+.1f')} |")

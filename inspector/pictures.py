@@ -192,7 +192,7 @@ class PicturePaths(NamedTuple):
 
     heatmap: Path
     overlay: Path
-    crop: Path
+    crop: Path | None  # the daemon writes it for a defect only
 
 
 def picture_paths(folder: Path, stem: str) -> PicturePaths:

@@ -51,8 +51,10 @@ def test_a_sigkill_in_a_gap_loses_nothing_and_judges_nothing_twice(gap, tiny_bun
     assert len(after) == IMAGES and all(r["status"] == "done" for r in after), log[-3000:]
     assert sorted(r["source_name"] for r in after) == [f"part{i:02d}.png" for i in range(IMAGES)]
     for row in after:  # the pictures the row names exist, batch 2's made again after the kill
-        for column in ("heatmap_path", "overlay_path", "crop_overlay_path"):
+        for column in ("heatmap_path", "overlay_path") + (("crop_overlay_path",) if row["verdict"] == "defect" else ()):
             assert Path(row[column]).is_file(), (row["source_name"], column)
+        if row["verdict"] == "ok":
+            assert row["crop_overlay_path"] is None, row["source_name"]
         assert Path(row["stored_path"]).is_file()
     archived = sorted(p.name for p in (out / "archive").rglob("*.png"))
     assert len(archived) == IMAGES  # each file moved once, none set aside as a duplicate

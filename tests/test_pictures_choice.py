@@ -90,8 +90,26 @@ def test_flagged_parts_only_get_pictures_and_every_verdict_is_stored(tiny_bundle
 def test_no_pictures_or_every_part_pictured(tiny_bundle, tmp_path, choice, pictured):
     done, out, db = watch(tmp_path, tiny_bundle, choice)
     assert sum(row["heatmap_path"] is not None for row in done) == pictured
-    assert len(picture_files(out)) == 3 * pictured
+    # Each pictured part's heatmap and overlay on the photo; the upright part's overlay for the
+    # three defects only.
+    assert len(picture_files(out)) == 2 * pictured + (3 if pictured else 0)
     assert all(json.loads(row["regions"]) for row in done if row["verdict"] == "defect")
+    if choice == "all":
+        for row in done:
+            assert (out / row["heatmap_path"]).is_file() and (out / row["overlay_path"]).is_file()
+            if row["verdict"] == "defect":
+                assert (out / row["crop_overlay_path"]).is_file(), row["source_name"]
+            else:
+                assert row["crop_overlay_path"] is None, row["source_name"]
+        app = create_app(str(db), out)
+        client = app.test_client()
+        ok = next(row for row in done if row["verdict"] == "ok")
+        bad = next(row for row in done if row["verdict"] == "defect")
+        assert client.get(f"/inspections/{ok['id']}/picture/overlay").status_code == 200
+        assert client.get(f"/inspections/{ok['id']}/picture/upright").status_code == 404
+        assert client.get(f"/inspections/{bad['id']}/picture/upright").status_code == 200
+        assert b"not found under" not in client.get("/").data
+        app.config["STORE"].close()
 
 
 def test_the_command_line_takes_the_choice(tiny_bundle, tmp_path):

@@ -39,9 +39,15 @@ PICTURES_FOR = ("all", "flagged", "none")
 
 
 class Pictures(Output):
-    """The heatmap and the overlays of each judged part (`which`: every one, only those judged
-    defects, or none), under OUT/heatmaps/<date>/, written (in the I/O threads) before the row
-    that names them is committed. A part without pictures has none named in its row."""
+    """The heatmap and the overlay on the photo of each judged part (`which`: every one, only
+    those judged defects, or none), and for a defect the overlay on the upright part, under
+    OUT/heatmaps/<date>/, written (in the I/O threads) before the row that names them is
+    committed. A part without pictures has none named in its row.
+
+    The upright part's overlay is for QA reviewing what was flagged; for a part judged ok it
+    would cost a third of the pictures' time (the noisiest of the three to compress) for a
+    view the photo's overlay and the heatmap already give.
+    """
 
     name = "pictures"
 
@@ -56,11 +62,12 @@ class Pictures(Output):
                                        or self.which == "flagged" and part.result.verdict == "defect")
 
     def paths(self, part: ClaimedPart) -> PicturePaths | None:
-        """Where its heatmap, its overlay on the photo and its overlay on the upright part go;
-        None for a part that gets none."""
+        """Where its heatmap, its overlay on the photo and (a defect's) its overlay on the
+        upright part go; None for a part that gets none."""
         if not self.wanted(part):
             return None
-        return picture_paths_bounded(self.out / "heatmaps" / day(part.received_at), f"{part.row_id}_", part.path.name)
+        paths = picture_paths_bounded(self.out / "heatmaps" / day(part.received_at), f"{part.row_id}_", part.path.name)
+        return paths if part.result.verdict == "defect" else paths._replace(crop=None)
 
     def prepare(self, parts: Sequence[ClaimedPart]) -> None:
         jobs = {id(p): self.pool.submit(self.write, p.result, *self.paths(p)) for p in parts if self.wanted(p)}
@@ -68,7 +75,7 @@ class Pictures(Output):
             if id(part) in jobs:
                 part.pictures_ms = jobs[id(part)].result()  # on disk before the row that names them
 
-    def write(self, result: "Result", heat: Path, over: Path, crop: Path) -> float:
+    def write(self, result: "Result", heat: Path, over: Path, crop: Path | None) -> float:
         """Write the heatmap and the overlays; returns the milliseconds it took."""
         started = time.perf_counter()
         with STAGE_TIMES.stage("pictures"):

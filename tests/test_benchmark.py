@@ -110,12 +110,52 @@ def test_benchmark_with_a_broker_times_the_burst_and_the_messages_received_in_ro
     made = sorted(p.name for p in (work / "frames-burst").iterdir())
     assert len(made) == 12 and (work / "frames-burst" / made[0]).stat().st_nlink == 1 + 2 * 3
     for n in (1, 2):
+        began = {}
         for run in ("burst-bare", "burst", "burst-mqtt"):
             with sqlite3.connect(work / f"round-{n}" / run / "inspector.db") as conn:
                 judged = sorted(name for (name,) in conn.execute(
                     "SELECT source_name FROM inspections WHERE status = 'done'"))
+                began[run.replace("-", "_")] = conn.execute("SELECT min(received_at) FROM inspections").fetchone()[0]
             assert judged == made, (n, run)
         assert (work / f"round-{n}" / "burst-mqtt-profile.json").is_file()
+        # The bursts take turns at going first, and ran in the order the round records.
+        assert sorted(began, key=began.get) == data["rounds"][n - 1]["order"]
+    assert [run["order"] for run in data["rounds"]] == [["burst_bare", "burst", "burst_mqtt"],
+                                                        ["burst", "burst_mqtt", "burst_bare"]]
+    assert (data["rounds_done"], data["rounds_asked"]) == (2, 2)
+
+
+def test_each_round_is_written_as_it_ends_and_a_later_failure_keeps_it(tmp_path, monkeypatch):
+    from inspector.usecases import benchmark
+
+    calls = {"steady": 0}
+
+    def fake_burst(model_dir, files, work, mqtt_url=None, pictures="all"):
+        return {"images_per_s": 100.0 if pictures == "none" else 90.0, "cores_busy": 1.8, "peak_rss_mb": 500.0,
+                "pictures": pictures, "mqtt": bool(mqtt_url)}
+
+    def fake_steady(model_dir, files, work, rate, mqtt_url=None):
+        calls["steady"] += 1
+        if calls["steady"] == 3:
+            raise RuntimeError("the daemon did not start")
+        return {"latency_ms_p99": 20.0 + calls["steady"], "peak_rss_mb": 600.0}
+
+    monkeypatch.setattr(benchmark, "model_speed", lambda pipelines, sources: {"ratio_batch32": 6.0})
+    monkeypatch.setattr(benchmark, "burst", fake_burst)
+    monkeypatch.setattr(benchmark, "steady", fake_steady)
+    tiny, reference = small_pipelines(tmp_path)
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, [
+        "benchmark", "--images", str(SAMPLE / "train" / "good"), "--model", str(tmp_path), "--pipeline", str(tiny),
+        "--reference", str(reference), "--burst", "3", "--steady-seconds", "1", "--rate", "2", "--frame-size", "64",
+        "--out", str(out), "--work", str(tmp_path / "work"), "--rounds", "3",
+    ])
+    assert result.exit_code == 1 and "the daemon did not start" in str(result.exception)
+    data = json.loads(out.read_text())  # the two rounds that ended, as they ended
+    assert (data["rounds_done"], data["rounds_asked"]) == (2, 3)
+    assert [run["steady"]["latency_ms_p99"] for run in data["rounds"]] == [21.0, 22.0]
+    assert data["medians"]["steady_latency_ms_p99"]["rounds"] == [21.0, 22.0]
+    assert [run["order"] for run in data["rounds"]] == [["burst_bare", "burst"], ["burst", "burst_bare"]]
 
 
 def test_the_median_run_is_reported_as_it_was_measured():

@@ -64,8 +64,9 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
     runs again with the daemon publishing each verdict, timed to the last message a subscriber
     received, and the steady stream is timed to each message received as well.
 
-    All of it runs --rounds times, one round after the other, and each figure is reported as
-    the median of the rounds with every round's value beside it (a shared machine is noisy).
+    All of it runs --rounds times, one round after the other, the bursts taking turns at going
+    first, and each figure is reported as the median of the rounds with every round's value
+    beside it (a shared machine is noisy). --out is written after every round.
     The frames are made once and every run is handed the same ones; nothing is removed before
     the last round (the temporary scratch folder then; a --work folder is kept).
 
@@ -79,10 +80,13 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
     from ..usecases.benchmark import run_benchmark, table
 
     images_dir = images_dir or _sample_images()
+    def write(result: dict) -> None:  # after every round, so a failure later loses none before it
+        json_out.write_text(json.dumps(result, indent=2))
+
     result = run_benchmark(images_dir, pipeline, reference, model_dir, burst_count, steady_seconds, rate,
                            frame_size, epochs, work, progress=lambda m: click.echo(f"... {m}", err=True),
-                           mqtt_url=mqtt_url, rounds=rounds)
-    json_out.write_text(json.dumps(result, indent=2))
+                           mqtt_url=mqtt_url, rounds=rounds, checkpoint=write)
+    write(result)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -169,10 +169,13 @@ def run_benchmark(
     progress: Callable[[str], None] = lambda message: None,
     mqtt_url: str | None = None,
     rounds: int = 3,
+    checkpoint: Callable[[dict], None] = lambda result: None,
 ) -> dict:
     """With `mqtt_url` (a broker): the burst again with the daemon's MQTT output on, and the
     steady stream with it on, timed to each message received by a subscriber. `rounds`: the
-    model timing and the daemon runs repeated, one round after the other, their medians reported.
+    model timing and the daemon runs repeated, one round after the other, their medians reported;
+    the bursts take turns at going first. `checkpoint` is handed the result so far after every
+    round (`rounds_done` of `rounds_asked`): a failure in a late round loses none before it.
     `work`: a scratch folder, new or empty, kept afterwards; without it a temporary one, removed
     at the end (the result's `model_dir` is then None when the model was trained there)."""
     pipeline, reference = resolve_pipeline(pipeline_name), resolve_pipeline(reference_name)
@@ -189,7 +192,7 @@ def run_benchmark(
                else tempfile.TemporaryDirectory(prefix="inspector-bench-", ignore_cleanup_errors=True))
     with scratch as folder:
         result = _run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
-                      frame_size, epochs, Path(folder), progress, mqtt_url, rounds)
+                      frame_size, epochs, Path(folder), progress, mqtt_url, rounds, checkpoint)
     if work is None:
         if Path(folder).exists():
             progress(f"could not remove all of the scratch folder {folder}")
@@ -200,7 +203,8 @@ def run_benchmark(
 
 def _run(images_dir: Path, pipeline: Pipeline, reference: Pipeline, sources: list[Path], model_dir: Path | None,
          burst_count: int, steady_seconds: float, rate: float, frame_size: int, epochs: int | None, work: Path,
-         progress: Callable[[str], None], mqtt_url: str | None, rounds: int) -> dict:
+         progress: Callable[[str], None], mqtt_url: str | None, rounds: int,
+         checkpoint: Callable[[dict], None]) -> dict:
     result: dict = {"machine": machine(), "images_dir": str(images_dir), "pipeline": pipeline.name,
                     "reference": reference.name}
     pipelines = {pipeline.name: pipeline, reference.name: reference}
@@ -223,6 +227,13 @@ def _run(images_dir: Path, pipeline: Pipeline, reference: Pipeline, sources: lis
     # Every run is handed the same frames (hard links: no gigabyte written again per run), and
     # nothing is removed before the last run: on a disk that trims what is freed (ext4 with
     # `discard`) a removed gigabyte slows the file writes of whatever runs next.
+    # The bursts, each as (what it is called, its run folder, what the daemon is given). They take
+    # turns at going first, one round after another: a machine that slows as a round goes on
+    # (another job starting, the disk trimming what a run left) does not always cost the same one.
+    bursts = [("burst_bare", "burst without pictures or line output", "burst-bare", {"pictures": "none"}),
+              ("burst", "burst", "burst", {})]
+    if mqtt_url:
+        bursts.append(("burst_mqtt", "burst with MQTT", "burst-mqtt", {"mqtt_url": mqtt_url}))
     runs: list[dict] = []
     for n in range(1, rounds + 1):
         here = work / f"round-{n}" if rounds > 1 else work
@@ -230,25 +241,28 @@ def _run(images_dir: Path, pipeline: Pipeline, reference: Pipeline, sources: lis
         run: dict = {}
         progress("model speed" + label)
         run["model"] = model_speed(pipelines, sources)
-        progress("burst without pictures or line output" + label)
-        run["burst_bare"] = burst(model_dir, _handed(burst_files, here / "staging-burst-bare"), here / "burst-bare",
-                                  pictures="none")
-        progress("burst" + label)
-        run["burst"] = burst(model_dir, _handed(burst_files, here / "staging-burst"), here / "burst")
-        if mqtt_url:
-            progress("burst with MQTT" + label)
-            run["burst_mqtt"] = burst(model_dir, _handed(burst_files, here / "staging-burst-mqtt"),
-                                      here / "burst-mqtt", mqtt_url)
+        turn = (n - 1) % len(bursts)
+        run["order"] = []
+        for key, title, name, given in bursts[turn:] + bursts[:turn]:
+            progress(title + label)
+            run[key] = burst(model_dir, _handed(burst_files, here / f"staging-{name}"), here / name, **given)
+            run["order"].append(key)
         progress("steady stream" + (" with MQTT" if mqtt_url else "") + label)
         run["steady"] = steady(model_dir, _handed(steady_files, here / "staging-steady"), here / "steady", rate,
                                mqtt_url)
         runs.append(run)
-    result.update(_medians(runs))
+        checkpoint(_so_far(result, runs, rounds))
+    return _so_far(result, runs, rounds)
+
+
+def _so_far(result: dict, runs: list[dict], rounds: int) -> dict:
+    """The result of the rounds run so far: their medians, every round's runs, the peak memory."""
+    summary = {**result, **_medians(runs), "rounds_done": len(runs), "rounds_asked": rounds}
     if rounds > 1:
-        result["rounds"] = runs
-    result["daemon_peak_rss_mb"] = max(r[key]["peak_rss_mb"] for r in runs
-                                       for key in ("burst_bare", "burst", "burst_mqtt", "steady") if key in r)
-    return result
+        summary["rounds"] = runs
+    summary["daemon_peak_rss_mb"] = max(r[key]["peak_rss_mb"] for r in runs
+                                        for key in ("burst_bare", "burst", "burst_mqtt", "steady") if key in r)
+    return summary
 
 
 def _handed(frames: list[Path], folder: Path) -> list[Path]:

@@ -128,9 +128,10 @@ def test_benchmark_with_a_broker_times_the_burst_and_the_messages_received_in_ro
 def test_each_round_is_written_as_it_ends_and_a_later_failure_keeps_it(tmp_path, monkeypatch):
     from inspector.usecases import benchmark
 
-    calls = {"steady": 0}
+    calls = {"steady": 0, "bursts": []}
 
     def fake_burst(model_dir, files, work, mqtt_url=None, pictures="all"):
+        calls["bursts"].append(work.name)
         return {"images_per_s": 100.0 if pictures == "none" else 90.0, "cores_busy": 1.8, "peak_rss_mb": 500.0,
                 "pictures": pictures, "mqtt": bool(mqtt_url)}
 
@@ -156,6 +157,8 @@ def test_each_round_is_written_as_it_ends_and_a_later_failure_keeps_it(tmp_path,
     assert [run["steady"]["latency_ms_p99"] for run in data["rounds"]] == [21.0, 22.0]
     assert data["medians"]["steady_latency_ms_p99"]["rounds"] == [21.0, 22.0]
     assert [run["order"] for run in data["rounds"]] == [["burst_bare", "burst"], ["burst", "burst_bare"]]
+    # The order recorded is the order the bursts were run in (round 3's ran before its steady stream failed).
+    assert calls["bursts"] == ["burst-bare", "burst", "burst", "burst-bare", "burst-bare", "burst"]
 
 
 def test_the_median_run_is_reported_as_it_was_measured():

@@ -203,7 +203,7 @@ class Batches:
                         stored_path=str(self.archive.destination(part, "rejected")), scored_at=judged_at,
                         processing_ms=part.result.processing_ms if part.result is not None else None)
         pictures = self.pictures.paths(part)
-        heat, over, crop = (path and str(path) for path in pictures) if pictures is not None else (None, None, None)
+        heat, over, crop = (None if path is None else str(path) for path in pictures) if pictures is not None else (None, None, None)
         result = part.result
         return dict(
             status="done", verdict=result.verdict, score=result.score, threshold=serving.bundle.threshold,

@@ -69,6 +69,12 @@ def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, 
     return picture
 
 
+def shows_heat(error_map: np.ndarray, scale: float, outlines: list[np.ndarray] = ()) -> bool:
+    """Whether the overlay of this map shows anything: heat above a good part's level, or a hot
+    region. Without either it is the photo itself with the crop's outline."""
+    return bool(len(outlines)) or bool((np.asarray(error_map) > scale * GOOD_SHARE).any())
+
+
 def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.ndarray, scale: float,
                         outlines: list[np.ndarray] = ()) -> np.ndarray:
     """The heat drawn back onto the photo (BGR uint8, the size of `preview`, a shrunk grey copy
@@ -137,12 +143,12 @@ def on_frame(crop_map: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) -
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
 
 
-def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float, heatmap: Path, overlay: Path,
-                   frame: tuple[np.ndarray, np.ndarray] | None = None, crop_overlay: Path | None = None,
-                   outlines: list[np.ndarray] = ()) -> None:
-    """Write the heatmap and overlay PNGs, each through a temporary name and a rename, so a
+def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float, heatmap: Path,
+                   overlay: Path | None, frame: tuple[np.ndarray, np.ndarray] | None = None,
+                   crop_overlay: Path | None = None, outlines: list[np.ndarray] = ()) -> None:
+    """Write the heatmap and overlay pictures, each through a temporary name and a rename, so a
     reader never sees half a picture; `outlines`, the hot regions in the map's pixels
-    (`scoring.hot_contours`), are drawn on both overlays.
+    (`scoring.hot_contours`), are drawn on both overlays. A picture given no path is not made.
 
     With `frame` (a shrunk copy of the photo, `Prepared.preview`, and its matrix) the overlay is drawn on the photo and the
     upright crop's overlay goes to `crop_overlay`; without it the overlay is the crop's.
@@ -150,10 +156,11 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
     heatmap.parent.mkdir(parents=True, exist_ok=True)
     heat = heatmap_image(error_map, scale)
     save_picture(heatmap, heat)
-    if frame is None:
+    if overlay is not None and frame is None:
         save_picture(overlay, overlay_image(model_input, error_map, scale, heat, outlines))
         return
-    save_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines))
+    if overlay is not None:
+        save_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines))
     if crop_overlay is not None:
         save_picture(crop_overlay, overlay_image(model_input, error_map, scale, heat, outlines))
 
@@ -191,7 +198,7 @@ class PicturePaths(NamedTuple):
     """Where one part's pictures go."""
 
     heatmap: Path
-    overlay: Path
+    overlay: Path | None  # the daemon writes none when it would show no heat and the photo is kept
     crop: Path | None  # the daemon writes it for a defect only
 
 

@@ -153,12 +153,54 @@ def test_each_round_is_written_as_it_ends_and_a_later_failure_keeps_it(tmp_path,
     ])
     assert result.exit_code == 1 and "the daemon did not start" in str(result.exception)
     data = json.loads(out.read_text())  # the two rounds that ended, as they ended
-    assert (data["rounds_done"], data["rounds_asked"]) == (2, 3)
+    assert (data["rounds_done"], data["rounds_asked"], data["complete"]) == (2, 3, False)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".bench")] == []  # written whole, then renamed
     assert [run["steady"]["latency_ms_p99"] for run in data["rounds"]] == [21.0, 22.0]
     assert data["medians"]["steady_latency_ms_p99"]["rounds"] == [21.0, 22.0]
     assert [run["order"] for run in data["rounds"]] == [["burst_bare", "burst"], ["burst", "burst_bare"]]
     # The order recorded is the order the bursts were run in (round 3's ran before its steady stream failed).
     assert calls["bursts"] == ["burst-bare", "burst", "burst", "burst-bare", "burst-bare", "burst"]
+
+
+def test_a_first_round_that_fails_leaves_no_earlier_figures_behind(tmp_path, monkeypatch):
+    from inspector.usecases import benchmark
+
+    def failing_burst(model_dir, files, work, mqtt_url=None, pictures="all"):
+        raise RuntimeError("the daemon did not start")
+
+    monkeypatch.setattr(benchmark, "model_speed", lambda pipelines, sources: {"ratio_batch32": 6.0})
+    monkeypatch.setattr(benchmark, "burst", failing_burst)
+    tiny, reference = small_pipelines(tmp_path)
+    out = tmp_path / "bench.json"
+    out.write_text('{"burst": {"images_per_s": 999.0}}')  # an earlier run's
+    result = CliRunner().invoke(cli, [
+        "benchmark", "--images", str(SAMPLE / "train" / "good"), "--model", str(tmp_path), "--pipeline", str(tiny),
+        "--reference", str(reference), "--burst", "3", "--steady-seconds", "1", "--rate", "2", "--frame-size", "64",
+        "--out", str(out), "--work", str(tmp_path / "work"), "--rounds", "2",
+    ])
+    assert result.exit_code == 1 and "the daemon did not start" in str(result.exception)
+    assert not out.exists()
+
+
+def test_a_partial_result_says_so_in_its_table():
+    from inspector.usecases.benchmark import _so_far, table
+
+    def run(burst):
+        return {"model": {"ratio_batch32": 6.0, "ratio_batch1": 2.0,
+                          **{name: {"preprocess_ms_per_image": 5.0, "batch1": {"images_per_s": 100.0, "ms_per_image": 10.0},
+                                    "batch32": {"images_per_s": 500.0, "ms_per_image": 2.0}} for name in ("a", "b")}},
+                "burst": {"images_per_s": burst, "images": 10, "cores_busy": 1.5, "cpu_ms_per_image": 10.0,
+                          "peak_rss_mb": 500.0},
+                "steady": {"rate": 10, "images": 5, "peak_rss_mb": 400.0,
+                           **{f"latency_ms_{k}": 20.0 for k in ("p50", "p95", "p99", "max")}},
+                "order": ["burst"]}
+
+    result = _so_far({"machine": {"cpu": "test", "cores": 2}, "pipeline": "a", "reference": "b"},
+                     [run(150.0), run(160.0)], 3)
+    assert result["complete"] is False
+    assert "Partial: 2 of the 3 rounds asked finished." in table(result)
+    result = _so_far({"machine": {"cpu": "test", "cores": 2}, "pipeline": "a", "reference": "b"}, [run(150.0)], 1)
+    assert result["complete"] is True and "Partial" not in table(result)
 
 
 def test_the_median_run_is_reported_as_it_was_measured():

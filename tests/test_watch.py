@@ -13,7 +13,7 @@ from inspector.store import Store
 from inspector.daemon.intake import is_temporary
 from inspector.daemon import WatchOptions, Watcher
 from conftest import SAMPLE
-from helpers import encoded, png_bytes, rows, wait_for, write_png
+from helpers import assert_pictures_exist, encoded, png_bytes, rows, wait_for, write_png
 from test_preprocess import huge_png
 
 
@@ -57,7 +57,7 @@ def test_good_images_get_verdicts_heatmaps_and_are_archived(daemon):
     for row in done:
         assert row["verdict"] in ("ok", "defect")
         assert row["verdict"] == ("defect" if row["score"] > row["threshold"] else "ok")
-        assert Path(row["heatmap_path"]).is_file() and Path(row["overlay_path"]).is_file()
+        assert_pictures_exist(row)
         wait_for(lambda: Path(row["stored_path"]).is_file(), 10, "archived file")
         assert "archive" in row["stored_path"]
     assert list(inbox.iterdir()) == []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from helpers import png_bytes, wait_for
+from helpers import assert_pictures_exist, png_bytes, wait_for
 
 SLOW, ATOMIC = 300, 300
 
@@ -113,7 +113,7 @@ def test_sigkill_twice_loses_nothing_and_scores_nothing_twice(tiny_bundle, datab
     assert set(names) == expected, f"missing: {sorted(expected - set(names))[:5]} extra: {sorted(set(names) - expected)[:5]}"
     for r in everything:
         assert r["status"] == "done", (r["source_name"], r["error_reason"])
-        assert Path(r["heatmap_path"]).is_file() and Path(r["overlay_path"]).is_file(), r["source_name"]
+        assert_pictures_exist(r)
         archived = Path(r["stored_path"])
         assert hashlib.sha256(archived.read_bytes()).hexdigest() == r["content_hash"], r["source_name"]
     assert not (out / "rejected").exists() and not (out / "duplicates").exists()

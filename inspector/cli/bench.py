@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -80,8 +81,14 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
     from ..usecases.benchmark import run_benchmark, table
 
     images_dir = images_dir or _sample_images()
-    def write(result: dict) -> None:  # after every round, so a failure later loses none before it
-        json_out.write_text(json.dumps(result, indent=2))
+    json_out.unlink(missing_ok=True)  # an earlier run's figures are not left to look like this one's
+
+    def write(result: dict) -> None:
+        """After every round, so a failure later loses none before it; through a temporary name,
+        so a reader (or a kill) never finds half a file."""
+        tmp = json_out.with_name(f".{json_out.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, json_out)
 
     result = run_benchmark(images_dir, pipeline, reference, model_dir, burst_count, steady_seconds, rate,
                            frame_size, epochs, work, progress=lambda m: click.echo(f"... {m}", err=True),

@@ -190,14 +190,15 @@ def run_benchmark(
     # is reported by name, not raised: the figures are measured by then). One given is kept.
     scratch = (contextlib.nullcontext(work) if work is not None
                else tempfile.TemporaryDirectory(prefix="inspector-bench-", ignore_cleanup_errors=True))
+    def kept(result: dict) -> dict:  # a model trained in our own scratch folder is removed with it
+        return {**result, "model_dir": None} if work is None and model_dir is None else result
+
     with scratch as folder:
-        result = _run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
-                      frame_size, epochs, Path(folder), progress, mqtt_url, rounds, checkpoint)
-    if work is None:
-        if Path(folder).exists():
-            progress(f"could not remove all of the scratch folder {folder}")
-        if model_dir is None:
-            result["model_dir"] = None  # trained in the scratch folder, removed with it
+        result = kept(_run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,
+                           frame_size, epochs, Path(folder), progress, mqtt_url, rounds,
+                           lambda so_far: checkpoint(kept(so_far))))
+    if work is None and Path(folder).exists():
+        progress(f"could not remove all of the scratch folder {folder}")
     return result
 
 
@@ -257,7 +258,8 @@ def _run(images_dir: Path, pipeline: Pipeline, reference: Pipeline, sources: lis
 
 def _so_far(result: dict, runs: list[dict], rounds: int) -> dict:
     """The result of the rounds run so far: their medians, every round's runs, the peak memory."""
-    summary = {**result, **_medians(runs), "rounds_done": len(runs), "rounds_asked": rounds}
+    summary = {**result, **_medians(runs), "rounds_done": len(runs), "rounds_asked": rounds,
+               "complete": len(runs) == rounds}
     if rounds > 1:
         summary["rounds"] = runs
     summary["daemon_peak_rss_mb"] = max(r[key]["peak_rss_mb"] for r in runs
@@ -343,6 +345,8 @@ def table(result: dict) -> str:
     medians = result["medians"]
     count = len(result.get("rounds", [])) or 1
     lines = [f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores", ""]
+    if not result.get("complete", True):
+        lines += [f"Partial: {result['rounds_done']} of the {result['rounds_asked']} rounds asked finished.", ""]
     if count > 1:
         lines += [f"Each figure is the median of {count} rounds run one after the other (of an even number, the "
                   "lower middle one), every round's figure in brackets; the model and profile lines are the median "

@@ -155,7 +155,7 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
     """
     heatmap.parent.mkdir(parents=True, exist_ok=True)
     heat = heatmap_image(error_map, scale)
-    save_picture(heatmap, heat)
+    save_picture(heatmap, heat, HEATMAP_PNG_PARAMS)
     if overlay is not None and frame is None:
         save_picture(overlay, overlay_image(model_input, error_map, scale, heat, outlines))
         return
@@ -170,14 +170,17 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
 # larger); a picture of the photo (many grey levels, large) as JPEG, about a tenth of its PNG.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
     [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB] if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])  # OpenCV >= 4.12
+# A heatmap is runs of a few colours: run-length matching makes it a quarter smaller and a
+# quarter quicker to encode (an overlay, with the photo's grain in it, a half larger).
+HEATMAP_PNG_PARAMS = PNG_PARAMS + [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 JPEG_QUALITY = 90
 
 
-def save_picture(path: Path, image: np.ndarray) -> None:
+def save_picture(path: Path, image: np.ndarray, png_params: list[int] = PNG_PARAMS) -> None:
     """PNG, or JPEG for a .jpg name; encoded in memory, written by Python: a full disk is an
     OSError with its errno (ENOSPC), and no half-written temporary file is left."""
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    ok, data = cv2.imencode(path.suffix, image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if jpeg else PNG_PARAMS)
+    ok, data = cv2.imencode(path.suffix, image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if jpeg else png_params)
     if not ok:
         raise ValueError(f"cannot encode {path.name}")
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")

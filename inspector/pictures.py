@@ -34,6 +34,10 @@ def heatmap_image(error_map: np.ndarray, scale: float) -> np.ndarray:
 _JET = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COLORMAP_JET).reshape(256, 1, 3)
 
 
+# The overlay of a part showing no heat is the photo and the crop's outline, for a glance: at
+# 256 pixels it costs a quarter of the 512-pixel preview to encode (QA opens the original).
+PLAIN_SIDE = 256
+
 # Heat is drawn only above what good parts show: the heat scale is twice the 99.9th percentile
 # of the calibration images' error (`scoring.heat_scale`), so half of it is where good parts end.
 GOOD_SHARE = 0.5
@@ -69,28 +73,25 @@ def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, 
     return picture
 
 
-def shows_heat(error_map: np.ndarray, scale: float, outlines: list[np.ndarray] = ()) -> bool:
-    """Whether the overlay of this map shows anything: heat above a good part's level, or a hot
-    region. Without either it is the photo itself with the crop's outline."""
-    return bool(len(outlines)) or bool((np.asarray(error_map) > scale * GOOD_SHARE).any())
-
-
 def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.ndarray, scale: float,
-                        outlines: list[np.ndarray] = ()) -> np.ndarray:
+                        outlines: list[np.ndarray] = (), plain_side: int | None = None) -> np.ndarray:
     """The heat drawn back onto the photo (BGR uint8, the size of `preview`, a shrunk grey copy
-    of it; grey uint8 when no heat shows and no region is hot) where it is above a good part's,
-    and the hot regions outlined: the error map and the outlines (`scoring.hot_contours`, in the
-    map's pixels) go through the inverse of the pose transform (`matrix`: preview pixels -> crop
-    pixels), so they sit where they are on the real part; the region the model looked at is
-    outlined thinly in grey."""
+    of it; grey uint8 when no heat shows and no region is hot, shrunk further to `plain_side`
+    pixels on its longer side if given) where it is above a good part's, and the hot regions
+    outlined: the error map and the outlines (`scoring.hot_contours`, in the map's pixels) go
+    through the inverse of the pose transform (`matrix`: preview pixels -> crop pixels), so they
+    sit where they are on the real part; the region the model looked at is outlined thinly in grey."""
     height, width = preview.shape[:2]
-    crop_outline = [np.round(crop_corners(matrix, error_map.shape[::-1]) * 16).astype(np.int32)]
+    corners = crop_corners(matrix, error_map.shape[::-1])
     box = _heat_box(error_map, scale, matrix, (height, width))
     if box is None and not len(outlines):
         # Nothing in colour (most good parts): a grey picture, a third cheaper to encode as JPEG.
-        picture = preview.copy()
-        cv2.polylines(picture, crop_outline, True, 160, 1, cv2.LINE_AA, 4)
+        factor = min(1.0, plain_side / max(height, width)) if plain_side else 1.0
+        picture = preview.copy() if factor == 1.0 else cv2.resize(
+            preview, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA)
+        cv2.polylines(picture, [np.round(corners * factor * 16).astype(np.int32)], True, 160, 1, cv2.LINE_AA, 4)
         return picture
+    crop_outline = [np.round(corners * 16).astype(np.int32)]
     picture = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
     if box is not None:
         x0, y0, x1, y1 = box
@@ -143,24 +144,24 @@ def on_frame(crop_map: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) -
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
 
 
-def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float, heatmap: Path,
-                   overlay: Path | None, frame: tuple[np.ndarray, np.ndarray] | None = None,
-                   crop_overlay: Path | None = None, outlines: list[np.ndarray] = ()) -> None:
+def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float, heatmap: Path, overlay: Path,
+                   frame: tuple[np.ndarray, np.ndarray] | None = None, crop_overlay: Path | None = None,
+                   outlines: list[np.ndarray] = ()) -> None:
     """Write the heatmap and overlay pictures, each through a temporary name and a rename, so a
     reader never sees half a picture; `outlines`, the hot regions in the map's pixels
-    (`scoring.hot_contours`), are drawn on both overlays. A picture given no path is not made.
+    (`scoring.hot_contours`), are drawn on both overlays.
 
-    With `frame` (a shrunk copy of the photo, `Prepared.preview`, and its matrix) the overlay is drawn on the photo and the
-    upright crop's overlay goes to `crop_overlay`; without it the overlay is the crop's.
+    With `frame` (a shrunk copy of the photo, `Prepared.preview`, and its matrix) the overlay is drawn on the photo
+    (at most PLAIN_SIDE pixels when no heat shows) and the upright crop's overlay goes to
+    `crop_overlay`; without it the overlay is the crop's.
     """
     heatmap.parent.mkdir(parents=True, exist_ok=True)
     heat = heatmap_image(error_map, scale)
     save_picture(heatmap, heat, HEATMAP_PNG_PARAMS)
-    if overlay is not None and frame is None:
+    if frame is None:
         save_picture(overlay, overlay_image(model_input, error_map, scale, heat, outlines))
         return
-    if overlay is not None:
-        save_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines))
+    save_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines, plain_side=PLAIN_SIDE))
     if crop_overlay is not None:
         save_picture(crop_overlay, overlay_image(model_input, error_map, scale, heat, outlines))
 
@@ -170,8 +171,8 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
 # larger); a picture of the photo (many grey levels, large) as JPEG, about a tenth of its PNG.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
     [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB] if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])  # OpenCV >= 4.12
-# A heatmap is runs of a few colours: run-length matching makes it a quarter smaller and a
-# quarter quicker to encode (an overlay, with the photo's grain in it, a half larger).
+# A heatmap is long runs of a few colours, which run-length matching finds as well as zlib's
+# full search, and quicker; an overlay has the photo's grain in it, where it does worse.
 HEATMAP_PNG_PARAMS = PNG_PARAMS + [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 JPEG_QUALITY = 90
 
@@ -201,7 +202,7 @@ class PicturePaths(NamedTuple):
     """Where one part's pictures go."""
 
     heatmap: Path
-    overlay: Path | None  # the daemon writes none when it would show no heat and the photo is kept
+    overlay: Path
     crop: Path | None  # the daemon writes it for a defect only
 
 

@@ -41,12 +41,11 @@ def rows(db: Path, where: str = "1=1") -> list[sqlite3.Row]:
 
 
 def assert_pictures_exist(row) -> None:
-    """The pictures a judged row names are on disk: its heatmap always; its overlay on the photo
-    unless it is a good part showing no heat (its archived photo is its view); the overlay on
-    the upright part for a defect only."""
+    """The pictures a judged row names are on disk: its heatmap and its overlay on the photo; the
+    overlay on the upright part for a defect only."""
     name = row["source_name"]
     assert Path(row["heatmap_path"]).is_file(), (name, "heatmap")
-    assert row["overlay_path"] is None and row["verdict"] == "ok" or Path(row["overlay_path"]).is_file(), (name, "overlay")
+    assert Path(row["overlay_path"]).is_file(), (name, "overlay")
     if row["verdict"] == "defect":
         assert Path(row["crop_overlay_path"]).is_file(), (name, "upright overlay")
     else:

@@ -133,15 +133,22 @@ def test_each_round_is_written_as_it_ends_and_a_later_failure_keeps_it(tmp_path,
     def fake_burst(model_dir, files, work, mqtt_url=None, pictures="all"):
         calls["bursts"].append(work.name)
         return {"images_per_s": 100.0 if pictures == "none" else 90.0, "cores_busy": 1.8, "peak_rss_mb": 500.0,
-                "pictures": pictures, "mqtt": bool(mqtt_url)}
+                "pictures": pictures, "mqtt": bool(mqtt_url), "images": len(files), "cpu_ms_per_image": 10.0}
 
     def fake_steady(model_dir, files, work, rate, mqtt_url=None):
         calls["steady"] += 1
         if calls["steady"] == 3:
             raise RuntimeError("the daemon did not start")
-        return {"latency_ms_p99": 20.0 + calls["steady"], "peak_rss_mb": 600.0}
+        p99 = 20.0 + calls["steady"]
+        return {"latency_ms_p99": p99, "peak_rss_mb": 600.0, "rate": rate, "images": len(files),
+                **{f"latency_ms_{k}": p99 for k in ("p50", "p95", "max")}}
 
-    monkeypatch.setattr(benchmark, "model_speed", lambda pipelines, sources: {"ratio_batch32": 6.0})
+    def fake_model_speed(pipelines, sources):
+        timed = {"preprocess_ms_per_image": 5.0, "batch1": {"images_per_s": 100.0, "ms_per_image": 10.0},
+                 "batch32": {"images_per_s": 500.0, "ms_per_image": 2.0}}
+        return {"ratio_batch32": 6.0, "ratio_batch1": 2.0, **{name: timed for name in pipelines}}
+
+    monkeypatch.setattr(benchmark, "model_speed", fake_model_speed)
     monkeypatch.setattr(benchmark, "burst", fake_burst)
     monkeypatch.setattr(benchmark, "steady", fake_steady)
     tiny, reference = small_pipelines(tmp_path)
@@ -154,6 +161,7 @@ def test_each_round_is_written_as_it_ends_and_a_later_failure_keeps_it(tmp_path,
     assert result.exit_code == 1 and "the daemon did not start" in str(result.exception)
     data = json.loads(out.read_text())  # the two rounds that ended, as they ended
     assert (data["rounds_done"], data["rounds_asked"], data["complete"]) == (2, 3, False)
+    assert "Partial: 2 of the 3 rounds asked finished." in result.output  # their table, then the error
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".bench")] == []  # written whole, then renamed
     assert [run["steady"]["latency_ms_p99"] for run in data["rounds"]] == [21.0, 22.0]
     assert data["medians"]["steady_latency_ms_p99"]["rounds"] == [21.0, 22.0]
@@ -179,7 +187,18 @@ def test_a_first_round_that_fails_leaves_no_earlier_figures_behind(tmp_path, mon
         "--out", str(out), "--work", str(tmp_path / "work"), "--rounds", "2",
     ])
     assert result.exit_code == 1 and "the daemon did not start" in str(result.exception)
-    assert not out.exists()
+    data = json.loads(out.read_text())  # replaced at the start: no round done
+    assert (data["rounds_done"], data["rounds_asked"], data["complete"]) == (0, 2, False) and "burst" not in data
+    assert "Partial" not in result.output  # no round ended: no table
+
+    # Arguments refused before anything is measured leave an earlier --out as it was.
+    out.write_text('{"burst": {"images_per_s": 999.0}}')
+    result = CliRunner().invoke(cli, [
+        "benchmark", "--images", str(SAMPLE / "train" / "good"), "--model", str(tmp_path), "--pipeline", str(tiny),
+        "--reference", str(reference), "--out", str(out), "--work", str(tmp_path / "work"),
+    ])
+    assert result.exit_code == 1 and "is not empty" in result.output
+    assert json.loads(out.read_text()) == {"burst": {"images_per_s": 999.0}}
 
 
 def test_a_partial_result_says_so_in_its_table():

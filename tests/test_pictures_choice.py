@@ -34,22 +34,18 @@ def split_bundle(bundle_dir, inbox):
     return bundle
 
 
-def watch(tmp_path, bundle_dir, choice, heat_scale=None, on_done="move"):
-    """Six parts judged (three flagged); `heat_scale`: the bundle's error drawn at full red."""
+def watch(tmp_path, bundle_dir, choice):
     inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite"
     fill_inbox(inbox)
     store = Store(str(db))
-    bundle = split_bundle(bundle_dir, inbox)
-    if heat_scale is not None:
-        bundle.calibration["heat_scale"] = heat_scale
-    watcher = Watcher(inbox, bundle, store,
-                      WatchOptions(out=out, batch=8, settle=0.2, pictures=choice, on_done=on_done))
+    watcher = Watcher(inbox, split_bundle(bundle_dir, inbox), store,
+                      WatchOptions(out=out, batch=8, settle=0.2, pictures=choice))
     try:
         watcher.run(install_signals=False, max_idle=2.0)
     finally:
         store.close()
     done = rows(db, "status = 'done'")
-    assert len(done) == 6 and len(list(inbox.iterdir())) == (6 if on_done == "keep" else 0)
+    assert len(done) == 6 and not list(inbox.iterdir())
     assert sorted(row["verdict"] for row in done) == ["defect"] * 3 + ["ok"] * 3
     return done, out, db
 
@@ -90,72 +86,30 @@ def test_flagged_parts_only_get_pictures_and_every_verdict_is_stored(tiny_bundle
     app.config["STORE"].close()
 
 
-def test_no_pictures(tiny_bundle, tmp_path):
-    done, out, db = watch(tmp_path, tiny_bundle, "none")
-    assert all(row["heatmap_path"] is None and row["overlay_path"] is None for row in done)
-    assert picture_files(out) == []
+@pytest.mark.parametrize("choice, pictured", [("none", 0), ("all", 6)])
+def test_no_pictures_or_every_part_pictured(tiny_bundle, tmp_path, choice, pictured):
+    done, out, db = watch(tmp_path, tiny_bundle, choice)
+    assert sum(row["heatmap_path"] is not None for row in done) == pictured
+    # Each pictured part's heatmap and overlay on the photo; the upright part's overlay for the
+    # three defects only.
+    assert len(picture_files(out)) == 2 * pictured + (3 if pictured else 0)
     assert all(json.loads(row["regions"]) for row in done if row["verdict"] == "defect")
-
-
-# A heat scale so low that every part's error is drawn hot, or so high that none is.
-EVERY_PART_HOT, NO_PART_HOT = 1e-12, 1e12
-
-
-def test_every_part_pictured_when_its_heat_shows(tiny_bundle, tmp_path):
-    done, out, db = watch(tmp_path, tiny_bundle, "all", heat_scale=EVERY_PART_HOT)
-    # Each part's heatmap and overlay on the photo; the upright part's overlay for the three
-    # defects only.
-    assert len(picture_files(out)) == 2 * 6 + 3
-    assert all(json.loads(row["regions"]) for row in done if row["verdict"] == "defect")
-    for row in done:
-        assert (out / row["heatmap_path"]).is_file() and (out / row["overlay_path"]).is_file()
-        if row["verdict"] == "defect":
-            assert (out / row["crop_overlay_path"]).is_file(), row["source_name"]
-        else:
-            assert row["crop_overlay_path"] is None, row["source_name"]
-    app = create_app(str(db), out)
-    client = app.test_client()
-    ok = next(row for row in done if row["verdict"] == "ok")
-    bad = next(row for row in done if row["verdict"] == "defect")
-    assert client.get(f"/inspections/{ok['id']}/picture/overlay").status_code == 200
-    assert client.get(f"/inspections/{ok['id']}/picture/upright").status_code == 404
-    assert client.get(f"/inspections/{bad['id']}/picture/upright").status_code == 200
-    assert b"not found under" not in client.get("/").data
-    app.config["STORE"].close()
-
-
-def test_a_good_part_showing_no_heat_is_shown_by_its_archived_photo(tiny_bundle, tmp_path):
-    done, out, db = watch(tmp_path, tiny_bundle, "all", heat_scale=NO_PART_HOT)
-    ok = [row for row in done if row["verdict"] == "ok"]
-    bad = [row for row in done if row["verdict"] == "defect"]
-    for row in ok:  # its heatmap only
-        assert (out / row["heatmap_path"]).is_file(), row["source_name"]
-        assert row["overlay_path"] is None and row["crop_overlay_path"] is None, row["source_name"]
-    for row in bad:  # a defect's hot regions are outlined, whatever the heat scale
-        assert json.loads(row["regions"]), row["source_name"]
-        assert all((out / row[c]).is_file() for c in ("heatmap_path", "overlay_path", "crop_overlay_path"))
-    assert len(picture_files(out)) == 3 + 3 * 3
-
-    app = create_app(str(db), out)
-    client = app.test_client()
-    page = client.get(f"/inspections/{ok[0]['id']}")
-    assert f'<img id="picture" src="/inspections/{ok[0]["id"]}/picture/input"'.encode() in page.data
-    assert client.get(f"/inspections/{ok[0]['id']}/picture/input").status_code == 200
-    assert client.get(f"/inspections/{ok[0]['id']}/picture/overlay").status_code == 404
-    assert client.get(f"/inspections/{ok[0]['id']}/picture/heatmap").status_code == 200
-    listing = client.get("/").data
-    assert f'/inspections/{ok[0]["id"]}/picture/input'.encode() in listing  # its card shows the photo
-    assert f'/inspections/{bad[0]["id"]}/picture/overlay'.encode() in listing
-    assert b"not found under" not in listing
-    app.config["STORE"].close()
-
-
-def test_a_daemon_keeping_its_photos_writes_every_overlay(tiny_bundle, tmp_path):
-    """The photo left in the inbox is not served by QA's page: the overlay is the only view of it."""
-    done, out, db = watch(tmp_path, tiny_bundle, "all", heat_scale=NO_PART_HOT, on_done="keep")
-    for row in done:
-        assert (out / row["overlay_path"]).is_file(), row["source_name"]
-    assert len(picture_files(out)) == 2 * 6 + 3
+    if choice == "all":
+        for row in done:
+            assert (out / row["heatmap_path"]).is_file() and (out / row["overlay_path"]).is_file()
+            if row["verdict"] == "defect":
+                assert (out / row["crop_overlay_path"]).is_file(), row["source_name"]
+            else:
+                assert row["crop_overlay_path"] is None, row["source_name"]
+        app = create_app(str(db), out)
+        client = app.test_client()
+        ok = next(row for row in done if row["verdict"] == "ok")
+        bad = next(row for row in done if row["verdict"] == "defect")
+        assert client.get(f"/inspections/{ok['id']}/picture/overlay").status_code == 200
+        assert client.get(f"/inspections/{ok['id']}/picture/upright").status_code == 404
+        assert client.get(f"/inspections/{bad['id']}/picture/upright").status_code == 200
+        assert b"not found under" not in client.get("/").data
+        app.config["STORE"].close()
 
 
 def test_the_command_line_takes_the_choice(tiny_bundle, tmp_path):

@@ -167,3 +167,39 @@ def test_heat_drawn_only_where_it_shows_is_the_picture_drawn_under_the_whole_cro
     assert frame_overlay_image(preview, matrix, quiet, 1.0).ndim == 2  # grey: no heat at all
     spot = frame_overlay_image(preview, matrix, hot, 1.0)
     assert (spot[..., 2].astype(int) - spot[..., 0] > 30).sum() > 20  # the spot's heat, in red
+
+
+def test_a_part_showing_no_heat_gets_a_small_grey_overlay_with_the_crop_outlined(frame, tmp_path):
+    """The overlay of a part showing no heat is the photo at PLAIN_SIDE pixels with the crop
+    outlined where it lies; one showing heat keeps the preview's size and its colours."""
+    from inspector.pictures import GOOD_SHARE, PLAIN_SIDE, frame_overlay_image, write_heatmaps
+    from inspector.preprocess import crop_corners
+
+    big = cv2.resize(frame, (1024, 1024), interpolation=cv2.INTER_CUBIC)  # a line camera's photo
+    prepared = prepare_frame(big, CHECKED, original=(np.clip(big, 0, 1) * 255).astype(np.uint8))
+    preview, matrix = prepared.preview, prepared.preview_matrix
+    assert preview.shape == (512, 512)
+    quiet = np.full((64, 192), GOOD_SHARE * 0.5, np.float32)
+    hot = quiet.copy()
+    hot[20:26, 40:50] = 1.5
+
+    plain = frame_overlay_image(preview, matrix, quiet, 1.0, plain_side=PLAIN_SIDE)
+    assert plain.shape == (PLAIN_SIDE, PLAIN_SIDE) and plain.dtype == np.uint8
+    shrunk = cv2.resize(preview, (PLAIN_SIDE, PLAIN_SIDE), interpolation=cv2.INTER_AREA)
+    changed = np.argwhere(plain != shrunk)  # the crop's outline only, where the crop lies at this size
+    corners = crop_corners(matrix, (192, 64)) * PLAIN_SIDE / 512
+    assert len(changed) > 100
+    gaps = [min(abs(cv2.pointPolygonTest(corners.astype(np.float32).reshape(-1, 1, 2), (float(x), float(y)), True)), 99)
+            for y, x in changed]
+    assert max(gaps) <= 2.0
+    assert frame_overlay_image(preview, matrix, quiet, 1.0).shape == (512, 512)  # no side asked: the preview's
+    spot = frame_overlay_image(preview, matrix, hot, 1.0, plain_side=PLAIN_SIDE)
+    assert spot.shape == (512, 512, 3)  # heat shows: the preview's size, in colour
+
+    model_input = np.zeros((64, 192, 1), np.float32)
+    write_heatmaps(model_input, quiet, 1.0, tmp_path / "h.png", tmp_path / "o.jpg", (preview, matrix))
+    assert cv2.imread(str(tmp_path / "o.jpg"), cv2.IMREAD_UNCHANGED).shape == (PLAIN_SIDE, PLAIN_SIDE)
+    write_heatmaps(model_input, hot, 1.0, tmp_path / "h2.png", tmp_path / "o2.jpg", (preview, matrix))
+    assert cv2.imread(str(tmp_path / "o2.jpg"), cv2.IMREAD_UNCHANGED).shape == (512, 512, 3)
+    heat = cv2.imread(str(tmp_path / "h.png"))
+    assert heat.shape == (64, 192, 3)

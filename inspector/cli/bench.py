@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -67,7 +68,9 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
 
     All of it runs --rounds times, one round after the other, the bursts taking turns at going
     first, and each figure is reported as the median of the rounds with every round's value
-    beside it (a shared machine is noisy). --out is written after every round.
+    beside it (a shared machine is noisy). --out is replaced at the start (no round done) and
+    written after every round, "complete": false until the last; when a round fails, the
+    table of those that ended is printed before the error.
     The frames are made once and every run is handed the same ones; nothing is removed before
     the last round (the temporary scratch folder then; a --work folder is kept).
 
@@ -81,18 +84,33 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
     from ..usecases.benchmark import run_benchmark, table
 
     images_dir = images_dir or _sample_images()
-    json_out.unlink(missing_ok=True)  # an earlier run's figures are not left to look like this one's
+    written: list[dict] = []
 
     def write(result: dict) -> None:
-        """After every round, so a failure later loses none before it; through a temporary name,
-        so a reader (or a kill) never finds half a file."""
-        tmp = json_out.with_name(f".{json_out.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, json_out)
+        """At the start (no round done: an earlier run's figures are not left to look like this
+        one's) and after every round, so a failure later loses none before it; through a
+        temporary file and a rename, so a reader (or a kill) never finds half a file."""
+        handle, tmp = tempfile.mkstemp(dir=json_out.parent, prefix=f".{json_out.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w") as fh:
+                fh.write(json.dumps(result, indent=2))
+            os.replace(tmp, json_out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written[:] = [result]
 
-    result = run_benchmark(images_dir, pipeline, reference, model_dir, burst_count, steady_seconds, rate,
-                           frame_size, epochs, work, progress=lambda m: click.echo(f"... {m}", err=True),
-                           mqtt_url=mqtt_url, rounds=rounds, checkpoint=write)
+    try:
+        result = run_benchmark(images_dir, pipeline, reference, model_dir, burst_count, steady_seconds, rate,
+                               frame_size, epochs, work, progress=lambda m: click.echo(f"... {m}", err=True),
+                               mqtt_url=mqtt_url, rounds=rounds, checkpoint=write)
+    except Exception:
+        if written and written[0].get("rounds_done"):  # the rounds that ended, before the error is said
+            try:
+                click.echo(table(written[0]))
+            finally:  # a table that cannot be drawn does not hide the error
+                click.echo(f"\nThe rounds that ended are in {json_out}")
+        raise
     write(result)
     if as_json:
         click.echo(json.dumps(result, indent=2))

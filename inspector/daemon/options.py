@@ -29,8 +29,3 @@ class WatchOptions:
     drift_window: int = drift.DEFAULT_WINDOW  # parts the drift monitor looks back on (0: off)
     drift_limit: float = drift.DEFAULT_LIMIT  # shift of passed scores, in calibration bands, that is drift
     retry_every: float = 1.0  # seconds between tries of a durable output that failed (backing off)
-
-    @property
-    def archived(self) -> bool:
-        """Whether a judged photo is moved under OUT (where QA's page can show it)."""
-        return self.on_done == "move"

@@ -39,27 +39,22 @@ PICTURES_FOR = ("all", "flagged", "none")
 
 
 class Pictures(Output):
-    """The pictures of each judged part (`which`: every one, only those judged defects, or
-    none) under OUT/heatmaps/<date>/, written (in the I/O threads) before the row that names
-    them is committed: the heatmap; the overlay on the photo, unless it would show no heat and
-    the photo is kept under OUT (`photo_kept`: archived there); for a defect, the overlay on the
-    upright part. The row names only what was written.
+    """The heatmap and the overlay on the photo of each judged part (`which`: every one, only
+    those judged defects, or none), and for a defect the overlay on the upright part, under
+    OUT/heatmaps/<date>/, written (in the I/O threads) before the row that names them is
+    committed. A part without pictures has none named in its row.
 
-    Most good parts show no heat: their overlay would be the photo with the crop's outline, a
-    JPEG costing half of all their pictures' time, and QA's page shows the archived photo in its
-    place. The upright part's overlay is for QA reviewing what was flagged; for a part judged ok
-    it would cost a third of the pictures' time for a view the photo's overlay and the heatmap
-    already give.
+    The upright part's overlay is for QA reviewing what was flagged; for a part judged ok it
+    would cost a third of the pictures' time (the noisiest of the three to compress) for a
+    view the photo's overlay and the heatmap already give.
     """
 
     name = "pictures"
 
-    def __init__(self, out: Path, pool: "Executor", inferencer: Callable[[], "Inferencer"], which: str = "all",
-                 photo_kept: bool = True):
+    def __init__(self, out: Path, pool: "Executor", inferencer: Callable[[], "Inferencer"], which: str = "all"):
         if which not in PICTURES_FOR:
             raise ValueError(f"pictures for {which!r}: one of {', '.join(PICTURES_FOR)}")
         self.out, self.pool, self.inferencer, self.which = out, pool, inferencer, which
-        self.photo_kept = photo_kept
 
     def wanted(self, part: ClaimedPart) -> bool:
         """Whether this judged part gets pictures."""
@@ -67,15 +62,12 @@ class Pictures(Output):
                                        or self.which == "flagged" and part.result.verdict == "defect")
 
     def paths(self, part: ClaimedPart) -> PicturePaths | None:
-        """Where its heatmap, its overlay on the photo (None: not written) and (a defect's) its
-        overlay on the upright part go; None for a part that gets none."""
+        """Where its heatmap, its overlay on the photo and (a defect's) its overlay on the
+        upright part go; None for a part that gets none."""
         if not self.wanted(part):
             return None
         paths = picture_paths_bounded(self.out / "heatmaps" / day(part.received_at), f"{part.row_id}_", part.path.name)
-        if part.result.verdict == "defect":
-            return paths
-        plain = self.photo_kept and not self.inferencer().shows_heat(part.result)
-        return paths._replace(crop=None, overlay=None if plain else paths.overlay)
+        return paths if part.result.verdict == "defect" else paths._replace(crop=None)
 
     def prepare(self, parts: Sequence[ClaimedPart]) -> None:
         jobs = {id(p): self.pool.submit(self.write, p.result, *self.paths(p)) for p in parts if self.wanted(p)}
@@ -83,7 +75,7 @@ class Pictures(Output):
             if id(part) in jobs:
                 part.pictures_ms = jobs[id(part)].result()  # on disk before the row that names them
 
-    def write(self, result: "Result", heat: Path, over: Path | None, crop: Path | None) -> float:
+    def write(self, result: "Result", heat: Path, over: Path, crop: Path | None) -> float:
         """Write the heatmap and the overlays; returns the milliseconds it took."""
         started = time.perf_counter()
         with STAGE_TIMES.stage("pictures"):

@@ -47,8 +47,9 @@ def _relative(path: str | None, out: Path) -> str | None:
     """A picture's path relative to the daemon's --out (as the QA page serves it), else as stored."""
     if not path:
         return None
-    # The daemon names its files under its absolute --out: cut the prefix, as relpath would
-    # (a tenth of its time, four paths to every message), when no `.` or `..` part needs it.
+    # The daemon names its files under its absolute --out: the prefix is cut as relpath would
+    # cut it, without relpath's normalising (four paths in every message), when no `.` or `..`
+    # part needs it.
     prefix = os.path.join(str(out), "")
     if path.startswith(prefix) and "/." not in path[len(prefix) - 1:] and os.sep == "/":
         return path[len(prefix):]

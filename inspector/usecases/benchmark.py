@@ -174,8 +174,9 @@ def run_benchmark(
     """With `mqtt_url` (a broker): the burst again with the daemon's MQTT output on, and the
     steady stream with it on, timed to each message received by a subscriber. `rounds`: the
     model timing and the daemon runs repeated, one round after the other, their medians reported;
-    the bursts take turns at going first. `checkpoint` is handed the result so far after every
-    round (`rounds_done` of `rounds_asked`): a failure in a late round loses none before it.
+    the bursts take turns at going first. `checkpoint` is handed the result so far once the
+    arguments are checked (no round done) and after every round (`rounds_done` of
+    `rounds_asked`, `complete` after the last): a failure in a late round loses none before it.
     `work`: a scratch folder, new or empty, kept afterwards; without it a temporary one, removed
     at the end (the result's `model_dir` is then None when the model was trained there)."""
     pipeline, reference = resolve_pipeline(pipeline_name), resolve_pipeline(reference_name)
@@ -190,8 +191,12 @@ def run_benchmark(
     # is reported by name, not raised: the figures are measured by then). One given is kept.
     scratch = (contextlib.nullcontext(work) if work is not None
                else tempfile.TemporaryDirectory(prefix="inspector-bench-", ignore_cleanup_errors=True))
+
     def kept(result: dict) -> dict:  # a model trained in our own scratch folder is removed with it
         return {**result, "model_dir": None} if work is None and model_dir is None else result
+
+    checkpoint({"machine": machine(), "pipeline": pipeline.name, "reference": reference.name,
+                "rounds_done": 0, "rounds_asked": rounds, "complete": False})
 
     with scratch as folder:
         result = kept(_run(images_dir, pipeline, reference, sources, model_dir, burst_count, steady_seconds, rate,

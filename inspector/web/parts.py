@@ -53,10 +53,9 @@ def inspections():
                            states={r.id: review_state(r) for r in rows})
 
 
-# The part page's views of a part: key, picture kind, caption, in the order of the tabs.
+# The part page's views of a part: key, picture kind, caption. The first is shown at first.
 VIEWS = (("o", "overlay", "Photo"), ("h", "heatmap", "Heat"), ("u", "upright", "Upright part"),
          ("i", "input", "Original"))
-SHOWN_FIRST = ("overlay", "input", "heatmap", "upright")  # the first of these a part has is shown at first
 QUEUE_LOOK = 50  # unreviewed flagged parts looked at for the next one to review
 
 
@@ -94,16 +93,15 @@ def inspection(inspection_id: int):
         model = s.get(ModelRecord, row.model_id) if row.model_id else None
     cut = request.args.get("cut", "")
     cut = int(cut) if cut.isdigit() and len(cut) < 12 and int(cut) > NOTE_LIMIT else None
-    # Shown at first: the photo with its heat, else (a good part showing no heat, or one written
-    # without pictures, `watch --pictures`) the original photo, else what there is.
+    # The first view that has a picture is shown: the photo with its heat, else (a part written
+    # without pictures, `watch --pictures`) the original photo.
     pictures = {kind: picture_url(row, kind) for kind in PICTURES}
-    shown = next((view for kind in SHOWN_FIRST for view in VIEWS if view[1] == kind and pictures[kind]), None)
     return render_template("inspection.html", title=f"#{row.id}", r=row, model=model, state=review_state(row),
                            note_cut=cut, note_limit=NOTE_LIMIT, done=request.args.get("done") == "1",
                            token=current_app.config["FORM_TOKEN"], next_id=next_to_review(row.id),
                            prev_id=id_argument("prev"), reviewer=request.cookies.get("reviewer", ""),
                            kinds=store().defect_kinds(row.station), fill=score_fill(row.score, row.threshold),
-                           views=VIEWS, pictures=pictures, shown=shown)
+                           views=VIEWS, pictures=pictures, shown=next((view for view in VIEWS if pictures[view[1]]), None))
 
 
 @blueprint.post("/inspections/<int:inspection_id>/review")

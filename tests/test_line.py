@@ -402,3 +402,16 @@ def test_stations_sharing_a_database_each_deliver_their_own_verdicts(broker, tin
             log.close()
         for consumer in consumers.values():
             consumer.close()
+
+
+def test_picture_paths_in_a_message_are_relative_to_out_as_relpath_makes_them(tmp_path):
+    from inspector.line.payload import _relative
+
+    out = tmp_path / "out"
+    inside = [f"{out}/heatmaps/2026-12-05/1_a.png", f"{out}/archive/d/.hidden.png", f"{out}/./heatmaps/x.png",
+              f"{out}/a/../b.png", f"{out}/a/.../b.png"]
+    for path in inside:
+        assert _relative(path, out) == Path(os.path.relpath(path, out)).as_posix(), path
+    for path in ("/elsewhere/a.png", f"{out}x/a.png", f"{out}//a.png"):
+        assert _relative(path, out) == (path if not path.startswith(f"{out}/") else "a.png"), path
+    assert _relative(None, out) is None and _relative("", out) is None

@@ -49,9 +49,10 @@ def _relative(path: str | None, out: Path) -> str | None:
         return None
     # The daemon names its files under its absolute --out: the prefix is cut as relpath would
     # cut it, without relpath's normalising (four paths in every message), when no `.` or `..`
-    # part needs it.
+    # part or doubled slash needs it.
     prefix = os.path.join(str(out), "")
-    if path.startswith(prefix) and "/." not in path[len(prefix) - 1:] and os.sep == "/":
+    rest = path[len(prefix) - 1:]
+    if path.startswith(prefix) and "/." not in rest and "//" not in path and os.sep == "/":
         return path[len(prefix):]
     try:
         return Path(os.path.relpath(path, out)).as_posix() if Path(path).is_relative_to(out) else path

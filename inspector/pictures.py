@@ -35,7 +35,7 @@ _JET = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COL
 
 
 # The overlay of a part showing no heat is the photo and the crop's outline, for a glance: at
-# 256 pixels it costs a quarter of the 512-pixel preview to encode (QA opens the original).
+# 256 pixels it costs a quarter of the 512-pixel preview to encode; the photo itself is kept.
 PLAIN_SIDE = 256
 
 # Heat is drawn only above what good parts show: the heat scale is twice the 99.9th percentile
@@ -172,7 +172,7 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
     [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB] if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])  # OpenCV >= 4.12
 # A heatmap is long runs of a few colours, which run-length matching finds as well as zlib's
-# full search, and quicker; an overlay has the photo's grain in it, where it does worse.
+# default matching, and quicker; an overlay has the photo's grain in it, where it does worse.
 HEATMAP_PNG_PARAMS = PNG_PARAMS + [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 JPEG_QUALITY = 90
 

@@ -1,4 +1,5 @@
 import json
+import os
 import sqlite3
 import tempfile
 
@@ -162,7 +163,9 @@ def test_each_round_is_written_as_it_ends_and_a_later_failure_keeps_it(tmp_path,
     data = json.loads(out.read_text())  # the two rounds that ended, as they ended
     assert (data["rounds_done"], data["rounds_asked"], data["complete"]) == (2, 3, False)
     assert "Partial: 2 of the 3 rounds asked finished." in result.output  # their table, then the error
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".bench")] == []  # written whole, then renamed
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as a file written plainly, though through a temporary one
     assert [run["steady"]["latency_ms_p99"] for run in data["rounds"]] == [21.0, 22.0]
     assert data["medians"]["steady_latency_ms_p99"]["rounds"] == [21.0, 22.0]
     assert [run["order"] for run in data["rounds"]] == [["burst_bare", "burst"], ["burst", "burst_bare"]]

@@ -172,7 +172,7 @@ def test_heat_drawn_only_where_it_shows_is_the_picture_drawn_under_the_whole_cro
 def test_a_part_showing_no_heat_gets_a_small_grey_overlay_with_the_crop_outlined(frame, tmp_path):
     """The overlay of a part showing no heat is the photo at PLAIN_SIDE pixels with the crop
     outlined where it lies; one showing heat keeps the preview's size and its colours."""
-    from inspector.pictures import GOOD_SHARE, PLAIN_SIDE, frame_overlay_image, write_heatmaps
+    from inspector.pictures import GOOD_SHARE, PLAIN_SIDE, frame_overlay_image, heatmap_image, write_heatmaps
     from inspector.preprocess import crop_corners
 
     big = cv2.resize(frame, (1024, 1024), interpolation=cv2.INTER_CUBIC)  # a line camera's photo
@@ -201,5 +201,14 @@ def test_a_part_showing_no_heat_gets_a_small_grey_overlay_with_the_crop_outlined
     assert cv2.imread(str(tmp_path / "o.jpg"), cv2.IMREAD_UNCHANGED).shape == (PLAIN_SIDE, PLAIN_SIDE)
     write_heatmaps(model_input, hot, 1.0, tmp_path / "h2.png", tmp_path / "o2.jpg", (preview, matrix))
     assert cv2.imread(str(tmp_path / "o2.jpg"), cv2.IMREAD_UNCHANGED).shape == (512, 512, 3)
-    heat = cv2.imread(str(tmp_path / "h.png"))
-    assert heat.shape == (64, 192, 3)
+    assert np.array_equal(cv2.imread(str(tmp_path / "h.png")), heatmap_image(quiet, 1.0))  # PNG: lossless
+
+    # A hot region with no heat above a good part's level is drawn in colour at the preview's size.
+    region = [np.array([[[40, 20]], [[50, 20]], [[50, 26]], [[40, 26]]], np.int32)]
+    assert frame_overlay_image(preview, matrix, quiet, 1.0, region, plain_side=PLAIN_SIDE).shape == (512, 512, 3)
+    # A preview no larger than PLAIN_SIDE is drawn at its own size.
+    small = cv2.resize(preview, (200, 150), interpolation=cv2.INTER_AREA)
+    scaled = np.asarray(matrix, np.float64).copy()
+    scaled[:, 0] *= 512 / 200
+    scaled[:, 1] *= 512 / 150
+    assert frame_overlay_image(small, scaled, quiet, 1.0, plain_side=PLAIN_SIDE).shape == (150, 200)

@@ -22,6 +22,12 @@ def _sample_images() -> Path:
     return SAMPLE_IMAGES
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @click.command()
 @click.option("--images", "images_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Real images to build the test frames from (and to train on) [default: "
@@ -70,7 +76,7 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
     first, and each figure is reported as the median of the rounds with every round's value
     beside it (a shared machine is noisy). --out is replaced at the start (no round done) and
     written after every round, "complete": false until the last; when a round fails, the
-    table of those that ended is printed before the error.
+    table of those that ended is printed on stderr before the error.
     The frames are made once and every run is handed the same ones; nothing is removed before
     the last round (the temporary scratch folder then; a --work folder is kept).
 
@@ -92,6 +98,7 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
         temporary file and a rename, so a reader (or a kill) never finds half a file."""
         handle, tmp = tempfile.mkstemp(dir=json_out.parent, prefix=f".{json_out.name}.", suffix=".tmp")
         try:
+            os.fchmod(handle, 0o666 & ~_umask())  # as a file written plainly would be, not mkstemp's 0600
             with os.fdopen(handle, "w") as fh:
                 fh.write(json.dumps(result, indent=2))
             os.replace(tmp, json_out)
@@ -107,9 +114,10 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
     except Exception:
         if written and written[0].get("rounds_done"):  # the rounds that ended, before the error is said
             try:
-                click.echo(table(written[0]))
-            finally:  # a table that cannot be drawn does not hide the error
-                click.echo(f"\nThe rounds that ended are in {json_out}")
+                click.echo(table(written[0]), err=True)
+            except Exception:  # a table that cannot be drawn does not hide the error
+                pass
+            click.echo(f"\nThe rounds that ended are in {json_out}", err=True)
         raise
     write(result)
     if as_json:

@@ -134,13 +134,15 @@ def accept_edits(path: str | os.PathLike) -> Bundle:
     return bundle
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, data: dict[str, Any], sort_keys: bool = True) -> None:
+    """`data` as JSON in `path`, through a temporary file of its own and a rename: a reader (or a
+    kill) never finds half a file, and two writers never share the temporary one."""
     tmp = path.parent / f".tmp-{secrets.token_hex(8)}.json"
     # Mode 0666 less the umask, as for any new file (model.keras too); mkstemp would make it 0600.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
+            json.dump(data, fh, indent=2, sort_keys=sort_keys)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -20,12 +18,6 @@ def _sample_images() -> Path:
         raise click.UsageError(f"give --images: a folder of real part images (the default, {SAMPLE_IMAGES}, "
                                f"is only there in the repository's root, and {Path.cwd()} is not it)")
     return SAMPLE_IMAGES
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 @click.command()
@@ -87,6 +79,7 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
       inspector benchmark --burst 50 --steady-seconds 5 --frame-size 512 --rounds 1 --json
       inspector benchmark --model models/screw --mqtt mqtt://127.0.0.1
     """
+    from ..bundle import write_json_atomic
     from ..usecases.benchmark import run_benchmark, table
 
     images_dir = images_dir or _sample_images()
@@ -94,17 +87,8 @@ def benchmark(images_dir, model_dir, pipeline, reference, burst_count, steady_se
 
     def write(result: dict) -> None:
         """At the start (no round done: an earlier run's figures are not left to look like this
-        one's) and after every round, so a failure later loses none before it; through a
-        temporary file and a rename, so a reader (or a kill) never finds half a file."""
-        handle, tmp = tempfile.mkstemp(dir=json_out.parent, prefix=f".{json_out.name}.", suffix=".tmp")
-        try:
-            os.fchmod(handle, 0o666 & ~_umask())  # as a file written plainly would be, not mkstemp's 0600
-            with os.fdopen(handle, "w") as fh:
-                fh.write(json.dumps(result, indent=2))
-            os.replace(tmp, json_out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        one's) and after every round, so a failure later loses none before it; whole or not at all."""
+        write_json_atomic(json_out, result, sort_keys=False)
         written[:] = [result]
 
     try:

@@ -15,27 +15,32 @@ from typing import NamedTuple
 import numpy as np
 
 from .cv_setup import cv2
+from .formats.png import encode_indexed
 from .names import output_name
 from .preprocess import crop_corners
 from .scoring import squeeze
 
 
-def heatmap_image(error_map: np.ndarray, scale: float) -> np.ndarray:
-    """A BGR uint8 colour picture of an error map; `scale` is the error drawn at full red.
+def heat_levels(error_map: np.ndarray, scale: float) -> np.ndarray:
+    """An error map as levels 0-255 (uint8) of the heat scale; `scale` is the error drawn at full
+    red. The scale comes from the bundle (calibration images), so colours compare across parts."""
+    return (np.clip(error_map / max(scale, 1e-12), 0.0, 1.0) * 255).astype(np.uint8)
 
-    The scale comes from the bundle (calibration images), so colours compare across parts.
-    """
-    level = (np.clip(error_map / max(scale, 1e-12), 0.0, 1.0) * 255).astype(np.uint8)
-    return cv2.LUT(cv2.cvtColor(level, cv2.COLOR_GRAY2BGR), _JET)
+
+def heatmap_image(error_map: np.ndarray, scale: float) -> np.ndarray:
+    """A BGR uint8 colour picture of an error map (`heat_levels` in the heat scale's colours)."""
+    return cv2.LUT(cv2.cvtColor(heat_levels(error_map, scale), cv2.COLOR_GRAY2BGR), _JET)
 
 
 # OpenCV's JET colours as a lookup table: the same picture as `applyColorMap`, which builds its
-# table again on every call (half its time).
+# table again on every call (half its time); in RGB order, a heatmap PNG's palette.
 _JET = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COLORMAP_JET).reshape(256, 1, 3)
+_JET_RGB = _JET[:, 0, ::-1]
 
 
-# The overlay of a part showing no heat is the photo and the crop's outline, for a glance: at
-# 256 pixels it costs a quarter of the 512-pixel preview to encode; the photo itself is kept.
+# The overlay of a part with no hot region (under a max reducer, every part judged ok) is for a
+# glance: at 256 pixels it costs a quarter of the 512-pixel preview to encode; the photo itself
+# is kept. A flagged part's overlay, which QA looks at closely, keeps the preview's size.
 PLAIN_SIDE = 256
 
 # Heat is drawn only above what good parts show: the heat scale is twice the 99.9th percentile
@@ -46,10 +51,10 @@ OUTLINE = (255, 0, 255)  # hot regions in magenta: no colour of the heat scale, 
 RING_SHARE = 0.025  # a hot region smaller than this share of the photo is ringed as well
 
 
-def heat_layer(error_map: np.ndarray, scale: float, heat: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def heat_layer(error_map: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """The heatmap colours and their opacity (float32, 0 where a good part's error is, up to
     HEAT_ALPHA at the top of the scale): a good part's photo stays as it is."""
-    heat = heatmap_image(error_map, scale) if heat is None else heat
+    heat = heatmap_image(error_map, scale)
     good = scale * GOOD_SHARE
     alpha = np.asarray(error_map, np.float32) - good
     np.clip(alpha * (HEAT_ALPHA / max(scale - good, 1e-12)), 0.0, HEAT_ALPHA, out=alpha)
@@ -61,13 +66,12 @@ def blend(picture: np.ndarray, heat: np.ndarray, alpha: np.ndarray) -> np.ndarra
     return cv2.blendLinear(heat, picture, alpha, 1.0 - alpha)
 
 
-def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, heat: np.ndarray | None = None,
+def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float,
                   outlines: list[np.ndarray] = ()) -> np.ndarray:
     """The heat over the (preprocessed) input image where it is above a good part's, BGR uint8,
-    with the hot regions (`scoring.hot_contours`) outlined (`heat`: the heatmap picture of
-    `error_map`, when it is drawn already)."""
+    with the hot regions (`scoring.hot_contours`) outlined."""
     grey = (np.clip(squeeze(model_input[None])[0], 0, 1) * 255).astype(np.uint8)
-    picture = blend(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), *heat_layer(error_map, scale, heat))
+    picture = blend(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), *heat_layer(error_map, scale))
     if len(outlines):
         cv2.drawContours(picture, list(outlines), -1, OUTLINE, 1, cv2.LINE_8)
     return picture
@@ -75,21 +79,23 @@ def overlay_image(model_input: np.ndarray, error_map: np.ndarray, scale: float, 
 
 def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.ndarray, scale: float,
                         outlines: list[np.ndarray] = (), plain_side: int | None = None) -> np.ndarray:
-    """The heat drawn back onto the photo (BGR uint8, the size of `preview`, a shrunk grey copy
-    of it; grey uint8 when no heat shows and no region is hot, shrunk further to `plain_side`
-    pixels on its longer side if given) where it is above a good part's, and the hot regions
-    outlined: the error map and the outlines (`scoring.hot_contours`, in the map's pixels) go
-    through the inverse of the pose transform (`matrix`: preview pixels -> crop pixels), so they
-    sit where they are on the real part; the region the model looked at is outlined thinly in grey."""
+    """The heat drawn back onto the photo where it is above a good part's, and the hot regions
+    outlined, on `preview` (a shrunk grey copy of the photo), or, with no hot region and
+    `plain_side` given, on the preview shrunk further to `plain_side` pixels on its longer side:
+    BGR uint8, grey uint8 when no heat shows either. The error map and the outlines
+    (`scoring.hot_contours`, in the map's pixels) go through the inverse of the pose transform
+    (`matrix`: preview pixels -> crop pixels), so they sit where they are on the real part; the
+    region the model looked at is outlined thinly in grey."""
     height, width = preview.shape[:2]
+    if plain_side and not len(outlines) and max(height, width) > plain_side:
+        preview, matrix = _shrunk_preview(preview, matrix, plain_side / max(height, width))
+        height, width = preview.shape[:2]
     corners = crop_corners(matrix, error_map.shape[::-1])
     box = _heat_box(error_map, scale, matrix, (height, width))
     if box is None and not len(outlines):
         # Nothing in colour (most good parts): a grey picture, a third cheaper to encode as JPEG.
-        factor = min(1.0, plain_side / max(height, width)) if plain_side else 1.0
-        picture = preview.copy() if factor == 1.0 else cv2.resize(
-            preview, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA)
-        cv2.polylines(picture, [np.round(corners * factor * 16).astype(np.int32)], True, 160, 1, cv2.LINE_AA, 4)
+        picture = preview.copy()
+        cv2.polylines(picture, [np.round(corners * 16).astype(np.int32)], True, 160, 1, cv2.LINE_AA, 4)
         return picture
     crop_outline = [np.round(corners * 16).astype(np.int32)]
     picture = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
@@ -109,6 +115,18 @@ def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.n
             if radius < ring:  # a region of a few pixels gets a ring QA sees at a glance
                 cv2.circle(picture, (round(x * 16), round(y * 16)), round((ring + 3) * 16), OUTLINE, 2, cv2.LINE_AA, 4)
     return picture
+
+
+def _shrunk_preview(preview: np.ndarray, matrix: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """`preview` shrunk by about `factor` (area averaging), and `matrix` (preview pixels -> crop
+    pixels) for the shrunk pixels, each axis by the factor its rounded size really has."""
+    height, width = preview.shape[:2]
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    shrunk = cv2.resize(preview, size, interpolation=cv2.INTER_AREA)
+    scaled = np.array(matrix, np.float64)
+    scaled[:, 0] *= width / size[0]
+    scaled[:, 1] *= height / size[1]
+    return shrunk, scaled
 
 
 def _heat_box(error_map: np.ndarray, scale: float, matrix: np.ndarray,
@@ -152,41 +170,44 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
     (`scoring.hot_contours`), are drawn on both overlays.
 
     With `frame` (a shrunk copy of the photo, `Prepared.preview`, and its matrix) the overlay is drawn on the photo
-    (at most PLAIN_SIDE pixels when no heat shows) and the upright crop's overlay goes to
+    (at most PLAIN_SIDE pixels when no region is hot) and the upright crop's overlay goes to
     `crop_overlay`; without it the overlay is the crop's.
     """
     heatmap.parent.mkdir(parents=True, exist_ok=True)
-    heat = heatmap_image(error_map, scale)
-    save_picture(heatmap, heat, HEATMAP_PNG_PARAMS)
+    # The heatmap as levels and a palette: a third of the bytes to deflate of the colour picture.
+    write_atomic(heatmap, encode_indexed(heat_levels(error_map, scale), _JET_RGB))
     if frame is None:
-        save_picture(overlay, overlay_image(model_input, error_map, scale, heat, outlines))
+        save_picture(overlay, overlay_image(model_input, error_map, scale, outlines))
         return
     save_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines, plain_side=PLAIN_SIDE))
     if crop_overlay is not None:
-        save_picture(crop_overlay, overlay_image(model_input, error_map, scale, heat, outlines))
+        save_picture(crop_overlay, overlay_image(model_input, error_map, scale, outlines))
 
 
-# Heatmaps are pictures for people, not archives: fast PNG compression with every row filtered
-# by Sub (libpng otherwise tries each filter on each row: twice the time here, for files 3%
-# larger); a picture of the photo (many grey levels, large) as JPEG, about a tenth of its PNG.
+# Pictures for people, not archives: fast PNG compression with every row filtered by Sub
+# (libpng otherwise tries each filter on each row: twice the time here, for files 3% larger);
+# a picture of the photo (many grey levels, large) as JPEG, about a tenth of its PNG.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
     [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB] if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])  # OpenCV >= 4.12
-# A heatmap is long runs of a few colours, which run-length matching finds as well as zlib's
-# default matching, and quicker; an overlay has the photo's grain in it, where it does worse.
-HEATMAP_PNG_PARAMS = PNG_PARAMS + [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 JPEG_QUALITY = 90
 
 
-def save_picture(path: Path, image: np.ndarray, png_params: list[int] = PNG_PARAMS) -> None:
-    """PNG, or JPEG for a .jpg name; encoded in memory, written by Python: a full disk is an
-    OSError with its errno (ENOSPC), and no half-written temporary file is left."""
+def save_picture(path: Path, image: np.ndarray) -> None:
+    """PNG, or JPEG for a .jpg name, encoded in memory and written by `write_atomic`."""
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    ok, data = cv2.imencode(path.suffix, image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if jpeg else png_params)
+    ok, data = cv2.imencode(path.suffix, image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if jpeg else PNG_PARAMS)
     if not ok:
         raise ValueError(f"cannot encode {path.name}")
+    write_atomic(path, data)
+
+
+def write_atomic(path: Path, data) -> None:
+    """The bytes written by Python through a temporary name and a rename: a reader never sees half
+    a picture, a full disk is an OSError with its errno (ENOSPC), and no half-written temporary
+    file is left."""
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        tmp.write_bytes(data.tobytes())
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

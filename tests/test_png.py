@@ -242,3 +242,24 @@ def test_ordinary_pngs_are_not_taken_for_bombs():
             assert ok and png.refusal(data.tobytes()) is None
     for filters in ([0] * 37, [4] * 37):
         assert png.refusal(_encode(IMAGE, filters)) is None
+
+
+def test_an_indexed_png_reads_back_as_its_palette_colours_everywhere():
+    """`encode_indexed`: OpenCV and the completeness rule read it as a whole PNG whose pixels are
+    the palette's colours at the indices, odd sizes and every index included; it is not taken
+    by the fast grey path."""
+    from inspector.formats.image_format import COMPLETE
+
+    rng = np.random.default_rng(3)
+    palette = rng.integers(0, 256, (256, 3), dtype=np.uint8)  # RGB
+    for shape in ((1, 1), (7, 300), (64, 192)):
+        indices = rng.integers(0, 256, shape, dtype=np.uint8)
+        indices[0, 0], indices[-1, -1] = 0, 255
+        data = png.encode_indexed(indices, palette)
+        assert png.completeness(data)[0] == COMPLETE
+        assert png.declared_size(data) == (shape[1], shape[0]) and png.refusal(data) is None
+        assert png.decode(data) is None
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert np.array_equal(pixels, palette[indices][..., ::-1])
+    short = png.encode_indexed(np.zeros((4, 4), np.uint8), palette[:2])  # a palette of two colours
+    assert np.array_equal(cv2.imdecode(np.frombuffer(short, np.uint8), cv2.IMREAD_COLOR), np.broadcast_to(palette[0, ::-1], (4, 4, 3)))

@@ -169,10 +169,20 @@ def test_heat_drawn_only_where_it_shows_is_the_picture_drawn_under_the_whole_cro
     assert (spot[..., 2].astype(int) - spot[..., 0] > 30).sum() > 20  # the spot's heat, in red
 
 
-def test_a_part_showing_no_heat_gets_a_small_grey_overlay_with_the_crop_outlined(frame, tmp_path):
-    """The overlay of a part showing no heat is the photo at PLAIN_SIDE pixels with the crop
-    outlined where it lies; one showing heat keeps the preview's size and its colours."""
-    from inspector.pictures import GOOD_SHARE, PLAIN_SIDE, frame_overlay_image, heatmap_image, write_heatmaps
+def _outline_gap(picture: np.ndarray, shrunk: np.ndarray, corners: np.ndarray) -> float:
+    """How far from the crop's outline (`corners`, in `picture`'s pixels) the farthest pixel
+    that differs from `shrunk` lies."""
+    changed = np.argwhere(picture != shrunk)
+    assert len(changed) > 100
+    outline = corners.astype(np.float32).reshape(-1, 1, 2)
+    return max(min(abs(cv2.pointPolygonTest(outline, (float(x), float(y)), True)), 99) for y, x in changed)
+
+
+def test_a_part_with_no_hot_region_gets_a_small_overlay_grey_when_no_heat_shows(frame, tmp_path):
+    """The overlay of a part with no hot region is the photo at PLAIN_SIDE pixels with the crop
+    outlined where it lies: grey when no heat shows, with its heat in colour where it does; a
+    part with a hot region keeps the preview's size."""
+    from inspector.pictures import GOOD_SHARE, PLAIN_SIDE, frame_overlay_image, heatmap_image, to_frame, write_heatmaps
     from inspector.preprocess import crop_corners
 
     big = cv2.resize(frame, (1024, 1024), interpolation=cv2.INTER_CUBIC)  # a line camera's photo
@@ -186,26 +196,45 @@ def test_a_part_showing_no_heat_gets_a_small_grey_overlay_with_the_crop_outlined
     plain = frame_overlay_image(preview, matrix, quiet, 1.0, plain_side=PLAIN_SIDE)
     assert plain.shape == (PLAIN_SIDE, PLAIN_SIDE) and plain.dtype == np.uint8
     shrunk = cv2.resize(preview, (PLAIN_SIDE, PLAIN_SIDE), interpolation=cv2.INTER_AREA)
-    changed = np.argwhere(plain != shrunk)  # the crop's outline only, where the crop lies at this size
-    corners = crop_corners(matrix, (192, 64)) * PLAIN_SIDE / 512
-    assert len(changed) > 100
-    gaps = [min(abs(cv2.pointPolygonTest(corners.astype(np.float32).reshape(-1, 1, 2), (float(x), float(y)), True)), 99)
-            for y, x in changed]
-    assert max(gaps) <= 2.0
+    # The crop's outline only, where the crop lies at this size.
+    assert _outline_gap(plain, shrunk, crop_corners(matrix, (192, 64)) * PLAIN_SIDE / 512) <= 2.0
     assert frame_overlay_image(preview, matrix, quiet, 1.0).shape == (512, 512)  # no side asked: the preview's
+
+    # Heat and no hot region: PLAIN_SIDE pixels in colour, the heat where the hot spot lies.
     spot = frame_overlay_image(preview, matrix, hot, 1.0, plain_side=PLAIN_SIDE)
-    assert spot.shape == (512, 512, 3)  # heat shows: the preview's size, in colour
+    assert spot.shape == (PLAIN_SIDE, PLAIN_SIDE, 3)
+    coloured = np.argwhere((spot[..., 0] != spot[..., 1]) | (spot[..., 1] != spot[..., 2]))
+    where = to_frame(np.array([[40, 20], [50, 20], [50, 26], [40, 26]], np.float64), matrix).reshape(-1, 2)
+    low, high = where.min(axis=0) * PLAIN_SIDE / 512, where.max(axis=0) * PLAIN_SIDE / 512
+    assert len(coloured) > 4
+    assert (coloured[:, ::-1] >= low - 2).all() and (coloured[:, ::-1] <= high + 2).all()
 
     model_input = np.zeros((64, 192, 1), np.float32)
     write_heatmaps(model_input, quiet, 1.0, tmp_path / "h.png", tmp_path / "o.jpg", (preview, matrix))
     assert cv2.imread(str(tmp_path / "o.jpg"), cv2.IMREAD_UNCHANGED).shape == (PLAIN_SIDE, PLAIN_SIDE)
     write_heatmaps(model_input, hot, 1.0, tmp_path / "h2.png", tmp_path / "o2.jpg", (preview, matrix))
-    assert cv2.imread(str(tmp_path / "o2.jpg"), cv2.IMREAD_UNCHANGED).shape == (512, 512, 3)
-    assert np.array_equal(cv2.imread(str(tmp_path / "h.png")), heatmap_image(quiet, 1.0))  # PNG: lossless
+    assert cv2.imread(str(tmp_path / "o2.jpg"), cv2.IMREAD_UNCHANGED).shape == (PLAIN_SIDE, PLAIN_SIDE, 3)
+    # The heatmap PNG: indexed colour (a palette), lossless, the very picture `heatmap_image` draws.
+    for name, error_map in (("h.png", quiet), ("h2.png", hot)):
+        data = (tmp_path / name).read_bytes()
+        assert data[24:26] == bytes([8, 3])  # IHDR: 8 bits, palette
+        assert np.array_equal(cv2.imread(str(tmp_path / name)), heatmap_image(error_map, 1.0))
 
-    # A hot region with no heat above a good part's level is drawn in colour at the preview's size.
+    # A hot region (a part flagged) is drawn in colour at the preview's size, heat or not.
     region = [np.array([[[40, 20]], [[50, 20]], [[50, 26]], [[40, 26]]], np.int32)]
     assert frame_overlay_image(preview, matrix, quiet, 1.0, region, plain_side=PLAIN_SIDE).shape == (512, 512, 3)
+    write_heatmaps(model_input, hot, 1.0, tmp_path / "h3.png", tmp_path / "o3.jpg", (preview, matrix),
+                   tmp_path / "c3.png", region)
+    assert cv2.imread(str(tmp_path / "o3.jpg"), cv2.IMREAD_UNCHANGED).shape == (512, 512, 3)
+    assert cv2.imread(str(tmp_path / "c3.png"), cv2.IMREAD_UNCHANGED).shape == (64, 192, 3)
+    # A preview that is not square is shrunk to its own aspect, the outline where the crop lies.
+    wide = cv2.resize(preview, (512, 340), interpolation=cv2.INTER_AREA)
+    on_wide = np.asarray(matrix, np.float64).copy()
+    on_wide[:, 1] *= 512 / 340
+    small_wide = frame_overlay_image(wide, on_wide, quiet, 1.0, plain_side=PLAIN_SIDE)
+    assert small_wide.shape == (170, PLAIN_SIDE)
+    corners = crop_corners(on_wide, (192, 64)) * [PLAIN_SIDE / 512, 170 / 340]
+    assert _outline_gap(small_wide, cv2.resize(wide, (PLAIN_SIDE, 170), interpolation=cv2.INTER_AREA), corners) <= 1.5
     # A preview no larger than PLAIN_SIDE is drawn at its own size.
     small = cv2.resize(preview, (200, 150), interpolation=cv2.INTER_AREA)
     scaled = np.asarray(matrix, np.float64).copy()

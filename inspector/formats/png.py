@@ -13,11 +13,16 @@ MAX_SIDE, a compressed stream declaring a window other than 32 KB) and any file 
 wrong in it (a bad checksum, too little or too much image data) is left to OpenCV:
 `decode` returns None and the caller decodes as before, so a broken file gets OpenCV's verdict
 on it. The pixels are the same as OpenCV's, tested.
+
+`encode_indexed` writes one kind: 8-bit indexed colour (a palette), what a heatmap is (a level
+and a colour table), at a third of the bytes OpenCV's writer would deflate for the same picture
+in colour.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 
 import numpy as np
 
@@ -231,3 +236,22 @@ def _running_sum(rows: np.ndarray) -> None:
     np.add(blocks[1:], carry[:-1, None], out=blocks[1:])
     for i in range(max(full, 1), n):  # the rows after the last whole block
         np.add(rows[i], rows[i - 1], out=rows[i])
+
+
+def encode_indexed(indices: np.ndarray, palette: np.ndarray) -> bytes:
+    """An 8-bit indexed PNG of `indices` (uint8, height x width) and `palette` (N x 3 RGB, at most
+    256 colours, every index below N): rows unfiltered, deflated fast with run-length matching
+    (a heatmap is long runs of a few levels)."""
+    height, width = indices.shape
+    colours = np.ascontiguousarray(palette, np.uint8).reshape(-1, 3)
+    rows = np.zeros((height, width + 1), np.uint8)  # each row: its filter byte (None), its indices
+    rows[:, 1:] = indices
+    deflate = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 8, zlib.Z_RLE)
+    data = deflate.compress(rows) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)  # 8 bits, palette, no interlace
+    return b"".join((PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"PLTE", colours.tobytes()),
+                     _chunk(b"IDAT", data), _chunk(b"IEND", b"")))
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))

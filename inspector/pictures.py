@@ -32,10 +32,16 @@ def heatmap_image(error_map: np.ndarray, scale: float) -> np.ndarray:
     return cv2.LUT(cv2.cvtColor(heat_levels(error_map, scale), cv2.COLOR_GRAY2BGR), _JET)
 
 
+def heatmap_png(error_map: np.ndarray, scale: float) -> bytes:
+    """`heatmap_image` as a PNG file's bytes: the levels and the colours as an indexed PNG, a
+    third of the bytes to deflate of the colour picture, read back as the very same picture."""
+    return encode_indexed(heat_levels(error_map, scale), _JET_RGB)
+
+
 # OpenCV's JET colours as a lookup table: the same picture as `applyColorMap`, which builds its
 # table again on every call (half its time); in RGB order, a heatmap PNG's palette.
 _JET = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COLORMAP_JET).reshape(256, 1, 3)
-_JET_RGB = _JET[:, 0, ::-1]
+_JET_RGB = np.ascontiguousarray(_JET[:, 0, ::-1])
 
 
 # The overlay of a part with no hot region (under a max reducer, every part judged ok) is for a
@@ -174,8 +180,7 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
     `crop_overlay`; without it the overlay is the crop's.
     """
     heatmap.parent.mkdir(parents=True, exist_ok=True)
-    # The heatmap as levels and a palette: a third of the bytes to deflate of the colour picture.
-    write_atomic(heatmap, encode_indexed(heat_levels(error_map, scale), _JET_RGB))
+    write_atomic(heatmap, heatmap_png(error_map, scale))
     if frame is None:
         save_picture(overlay, overlay_image(model_input, error_map, scale, outlines))
         return
@@ -184,9 +189,10 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
         save_picture(crop_overlay, overlay_image(model_input, error_map, scale, outlines))
 
 
-# Pictures for people, not archives: fast PNG compression with every row filtered by Sub
-# (libpng otherwise tries each filter on each row: twice the time here, for files 3% larger);
-# a picture of the photo (many grey levels, large) as JPEG, about a tenth of its PNG.
+# Pictures for people, not archives (the upright overlay, evaluation's pictures): fast PNG
+# compression with every row filtered by Sub (libpng otherwise tries each filter on each row:
+# twice the time on heatmaps, when they were written so, for files 3% larger); a picture of the
+# photo (many grey levels, large) as JPEG, about a tenth of its PNG.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
     [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB] if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])  # OpenCV >= 4.12
 JPEG_QUALITY = 90
@@ -201,13 +207,15 @@ def save_picture(path: Path, image: np.ndarray) -> None:
     write_atomic(path, data)
 
 
-def write_atomic(path: Path, data) -> None:
-    """The bytes written by Python through a temporary name and a rename: a reader never sees half
-    a picture, a full disk is an OSError with its errno (ENOSPC), and no half-written temporary
-    file is left."""
+def write_atomic(path: Path, data: bytes | np.ndarray) -> None:
+    """`data` (bytes, or an encoded picture as OpenCV returns it: a uint8 array) written by Python
+    through a temporary name and a rename: a reader never sees half a picture, a full disk is an
+    OSError with its errno (ENOSPC), and no half-written temporary file is left."""
+    if isinstance(data, np.ndarray) and data.dtype != np.uint8:
+        raise TypeError(f"{path.name}: encoded bytes expected, not an array of {data.dtype}")
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        tmp.write_bytes(data)
+        tmp.write_bytes(memoryview(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -263,3 +263,17 @@ def test_an_indexed_png_reads_back_as_its_palette_colours_everywhere():
         assert np.array_equal(pixels, palette[indices][..., ::-1])
     short = png.encode_indexed(np.zeros((4, 4), np.uint8), palette[:2])  # a palette of two colours
     assert np.array_equal(cv2.imdecode(np.frombuffer(short, np.uint8), cv2.IMREAD_COLOR), np.broadcast_to(palette[0, ::-1], (4, 4, 3)))
+
+
+@pytest.mark.parametrize("indices, palette, why", [
+    (np.array([[300, -1]]), np.zeros((256, 3), np.uint8), "2-D uint8"),
+    (np.zeros((0, 4), np.uint8), np.zeros((256, 3), np.uint8), "2-D uint8"),
+    (np.zeros((2, 2, 3), np.uint8), np.zeros((256, 3), np.uint8), "2-D uint8"),
+    (np.zeros((2, 2), np.uint8), np.zeros((300, 3), np.uint8), "1 to 256 RGB colours"),
+    (np.zeros((2, 2), np.uint8), np.zeros((0, 3), np.uint8), "1 to 256 RGB colours"),
+    (np.zeros((2, 2), np.uint8), np.zeros((4, 3), np.float32), "1 to 256 RGB colours"),
+    (np.full((2, 2), 4, np.uint8), np.zeros((4, 3), np.uint8), "index 4 beyond a palette of 4 colours"),
+])
+def test_an_indexed_png_that_no_reader_would_take_is_refused(indices, palette, why):
+    with pytest.raises(ValueError, match=why):
+        png.encode_indexed(indices, palette)

@@ -227,13 +227,17 @@ def test_a_part_with_no_hot_region_gets_a_small_overlay_grey_when_no_heat_shows(
                    tmp_path / "c3.png", region)
     assert cv2.imread(str(tmp_path / "o3.jpg"), cv2.IMREAD_UNCHANGED).shape == (512, 512, 3)
     assert cv2.imread(str(tmp_path / "c3.png"), cv2.IMREAD_UNCHANGED).shape == (64, 192, 3)
-    # A preview that is not square is shrunk to its own aspect, the outline where the crop lies.
-    wide = cv2.resize(preview, (512, 340), interpolation=cv2.INTER_AREA)
+    # A preview that is not square is shrunk to its own aspect (341 rows: 170 at half size, a
+    # factor a little under the columns'), the matrix and the outline scaled per axis.
+    from inspector.pictures import _shrunk_preview
+
+    wide = cv2.resize(preview, (512, 341), interpolation=cv2.INTER_AREA)
     on_wide = np.asarray(matrix, np.float64).copy()
-    on_wide[:, 1] *= 512 / 340
+    on_wide[:, 1] *= 512 / 341
     small_wide = frame_overlay_image(wide, on_wide, quiet, 1.0, plain_side=PLAIN_SIDE)
     assert small_wide.shape == (170, PLAIN_SIDE)
-    corners = crop_corners(on_wide, (192, 64)) * [PLAIN_SIDE / 512, 170 / 340]
+    corners = crop_corners(on_wide, (192, 64)) * [PLAIN_SIDE / 512, 170 / 341]
+    assert np.allclose(crop_corners(_shrunk_preview(wide, on_wide, 0.5)[1], (192, 64)), corners, atol=1e-9)
     assert _outline_gap(small_wide, cv2.resize(wide, (PLAIN_SIDE, 170), interpolation=cv2.INTER_AREA), corners) <= 1.5
     # A preview no larger than PLAIN_SIDE is drawn at its own size.
     small = cv2.resize(preview, (200, 150), interpolation=cv2.INTER_AREA)

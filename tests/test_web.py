@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from inspector.cv_setup import cv2
-from inspector.pictures import heatmap_image, overlay_image
+from inspector.pictures import heatmap_png, overlay_image
 from inspector.store import Inspection, ModelRecord, Review, Store, utcnow
 from helpers import chromium, qa_server
 
@@ -47,7 +47,7 @@ def seeded(tmp_path):
             error[60:90, 100:130] = score
             stored, heat, over = archive / f"{i + 1}_{name}", day / f"{i + 1}_heatmap.png", day / f"{i + 1}_overlay.png"
             cv2.imwrite(str(stored), (image * 255).astype(np.uint8))
-            cv2.imwrite(str(heat), heatmap_image(error, 1.0))
+            heat.write_bytes(heatmap_png(error, 1.0))  # as the daemon writes it
             cv2.imwrite(str(over), overlay_image(image, error, 1.0))
             s.add(Inspection(source_path=f"/inbox/{name}", source_name=name, content_hash=f"{i:064d}",
                              status="done", verdict="defect" if score > 0.5 else "ok", score=score, threshold=0.5,

@@ -274,8 +274,9 @@ def bundle_verify(model_dir, accept_edits):
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path),
               help="Write NAME_heatmap.png (the error map of the upright part), NAME_overlay.jpg (the heat "
-                   "drawn on the photo) and NAME_crop.png (the heat on the upright part) for each image into this "
-                   "folder; images of the same name get their folders' names in front (good_000, defect_000).")
+                   "drawn on the photo, at most 512 px; 256 px for a part with no hot region, grey when no heat "
+                   "shows) and NAME_crop.png (the heat on the upright part) for each image into this folder; "
+                   "images of the same name get their folders' names in front (good_000, defect_000).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=32, show_default=True, help="Images per model batch.")
 @logging_options()
 @json_option

@@ -1,5 +1,5 @@
 """PNG: its signature, its completeness rule (the chunks are walked to the IEND chunk), the size
-its IHDR chunk declares, and a fast decoder for one common kind of PNG.
+its IHDR chunk declares, a fast decoder for one common kind of PNG, and an encoder for another.
 
 The fast decoder takes 8-bit grey, not interlaced, rows filtered with None or Sub (what
 OpenCV's own writer gives, and so software built on it) or Up.
@@ -239,11 +239,18 @@ def _running_sum(rows: np.ndarray) -> None:
 
 
 def encode_indexed(indices: np.ndarray, palette: np.ndarray) -> bytes:
-    """An 8-bit indexed PNG of `indices` (uint8, height x width) and `palette` (N x 3 RGB, at most
-    256 colours, every index below N): rows unfiltered, deflated fast with run-length matching
-    (a heatmap is long runs of a few levels)."""
+    """An 8-bit indexed PNG of `indices` (uint8, height x width) and `palette` (N x 3 RGB uint8,
+    1 <= N <= 256, every index below N; anything else is a ValueError): rows unfiltered, deflated
+    fast with run-length matching (a heatmap is long runs of a few levels)."""
+    if indices.ndim != 2 or indices.dtype != np.uint8 or not indices.size:
+        raise ValueError(f"indices: a 2-D uint8 array with pixels, not {indices.dtype} {indices.shape}")
+    colours = np.asarray(palette)
+    if colours.dtype != np.uint8 or colours.ndim != 2 or colours.shape[1] != 3 or not 1 <= len(colours) <= 256:
+        raise ValueError(f"palette: 1 to 256 RGB colours, uint8, not {colours.dtype} {colours.shape}")
+    if len(colours) < 256 and int(indices.max()) >= len(colours):
+        raise ValueError(f"index {int(indices.max())} beyond a palette of {len(colours)} colours")
     height, width = indices.shape
-    colours = np.ascontiguousarray(palette, np.uint8).reshape(-1, 3)
+    colours = np.ascontiguousarray(colours)
     rows = np.zeros((height, width + 1), np.uint8)  # each row: its filter byte (None), its indices
     rows[:, 1:] = indices
     deflate = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 8, zlib.Z_RLE)

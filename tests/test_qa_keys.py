@@ -138,6 +138,9 @@ def test_keys_switch_the_picture_and_show_themselves(station, laptop):
     assert laptop.execute_script("return arguments[0].naturalWidth", picture) == 400  # the photo's own size
     press(laptop, "h")
     assert picture.get_attribute("src").endswith("/picture/heatmap")
+    # The browser draws the daemon's indexed-colour heatmap PNG, at the error map's size.
+    wait_until(laptop, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
+                                                  picture) == 200)
     press(laptop, "u")
     assert picture.get_attribute("src").endswith("/picture/upright")
     assert laptop.find_element(By.ID, "full").get_attribute("href").endswith("/picture/upright")

@@ -96,14 +96,13 @@ def frame_overlay_image(preview: np.ndarray, matrix: np.ndarray, error_map: np.n
     if plain_side and not len(outlines) and max(height, width) > plain_side:
         preview, matrix = _shrunk_preview(preview, matrix, plain_side / max(height, width))
         height, width = preview.shape[:2]
-    corners = crop_corners(matrix, error_map.shape[::-1])
+    crop_outline = [np.round(crop_corners(matrix, error_map.shape[::-1]) * 16).astype(np.int32)]
     box = _heat_box(error_map, scale, matrix, (height, width))
     if box is None and not len(outlines):
         # Nothing in colour (most good parts): a grey picture, a third cheaper to encode as JPEG.
         picture = preview.copy()
-        cv2.polylines(picture, [np.round(corners * 16).astype(np.int32)], True, 160, 1, cv2.LINE_AA, 4)
+        cv2.polylines(picture, crop_outline, True, 160, 1, cv2.LINE_AA, 4)
         return picture
-    crop_outline = [np.round(corners * 16).astype(np.int32)]
     picture = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
     if box is not None:
         x0, y0, x1, y1 = box

@@ -126,6 +126,10 @@ def test_benchmark_with_a_broker_times_the_burst_and_the_messages_received_in_ro
     assert (data["rounds_done"], data["rounds_asked"]) == (2, 2)
 
 
+# One pipeline's model timing as `model_speed` reports it, for fake rounds.
+MODEL_TIMED = {"preprocess_ms_per_image": 5.0, "batch1": {"images_per_s": 100.0, "ms_per_image": 10.0},
+               "batch32": {"images_per_s": 500.0, "ms_per_image": 2.0}}
+
 def test_each_round_is_written_as_it_ends_and_a_later_failure_keeps_it(tmp_path, monkeypatch):
     from inspector.usecases import benchmark
 
@@ -145,9 +149,7 @@ def test_each_round_is_written_as_it_ends_and_a_later_failure_keeps_it(tmp_path,
                 **{f"latency_ms_{k}": p99 for k in ("p50", "p95", "max")}}
 
     def fake_model_speed(pipelines, sources):
-        timed = {"preprocess_ms_per_image": 5.0, "batch1": {"images_per_s": 100.0, "ms_per_image": 10.0},
-                 "batch32": {"images_per_s": 500.0, "ms_per_image": 2.0}}
-        return {"ratio_batch32": 6.0, "ratio_batch1": 2.0, **{name: timed for name in pipelines}}
+        return {"ratio_batch32": 6.0, "ratio_batch1": 2.0, **{name: MODEL_TIMED for name in pipelines}}
 
     monkeypatch.setattr(benchmark, "model_speed", fake_model_speed)
     monkeypatch.setattr(benchmark, "burst", fake_burst)
@@ -208,9 +210,7 @@ def test_a_partial_result_says_so_in_its_table():
     from inspector.usecases.benchmark import _so_far, table
 
     def run(burst):
-        return {"model": {"ratio_batch32": 6.0, "ratio_batch1": 2.0,
-                          **{name: {"preprocess_ms_per_image": 5.0, "batch1": {"images_per_s": 100.0, "ms_per_image": 10.0},
-                                    "batch32": {"images_per_s": 500.0, "ms_per_image": 2.0}} for name in ("a", "b")}},
+        return {"model": {"ratio_batch32": 6.0, "ratio_batch1": 2.0, **{name: MODEL_TIMED for name in ("a", "b")}},
                 "burst": {"images_per_s": burst, "images": 10, "cores_busy": 1.5, "cpu_ms_per_image": 10.0,
                           "peak_rss_mb": 500.0},
                 "steady": {"rate": 10, "images": 5, "peak_rss_mb": 400.0,

@@ -190,8 +190,8 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
 
 # Pictures for people, not archives (the upright overlay, evaluation's pictures): fast PNG
 # compression with every row filtered by Sub (libpng otherwise tries each filter on each row:
-# twice the time on heatmaps, when they were written so, for files 3% larger); a picture of the
-# photo (many grey levels, large) as JPEG, about a tenth of its PNG.
+# twice the time on a colour heatmap, for files 3% larger); a picture of the photo (many grey
+# levels, large) as JPEG, about a tenth of its PNG.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
     [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB] if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])  # OpenCV >= 4.12
 JPEG_QUALITY = 90

@@ -23,7 +23,7 @@ from .cv_setup import MAX_PIXELS
 from .errors import ImageError
 from .formats import declared_pixels, read_bytes
 from .models.components.running import forward, post_process
-from .pictures import write_heatmaps
+from .pictures import any_heat, write_heatmaps
 from .preprocess import FrameChange, prepare_frame, read_frames
 from .regions import hot_regions, photo_matrix
 from .registration import Registration
@@ -201,9 +201,15 @@ class Inferencer:
         return (result.verdict == "ok" and result.score is not None and result.score <= self.bundle.threshold
                 and self.pipeline.scoring.reduce in ("max", "smoothed_max"))
 
-    def write_pictures(self, result: Result, heatmap: Path, overlay: Path, crop_overlay: Path | None = None) -> None:
+    def shows_heat(self, result: Result) -> bool:
+        """Whether a result judged with `keep_maps` has anything for its overlays to show: a hot
+        region, or heat above a good part's level. An overlay of one that has not is the photo."""
+        return bool(self.outlines(result)) or any_heat(result.error_map, self.heat_scale)
+
+    def write_pictures(self, result: Result, heatmap: Path, overlay: Path | None,
+                       crop_overlay: Path | None = None) -> None:
         """The pictures of a result judged with `keep_maps`, on the bundle's scale: the heatmap of
-        the upright crop, the overlay on the photo, and (if asked) the overlay on the crop; the
+        the upright crop, (if asked) the overlay on the photo and the overlay on the crop; the
         regions above the threshold outlined on both overlays."""
         write_heatmaps(result.model_input, result.error_map, self.heat_scale, heatmap, overlay, result.frame,
                        crop_overlay, self.outlines(result))

@@ -57,6 +57,11 @@ OUTLINE = (255, 0, 255)  # hot regions in magenta: no colour of the heat scale, 
 RING_SHARE = 0.025  # a hot region smaller than this share of the photo is ringed as well
 
 
+def any_heat(error_map: np.ndarray, scale: float) -> bool:
+    """Whether an overlay of this error map has any colour: some of it above a good part's level."""
+    return bool((error_map > scale * GOOD_SHARE).any())
+
+
 def heat_layer(error_map: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """The heatmap colours and their opacity (float32, 0 where a good part's error is, up to
     HEAT_ALPHA at the top of the scale): a good part's photo stays as it is."""
@@ -167,23 +172,25 @@ def on_frame(crop_map: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) -
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
 
 
-def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float, heatmap: Path, overlay: Path,
-                   frame: tuple[np.ndarray, np.ndarray] | None = None, crop_overlay: Path | None = None,
-                   outlines: list[np.ndarray] = ()) -> None:
+def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float, heatmap: Path,
+                   overlay: Path | None, frame: tuple[np.ndarray, np.ndarray] | None = None,
+                   crop_overlay: Path | None = None, outlines: list[np.ndarray] = ()) -> None:
     """Write the heatmap and overlay pictures, each through a temporary name and a rename, so a
     reader never sees half a picture; `outlines`, the hot regions in the map's pixels
     (`scoring.hot_contours`), are drawn on both overlays.
 
     With `frame` (a shrunk copy of the photo, `Prepared.preview`, and its matrix) the overlay is drawn on the photo
     (at most PLAIN_SIDE pixels when no region is hot) and the upright crop's overlay goes to
-    `crop_overlay`; without it the overlay is the crop's.
+    `crop_overlay`; without it the overlay is the crop's. No `overlay`, no overlay on the photo.
     """
     heatmap.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(heatmap, heatmap_png(error_map, scale))
     if frame is None:
-        save_picture(overlay, overlay_image(model_input, error_map, scale, outlines))
+        if overlay is not None:
+            save_picture(overlay, overlay_image(model_input, error_map, scale, outlines))
         return
-    save_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines, plain_side=PLAIN_SIDE))
+    if overlay is not None:
+        save_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines, plain_side=PLAIN_SIDE))
     if crop_overlay is not None:
         save_picture(crop_overlay, overlay_image(model_input, error_map, scale, outlines))
 
@@ -230,7 +237,7 @@ class PicturePaths(NamedTuple):
     """Where one part's pictures go."""
 
     heatmap: Path
-    overlay: Path
+    overlay: Path | None  # the daemon writes none for a part judged ok that shows no heat
     crop: Path | None  # the daemon writes it for a defect only
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from inspector.cv_setup import cv2
 
@@ -40,14 +41,28 @@ def rows(db: Path, where: str = "1=1") -> list[sqlite3.Row]:
             return []
 
 
-def assert_pictures_exist(row) -> None:
-    """The pictures a judged row names are on disk: its heatmap and its overlay on the photo; the
-    overlay on the upright part for a defect only."""
+def heat_top_level(heatmap: Path) -> int:
+    """The highest level (0-255, the palette's index) of an indexed-colour heatmap PNG."""
+    with Image.open(heatmap) as image:
+        assert image.mode == "P", heatmap
+        return int(np.asarray(image).max())
+
+
+def assert_pictures_exist(row, out: Path = Path()) -> None:
+    """The pictures a judged row names are on disk (`out`: the folder they are named relative
+    to): its heatmap; its overlay on the photo, but for a part judged ok with no heat above a
+    good part's level (half the heat scale: a heatmap level of 127 or less); the overlay on the
+    upright part for a defect only."""
     name = row["source_name"]
-    assert Path(row["heatmap_path"]).is_file(), (name, "heatmap")
-    assert Path(row["overlay_path"]).is_file(), (name, "overlay")
+    assert (out / row["heatmap_path"]).is_file(), (name, "heatmap")
+    top = heat_top_level(out / row["heatmap_path"])
+    if row["overlay_path"] is None:
+        assert row["verdict"] == "ok" and top <= 127, (name, "overlay", top)
+    else:
+        assert (out / row["overlay_path"]).is_file(), (name, "overlay")
+        assert row["verdict"] == "defect" or top >= 127 or json.loads(row["regions"] or "[]"), (name, "overlay", top)
     if row["verdict"] == "defect":
-        assert Path(row["crop_overlay_path"]).is_file(), (name, "upright overlay")
+        assert (out / row["crop_overlay_path"]).is_file(), (name, "upright overlay")
     else:
         assert row["crop_overlay_path"] is None, (name, "upright overlay")
 

@@ -13,7 +13,7 @@ from inspector.inference import Inferencer
 from inspector.store import Store
 from inspector.web import create_app
 from conftest import SAMPLE
-from helpers import rows
+from helpers import assert_pictures_exist, heat_top_level, rows
 
 
 def fill_inbox(inbox):
@@ -24,21 +24,25 @@ def fill_inbox(inbox):
             shutil.copy(path, inbox / f"{kind}_{path.name}")
 
 
-def split_bundle(bundle_dir, inbox):
+def split_bundle(bundle_dir, inbox, heat_scale=None):
     """The bundle with its threshold between the third and fourth highest score of the inbox's
-    images: three flagged and three passed, whatever the tiny model makes of them."""
+    images: three flagged and three passed, whatever the tiny model makes of them; and, given
+    `heat_scale` (times the highest error of those images), the error drawn at full red."""
     bundle = load_bundle(bundle_dir)
     with Inferencer(bundle) as inferencer:
-        scores = sorted(r.score for r in inferencer.judge(sorted(inbox.iterdir())))
+        results = list(inferencer.judge(sorted(inbox.iterdir()), keep_maps=True))
+    scores = sorted(r.score for r in results)
     bundle.threshold = (scores[2] + scores[3]) / 2
+    if heat_scale is not None:
+        bundle.calibration["heat_scale"] = heat_scale * max(float(r.error_map.max()) for r in results)
     return bundle
 
 
-def watch(tmp_path, bundle_dir, choice):
+def watch(tmp_path, bundle_dir, choice, heat_scale=None):
     inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite"
     fill_inbox(inbox)
     store = Store(str(db))
-    watcher = Watcher(inbox, split_bundle(bundle_dir, inbox), store,
+    watcher = Watcher(inbox, split_bundle(bundle_dir, inbox, heat_scale), store,
                       WatchOptions(out=out, batch=8, settle=0.2, pictures=choice))
     try:
         watcher.run(install_signals=False, max_idle=2.0)
@@ -88,7 +92,8 @@ def test_flagged_parts_only_get_pictures_and_every_verdict_is_stored(tiny_bundle
 
 @pytest.mark.parametrize("choice, pictured", [("none", 0), ("all", 6)])
 def test_no_pictures_or_every_part_pictured(tiny_bundle, tmp_path, choice, pictured):
-    done, out, db = watch(tmp_path, tiny_bundle, choice)
+    # Heat drawn at full red at a third of the highest error: every part shows some.
+    done, out, db = watch(tmp_path, tiny_bundle, choice, heat_scale=1 / 3)
     assert sum(row["heatmap_path"] is not None for row in done) == pictured
     # Each pictured part's heatmap and overlay on the photo; the upright part's overlay for the
     # three defects only.
@@ -96,11 +101,8 @@ def test_no_pictures_or_every_part_pictured(tiny_bundle, tmp_path, choice, pictu
     assert all(json.loads(row["regions"]) for row in done if row["verdict"] == "defect")
     if choice == "all":
         for row in done:
-            assert (out / row["heatmap_path"]).is_file() and (out / row["overlay_path"]).is_file()
-            if row["verdict"] == "defect":
-                assert (out / row["crop_overlay_path"]).is_file(), row["source_name"]
-            else:
-                assert row["crop_overlay_path"] is None, row["source_name"]
+            assert_pictures_exist(row, out)
+            assert row["overlay_path"], row["source_name"]
         app = create_app(str(db), out)
         client = app.test_client()
         ok = next(row for row in done if row["verdict"] == "ok")
@@ -110,6 +112,36 @@ def test_no_pictures_or_every_part_pictured(tiny_bundle, tmp_path, choice, pictu
         assert client.get(f"/inspections/{bad['id']}/picture/upright").status_code == 200
         assert b"not found under" not in client.get("/").data
         app.config["STORE"].close()
+
+
+def test_a_good_part_with_no_heat_gets_no_overlay(tiny_bundle, tmp_path):
+    """Heat drawn at full red at ten times the highest error: no good part shows any, and its
+    overlay on the photo, the photo itself, is not written; its heatmap is, and every defect's
+    three pictures."""
+    done, out, db = watch(tmp_path, tiny_bundle, "all", heat_scale=10)
+    for row in done:
+        assert_pictures_exist(row, out)
+        assert (row["overlay_path"] is None) == (row["verdict"] == "ok"), row["source_name"]
+    assert len(picture_files(out)) == 6 + 3 + 3
+    ok = next(row for row in done if row["verdict"] == "ok")
+    assert heat_top_level(out / ok["heatmap_path"]) <= 255 // 10  # no level above a tenth of the scale
+
+    # QA's page shows such a part by its photo first, its heat a key away; the report by its photo.
+    app = create_app(str(db), out)
+    client = app.test_client()
+    page = client.get(f"/inspections/{ok['id']}")
+    assert f'<img id="picture" src="/inspections/{ok["id"]}/picture/input"'.encode() in page.data
+    assert f'data-src="/inspections/{ok["id"]}/picture/heatmap"'.encode() in page.data
+    assert client.get(f"/inspections/{ok['id']}/picture/overlay").status_code == 404
+    assert client.get(f"/inspections/{ok['id']}/picture/heatmap").status_code == 200
+    assert f'/inspections/{ok["id"]}/picture/input'.encode() in client.get("/").data
+    assert b"not found under" not in client.get("/").data
+    app.config["STORE"].close()
+    result = CliRunner().invoke(cli, ["report", "--db", str(db), "--out", str(tmp_path / "report"), "--all"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report" / "images" / f"{ok['id']}_photo.png").read_bytes() == (out / ok["stored_path"]).read_bytes()
+    bad = next(row for row in done if row["verdict"] == "defect")
+    assert (tmp_path / "report" / "images" / f"{bad['id']}_overlay.jpg").is_file()
 
 
 def test_the_command_line_takes_the_choice(tiny_bundle, tmp_path):

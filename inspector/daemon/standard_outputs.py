@@ -39,14 +39,16 @@ PICTURES_FOR = ("all", "flagged", "none")
 
 
 class Pictures(Output):
-    """The heatmap and the overlay on the photo of each judged part (`which`: every one, only
-    those judged defects, or none), and for a defect the overlay on the upright part, under
-    OUT/heatmaps/<date>/, written (in the I/O threads) before the row that names them is
-    committed. A part without pictures has none named in its row.
+    """The heatmap of each judged part (`which`: every one, only those judged defects, or
+    none), its overlay on the photo unless it is judged ok and shows no heat, and for a defect
+    the overlay on the upright part, under OUT/heatmaps/<date>/, written (in the I/O threads)
+    before the row that names them is committed. A picture not written is not named in the row.
 
     The upright part's overlay is for QA reviewing what was flagged; for a part judged ok it
     would cost a third of the pictures' time (the noisiest of the three to compress) for a
-    view the photo's overlay and the heatmap already give.
+    view the photo's overlay and the heatmap already give. The overlay on the photo of a good
+    part with no heat (most good parts) would be the photo itself, shrunk, the crop outlined:
+    it was half of such a part's pictures' time; QA's page shows the photo instead.
     """
 
     name = "pictures"
@@ -62,12 +64,14 @@ class Pictures(Output):
                                        or self.which == "flagged" and part.result.verdict == "defect")
 
     def paths(self, part: ClaimedPart) -> PicturePaths | None:
-        """Where its heatmap, its overlay on the photo and (a defect's) its overlay on the
-        upright part go; None for a part that gets none."""
+        """Where its heatmap, its overlay on the photo (unless it is ok and shows no heat) and
+        (a defect's) its overlay on the upright part go; None for a part that gets none."""
         if not self.wanted(part):
             return None
         paths = picture_paths_bounded(self.out / "heatmaps" / day(part.received_at), f"{part.row_id}_", part.path.name)
-        return paths if part.result.verdict == "defect" else paths._replace(crop=None)
+        if part.result.verdict == "defect":
+            return paths
+        return paths._replace(crop=None, overlay=paths.overlay if self.inferencer().shows_heat(part.result) else None)
 
     def prepare(self, parts: Sequence[ClaimedPart]) -> None:
         jobs = {id(p): self.pool.submit(self.write, p.result, *self.paths(p)) for p in parts if self.wanted(p)}

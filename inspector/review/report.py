@@ -13,20 +13,27 @@ from ..store import Inspection, utcnow
 from .queries import confirmed_kind, review_state
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+BROWSER_SHOWS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts") -> Path:
-    """A static HTML page of flagged parts: overlay, score, threshold, review state and the kind
+    """A static HTML page of flagged parts: overlay (or photo), score, threshold, review state and the kind
     of a confirmed defect."""
     out.mkdir(parents=True, exist_ok=True)
     images = out / "images"
     images.mkdir(exist_ok=True)
     pictures = {}
     for r in rows:
-        if r.overlay_path and os.path.isfile(r.overlay_path):
-            copy = images / f"{r.id}_overlay{Path(r.overlay_path).suffix}"
-            shutil.copyfile(r.overlay_path, copy)
-            pictures[r.id] = f"images/{copy.name}"
+        # A part without an overlay (a good part with no heat, `watch --pictures`) by its photo,
+        # when a browser shows it, else by its heatmap.
+        shown = [(r.overlay_path, "overlay"), (r.stored_path, "photo"), (r.heatmap_path, "heatmap")]
+        for path, kind in shown:
+            if path and os.path.isfile(path) and (kind != "photo" or r.status == "done"
+                                                                and Path(path).suffix.lower() in BROWSER_SHOWS):
+                copy = images / f"{r.id}_{kind}{Path(path).suffix.lower()}"
+                shutil.copyfile(path, copy)
+                pictures[r.id] = f"images/{copy.name}"
+                break
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     page = out / "index.html"
     page.write_text(environment.get_template("report.html").render(

@@ -48,7 +48,7 @@ def inspections():
     title = "To review" if (verdict, review) == ("defect", "unreviewed") else "Inspections"
     return render_template("inspections.html", title=title, rows=rows, verdict=verdict, review=review,
                            since=since_text, limit=limit, pages=pages,
-                           # A part written without pictures (`watch --pictures`) is shown by its photo.
+                           # A part without an overlay (`watch --pictures`, a good part with no heat) is shown by its photo.
                            files={r.id: picture_url(r, "overlay") or picture_url(r, "input") for r in rows},
                            states={r.id: review_state(r) for r in rows})
 
@@ -93,15 +93,17 @@ def inspection(inspection_id: int):
         model = s.get(ModelRecord, row.model_id) if row.model_id else None
     cut = request.args.get("cut", "")
     cut = int(cut) if cut.isdigit() and len(cut) < 12 and int(cut) > NOTE_LIMIT else None
-    # The first view that has a picture is shown: the photo with its heat, else (a part written
-    # without pictures, `watch --pictures`) the original photo.
+    # Shown first: the photo with its heat, else (a part written without pictures, `watch
+    # --pictures`, or a good part with no heat to draw) the original photo, else the first view
+    # that has a picture.
     pictures = {kind: picture_url(row, kind) for kind in PICTURES}
+    first = sorted(VIEWS, key=lambda view: view[1] not in ("overlay", "input"))
     return render_template("inspection.html", title=f"#{row.id}", r=row, model=model, state=review_state(row),
                            note_cut=cut, note_limit=NOTE_LIMIT, done=request.args.get("done") == "1",
                            token=current_app.config["FORM_TOKEN"], next_id=next_to_review(row.id),
                            prev_id=id_argument("prev"), reviewer=request.cookies.get("reviewer", ""),
                            kinds=store().defect_kinds(row.station), fill=score_fill(row.score, row.threshold),
-                           views=VIEWS, pictures=pictures, shown=next((view for view in VIEWS if pictures[view[1]]), None))
+                           views=VIEWS, pictures=pictures, shown=next((view for view in first if pictures[view[1]]), None))
 
 
 @blueprint.post("/inspections/<int:inspection_id>/review")

@@ -50,6 +50,8 @@ def printable(name: str) -> str:
     """A name for people: undecodable bytes as \\xff, control characters as \\x1b (a file name
     cannot forge log lines)."""
     text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    if text.isprintable():  # most names: no character to look at one by one
+        return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 

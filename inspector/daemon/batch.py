@@ -32,7 +32,7 @@ from .claims import ALREADY_JUDGED, CLAIMED, DUPLICATE, IN_HAND, Claims, Request
 from .intake import Arrival, content_key
 from .outputs import Outputs, Verdict
 from .part import ClaimedPart
-from .standard_outputs import Counters, Pictures
+from .standard_outputs import Counters
 
 log = logging.getLogger("inspector.watch")
 
@@ -79,11 +79,10 @@ class Started:
 class Batches:
     """Judges batches of arrivals for one daemon (`loop.Watcher`)."""
 
-    def __init__(self, store: Store, claims: Claims, outputs: Outputs, pictures: Pictures, archive: Archive,
-                 counters: Counters, pool: Executor, serving: Callable[[], Serving], options,
-                 pause: Callable[[float], None]):
+    def __init__(self, store: Store, claims: Claims, outputs: Outputs, archive: Archive, counters: Counters,
+                 pool: Executor, serving: Callable[[], Serving], options, pause: Callable[[float], None]):
         self.store, self.claims, self.outputs = store, claims, outputs
-        self.pictures, self.archive, self.counters = pictures, archive, counters
+        self.archive, self.counters = archive, counters
         self.pool, self.serving, self.options, self.pause = pool, serving, options, pause
         self._look_again: list[Arrival] = []
 
@@ -202,7 +201,7 @@ class Batches:
             return dict(status="error", verdict="error", error_reason=printable(part.error), model_id=serving.model_id,
                         stored_path=str(self.archive.destination(part, "rejected")), scored_at=judged_at,
                         processing_ms=part.result.processing_ms if part.result is not None else None)
-        pictures = self.pictures.paths(part)
+        pictures = part.pictures  # what the pictures output wrote for it (`Pictures.prepare`)
         heat, over, crop = (None if path is None else str(path) for path in pictures) if pictures is not None else (None, None, None)
         result = part.result
         return dict(

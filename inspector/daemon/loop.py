@@ -74,7 +74,7 @@ class Watcher:
         self.outputs = Outputs(store, self.claims.worker, options.station,
                                [self.pictures, self.archive, self.drift, LogLines(self.counters), *outputs],
                                retry_every=options.retry_every, takeover_after=options.claim_timeout)
-        self.batches = Batches(store, self.claims, self.outputs, self.pictures, self.archive, self.counters,
+        self.batches = Batches(store, self.claims, self.outputs, self.archive, self.counters,
                                self._pool, lambda: self.serving, options, self._pause)
         reference = drift.Reference.of(bundle)
         inferencer = Inferencer(bundle, threads=options.threads, contain_failures=True)

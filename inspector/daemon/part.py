@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..inference import Result
+from ..pictures import PicturePaths
 from .intake import Arrival
 
 
@@ -20,6 +21,7 @@ class ClaimedPart:
     digest: str  # the content hash it was claimed by
     result: Result | None = None
     pictures_ms: float = 0.0  # writing its pictures took this long
+    pictures: PicturePaths | None = None  # the pictures written for it, which its row names
 
     @property
     def path(self) -> Path:

@@ -74,7 +74,12 @@ class Pictures(Output):
         return paths._replace(crop=None, overlay=paths.overlay if self.inferencer().shows_heat(part.result) else None)
 
     def prepare(self, parts: Sequence[ClaimedPart]) -> None:
-        jobs = {id(p): self.pool.submit(self.write, p.result, *self.paths(p)) for p in parts if self.wanted(p)}
+        """Write each part's pictures; `part.pictures` says which, for its row to name."""
+        jobs = {}
+        for part in parts:
+            part.pictures = self.paths(part)
+            if part.pictures is not None:
+                jobs[id(part)] = self.pool.submit(self.write, part.result, *part.pictures)
         for part in parts:
             if id(part) in jobs:
                 part.pictures_ms = jobs[id(part)].result()  # on disk before the row that names them

@@ -2,14 +2,17 @@
 
 import json
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from inspector.bundle import load_bundle
+from inspector.cv_setup import cv2
 from inspector.cli import cli
 from inspector.daemon import WatchOptions, Watcher
-from inspector.inference import Inferencer
+from inspector.inference import Inferencer, Result
 from inspector.store import Store
 from inspector.web import create_app
 from conftest import SAMPLE
@@ -38,18 +41,22 @@ def split_bundle(bundle_dir, inbox, heat_scale=None):
     return bundle
 
 
-def watch(tmp_path, bundle_dir, choice, heat_scale=None):
+def watch(tmp_path, bundle_dir, choice, heat_scale=None, on_done="move", suffix=".png"):
     inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "db.sqlite"
     fill_inbox(inbox)
+    if suffix != ".png":  # the same photos in another format
+        for path in list(inbox.iterdir()):
+            assert cv2.imwrite(str(path.with_suffix(suffix)), cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+            path.unlink()
     store = Store(str(db))
     watcher = Watcher(inbox, split_bundle(bundle_dir, inbox, heat_scale), store,
-                      WatchOptions(out=out, batch=8, settle=0.2, pictures=choice))
+                      WatchOptions(out=out, batch=8, settle=0.2, pictures=choice, on_done=on_done))
     try:
         watcher.run(install_signals=False, max_idle=2.0)
     finally:
         store.close()
     done = rows(db, "status = 'done'")
-    assert len(done) == 6 and not list(inbox.iterdir())
+    assert len(done) == 6 and len(list(inbox.iterdir())) == (6 if on_done == "keep" else 0)
     assert sorted(row["verdict"] for row in done) == ["defect"] * 3 + ["ok"] * 3
     return done, out, db
 
@@ -126,7 +133,7 @@ def test_a_good_part_with_no_heat_gets_no_overlay(tiny_bundle, tmp_path):
     ok = next(row for row in done if row["verdict"] == "ok")
     assert heat_top_level(out / ok["heatmap_path"]) <= 255 // 10  # no level above a tenth of the scale
 
-    # QA's page shows such a part by its photo first, its heat a key away; the report by its photo.
+    # QA's page shows such a part by its photo first, its heat a key away; the report by its heatmap.
     app = create_app(str(db), out)
     client = app.test_client()
     page = client.get(f"/inspections/{ok['id']}")
@@ -139,9 +146,21 @@ def test_a_good_part_with_no_heat_gets_no_overlay(tiny_bundle, tmp_path):
     app.config["STORE"].close()
     result = CliRunner().invoke(cli, ["report", "--db", str(db), "--out", str(tmp_path / "report"), "--all"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "report" / "images" / f"{ok['id']}_photo.png").read_bytes() == (out / ok["stored_path"]).read_bytes()
+    assert (tmp_path / "report" / "images" / f"{ok['id']}_heatmap.png").read_bytes() == \
+        (out / ok["heatmap_path"]).read_bytes()
     bad = next(row for row in done if row["verdict"] == "defect")
     assert (tmp_path / "report" / "images" / f"{bad['id']}_overlay.jpg").is_file()
+
+
+@pytest.mark.parametrize("on_done, suffix", [("keep", ".png"), ("move", ".tif")])
+def test_a_good_part_gets_its_overlay_when_qa_could_not_see_its_photo(tiny_bundle, tmp_path, on_done, suffix):
+    """A photo left in the inbox (outside --out, not served) or in a format browsers do not show
+    (TIFF): the overlay on the photo is QA's only view of it, and is drawn, heat or none."""
+    done, out, db = watch(tmp_path, tiny_bundle, "all", heat_scale=10, on_done=on_done, suffix=suffix)
+    for row in done:
+        assert row["overlay_path"] and (out / row["overlay_path"]).is_file(), row["source_name"]
+        assert row["source_name"].endswith(suffix)
+    assert len(picture_files(out)) == 6 + 6 + 3
 
 
 def test_the_command_line_takes_the_choice(tiny_bundle, tmp_path):
@@ -177,3 +196,17 @@ def test_a_daemon_keeping_its_photos_without_pictures_raises_no_notice(tiny_bund
     page = app.test_client().get("/")
     assert page.status_code == 200 and b"not found under" not in page.data
     app.config["STORE"].close()
+
+
+def test_what_counts_as_showing_heat(tiny_bundle):
+    """An overlay is drawn for a part with a hot region even where no pixel is above a good
+    part's level (a mean score can flag a region so), and for one pixel above that level."""
+    with Inferencer(load_bundle(tiny_bundle)) as inferencer:
+        scale = inferencer.heat_scale
+        quiet = np.full((8, 8), scale * 0.49, np.float32)
+        region = np.array([[[1, 1]], [[4, 1]], [[4, 4]]], np.int32)
+        assert not inferencer.shows_heat(Result(Path("quiet.png"), "ok", 0.0, error_map=quiet, outlines=[]))
+        assert inferencer.shows_heat(Result(Path("region.png"), "ok", 0.0, error_map=quiet, outlines=[region]))
+        warm = quiet.copy()
+        warm[3, 3] = scale * 0.51
+        assert inferencer.shows_heat(Result(Path("warm.png"), "ok", 0.0, error_map=warm, outlines=[]))

@@ -193,7 +193,8 @@ def drift_options(f):
               envvar="INSPECTOR_PICTURES",
               help="Which judged parts get their heatmap and overlays in OUT/heatmaps/: every part, only those "
                    "judged defects, or none (the overlay on the upright part is a defect's only, the one on the "
-                   "photo is not drawn for a good part that shows no heat). Verdicts, "
+                   "photo is not drawn for a good part that shows no heat, its photo archived as PNG, JPEG or "
+                   "BMP). Verdicts, "
                    "scores and hot regions are stored either way; QA's page shows a part without pictures by "
                    "its photo alone [env: INSPECTOR_PICTURES].")
 @click.option("--settle", type=click.FloatRange(0), default=0.5, show_default=True,
@@ -232,7 +233,7 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, pictures, settle, 
     in .tmp or .part and dot-files are left alone until renamed; only files directly in INBOX are
     judged (a folder in it is named once in a WARNING). Each verdict is committed with its heatmap
     and overlays (OUT/heatmaps/; on the photo at 256 px for a part with no hot region, none for a
-    good part with no heat: its photo is the picture; the upright part's for a defect;
+    good part with no heat whose archived photo QA's page shows instead; the upright part's for a defect;
     --pictures flagged: a defect's only), then
     the image moves to OUT/archive/<date>/. Unreadable files get an error row and move to
     OUT/rejected/; a second copy of an image already judged moves to OUT/duplicates/.

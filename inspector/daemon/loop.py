@@ -68,7 +68,7 @@ class Watcher:
         self._pool = ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="inspector-io")
         self.claims = Claims(store, station=options.station, timeout=options.claim_timeout)
         self.serving: Serving | None = None
-        self.pictures = Pictures(self.out, self._pool, lambda: self.serving.inferencer, options.pictures)
+        self.pictures = Pictures(self.out, self._pool, lambda: self.serving.inferencer, options)
         self.archive = Archive(self.out, options.on_done, self.intake)
         self.drift = DriftWatch(store, options.station, options.drift_window, options.drift_limit)
         self.outputs = Outputs(store, self.claims.worker, options.station,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import drift
+from ..formats import media_type
 from ..names import printable
 from ..pictures import PicturePaths, picture_paths_bounded
 from ..timing import STAGE_TIMES
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from ..inference import Inferencer, Result
     from ..store import Store
+    from .options import WatchOptions
 
 log = logging.getLogger("inspector.watch")
 
@@ -34,29 +36,35 @@ def day(when: datetime) -> str:
     return when.strftime("%Y-%m-%d")
 
 
+# The photos QA's page can show as they are: browsers show no TIFF.
+BROWSERS_SHOW = ("image/png", "image/jpeg", "image/bmp")
+
 # Which judged parts get pictures (`inspector watch --pictures`).
 PICTURES_FOR = ("all", "flagged", "none")
 
 
 class Pictures(Output):
     """The heatmap of each judged part (`which`: every one, only those judged defects, or
-    none), its overlay on the photo unless it is judged ok and shows no heat, and for a defect
-    the overlay on the upright part, under OUT/heatmaps/<date>/, written (in the I/O threads)
-    before the row that names them is committed. A picture not written is not named in the row.
+    none), its overlay on the photo (see below), and for a defect the overlay on the upright
+    part, under OUT/heatmaps/<date>/, written (in the I/O threads) before the row that names
+    them is committed. A picture not written is not named in the row.
 
     The upright part's overlay is for QA reviewing what was flagged; for a part judged ok it
     would cost a third of the pictures' time (the noisiest of the three to compress) for a
-    view the photo's overlay and the heatmap already give. The overlay on the photo of a good
-    part with no heat (most good parts) would be the photo itself, shrunk, the crop outlined:
-    it was half of such a part's pictures' time; QA's page shows the photo instead.
+    view the photo's overlay and the heatmap already give. The overlay on the photo of a part
+    judged ok that shows no heat would be the photo itself, shrunk, the crop outlined (half of
+    such a part's pictures' time): it is not drawn when QA's page can show the photo instead,
+    that is when the photo is archived under --out (`watch --on-done move`) in a format browsers
+    show (PNG, JPEG, BMP).
     """
 
     name = "pictures"
 
-    def __init__(self, out: Path, pool: "Executor", inferencer: Callable[[], "Inferencer"], which: str = "all"):
-        if which not in PICTURES_FOR:
-            raise ValueError(f"pictures for {which!r}: one of {', '.join(PICTURES_FOR)}")
-        self.out, self.pool, self.inferencer, self.which = out, pool, inferencer, which
+    def __init__(self, out: Path, pool: "Executor", inferencer: Callable[[], "Inferencer"], options: "WatchOptions"):
+        if options.pictures not in PICTURES_FOR:
+            raise ValueError(f"pictures for {options.pictures!r}: one of {', '.join(PICTURES_FOR)}")
+        self.out, self.pool, self.inferencer, self.which = out, pool, inferencer, options.pictures
+        self.photos_archived = options.on_done == "move"  # under --out, where QA's page serves them
 
     def wanted(self, part: ClaimedPart) -> bool:
         """Whether this judged part gets pictures."""
@@ -64,14 +72,16 @@ class Pictures(Output):
                                        or self.which == "flagged" and part.result.verdict == "defect")
 
     def paths(self, part: ClaimedPart) -> PicturePaths | None:
-        """Where its heatmap, its overlay on the photo (unless it is ok and shows no heat) and
+        """Where its heatmap, its overlay on the photo (unless the class docstring says not) and
         (a defect's) its overlay on the upright part go; None for a part that gets none."""
         if not self.wanted(part):
             return None
         paths = picture_paths_bounded(self.out / "heatmaps" / day(part.received_at), f"{part.row_id}_", part.path.name)
         if part.result.verdict == "defect":
             return paths
-        return paths._replace(crop=None, overlay=paths.overlay if self.inferencer().shows_heat(part.result) else None)
+        photo_shown = self.photos_archived and media_type(part.arrival.data or b"") in BROWSERS_SHOW
+        return paths._replace(crop=None, overlay=None if photo_shown and not self.inferencer().shows_heat(part.result)
+                              else paths.overlay)
 
     def prepare(self, parts: Sequence[ClaimedPart]) -> None:
         """Write each part's pictures; `part.pictures` says which, for its row to name."""

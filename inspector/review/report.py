@@ -1,5 +1,6 @@
 """The static HTML report of flagged parts (`inspector report`): one page from the template
-templates/report.html, with its overlays copied beside it so the folder can be moved or mailed."""
+templates/report.html, with its overlays (or heatmaps) copied beside it so the folder can be moved
+or mailed."""
 
 from __future__ import annotations
 
@@ -13,24 +14,21 @@ from ..store import Inspection, utcnow
 from .queries import confirmed_kind, review_state
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-BROWSER_SHOWS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def write_report(rows: list[Inspection], out: Path, title: str = "Flagged parts") -> Path:
-    """A static HTML page of flagged parts: overlay (or photo), score, threshold, review state and the kind
-    of a confirmed defect."""
+    """A static HTML page of flagged parts: overlay (or heatmap), score, threshold, review state
+    and the kind of a confirmed defect."""
     out.mkdir(parents=True, exist_ok=True)
     images = out / "images"
     images.mkdir(exist_ok=True)
     pictures = {}
     for r in rows:
-        # A part without an overlay (a good part with no heat, `watch --pictures`) by its photo,
-        # when a browser shows it, else by its heatmap.
-        shown = [(r.overlay_path, "overlay"), (r.stored_path, "photo"), (r.heatmap_path, "heatmap")]
-        for path, kind in shown:
-            if path and os.path.isfile(path) and (kind != "photo" or r.status == "done"
-                                                                and Path(path).suffix.lower() in BROWSER_SHOWS):
-                copy = images / f"{r.id}_{kind}{Path(path).suffix.lower()}"
+        # A part without an overlay (a good part that showed no heat) by its heatmap: only the
+        # daemon's own small pictures are copied, never the photo (the inbox's, with --on-done keep).
+        for path, kind in ((r.overlay_path, "overlay"), (r.heatmap_path, "heatmap")):
+            if path and os.path.isfile(path):
+                copy = images / f"{r.id}_{kind}{Path(path).suffix}"
                 shutil.copyfile(path, copy)
                 pictures[r.id] = f"images/{copy.name}"
                 break

@@ -185,13 +185,10 @@ def write_heatmaps(model_input: np.ndarray, error_map: np.ndarray, scale: float,
     """
     heatmap.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(heatmap, heatmap_png(error_map, scale))
-    if frame is None:
-        if overlay is not None:
-            save_picture(overlay, overlay_image(model_input, error_map, scale, outlines))
-        return
     if overlay is not None:
-        save_picture(overlay, frame_overlay_image(*frame, error_map, scale, outlines, plain_side=PLAIN_SIDE))
-    if crop_overlay is not None:
+        save_picture(overlay, overlay_image(model_input, error_map, scale, outlines) if frame is None
+                     else frame_overlay_image(*frame, error_map, scale, outlines, plain_side=PLAIN_SIDE))
+    if frame is not None and crop_overlay is not None:
         save_picture(crop_overlay, overlay_image(model_input, error_map, scale, outlines))
 
 

@@ -130,6 +130,7 @@ def test_benchmark_with_a_broker_times_the_burst_and_the_messages_received_in_ro
 MODEL_TIMED = {"preprocess_ms_per_image": 5.0, "batch1": {"images_per_s": 100.0, "ms_per_image": 10.0},
                "batch32": {"images_per_s": 500.0, "ms_per_image": 2.0}}
 
+
 def test_each_round_is_written_as_it_ends_and_a_later_failure_keeps_it(tmp_path, monkeypatch):
     from inspector.usecases import benchmark
 

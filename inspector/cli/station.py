@@ -233,10 +233,9 @@ def watch(inbox, model_dir, db, out, polling, batch, on_done, pictures, settle, 
     in .tmp or .part and dot-files are left alone until renamed; only files directly in INBOX are
     judged (a folder in it is named once in a WARNING). Each verdict is committed with its heatmap
     and overlays (OUT/heatmaps/; on the photo at 256 px for a part with no hot region, none for a
-    good part with no heat whose archived photo QA's page shows instead; the upright part's for a defect;
-    --pictures flagged: a defect's only), then
-    the image moves to OUT/archive/<date>/. Unreadable files get an error row and move to
-    OUT/rejected/; a second copy of an image already judged moves to OUT/duplicates/.
+    good part with no heat whose archived photo QA's page shows instead; the upright part's for a
+    defect; --pictures flagged: a defect's only), then the image moves to OUT/archive/<date>/.
+    Unreadable files get an error row and move to OUT/rejected/; a second copy of an image already judged moves to OUT/duplicates/.
     SIGINT or SIGTERM finishes the batches in hand and exits 0. A restart after a crash finishes
     what was in flight, scoring nothing twice.
 

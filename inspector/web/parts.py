@@ -48,7 +48,8 @@ def inspections():
     title = "To review" if (verdict, review) == ("defect", "unreviewed") else "Inspections"
     return render_template("inspections.html", title=title, rows=rows, verdict=verdict, review=review,
                            since=since_text, limit=limit, pages=pages,
-                           # A part without an overlay (`watch --pictures`, a good part with no heat) is shown by its photo.
+                           # A part without an overlay (`watch --pictures`, a good part with no heat):
+                           # shown by its photo.
                            files={r.id: picture_url(r, "overlay") or picture_url(r, "input") for r in rows},
                            states={r.id: review_state(r) for r in rows})
 
@@ -103,7 +104,8 @@ def inspection(inspection_id: int):
                            token=current_app.config["FORM_TOKEN"], next_id=next_to_review(row.id),
                            prev_id=id_argument("prev"), reviewer=request.cookies.get("reviewer", ""),
                            kinds=store().defect_kinds(row.station), fill=score_fill(row.score, row.threshold),
-                           views=VIEWS, pictures=pictures, shown=next((view for view in first if pictures[view[1]]), None))
+                           views=VIEWS, pictures=pictures,
+                           shown=next((view for view in first if pictures[view[1]]), None))
 
 
 @blueprint.post("/inspections/<int:inspection_id>/review")

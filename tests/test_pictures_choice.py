@@ -89,7 +89,7 @@ def test_flagged_parts_only_get_pictures_and_every_verdict_is_stored(tiny_bundle
     assert f"/inspections/{ok['id']}/picture/overlay".encode() not in page.data
     assert client.get(f"/inspections/{ok['id']}/picture/input").status_code == 200
     listing = client.get("/")
-    assert f'/inspections/{ok["id"]}/picture/input'.encode() in listing.data  # its card shows the photo
+    assert f'/inspections/{ok["id"]}/thumbnail'.encode() in listing.data  # its card shows the photo, shrunk
     assert b"not found under" not in listing.data  # the pictures the rows name are where they should be
     assert client.get(f"/inspections/{ok['id']}/picture/overlay").status_code == 404
     bad = flagged[0]
@@ -141,7 +141,7 @@ def test_a_good_part_with_no_heat_gets_no_overlay(tiny_bundle, tmp_path):
     assert f'data-src="/inspections/{ok["id"]}/picture/heatmap"'.encode() in page.data
     assert client.get(f"/inspections/{ok['id']}/picture/overlay").status_code == 404
     assert client.get(f"/inspections/{ok['id']}/picture/heatmap").status_code == 200
-    assert f'/inspections/{ok["id"]}/picture/input'.encode() in client.get("/").data
+    assert f'/inspections/{ok["id"]}/thumbnail'.encode() in client.get("/").data
     assert b"not found under" not in client.get("/").data
     app.config["STORE"].close()
     result = CliRunner().invoke(cli, ["report", "--db", str(db), "--out", str(tmp_path / "report"), "--all"])

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from ..errors import ConfigError
 from ..review import parse_since, review_state
 from ..store import ModelRecord
-from .pictures import PICTURES, picture_url
+from .pictures import PICTURES, picture_url, thumbnail_url
 from .rows import MAX_ID, row_or_404, store
 from .security import check_form_token
 
@@ -49,8 +49,8 @@ def inspections():
     return render_template("inspections.html", title=title, rows=rows, verdict=verdict, review=review,
                            since=since_text, limit=limit, pages=pages,
                            # A part without an overlay (`watch --pictures`, a good part with no heat):
-                           # shown by its photo.
-                           files={r.id: picture_url(r, "overlay") or picture_url(r, "input") for r in rows},
+                           # shown by its photo, shrunk.
+                           files={r.id: picture_url(r, "overlay") or thumbnail_url(r) for r in rows},
                            states={r.id: review_state(r) for r in rows})
 
 

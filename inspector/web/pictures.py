@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, send_file, url_for
+from flask import Blueprint, Response, abort, current_app, request, send_file, url_for
 from sqlalchemy import or_, select
 
+from ..cv_setup import cv2
+from ..errors import ImageError
 from ..formats import media_type
+from ..formats.decoding import decode_frame, to_unit
 from ..store import Inspection, Store
 from .rows import row_or_404
 from .security import FILE_POLICY
@@ -18,6 +21,11 @@ PICTURES = {"input": "stored_path", "overlay": "overlay_path", "upright": "crop_
 # The daemon's folders under its --out, each with a folder per day: OUT/heatmaps/<date>/<file>.
 DAEMON_FOLDERS = ("heatmaps", "archive", "rejected", "duplicates")
 SAMPLED = 20  # the newest inspections naming pictures that are looked for at start
+# A photo in the list of parts (a part with no overlay: a good part with no heat) is this many
+# pixels on its longer side, a JPEG made from the archived photo when asked for: a list of 200
+# parts does not load 200 full photos.
+THUMBNAIL_SIDE = 256
+THUMBNAIL_QUALITY = 85
 
 blueprint = Blueprint("pictures", __name__)
 
@@ -78,6 +86,13 @@ def picture_url(row: Inspection, kind: str) -> str | None:
     return url_for("pictures.picture", inspection_id=row.id, kind=kind)
 
 
+def thumbnail_url(row: Inspection) -> str | None:
+    """The list's picture of a judged part without an overlay: its photo, shrunk."""
+    if row.status != "done" or under_out(row.stored_path) is None:
+        return None
+    return url_for("pictures.thumbnail", inspection_id=row.id)
+
+
 def _image_type(path: Path) -> str | None:
     """What a picture is served as, by its first bytes (the signatures of the formats table);
     None: not an image, so not served as one."""
@@ -107,3 +122,42 @@ def picture(inspection_id: int, kind: str):
         response = send_file(target, mimetype=mimetype)
     response.headers["Content-Security-Policy"] = FILE_POLICY
     return response
+
+
+@blueprint.get("/inspections/<int:inspection_id>/thumbnail")
+def thumbnail(inspection_id: int):
+    """An inspection's photo at THUMBNAIL_SIDE pixels on its longer side, in grey as the model saw
+    it, as JPEG; only a photo under --out (as `picture`) that decodes as the daemon decodes (its
+    size checked before). Revalidated by an ETag of the file's size and time: a browser asks
+    again and gets 304 without the photo being decoded again."""
+    target = under_out(row_or_404(inspection_id).stored_path)
+    try:
+        if target is None or not target.is_file():
+            abort(404)
+        stat = target.stat()
+        etag = f"{inspection_id}-{stat.st_size}-{stat.st_mtime_ns}-{THUMBNAIL_SIDE}"
+        if request.if_none_match.contains(etag):
+            response = Response(status=304)
+        else:
+            response = Response(_thumbnail_jpeg(target.read_bytes()), mimetype="image/jpeg")
+    except (OSError, ImageError):
+        abort(404)
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["Content-Security-Policy"] = FILE_POLICY
+    return response
+
+
+def _thumbnail_jpeg(data: bytes) -> bytes:
+    frame = decode_frame(data)
+    if frame.dtype != "uint8":
+        frame = (to_unit(frame) * 255 + 0.5).astype("uint8")
+    height, width = frame.shape
+    factor = min(1.0, THUMBNAIL_SIDE / max(height, width))
+    if factor < 1.0:
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])
+    if not ok:
+        raise ImageError(None, "cannot encode the thumbnail")
+    return encoded.tobytes()

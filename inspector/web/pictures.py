@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from flask import Blueprint, Response, abort, current_app, request, send_file, url_for
 from sqlalchemy import or_, select
 
 from ..cv_setup import cv2
 from ..errors import ImageError
-from ..formats import media_type
+from ..formats import media_type, read_bytes
 from ..formats.decoding import decode_frame, to_unit
 from ..store import Inspection, Store
 from .rows import row_or_404
@@ -126,20 +127,23 @@ def picture(inspection_id: int, kind: str):
 
 @blueprint.get("/inspections/<int:inspection_id>/thumbnail")
 def thumbnail(inspection_id: int):
-    """An inspection's photo at THUMBNAIL_SIDE pixels on its longer side, in grey as the model saw
-    it, as JPEG; only a photo under --out (as `picture`) that decodes as the daemon decodes (its
-    size checked before). Revalidated by an ETag of the file's size and time: a browser asks
-    again and gets 304 without the photo being decoded again."""
-    target = under_out(row_or_404(inspection_id).stored_path)
+    """A judged part's photo at THUMBNAIL_SIDE pixels on its longer side, in grey, as JPEG; only
+    a photo under --out (as `picture`), read as the daemon reads its inbox (a regular file within
+    the size limit, no symlink) and decoded as it decodes (its header checked first); a row not
+    judged, or a file that is not such an image, is a 404. Revalidated by an ETag of the file's
+    identity, size and times: a browser asks again and gets 304 without the photo being decoded
+    again, and a file replaced, even by one of the same size and date, is shrunk anew."""
+    row = row_or_404(inspection_id)
+    target = under_out(row.stored_path) if row.status == "done" else None
     try:
         if target is None or not target.is_file():
             abort(404)
         stat = target.stat()
-        etag = f"{inspection_id}-{stat.st_size}-{stat.st_mtime_ns}-{THUMBNAIL_SIDE}"
+        etag = f"{inspection_id}-{stat.st_ino}-{stat.st_size}-{stat.st_mtime_ns}-{stat.st_ctime_ns}-{THUMBNAIL_SIDE}"
         if request.if_none_match.contains(etag):
             response = Response(status=304)
         else:
-            response = Response(_thumbnail_jpeg(target.read_bytes()), mimetype="image/jpeg")
+            response = Response(_thumbnail_jpeg(read_bytes(target, follow_symlinks=False)), mimetype="image/jpeg")
     except (OSError, ImageError):
         abort(404)
     response.set_etag(etag)
@@ -149,14 +153,16 @@ def thumbnail(inspection_id: int):
 
 
 def _thumbnail_jpeg(data: bytes) -> bytes:
+    """The frame shrunk first (area averaging, in its own pixel type: a large 16-bit or float
+    photo is not converted whole), then as 8-bit grey (float intensities clipped to [0, 1])."""
     frame = decode_frame(data)
-    if frame.dtype != "uint8":
-        frame = (to_unit(frame) * 255 + 0.5).astype("uint8")
     height, width = frame.shape
     factor = min(1.0, THUMBNAIL_SIDE / max(height, width))
     if factor < 1.0:
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
         frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    if frame.dtype != np.uint8:
+        frame = (np.clip(to_unit(frame), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
     ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])
     if not ok:
         raise ImageError(None, "cannot encode the thumbnail")

@@ -58,7 +58,8 @@ class Result:
 
 @dataclass
 class Loading:
-    """A batch being decoded and prepared (`Inferencer.load`): its paths and one future per file."""
+    """A batch being decoded and prepared (`Inferencer.load`): its paths and one future per file
+    (a thread's, or a worker process's `decode_workers.Pending`)."""
 
     paths: list[Path]
     futures: list[Future]
@@ -121,7 +122,8 @@ class Inferencer:
     daemon must keep running. Otherwise only an `ImageError` does.
     """
 
-    def __init__(self, bundle: Bundle, threads: int | None = None, contain_failures: bool = False):
+    def __init__(self, bundle: Bundle, threads: int | None = None, contain_failures: bool = False,
+                 processes: bool = False):
         if bundle.model is None:
             raise ValueError("the bundle's model is not loaded; use load_bundle()")
         self.bundle = bundle
@@ -133,11 +135,16 @@ class Inferencer:
         registration = bundle.training.get("registration")
         self.registration = Registration.from_dict(registration) if registration else None
         self.contain_failures = contain_failures
-        # Decoding PNGs dominates; OpenCV, ISA-L and numpy release the GIL, so threads decode in parallel.
+        # Decoding PNGs dominates; OpenCV, ISA-L and numpy release the GIL, so threads decode in
+        # parallel. With `processes` (the daemon) worker processes do (`decode_workers`), the
+        # threads kept for frames changed on the way (`change_for`) and frames given as arrays.
         self._pool = ThreadPoolExecutor(max_workers=threads or default_threads(), thread_name_prefix="inspector-decode")
+        self._workers = _decode_workers(self, threads or default_threads()) if processes else None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self._workers is not None:
+            self._workers.close()
 
     def __enter__(self) -> Inferencer:
         return self
@@ -214,33 +221,21 @@ class Inferencer:
         write_heatmaps(result.model_input, result.error_map, self.heat_scale, heatmap, overlay, result.frame,
                        crop_overlay, self.outlines(result))
 
-    def judge(
-        self,
-        sources: Iterable[Source],
-        batch_size: int = 32,
-        change_for: Callable[[Path], FrameChange | None] | None = None,
-        keep_maps: bool = False,
-    ) -> Iterator[Result]:
-        """Judge files in batches, in order; unreadable files come back as `error` results. The
-        next batch is decoded and prepared (`load`) while the one in hand is scored."""
-        loaded: list[Loading] = []  # at most two: the batch being scored and the next
-        try:
-            for batch in _batches(sources, batch_size):
-                loaded.append(self.load(batch, change_for, keep_maps))
-                if len(loaded) == 2:
-                    yield from self.score(loaded.pop(0), batch_size)
-            while loaded:
-                yield from self.score(loaded.pop(0), batch_size)
-        finally:  # a caller that stops early does not leave the next batch decoding
-            for loading in loaded:
-                for future in loading.futures:
-                    future.cancel()
+    def judge(self, sources: Iterable[Source], batch_size: int = 32,
+              change_for: Callable[[Path], FrameChange | None] | None = None,
+              keep_maps: bool = False) -> Iterator[Result]:
+        """Judge files in batches, in order (`judge_in_batches`)."""
+        return judge_in_batches(self, sources, batch_size, change_for, keep_maps)
 
     def load(self, sources: list[Source], change_for=None, keep_maps: bool = False) -> Loading:
         """Start decoding and preparing a batch on the decoding threads; `score` finishes it. The
         caller may do other work (score the batch before) while the threads decode."""
         paths = [Path(s[0] if isinstance(s, tuple) else s) for s in sources]
-        futures = [self._pool.submit(self._load, s, change_for, keep_maps) for s in sources]
+        if self._workers is not None and change_for is None and all(
+                not isinstance(s, tuple) or isinstance(s[1], (bytes, type(None))) for s in sources):
+            futures = [self._workers.submit(s, keep_maps) for s in sources]
+        else:
+            futures = [self._pool.submit(self._load, s, change_for, keep_maps) for s in sources]
         return Loading(paths, futures, keep_maps)
 
     def _prepared(self, source, change: FrameChange | None, path, keep_frame: bool = False):
@@ -309,3 +304,28 @@ class Inferencer:
                     width=width, height=height, processing_ms=own_ms[i] + share_ms,
                 )
         return results
+
+
+def judge_in_batches(inferencer: Inferencer, sources: Iterable[Source], batch_size: int = 32,
+                     change_for: Callable[[Path], FrameChange | None] | None = None,
+                     keep_maps: bool = False) -> Iterator[Result]:
+    """Judge files in batches, in order; unreadable files come back as `error` results. The
+    next batch is decoded and prepared (`Inferencer.load`) while the one in hand is scored."""
+    loaded: list[Loading] = []  # at most two: the batch being scored and the next
+    try:
+        for batch in _batches(sources, batch_size):
+            loaded.append(inferencer.load(batch, change_for, keep_maps))
+            if len(loaded) == 2:
+                yield from inferencer.score(loaded.pop(0), batch_size)
+        while loaded:
+            yield from inferencer.score(loaded.pop(0), batch_size)
+    finally:  # a caller that stops early does not leave the next batch decoding
+        for loading in loaded:
+            for future in loading.futures:
+                future.cancel()
+
+
+def _decode_workers(inferencer: Inferencer, workers: int):
+    from .decode_workers import DecodeWorkers
+
+    return DecodeWorkers(inferencer.pipeline.preprocess, inferencer.part_length, inferencer.registration, workers)

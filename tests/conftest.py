@@ -64,6 +64,16 @@ def signal_handlers_restored():
         signal.signal(sig, handler)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def resource_tracker_running():
+    """Multiprocessing's resource tracker: one process for the whole run, started by the first
+    pool of decoding workers (`inspector.decode_workers`); started first here so that no test
+    counts it as its own leaked child."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads_or_processes():
     """Fail a test that leaves a thread or a child process running behind it."""

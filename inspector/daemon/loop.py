@@ -44,6 +44,10 @@ log = logging.getLogger("inspector.watch")
 __all__ = ["Watcher", "WatchOptions"]
 
 
+def _inferencer(bundle: Bundle, options: WatchOptions) -> Inferencer:
+    return Inferencer(bundle, threads=options.threads, contain_failures=True, processes=options.decode_processes)
+
+
 class Watcher:
     """The daemon on one inbox. `model_source`: where `reload` loads the bundle from (the --model
     path as given, maybe a symlink; default: the bundle's own path). `outputs`: more outputs,
@@ -77,7 +81,7 @@ class Watcher:
         self.batches = Batches(store, self.claims, self.outputs, self.archive, self.counters,
                                self._pool, lambda: self.serving, options, self._pause)
         reference = drift.Reference.of(bundle)
-        inferencer = Inferencer(bundle, threads=options.threads, contain_failures=True)
+        inferencer = _inferencer(bundle, options)
         inferencer.warm_up(options.batch)  # the first part must not wait for graph tracing
         self._use(bundle, inferencer, reference)
 
@@ -222,7 +226,7 @@ class Watcher:
         try:
             bundle = load_bundle(target)
             reference = drift.Reference.of(bundle)
-            inferencer = Inferencer(bundle, threads=self.options.threads, contain_failures=True)
+            inferencer = _inferencer(bundle, self.options)
             try:
                 inferencer.warm_up(self.options.batch)  # runs, and the parts after the switch need not wait
             except BaseException:

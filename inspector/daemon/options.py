@@ -24,6 +24,9 @@ class WatchOptions:
     heartbeat_every: float = 10.0  # how often the daemon's run record says it is still at work
     summary_every: float = 60.0
     threads: int = field(default_factory=default_threads)  # decoding, hashing, pictures
+    # Decode and prepare files in as many worker processes (`decode_workers`), not threads:
+    # `inspector watch` does by default.
+    decode_processes: bool = False
     station: str = field(default_factory=socket.gethostname)  # recorded with every inspection
     claim_timeout: float = 60.0  # a claim from another host older than this is taken over
     drift_window: int = drift.DEFAULT_WINDOW  # parts the drift monitor looks back on (0: off)

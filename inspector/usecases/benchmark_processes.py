@@ -66,16 +66,40 @@ class Daemon:
                                    + self.log_path.read_text(errors="replace")[-2000:])
             time.sleep(0.05)
 
+    def processes(self) -> list[int]:
+        """The daemon's process and its children (the decoding workers), by id."""
+        pids = [self.process.pid]
+        for children in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            try:
+                pids += [int(pid) for pid in children.read_text().split()]
+            except OSError:  # a thread that ended meanwhile
+                pass
+        return list(dict.fromkeys(pids))
+
     def cpu_seconds(self) -> float:
-        """CPU time the daemon's threads have used so far (user and system)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the daemon's threads and its live child processes have used so far (user and system)."""
+        total = 0
+        for pid in self.processes():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # a child that ended meanwhile
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """The peak resident memory of the daemon's process and of each of its child processes,
+        added up (an upper bound of their peak together)."""
+        total, found = 0.0, False
+        for pid in self.processes():
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                if line.startswith("VmHWM:"):
+                    total, found = total + int(line.split()[1]) / 1024, True
+        return total if found else float("nan")
 
     def stop(self) -> int:
         if self.process.poll() is None:

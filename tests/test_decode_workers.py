@@ -1,0 +1,100 @@
+"""Frames decoded and prepared in worker processes (`inspector watch --decode-in processes`, the
+default): the same verdicts as in threads, a dead worker replaced, no worker left behind."""
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspector.bundle import load_bundle
+from inspector.decode_workers import DecodeWorkerDied
+from inspector.inference import Inferencer
+from conftest import SAMPLE
+from helpers import rows, wait_for, write_png
+
+
+def sources(tmp_path):
+    """Sample screws as the daemon hands them over (path and bytes), a file that is not an image,
+    an empty one, and a path without its bytes."""
+    files = [*sorted((SAMPLE / "test" / "defect").glob("*.png"))[:3], *sorted((SAMPLE / "test" / "good").glob("*.png"))[:3]]
+    (tmp_path / "notes.png").write_bytes(b"not an image at all")
+    (tmp_path / "empty.png").write_bytes(b"")
+    given = [(path, path.read_bytes()) for path in files + [tmp_path / "notes.png", tmp_path / "empty.png"]]
+    return given + [files[0]]
+
+
+def judged(inferencer, given):
+    return inferencer.score(inferencer.load(given, keep_maps=True))
+
+
+def test_workers_judge_as_threads_do(tiny_bundle, tmp_path):
+    bundle, given = load_bundle(tiny_bundle), sources(tmp_path)
+    with Inferencer(bundle, threads=2, contain_failures=True) as threads:
+        expected = judged(threads, given)
+    with Inferencer(bundle, threads=2, contain_failures=True, processes=True) as processes:
+        assert len(multiprocessing.active_children()) >= 2  # the workers
+        got = judged(processes, given)
+    assert [r.verdict for r in got] == [r.verdict for r in expected]
+    assert "error" in [r.verdict for r in got] and [r.error for r in got] == [r.error for r in expected]
+    assert "empty" in got[-2].error
+    for mine, theirs in zip(got, expected):
+        assert mine.score == theirs.score and (mine.width, mine.height) == (theirs.width, theirs.height)
+        if theirs.frame is not None:  # the preview QA's overlay is drawn on, and its matrix
+            assert np.array_equal(mine.frame[0], theirs.frame[0]) and np.allclose(mine.frame[1], theirs.frame[1])
+            assert np.array_equal(mine.error_map, theirs.error_map)
+
+
+def kill_workers():
+    workers = multiprocessing.active_children()
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGKILL)
+    return {w.pid for w in workers}
+
+
+def test_a_dead_worker_is_replaced(tiny_bundle, tmp_path):
+    bundle, given = load_bundle(tiny_bundle), sources(tmp_path)
+    with Inferencer(bundle, threads=2, contain_failures=True, processes=True) as inferencer:
+        first = judged(inferencer, given)
+        # Killed while a batch is in their hands: that batch fails (the daemon then judges its
+        # files one by one), the next is judged by new workers.
+        loading = inferencer.load(given * 4, keep_maps=True)
+        killed = kill_workers()
+        with pytest.raises(DecodeWorkerDied):
+            inferencer.score(loading)
+        again = judged(inferencer, given)
+        assert {w.pid for w in multiprocessing.active_children()}.isdisjoint(killed)
+        # Killed while idle: the next batch starts new ones too.
+        kill_workers()
+        time.sleep(0.5)
+        last = judged(inferencer, given)
+    for results in (again, last):
+        assert [(r.verdict, r.score, r.error) for r in results] == [(r.verdict, r.score, r.error) for r in first]
+
+
+def test_the_daemon_killed_leaves_no_worker_behind(tiny_bundle, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(3):
+        write_png(inbox / f"part{i}.png", seed=900 + i)
+    db = tmp_path / "db.sqlite"
+    daemon = subprocess.Popen([sys.executable, "-m", "inspector.cli", "watch", str(inbox), "--model", str(tiny_bundle),
+                               "--db", str(db), "--out", str(tmp_path / "out")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(rows(db, "status = 'done'")) == 3, 60, "three verdicts")
+        children = [int(pid) for task in Path(f"/proc/{daemon.pid}/task").glob("*/children")
+                    for pid in task.read_text().split()]
+        assert len(children) >= 2, children  # the decoding workers
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+                             for pid in children), 10, "the workers gone with their daemon")

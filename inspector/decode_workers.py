@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from .errors import ImageError
-from .formats import read_bytes
+from .formats import declared_pixels, read_bytes
 from .preprocess import prepare_frame, read_frames
 from .timing import STAGE_TIMES
 
@@ -53,7 +53,7 @@ def _end_with(parent: int) -> None:
 
 def _decode_and_prepare(source, keep_frame: bool):
     """In a worker: (the model input, the frame's (height, width), the preview and its matrix or
-    None) or ("error", reason); the milliseconds it took; the milliseconds of each stage."""
+    None) or ("error", reason); the milliseconds it took; the seconds of each stage."""
     path, data = source if isinstance(source, tuple) else (Path(source), None)
     started = time.perf_counter()
     stages = {}
@@ -106,8 +106,11 @@ class DecodeWorkers:
     seen as the end of its own pipe, never mistaken for another's half-written answer, and is
     started again for the next file."""
 
-    def __init__(self, config, part_length, registration, workers: int):
+    def __init__(self, config, part_length, registration, workers: int, budget):
         self._settings = (config, part_length, registration)
+        # The process's pixel budget (`inference.DECODING`), held here for each file a worker
+        # holds: no more frames decoded at once in the workers than in threads.
+        self._budget = budget
         self._context = multiprocessing.get_context("spawn")
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._feed, args=(self._start_worker(),), daemon=True,
@@ -139,9 +142,12 @@ class DecodeWorkers:
                 continue
             if not process.is_alive():  # ended while idle: a new one takes this file
                 process, connection = self._restart(process, connection)
+            data = source[1] if isinstance(source, tuple) else None
             try:
-                connection.send((source, keep_frame))
-                pending.future.set_result(connection.recv())
+                with self._budget.hold(declared_pixels(data) if data is not None else None):
+                    connection.send((source, keep_frame))
+                    answer = connection.recv()
+                pending.future.set_result(answer)
             except (EOFError, OSError) as exc:
                 pending.future.set_exception(DecodeWorkerDied(
                     f"a decoding process ended while it held {pending.path.name} ({type(exc).__name__})"))

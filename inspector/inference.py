@@ -328,4 +328,5 @@ def judge_in_batches(inferencer: Inferencer, sources: Iterable[Source], batch_si
 def _decode_workers(inferencer: Inferencer, workers: int):
     from .decode_workers import DecodeWorkers
 
-    return DecodeWorkers(inferencer.pipeline.preprocess, inferencer.part_length, inferencer.registration, workers)
+    return DecodeWorkers(inferencer.pipeline.preprocess, inferencer.part_length, inferencer.registration, workers,
+                         DECODING)

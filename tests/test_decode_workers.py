@@ -6,15 +6,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inspector.bundle import load_bundle
-from inspector.decode_workers import DecodeWorkerDied
-from inspector.inference import Inferencer
+from inspector.decode_workers import DecodeWorkerDied, DecodeWorkers
+from inspector.inference import Inferencer, PixelBudget
 from conftest import SAMPLE
 from helpers import rows, wait_for, write_png
 
@@ -98,3 +100,42 @@ def test_the_daemon_killed_leaves_no_worker_behind(tiny_bundle, tmp_path):
             daemon.kill()
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
                              for pid in children), 10, "the workers gone with their daemon")
+
+
+class CountingBudget(PixelBudget):
+    """The pixel budget, counting how many frames hold it at once."""
+
+    def __init__(self, pixels):
+        super().__init__(pixels)
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, pixels):
+        with super().hold(pixels):
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                yield
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+
+@pytest.mark.parametrize("frames_at_once", [1, 2])
+def test_workers_decode_within_the_pixel_budget(tiny_bundle, tmp_path, frames_at_once):
+    """Two workers, a budget of one 256x256 sample frame (or of ten): one frame decoded at a
+    time (or two), as the decoding threads would."""
+    inferencer = Inferencer(load_bundle(tiny_bundle), threads=1)
+    budget = CountingBudget(256 * 256 * (1 if frames_at_once == 1 else 10))
+    workers = DecodeWorkers(inferencer.pipeline.preprocess, inferencer.part_length, inferencer.registration, 2, budget)
+    try:
+        given = [(path, path.read_bytes()) for path in sorted((SAMPLE / "train" / "good").glob("*.png"))[:16]]
+        pending = [workers.submit(source, False) for source in given]
+        results = [p.result() for p in pending]
+    finally:
+        workers.close()
+        inferencer.close()
+    assert all(item[1] == (256, 256) for item, _ in results)
+    assert budget.most == frames_at_once

@@ -147,11 +147,14 @@ class DecodeWorkers:
                 with self._budget.hold(declared_pixels(data) if data is not None else None):
                     connection.send((source, keep_frame))
                     answer = connection.recv()
-                pending.future.set_result(answer)
             except (EOFError, OSError) as exc:
                 pending.future.set_exception(DecodeWorkerDied(
                     f"a decoding process ended while it held {pending.path.name} ({type(exc).__name__})"))
                 process, connection = self._restart(process, connection)
+            except Exception as exc:  # an answer that cannot be read: this file's batch fails, not the feeding
+                pending.future.set_exception(exc)
+            else:
+                pending.future.set_result(answer)
         try:
             connection.send(None)
         except OSError:
@@ -180,8 +183,8 @@ def _serve(connection, settings) -> None:
     while True:
         try:
             job = connection.recv()
-        except EOFError:
+            if job is None:
+                return
+            connection.send(_decode_and_prepare(*job))
+        except (EOFError, OSError):  # the daemon is gone (killed: its end reset or closed)
             return
-        if job is None:
-            return
-        connection.send(_decode_and_prepare(*job))

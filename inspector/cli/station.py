@@ -222,9 +222,9 @@ def drift_options(f):
 @click.option("--decode-in", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
               envvar="INSPECTOR_DECODE_IN",
               help="Where files are decoded and prepared: worker processes (one per core), or threads of the "
-                   "daemon's process, which then wait for each other's interpreter lock: a burst with pictures "
-                   "and MQTT on ran 4-6% below one without them in processes, 7-10% in threads "
-                   "[env: INSPECTOR_DECODE_IN].")
+                   "daemon's process, where they hold up the pictures and the line outputs on the interpreter's "
+                   "lock: a burst with pictures and MQTT on ran 6.8% below one without them in processes, 10.1% "
+                   "in threads, the same day [env: INSPECTOR_DECODE_IN].")
 @drift_options
 @line_options
 @config_option

@@ -223,8 +223,8 @@ def drift_options(f):
               envvar="INSPECTOR_DECODE_IN",
               help="Where files are decoded and prepared: worker processes (one per core), or threads of the "
                    "daemon's process, where they hold up the pictures and the line outputs on the interpreter's "
-                   "lock: a burst with pictures and MQTT on ran 6.8% below one without them in processes, 10.1% "
-                   "in threads, the same day [env: INSPECTOR_DECODE_IN].")
+                   "lock: a burst with pictures and MQTT on ran 5.8-6.8% below one without them in processes, "
+                   "10.1% in threads, the same day [env: INSPECTOR_DECODE_IN].")
 @drift_options
 @line_options
 @config_option

@@ -32,15 +32,15 @@ from .timing import STAGE_TIMES
 
 log = logging.getLogger("inspector.decode")
 
-_SETTINGS: dict = {}  # a worker's pipeline settings, set once when it starts
+_SETTINGS: dict = {}  # a worker's `prepared_item` settings, set once when it starts
 
 
-def _start(config, part_length, registration) -> None:
+def _start(settings: tuple) -> None:
     # A Ctrl-C or a service manager's SIGTERM reaches the whole process group: the daemon finishes
     # its batch in hand and then stops its workers, which must not die under it first.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    _SETTINGS.update(config=config, part_length=part_length, registration=registration)
+    _SETTINGS["settings"] = settings
     threading.Thread(target=_end_with, args=(os.getppid(),), name="parent-watch", daemon=True).start()
 
 
@@ -51,26 +51,35 @@ def _end_with(parent: int) -> None:
     os._exit(0)
 
 
+def prepared_item(gray, original, settings: tuple, path, keep_frame: bool):
+    """A decoded frame -> (the model input, the frame's (height, width), with `keep_frame` the
+    preview and its matrix, else None); `settings`: the pipeline's preprocess config, the
+    training images' part length and registration. The decoding threads' and workers' own."""
+    config, part_length, registration = settings
+    prepared = prepare_frame(gray, config, path, part_length, registration, original if keep_frame else None)
+    return prepared.array, gray.shape[:2], (prepared.preview, prepared.preview_matrix) if keep_frame else None
+
+
+def failure(path, exc: Exception) -> ImageError:
+    """An unexpected error while preparing a file, as that file's error: the daemon keeps running."""
+    return ImageError(path, f"cannot process image: {type(exc).__name__}: {exc}")
+
+
 def _decode_and_prepare(source, keep_frame: bool):
-    """In a worker: (the model input, the frame's (height, width), the preview and its matrix or
-    None) or ("error", reason); the milliseconds it took; the seconds of each stage."""
+    """In a worker: `prepared_item` or the file's `ImageError`; the milliseconds it took; the
+    seconds of each stage."""
     path, data = source if isinstance(source, tuple) else (Path(source), None)
     started = time.perf_counter()
     stages = {}
     try:
-        if data is None:
-            data = read_bytes(path)
-        gray, original = read_frames(data, None, path)
+        gray, original = read_frames(read_bytes(path) if data is None else data, None, path)
         stages["decode"] = time.perf_counter() - started
-        prepared = prepare_frame(gray, _SETTINGS["config"], path, _SETTINGS["part_length"], _SETTINGS["registration"],
-                                 original if keep_frame else None)
+        item = prepared_item(gray, original, _SETTINGS["settings"], path, keep_frame)
         stages["preprocess"] = time.perf_counter() - started - stages["decode"]
-        item = (prepared.array, gray.shape[:2],
-                (prepared.preview, prepared.preview_matrix) if keep_frame else None)
     except ImageError as exc:
-        item = ("error", exc.reason)
-    except Exception as exc:  # the daemon keeps running: this file's error, not the batch's
-        item = ("error", f"cannot process image: {type(exc).__name__}: {exc}")
+        item = exc
+    except Exception as exc:
+        item = failure(path, exc)
     return item, (time.perf_counter() - started) * 1000, stages
 
 
@@ -82,16 +91,14 @@ class Pending:
     """One file handed to a worker; `result()` as the decoding threads' futures give it: (the
     prepared item or an `ImageError`, milliseconds). Raises `DecodeWorkerDied` if its worker died."""
 
-    def __init__(self, path):
+    def __init__(self, path: Path):
         self.future: Future = Future()
-        self.path = path
+        self.path = path  # named in the error when its worker dies
 
     def result(self):
         item, ms, stages = self.future.result()
         for stage, seconds in stages.items():
             STAGE_TIMES.add(stage, seconds)
-        if isinstance(item, tuple) and len(item) == 2 and item[0] == "error":
-            return ImageError(self.path, item[1]), ms
         return item, ms
 
     def cancel(self) -> bool:
@@ -106,8 +113,8 @@ class DecodeWorkers:
     seen as the end of its own pipe, never mistaken for another's half-written answer, and is
     started again for the next file."""
 
-    def __init__(self, config, part_length, registration, workers: int, budget):
-        self._settings = (config, part_length, registration)
+    def __init__(self, settings: tuple, workers: int, budget):
+        self._settings = settings  # `prepared_item`'s
         # The process's pixel budget (`inference.DECODING`), held here for each file a worker
         # holds: no more frames decoded at once in the workers than in threads.
         self._budget = budget
@@ -179,7 +186,7 @@ class DecodeWorkers:
 
 def _serve(connection, settings) -> None:
     """A worker: files in, prepared frames out, until told to stop or its daemon is gone."""
-    _start(*settings)
+    _start(settings)
     while True:
         try:
             job = connection.recv()

@@ -41,3 +41,6 @@ class ImageError(InspectorError):
         self.path = str(path) if path is not None else None
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+    def __reduce__(self):  # pickled with its two arguments: it crosses from a decoding worker
+        return ImageError, (self.path, self.reason)

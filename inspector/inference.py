@@ -24,7 +24,8 @@ from .errors import ImageError
 from .formats import declared_pixels, read_bytes
 from .models.components.running import forward, post_process
 from .pictures import any_heat, write_heatmaps
-from .preprocess import FrameChange, prepare_frame, read_frames
+from .decode_workers import DecodeWorkers, failure, prepared_item
+from .preprocess import FrameChange, read_frames
 from .regions import hot_regions, photo_matrix
 from .registration import Registration
 from .scoring import hot_contours
@@ -139,7 +140,8 @@ class Inferencer:
         # parallel. With `processes` (the daemon) worker processes do (`decode_workers`), the
         # threads kept for frames changed on the way (`change_for`) and frames given as arrays.
         self._pool = ThreadPoolExecutor(max_workers=threads or default_threads(), thread_name_prefix="inspector-decode")
-        self._workers = _decode_workers(self, threads or default_threads()) if processes else None
+        self._settings = (self.pipeline.preprocess, self.part_length, self.registration)  # `prepared_item`'s
+        self._workers = DecodeWorkers(self._settings, threads or default_threads(), DECODING) if processes else None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -253,10 +255,7 @@ class Inferencer:
 
     def _from_frame(self, gray: np.ndarray, path, keep_frame: bool, original: np.ndarray | None = None):
         with STAGE_TIMES.stage("preprocess"):
-            prepared = prepare_frame(gray, self.pipeline.preprocess, path, self.part_length, self.registration,
-                                     original if keep_frame else None)
-            frame = (prepared.preview, prepared.preview_matrix) if keep_frame else None
-        return prepared.array, gray.shape[:2], frame
+            return prepared_item(gray, original, self._settings, path, keep_frame)
 
     def _load(self, source: Source, change_for, keep_frame: bool = False):
         """The model input, frame size and preview (or the error), and the milliseconds it took."""
@@ -270,7 +269,7 @@ class Inferencer:
         except Exception as exc:
             if not self.contain_failures:
                 raise
-            item = ImageError(path, f"cannot process image: {type(exc).__name__}: {exc}")
+            item = failure(path, exc)
         return item, (time.perf_counter() - started) * 1000
 
     def score(self, loading: Loading, batch_size: int = 32) -> list[Result]:
@@ -324,9 +323,3 @@ def judge_in_batches(inferencer: Inferencer, sources: Iterable[Source], batch_si
             for future in loading.futures:
                 future.cancel()
 
-
-def _decode_workers(inferencer: Inferencer, workers: int):
-    from .decode_workers import DecodeWorkers
-
-    return DecodeWorkers(inferencer.pipeline.preprocess, inferencer.part_length, inferencer.registration, workers,
-                         DECODING)

@@ -24,7 +24,7 @@ from helpers import rows, wait_for, write_png
 def sources(tmp_path):
     """Sample screws as the daemon hands them over (path and bytes), a file that is not an image,
     an empty one, and a path without its bytes."""
-    files = [*sorted((SAMPLE / "test" / "defect").glob("*.png"))[:3], *sorted((SAMPLE / "test" / "good").glob("*.png"))[:3]]
+    files = [path for kind in ("defect", "good") for path in sorted((SAMPLE / "test" / kind).glob("*.png"))[:3]]
     (tmp_path / "notes.png").write_bytes(b"not an image at all")
     (tmp_path / "empty.png").write_bytes(b"")
     given = [(path, path.read_bytes()) for path in files + [tmp_path / "notes.png", tmp_path / "empty.png"]]
@@ -129,7 +129,8 @@ def test_workers_decode_within_the_pixel_budget(tiny_bundle, tmp_path, frames_at
     time (or two), as the decoding threads would."""
     inferencer = Inferencer(load_bundle(tiny_bundle), threads=1)
     budget = CountingBudget(256 * 256 * (1 if frames_at_once == 1 else 10))
-    workers = DecodeWorkers(inferencer.pipeline.preprocess, inferencer.part_length, inferencer.registration, 2, budget)
+    settings = (inferencer.pipeline.preprocess, inferencer.part_length, inferencer.registration)
+    workers = DecodeWorkers(settings, 2, budget)
     try:
         given = [(path, path.read_bytes()) for path in sorted((SAMPLE / "train" / "good").glob("*.png"))[:16]]
         pending = [workers.submit(source, False) for source in given]

@@ -545,17 +545,17 @@ def test_each_row_records_its_own_processing_time_and_the_run_is_recorded(tiny_b
     """processing_ms is each image's own time, not its batch's."""
     import time
 
-    import inspector.inference as inference
+    import inspector.decode_workers as preparing  # `prepared_item`, in the decoding threads here
     from inspector.store import Run
 
-    real_prepare = inference.prepare_frame
+    real_prepare = preparing.prepare_frame
 
     def prepare(gray, config, path=None, *rest):
         if path is not None and "slow" in str(path):
             time.sleep(0.4)
         return real_prepare(gray, config, path, *rest)
 
-    monkeypatch.setattr(inference, "prepare_frame", prepare)
+    monkeypatch.setattr(preparing, "prepare_frame", prepare)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for name, seed in (("slow.png", 81), ("quick1.png", 82), ("quick2.png", 83)):

@@ -10,11 +10,12 @@ of training noise; a variant that changes the training itself (`TRAINING_KEYS`) 
 frames as photographed (good) and with every kind of drawn defect (two draws of each kind per
 frame, the same draws for every seed and variant): image AUROC overall and per kind, recall and
 false rejects at the variant's own calibrated threshold, and pixel AUROC / AUPRO against the
-drawn masks. No test image is read.
+drawn masks; with `--nuisances`, image AUROC and false rejects with the held-out frames and their
+drawn defects under each line nuisance named (`inspector.nuisance`). No test image is read.
 
 Usage (from the repository root):
     PYTHONPATH=. python benchmarks/general_validation.py [--data ../shared/data/mvtec_transistor]
-        [--pipeline general] [--seeds 0 1] [--out DIR]
+        [--pipeline general] [--seeds 0 1] [--out DIR] [--nuisances light-radial zoom ...]
 """
 
 from __future__ import annotations
@@ -130,6 +131,44 @@ def validation_set(held: list[Path], bundle):
     return np.stack(good), np.stack(defect), np.stack(masks), np.array(kinds)
 
 
+def nuisance_sets(held: list[Path], bundle, names: list[str]) -> dict:
+    """For each line nuisance in `names`: the held-out frames and their drawn-defect copies (the
+    same draws as `validation_set`) under it, prepared as the bundle prepares them (no masks: the
+    nuisances that move the frame would move them too)."""
+    config = bundle.pipeline.preprocess
+    from inspector import nuisance
+    from inspector.registration import Registration
+
+    registration = Registration.from_dict(bundle.training["registration"])
+    sets = {}
+    for name in names:
+        good, defect, kinds = [], [], []
+        for index, path in enumerate(held):
+            frame = read_frame(path)
+            good.append(prepare_frame(nuisance.apply(name, frame, 0, path.name), config, path,
+                                      registration=registration).array)
+            for kind in range(len(GENERIC_KINDS)):
+                for draw in range(DRAWS):
+                    drawn, _ = draw_generic(np.random.default_rng([7, index, kind, draw]), frame, kind)
+                    changed = nuisance.apply(name, drawn, 0, f"{path.name}-{kind}-{draw}")
+                    defect.append(prepare_frame(changed, config, path, registration=registration).array)
+                    kinds.append(kind)
+        sets[name] = (np.stack(good), np.stack(defect), np.array(kinds))
+    return sets
+
+
+def measure_nuisances(bundle, sets: dict) -> dict:
+    """Image AUROC and false rejects at the bundle's threshold under each nuisance."""
+    rows = {}
+    for name, (good, defect, kinds) in sets.items():
+        g, _ = score_arrays(bundle.model, good, bundle.pipeline.scoring)
+        d, _ = score_arrays(bundle.model, defect, bundle.pipeline.scoring)
+        rows[name] = {"auroc": roc_auc(g, d), "false_rejects": int((g > bundle.threshold).sum()),
+                      "recall": float((d > bundle.threshold).mean()),
+                      "by_kind": {k: roc_auc(g, d[kinds == i]) for i, k in enumerate(GENERIC_KINDS)}}
+    return rows
+
+
 def measure(bundle, good, defect, masks, kinds) -> dict:
     scoring = bundle.pipeline.scoring
     started = time.perf_counter()
@@ -158,6 +197,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="*", default=None, help="names from VARIANTS (default: all)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--nuisances", nargs="*", default=[],
+                        help="line nuisances (inspector.nuisance) to score the held-out frames under as well")
     parser.add_argument("--epochs", type=int, default=None, help="fewer epochs, for a quick try of the script")
     parser.add_argument("--autoencoder-from", default=None,
                         help="an earlier run's --out: each seed's autoencoder is taken from its first variant's "
@@ -192,7 +233,7 @@ def main() -> None:
             return trained[training]
 
         denoising_fit.train_autoencoder = once
-        rows, sets = {}, None
+        rows, sets, under = {}, None, None
         try:
             for name in names:
                 model_changes, scoring_changes = VARIANTS[name]
@@ -211,6 +252,12 @@ def main() -> None:
                 if sets is None:
                     sets = validation_set(held, bundle)
                 rows[name] = measure(bundle, *sets)
+                if args.nuisances:
+                    under = under or nuisance_sets(held, bundle, args.nuisances)
+                    rows[name]["nuisances"] = measure_nuisances(bundle, under)
+                    for nuisance_name, r in rows[name]["nuisances"].items():
+                        print(f"    under {nuisance_name}: AUROC {r['auroc']:.3f}, recall {r['recall']:.2f}, "
+                              f"false rejects {r['false_rejects']} of {len(held)}", flush=True)
                 print(f"seed {seed} {name}: " + json.dumps({k: v for k, v in rows[name].items()
                                                             if not isinstance(v, dict)}), flush=True)
                 print(f"    by kind {json.dumps(rows[name]['by_kind'])}", flush=True)

@@ -14,11 +14,20 @@ a copy half that size over the whole range, then on the working copy around the 
   turn freely).
 
 The search is kept to what the good images show, so a part out of its place (a transistor
-misplaced on its board) stays out of place in the model's input, and is judged a defect.
+misplaced on its board) stays out of place in the model's input, and is judged a defect. Only
+the camera's distance is searched beyond it, within the pipeline's `zoom_tolerance`: the whole
+scene a few percent nearer or farther is the same scene.
+
+With `flatten_light` the registration also keeps the good images' light: the mean of their
+working copies as photographed, registered (`light`). A frame's input is divided by a smooth
+field (a second-degree surface in the logarithm of its ratio to that light, fitted on coarse
+cells, the cells that fit worst left out), so light falling off towards the corners, from one
+side or a hot spot evens out while a defect, being local, stays.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -48,21 +57,31 @@ SHIFT_SLACK, SHIFT_MARGIN = 1.25, 2.0
 ANGLE_MARGIN = 5.0
 # Training images turning more than this (degrees) turn freely: the search goes all round.
 FREE_TURN = 60.0
+# Zoom is searched in steps of this share, then once more around the best in steps a quarter as large.
+ZOOM_STEP = 0.02
+# The light is fitted on this many cells each way, as a surface of this degree, on the cells that
+# fit best (this share of them; the others may hold a defect or a part that moved).
+LIGHT_CELLS = 16
+LIGHT_DEGREE = 2
+LIGHT_KEEP = 0.75
 
 
 @dataclass(frozen=True)
 class Registration:
     """The reference (working copy, standardised) and the search a frame is matched over:
     shifts up to `max_shift` working pixels each way, turns up to `max_angle` degrees each way
-    (180: all round). All zero: a fixed scene, nothing searched."""
+    (180: all round), zoom up to `max_zoom` (a share) nearer or farther. All zero: a fixed scene,
+    nothing searched. `light`: the good images' light (see the module), or None."""
 
     reference: np.ndarray
     max_shift: float = 0.0
     max_angle: float = 0.0
+    max_zoom: float = 0.0
+    light: np.ndarray | None = None
 
     @property
     def fixed(self) -> bool:
-        return self.max_shift == 0 and self.max_angle == 0
+        return self.max_shift == 0 and self.max_angle == 0 and self.max_zoom == 0
 
     @property
     def motion(self) -> str:
@@ -72,18 +91,31 @@ class Registration:
         turns = "turning all round" if self.max_angle >= 180 else (
             f"turning up to {self.max_angle:.0f} degrees" if self.max_angle else "not turning")
         share = self.max_shift / max(self.reference.shape)
-        return f"moving up to {share:.0%} of the frame, {turns}"
+        zoom = f", zoom up to {self.max_zoom:.0%} searched" if self.max_zoom else ""
+        return f"moving up to {share:.0%} of the frame, {turns}{zoom}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reference": np.round(self.reference, 3).tolist(), "max_shift": float(self.max_shift),
-                "max_angle": float(self.max_angle), "motion": self.motion}
+        data = {"reference": np.round(self.reference, 3).tolist(), "max_shift": float(self.max_shift),
+                "max_angle": float(self.max_angle), "max_zoom": float(self.max_zoom), "motion": self.motion}
+        if self.light is not None:
+            data["light"] = np.round(self.light, 4).tolist()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Registration:
-        reference = np.asarray(data["reference"], np.float32)
-        if reference.ndim != 2 or min(reference.shape) < 8 or not np.isfinite(reference).all():
-            raise ValueError("registration reference must be a 2-D table of numbers")
-        return cls(reference, float(data["max_shift"]), float(data["max_angle"]))
+        reference = _table(data["reference"], "reference")
+        light = _table(data["light"], "light") if data.get("light") is not None else None
+        if light is not None and (light.shape != reference.shape or light.min() < 0):
+            raise ValueError("registration light must be a table of non-negative numbers the reference's size")
+        return cls(reference, float(data["max_shift"]), float(data["max_angle"]),
+                   float(data.get("max_zoom", 0.0)), light)
+
+
+def _table(value: Any, name: str) -> np.ndarray:
+    table = np.asarray(value, np.float32)
+    if table.ndim != 2 or min(table.shape) < 8 or not np.isfinite(table).all():
+        raise ValueError(f"registration {name} must be a 2-D table of numbers")
+    return table
 
 
 def working_shape(shape: tuple[int, int], size: int = WORKING_SIZE) -> tuple[int, int]:
@@ -95,9 +127,12 @@ def working_shape(shape: tuple[int, int], size: int = WORKING_SIZE) -> tuple[int
 
 def working_copy(gray: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A frame shrunk to `shape` (height, width), blurred a little and standardised (mean 0, std 1)."""
-    small = cv2.resize(gray.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), 1.0)
-    return ((small - small.mean()) / max(float(small.std()), 1e-6)).astype(np.float32)
+    return _standardised(cv2.GaussianBlur(light_copy(gray, shape), (0, 0), 1.0))
+
+
+def light_copy(gray: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A frame shrunk to `shape` (height, width), its intensities as they are."""
+    return cv2.resize(gray.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
 def conform(copy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -153,11 +188,12 @@ def _angles(max_angle: float, step: float, centre: float = 0.0) -> list[float]:
     return [centre + step * k for k in range(-count, count + 1)]
 
 
-def match(work: np.ndarray, reference: np.ndarray, max_shift: float, max_angle: float) -> tuple[np.ndarray, float]:
+def match(work: np.ndarray, reference: np.ndarray, max_shift: float, max_angle: float,
+          max_zoom: float = 0.0) -> tuple[np.ndarray, float]:
     """The 2x3 map from a working copy's pixels to the reference's that matches them best,
     within the search, and its correlation: over the whole range on half-size copies, then
-    around the best on the working copies."""
-    if max_shift == 0 and max_angle == 0:
+    around the best on the working copies (and there over the zooms, when `max_zoom`)."""
+    if max_shift == 0 and max_angle == 0 and max_zoom == 0:
         return np.eye(2, 3), float(cv2.matchTemplate(work, reference, cv2.TM_CCOEFF_NORMED).max())
     half = (max(4, reference.shape[0] // COARSE_SHRINK), max(4, reference.shape[1] // COARSE_SHRINK))
     factor = half[1] / reference.shape[1]
@@ -169,9 +205,24 @@ def match(work: np.ndarray, reference: np.ndarray, max_shift: float, max_angle: 
     start = coarse.copy()
     start[:, 2] /= factor
     # A turn of the whole copy about its centre, after `start`, refines the angle.
-    return _search(work, reference, _angles(COARSE_ANGLE_STEP if max_angle >= 180 else FINE_ANGLE_STEP * 2,
-                                            FINE_ANGLE_STEP) if max_angle else [0.0],
-                   int(np.ceil(1 / factor)) + 1, start)
+    angles = _angles(COARSE_ANGLE_STEP if max_angle >= 180 else FINE_ANGLE_STEP * 2,
+                     FINE_ANGLE_STEP) if max_angle else [0.0]
+    reach = int(np.ceil(1 / factor)) + 1
+    if not max_zoom:
+        return _search(work, reference, angles, reach, start)
+    # Zoom about the centre after `start`: coarse steps over the whole range, then fine ones.
+    best: tuple[np.ndarray, float] = (start, -2.0)
+    found = 0.0
+    for zooms in (np.arange(-max_zoom, max_zoom + 1e-9, ZOOM_STEP), None):
+        if zooms is None:
+            zooms = found + np.arange(-2, 3) * ZOOM_STEP / 4
+        for zoom in zooms:
+            scaled = np.vstack([cv2.getRotationMatrix2D(((work.shape[1] - 1) / 2, (work.shape[0] - 1) / 2), 0.0,
+                                                        1.0 + float(zoom)), [0, 0, 1]]) @ np.vstack([start, [0, 0, 1]])
+            candidate = _search(work, reference, angles, reach, scaled[:2])
+            if candidate[1] > best[1]:
+                best, found = candidate, float(zoom)
+    return best
 
 
 def _angle_of(matrix: np.ndarray) -> float:
@@ -236,6 +287,44 @@ def frame_matrix(gray: np.ndarray, registration: Registration | None, shape: tup
     ref_h, ref_w = registration.reference.shape
     work_scale = np.diag([ref_w / width, ref_h / height, 1.0])
     found, _ = match(working_copy(gray, (ref_h, ref_w)), registration.reference,
-                     registration.max_shift, registration.max_angle)
+                     registration.max_shift, registration.max_angle, registration.max_zoom)
     ref_to_input = np.diag([shape[1] / ref_w, shape[0] / ref_h, 1.0])
     return (ref_to_input @ np.vstack([found, [0, 0, 1]]) @ work_scale)[:2]
+
+
+def light_of(copies: Sequence[np.ndarray], works: Sequence[np.ndarray], registration: Registration) -> np.ndarray:
+    """The good images' light: their copies as photographed (`light_copy`), each moved as its
+    working copy (in `works`) registers, averaged."""
+    maps = [match(w, registration.reference, registration.max_shift, registration.max_angle,
+                  registration.max_zoom)[0] for w in works]
+    return np.mean([cv2.warpAffine(c, m, (c.shape[1], c.shape[0]), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE) for c, m in zip(copies, maps)], axis=0)
+
+
+@functools.lru_cache(maxsize=8)
+def _surface_terms(height: int, width: int) -> np.ndarray:
+    """(height * width, terms): x^i y^j, i + j <= LIGHT_DEGREE, over [-1, 1] on pixel centres
+    (kept: every frame of a bundle asks for the same ones)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    x, y = (xs + 0.5) / width * 2 - 1, (ys + 0.5) / height * 2 - 1
+    terms = np.stack([(x**i * y**j).ravel() for i in range(LIGHT_DEGREE + 1)
+                      for j in range(LIGHT_DEGREE + 1 - i)], 1)
+    terms.flags.writeable = False
+    return terms
+
+
+def even_light(array: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """A registered input (its intensities as photographed) divided by its light relative to the
+    good images' `light` (see the module): the field is fitted on LIGHT_CELLS x LIGHT_CELLS cells
+    of the log ratio, three times, each time on the LIGHT_KEEP share that fitted best."""
+    small = cv2.resize(array, (light.shape[1], light.shape[0]), interpolation=cv2.INTER_AREA)
+    ratio = np.log(np.maximum(small, 1e-3)) - np.log(np.maximum(light, 1e-3))
+    cells = cv2.resize(ratio, (LIGHT_CELLS, LIGHT_CELLS), interpolation=cv2.INTER_AREA).ravel().astype(np.float64)
+    terms = _surface_terms(LIGHT_CELLS, LIGHT_CELLS)
+    use = np.ones(len(cells), bool)
+    for _ in range(3):
+        coef = np.linalg.lstsq(terms[use], cells[use], rcond=None)[0]
+        misfit = np.abs(cells - terms @ coef)
+        use = misfit <= np.quantile(misfit, LIGHT_KEEP)
+    field = np.exp(_surface_terms(*array.shape[:2]) @ coef).reshape(array.shape[:2])
+    return (array / field).astype(np.float32)

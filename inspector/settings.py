@@ -55,14 +55,19 @@ class PreprocessConfig:
     crop_width: int = 192
     crop_height: int = 64
     crop_margin: float = 1.08
-    # pose = "axis" only. flatten_light: divide the frame by its background's light before the
-    # part is found and measured (light falling off, from one side, a hot spot). check_view:
-    # refuse a part touching the frame's edge or a second part in the frame. size_tolerance: a
-    # part whose length differs by more than this share from the parts trained on is refused
-    # (0: no check).
+    # flatten_light: even out light falling off towards the corners, from one side or a hot spot.
+    # pose = "axis": the frame is divided by its background's light before the part is found and
+    # measured; pose = "register": the input by its light relative to the good images' (a smooth
+    # surface fitted to their ratio; `inspector.registration`). pose = "axis" only: check_view
+    # refuses a part touching the frame's edge or a second part in the frame; size_tolerance
+    # refuses a part whose length differs by more than this share from the parts trained on (0:
+    # no check).
     flatten_light: bool = False
     check_view: bool = False
     size_tolerance: float = 0.0
+    # pose = "register" only: the camera nearer or farther by up to this share is searched for
+    # (0: not searched), beyond the shifts and turns the good images show.
+    zoom_tolerance: float = 0.0
     # The camera's scale on the part (millimetres per photo pixel): hot regions get an area in
     # mm^2 as well as in pixels (0: not known).
     mm_per_pixel: float = 0.0
@@ -78,6 +83,7 @@ class PreprocessConfig:
                 raise ConfigError(f"'{where}.{key}' must be a multiple of 4; got {getattr(self, key)}")
         check_range(f"{where}.crop_margin", self.crop_margin, 1.0, 3.0)
         check_range(f"{where}.size_tolerance", self.size_tolerance, 0.0, 0.9)
+        check_range(f"{where}.zoom_tolerance", self.zoom_tolerance, 0.0, 0.3)
         check_range(f"{where}.mm_per_pixel", self.mm_per_pixel, 0.0, 100.0)
 
     @property

@@ -6,6 +6,7 @@ on, is the architecture's business (`inspector.models`).
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,11 @@ import numpy as np
 from .. import models, nuisance
 from ..bundle import META_FILE, Bundle, images_fingerprint, library_versions, now_iso, save_bundle
 from ..calibration import choose_threshold, needs_defects, score_statistics, threshold_info
+from ..cv_setup import cv2
 from ..errors import ConfigError, ImageError, TrainingError
 from ..formats import list_images
 from ..preprocess import prepare, prepare_frame, read_frame
-from ..registration import Registration, conform, measure, working_copy, working_shape
+from ..registration import Registration, conform, light_copy, light_of, measure, working_copy, working_shape
 from ..scoring import heat_scale
 from ..settings import Pipeline
 from .folders import folder_images
@@ -128,24 +130,31 @@ def fit_registration(paths: list[Path], pipeline: Pipeline) -> tuple[Pipeline, R
     they are loaded)."""
 
     def read(path: Path):
-        """The frame's (height, width) and its working copy: frames are not kept, only copies."""
+        """The frame's (height, width), its working copy and its copy as photographed at the
+        same size: frames are not kept, only copies."""
         try:
             frame = read_frame(path)
         except ImageError:
             return None
-        return frame.shape[:2], working_copy(frame, working_shape(frame.shape[:2]))
+        shape = working_shape(frame.shape[:2])
+        return frame.shape[:2], working_copy(frame, shape), light_copy(frame, shape)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         found = [r for r in pool.map(read, paths) if r is not None]
     if len(found) < MIN_IMAGES:
         raise TrainingError(f"need at least {MIN_IMAGES} readable good images to train, found {len(found)}")
-    height, width = (float(np.median([shape[k] for shape, _ in found])) for k in (0, 1))
+    height, width = (float(np.median([shape[k] for shape, _, _ in found])) for k in (0, 1))
     longer = pipeline.preprocess.size // SIDE_MULTIPLE * SIDE_MULTIPLE
     aspect = min(height, width) / max(height, width)
     shorter = max(SIDE_MULTIPLE, round(longer * aspect / SIDE_MULTIPLE) * SIDE_MULTIPLE)
     crop_width, crop_height = (longer, shorter) if width >= height else (shorter, longer)
     shape = working_shape((round(height), round(width)))
-    registration = measure([conform(copy, shape) for _, copy in found])
+    config = pipeline.preprocess
+    works = [conform(copy, shape) for _, copy, _ in found]
+    registration = dataclasses.replace(measure(works), max_zoom=config.zoom_tolerance)
+    if config.flatten_light:
+        lights = [cv2.resize(c, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) for _, _, c in found]
+        registration = dataclasses.replace(registration, light=light_of(lights, works, registration))
     return pipeline.replace("preprocess", crop_width=crop_width, crop_height=crop_height), registration
 
 

@@ -1,0 +1,133 @@
+"""The `general` pipeline under a line's nuisances: uneven light is evened out against the good
+images' own light and a camera a little nearer or farther is registered back, while a defect
+stays in the model's input."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from inspector import nuisance, registration
+from inspector.cv_setup import cv2
+from inspector.inference import Inferencer
+from inspector.models.pipeline_files import pipeline_from_dict
+from inspector.preprocess import prepare_frame
+from inspector.usecases.training import load_images, train_bundle
+from inspector.bundle import load_bundle
+
+from test_general import HEIGHT, WIDTH, board, draw_part, part_on_board, PART_PLACE, tiny, write
+
+INSIDE = (slice(4, -4), slice(4, -4))  # the input's edge: what a zoom brings in from outside
+
+
+def with_preprocess(**changes):
+    data = tiny().to_dict()
+    data["preprocess"].update(changes)
+    return pipeline_from_dict(data, source="tiny general, changed")
+
+
+@pytest.fixture(scope="module")
+def boards(tmp_path_factory):
+    rng = np.random.default_rng(11)
+    root = tmp_path_factory.mktemp("boards")
+    paths = write(root / "good", [part_on_board(rng) for _ in range(24)])
+    return {flat: load_images(paths, with_preprocess(flatten_light=flat, zoom_tolerance=0.1)) for flat in (True, False)}
+
+
+def prepared(images, frame):
+    pipeline = images.pipeline
+    return prepare_frame(frame, pipeline.preprocess, "frame.png", registration=images.registration).array
+
+
+def falloff(frame: np.ndarray) -> np.ndarray:
+    """Light falling off towards the corners, to 60% there."""
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    r2 = ((xs / (WIDTH - 1) - 0.5) ** 2 + (ys / (HEIGHT - 1) - 0.5) ** 2) / 0.5
+    return frame * (1 - 0.4 * r2)
+
+
+def test_the_shipped_general_pipeline_evens_light_and_searches_zoom():
+    from inspector.models.pipeline_files import resolve_pipeline
+
+    config = resolve_pipeline("general").preprocess
+    assert config.flatten_light and config.zoom_tolerance == pytest.approx(0.1)
+
+
+def test_light_falling_off_is_evened_out_and_a_defect_stays(boards):
+    flat, as_is = boards[True], boards[False]
+    assert flat.registration.light is not None and as_is.registration.light is None
+    rng = np.random.default_rng(12)
+    clean = part_on_board(rng)
+    dim = falloff(clean)
+    off_flat = np.abs(prepared(flat, dim) - prepared(flat, clean)).mean()
+    off_as_is = np.abs(prepared(as_is, dim) - prepared(as_is, clean)).mean()
+    assert off_flat < 0.01 and off_flat < off_as_is / 4, (off_flat, off_as_is)
+    # A blotch on the board, under the same light: still there after the light is evened out.
+    blotched = clean.copy()
+    cv2.circle(blotched, (20, 80), 5, 0.05, -1)
+    change = np.abs(prepared(flat, falloff(blotched)) - prepared(flat, clean))
+    height, width = change.shape
+    spot = change[int(80 / HEIGHT * height) - 1:int(80 / HEIGHT * height) + 2,
+                  int(20 / WIDTH * width) - 1:int(20 / WIDTH * width) + 2]
+    assert spot.mean() > 0.15 and spot.mean() > 10 * np.median(change)
+
+
+def test_a_line_nuisance_of_light_is_evened_out_too(boards):
+    flat, as_is = boards[True], boards[False]
+    clean = part_on_board(np.random.default_rng(13))
+    for name in ("light-radial", "light-gradient"):
+        changed = nuisance.apply(name, clean, 0, "frame.png")
+        off_flat = np.abs(prepared(flat, changed) - prepared(flat, clean)).mean()
+        off_as_is = np.abs(prepared(as_is, changed) - prepared(as_is, clean)).mean()
+        assert off_flat < off_as_is / 2, (name, off_flat, off_as_is)
+
+
+def zoomed(frame: np.ndarray, factor: float) -> np.ndarray:
+    turn = cv2.getRotationMatrix2D((WIDTH / 2, HEIGHT / 2), 0.0, factor)
+    return cv2.warpAffine(frame, turn, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def test_the_camera_nearer_or_farther_is_registered_back(boards):
+    images = boards[True]
+    assert images.registration.max_zoom == pytest.approx(0.1)
+    unsearched = dataclasses.replace(images, registration=dataclasses.replace(images.registration, max_zoom=0.0))
+    clean = part_on_board(np.random.default_rng(14))
+    for factor in (0.93, 1.07):
+        near = zoomed(clean, factor)
+        searched = np.abs(prepared(images, near) - prepared(images, clean))[INSIDE].mean()
+        not_searched = np.abs(prepared(unsearched, near) - prepared(unsearched, clean))[INSIDE].mean()
+        assert searched < 0.03 and searched < not_searched / 2, (factor, searched, not_searched)
+
+
+def test_a_zoom_search_does_not_hide_a_part_out_of_its_place(boards):
+    images = boards[True]
+    rng = np.random.default_rng(15)
+    there = draw_part(board(rng), np.array(PART_PLACE), 0.0)
+    moved = draw_part(board(rng), np.array(PART_PLACE) + (20, 4), 0.0)
+    change = np.abs(prepared(images, moved) - prepared(images, there))
+    assert change.max() > 0.4  # the part drawn where it is not, the board where it was
+
+
+def test_the_registration_keeps_its_light_and_zoom_and_older_bundles_load(boards):
+    kept = boards[True].registration
+    again = registration.Registration.from_dict(kept.to_dict())
+    assert again.max_zoom == kept.max_zoom and np.allclose(again.light, kept.light, atol=1e-4)
+    older = {k: v for k, v in kept.to_dict().items() if k not in ("light", "max_zoom")}
+    loaded = registration.Registration.from_dict(older)
+    assert loaded.light is None and loaded.max_zoom == 0.0
+    with pytest.raises(ValueError, match="light"):
+        registration.Registration.from_dict({**kept.to_dict(), "light": [[1.0, 2.0]]})
+
+
+def test_a_good_board_under_uneven_light_scores_as_it_did(tmp_path, boards):
+    images = boards[True]
+    train_bundle(images, tmp_path / "model", images.pipeline, seed=0)
+    bundle = load_bundle(tmp_path / "model")
+    clean = part_on_board(np.random.default_rng(16))
+    blotched = clean.copy()
+    cv2.circle(blotched, (20, 80), 5, 0.05, -1)
+    paths = write(tmp_path / "test", [clean, falloff(clean), falloff(blotched)])
+    with Inferencer(bundle) as inferencer:
+        plain, dim, dim_blotched = (r.score for r in inferencer.judge(paths))
+    assert dim == pytest.approx(plain, rel=0.25, abs=0.25)
+    assert dim_blotched > 2 * max(plain, dim)

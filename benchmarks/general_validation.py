@@ -41,6 +41,7 @@ from inspector.formats import list_images  # noqa: E402
 from inspector.models.components.running import score_arrays  # noqa: E402
 from inspector.models.denoising import fit as denoising_fit  # noqa: E402
 from inspector.models.pipeline_files import resolve_pipeline  # noqa: E402
+from inspector.nuisance import NUISANCES  # noqa: E402
 from inspector.pixel_metrics import pixel_quality  # noqa: E402
 from inspector.preprocess import prepare_frame, read_frame  # noqa: E402
 from inspector.scoring import image_scores, score_map  # noqa: E402
@@ -197,7 +198,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="*", default=None, help="names from VARIANTS (default: all)")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--nuisances", nargs="*", default=[],
+    parser.add_argument("--nuisances", nargs="*", default=[], choices=list(NUISANCES),
                         help="line nuisances (inspector.nuisance) to score the held-out frames under as well")
     parser.add_argument("--epochs", type=int, default=None, help="fewer epochs, for a quick try of the script")
     parser.add_argument("--autoencoder-from", default=None,

@@ -294,8 +294,9 @@ def _validate(meta: dict[str, Any], meta_path: Path) -> None:
     if "registration" in training:  # pose = "register": the reference frames are registered to
         try:
             Registration.from_dict(training["registration"])
-        except (KeyError, TypeError, ValueError):
-            fail("training.registration", "an object with a reference image, max_shift and max_angle")
+        except (KeyError, TypeError, ValueError) as exc:
+            fail("training.registration", f"an object with a reference image, max_shift and max_angle, "
+                 f"and optionally max_zoom and the good images' light ({exc})")
     versions = section("versions")
     for key, value in versions.items():
         if not isinstance(value, str):

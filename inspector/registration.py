@@ -7,8 +7,8 @@ a copy half that size over the whole range, then on the working copy around the 
 
 `measure` decides from the training images how much searching a frame needs:
 
-- a fixed scene (the training images do not move, as a part on a fixture): none; the whole frame
-  is the model's input;
+- a fixed scene (the training images do not move, as a part on a fixture): no shift or turn;
+  the whole frame is the model's input;
 - the part moves: shifts up to a little more than the training images show;
 - the part turns as well: turns over the range the training images show (all round when they
   turn freely).
@@ -16,13 +16,17 @@ a copy half that size over the whole range, then on the working copy around the 
 The search is kept to what the good images show, so a part out of its place (a transistor
 misplaced on its board) stays out of place in the model's input, and is judged a defect. Only
 the camera's distance is searched beyond it, within the pipeline's `zoom_tolerance`: the whole
-scene a few percent nearer or farther is the same scene.
+scene a few percent nearer or farther is the same scene. The zoom is searched about the centre,
+at the best shift and turn; in a fixed scene at no shift.
 
 With `flatten_light` the registration also keeps the good images' light: the mean of their
-working copies as photographed, registered (`light`). A frame's input is divided by a smooth
-field (a second-degree surface in the logarithm of its ratio to that light, fitted on coarse
-cells, the cells that fit worst left out), so light falling off towards the corners, from one
-side or a hot spot evens out while a defect, being local, stays.
+copies shrunk to the working size, their intensities as photographed, registered (`light`). A
+frame's input is divided by a smooth field (a second-degree surface in the logarithm of its
+ratio to that light, fitted on coarse cells, the quarter that fit worst left out, and cells
+where the good images are nearly black not used), so light falling off towards the corners or
+from one side evens out, and a hot spot in part (a surface of that degree cannot follow a spot
+a fifth of the frame wide). A defect smaller than a quarter of the frame is left out of the fit
+and stays; a larger one is partly taken for light.
 """
 
 from __future__ import annotations
@@ -60,18 +64,26 @@ FREE_TURN = 60.0
 # Zoom is searched in steps of this share, then once more around the best in steps a quarter as large.
 ZOOM_STEP = 0.02
 # The light is fitted on this many cells each way, as a surface of this degree, on the cells that
-# fit best (this share of them; the others may hold a defect or a part that moved).
+# fit best (this share of them; the others may hold a defect or a part that moved). Cells where
+# the good images' light is below LIGHT_DARKEST are left out (on a black ground the ratio is the
+# sensor's noise); with fewer than a quarter of the cells left the light is not evened. The
+# field is kept within LIGHT_LIMIT times either way.
 LIGHT_CELLS = 16
 LIGHT_DEGREE = 2
 LIGHT_KEEP = 0.75
+LIGHT_DARKEST = 0.02
+LIGHT_LIMIT = 4.0
+# The largest zoom a bundle may ask to search (the settings allow the same).
+MAX_ZOOM = 0.3
 
 
 @dataclass(frozen=True)
 class Registration:
     """The reference (working copy, standardised) and the search a frame is matched over:
     shifts up to `max_shift` working pixels each way, turns up to `max_angle` degrees each way
-    (180: all round), zoom up to `max_zoom` (a share) nearer or farther. All zero: a fixed scene,
-    nothing searched. `light`: the good images' light (see the module), or None."""
+    (180: all round), zoom up to `max_zoom` (a share) nearer or farther. No shift and no turn: a
+    fixed scene (`fixed`), searched over zoom only, if at all. `light`: the good images' light
+    (see the module), or None."""
 
     reference: np.ndarray
     max_shift: float = 0.0
@@ -81,13 +93,14 @@ class Registration:
 
     @property
     def fixed(self) -> bool:
-        return self.max_shift == 0 and self.max_angle == 0 and self.max_zoom == 0
+        return self.max_shift == 0 and self.max_angle == 0
 
     @property
     def motion(self) -> str:
         """In words, for the bundle and the training summary."""
         if self.fixed:
-            return "fixed scene: the whole frame, not searched"
+            return "fixed scene: the whole frame, " + (
+                f"zoom up to {self.max_zoom:.0%} searched" if self.max_zoom else "not searched")
         turns = "turning all round" if self.max_angle >= 180 else (
             f"turning up to {self.max_angle:.0f} degrees" if self.max_angle else "not turning")
         share = self.max_shift / max(self.reference.shape)
@@ -105,10 +118,13 @@ class Registration:
     def from_dict(cls, data: dict[str, Any]) -> Registration:
         reference = _table(data["reference"], "reference")
         light = _table(data["light"], "light") if data.get("light") is not None else None
-        if light is not None and (light.shape != reference.shape or light.min() < 0):
-            raise ValueError("registration light must be a table of non-negative numbers the reference's size")
-        return cls(reference, float(data["max_shift"]), float(data["max_angle"]),
-                   float(data.get("max_zoom", 0.0)), light)
+        if light is not None and (light.shape != reference.shape or light.min() < 0 or light.max() < LIGHT_DARKEST):
+            raise ValueError("registration light must be a table of intensities the reference's size, "
+                             "not negative and not all black")
+        zoom = float(data.get("max_zoom", 0.0))
+        if not 0.0 <= zoom <= MAX_ZOOM:
+            raise ValueError(f"registration max_zoom must be between 0 and {MAX_ZOOM}; got {zoom}")
+        return cls(reference, float(data["max_shift"]), float(data["max_angle"]), zoom, light)
 
 
 def _table(value: Any, name: str) -> np.ndarray:
@@ -207,15 +223,20 @@ def match(work: np.ndarray, reference: np.ndarray, max_shift: float, max_angle: 
     # A turn of the whole copy about its centre, after `start`, refines the angle.
     angles = _angles(COARSE_ANGLE_STEP if max_angle >= 180 else FINE_ANGLE_STEP * 2,
                      FINE_ANGLE_STEP) if max_angle else [0.0]
-    reach = int(np.ceil(1 / factor)) + 1
+    # A fixed scene is not shifted: only zoomed about its centre.
+    reach = int(np.ceil(1 / factor)) + 1 if max_shift else 0
     if not max_zoom:
         return _search(work, reference, angles, reach, start)
+    if len(angles) > 1:
+        # Turned first at the camera's own distance; the zoom is searched at that turn.
+        start, angles = _search(work, reference, angles, reach, start)[0], [0.0]
     # Zoom about the centre after `start`: coarse steps over the whole range, then fine ones.
     best: tuple[np.ndarray, float] = (start, -2.0)
     found = 0.0
-    for zooms in (np.arange(-max_zoom, max_zoom + 1e-9, ZOOM_STEP), None):
+    steps = int(np.ceil(max_zoom / ZOOM_STEP))
+    for zooms in (np.linspace(-max_zoom, max_zoom, 2 * steps + 1), None):
         if zooms is None:
-            zooms = found + np.arange(-2, 3) * ZOOM_STEP / 4
+            zooms = np.clip(found + np.array([-2, -1, 1, 2]) * ZOOM_STEP / 4, -max_zoom, max_zoom)
         for zoom in zooms:
             scaled = np.vstack([cv2.getRotationMatrix2D(((work.shape[1] - 1) / 2, (work.shape[0] - 1) / 2), 0.0,
                                                         1.0 + float(zoom)), [0, 0, 1]]) @ np.vstack([start, [0, 0, 1]])
@@ -279,10 +300,10 @@ def _warp(work: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 def frame_matrix(gray: np.ndarray, registration: Registration | None, shape: tuple[int, int]) -> np.ndarray:
     """The 2x3 map from a frame's pixels to the model's input of `shape` (height, width): the
-    frame registered to the reference (or, for a fixed scene, simply resized)."""
+    frame registered to the reference (or, for a fixed scene searched over no zoom, simply resized)."""
     height, width = gray.shape[:2]
     to_input = np.diag([shape[1] / width, shape[0] / height, 1.0])
-    if registration is None or registration.fixed:
+    if registration is None or (registration.fixed and not registration.max_zoom):
         return to_input[:2]
     ref_h, ref_w = registration.reference.shape
     work_scale = np.diag([ref_w / width, ref_h / height, 1.0])
@@ -316,15 +337,20 @@ def _surface_terms(height: int, width: int) -> np.ndarray:
 def even_light(array: np.ndarray, light: np.ndarray) -> np.ndarray:
     """A registered input (its intensities as photographed) divided by its light relative to the
     good images' `light` (see the module): the field is fitted on LIGHT_CELLS x LIGHT_CELLS cells
-    of the log ratio, three times, each time on the LIGHT_KEEP share that fitted best."""
+    of the log ratio, three times, each time on the LIGHT_KEEP share of the usable cells that
+    fitted best."""
     small = cv2.resize(array, (light.shape[1], light.shape[0]), interpolation=cv2.INTER_AREA)
     ratio = np.log(np.maximum(small, 1e-3)) - np.log(np.maximum(light, 1e-3))
     cells = cv2.resize(ratio, (LIGHT_CELLS, LIGHT_CELLS), interpolation=cv2.INTER_AREA).ravel().astype(np.float64)
+    usable = cv2.resize(light, (LIGHT_CELLS, LIGHT_CELLS), interpolation=cv2.INTER_AREA).ravel() >= LIGHT_DARKEST
+    if usable.sum() * 4 < usable.size:
+        return array
     terms = _surface_terms(LIGHT_CELLS, LIGHT_CELLS)
-    use = np.ones(len(cells), bool)
+    use = usable
     for _ in range(3):
         coef = np.linalg.lstsq(terms[use], cells[use], rcond=None)[0]
         misfit = np.abs(cells - terms @ coef)
-        use = misfit <= np.quantile(misfit, LIGHT_KEEP)
-    field = np.exp(_surface_terms(*array.shape[:2]) @ coef).reshape(array.shape[:2])
+        use = usable & (misfit <= np.quantile(misfit[usable], LIGHT_KEEP))
+    limit = np.log(LIGHT_LIMIT)
+    field = np.exp(np.clip(_surface_terms(*array.shape[:2]) @ coef, -limit, limit)).reshape(array.shape[:2])
     return (array / field).astype(np.float32)

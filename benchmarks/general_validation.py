@@ -42,8 +42,10 @@ from inspector.models.components.running import score_arrays  # noqa: E402
 from inspector.models.denoising import fit as denoising_fit  # noqa: E402
 from inspector.models.pipeline_files import resolve_pipeline  # noqa: E402
 from inspector.nuisance import NUISANCES  # noqa: E402
+from inspector.nuisance import apply as apply_nuisance  # noqa: E402
 from inspector.pixel_metrics import pixel_quality  # noqa: E402
 from inspector.preprocess import prepare_frame, read_frame  # noqa: E402
+from inspector.registration import Registration  # noqa: E402
 from inspector.scoring import image_scores, score_map  # noqa: E402
 from inspector.usecases.training import load_images, train_bundle  # noqa: E402
 
@@ -109,26 +111,30 @@ def split(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return [paths[i] for i in sorted(order[held:])], [paths[i] for i in sorted(order[:held])]
 
 
+def drawn_defects(held: list[Path]):
+    """For each held-out frame: its path, the frame, and its drawn defects as (kind, draw, the
+    frame with the defect, its mask), the same draws for every seed, variant and nuisance."""
+    for index, path in enumerate(held):
+        frame = read_frame(path)
+        yield path, frame, [(kind, draw, *draw_generic(np.random.default_rng([7, index, kind, draw]), frame, kind))
+                            for kind in range(len(GENERIC_KINDS)) for draw in range(DRAWS)]
+
+
 def validation_set(held: list[Path], bundle):
     """Held-out frames prepared as the bundle prepares them (good), and drawn-defect copies with
     their masks in the model's input (warped with the clean frame's own registration)."""
     config = bundle.pipeline.preprocess
-    from inspector.registration import Registration
-
     registration = Registration.from_dict(bundle.training["registration"])
     good, defect, masks, kinds = [], [], [], []
-    for index, path in enumerate(held):
-        frame = read_frame(path)
+    for path, frame, drawings in drawn_defects(held):
         clean = prepare_frame(frame, config, path, registration=registration)
         good.append(clean.array)
-        for kind in range(len(GENERIC_KINDS)):
-            for draw in range(DRAWS):
-                drawn, mask = draw_generic(np.random.default_rng([7, index, kind, draw]), frame, kind)
-                defect.append(prepare_frame(drawn, config, path, registration=registration).array)
-                warped = cv2.warpAffine(mask.astype(np.float32), clean.matrix, (config.crop_width, config.crop_height),
-                                        flags=cv2.INTER_LINEAR)
-                masks.append(warped > 0.25)
-                kinds.append(kind)
+        for kind, _, drawn, mask in drawings:
+            defect.append(prepare_frame(drawn, config, path, registration=registration).array)
+            warped = cv2.warpAffine(mask.astype(np.float32), clean.matrix, (config.crop_width, config.crop_height),
+                                    flags=cv2.INTER_LINEAR)
+            masks.append(warped > 0.25)
+            kinds.append(kind)
     return np.stack(good), np.stack(defect), np.stack(masks), np.array(kinds)
 
 
@@ -137,25 +143,17 @@ def nuisance_sets(held: list[Path], bundle, names: list[str]) -> dict:
     same draws as `validation_set`) under it, prepared as the bundle prepares them (no masks: the
     nuisances that move the frame would move them too)."""
     config = bundle.pipeline.preprocess
-    from inspector import nuisance
-    from inspector.registration import Registration
-
     registration = Registration.from_dict(bundle.training["registration"])
-    sets = {}
-    for name in names:
-        good, defect, kinds = [], [], []
-        for index, path in enumerate(held):
-            frame = read_frame(path)
-            good.append(prepare_frame(nuisance.apply(name, frame, 0, path.name), config, path,
+    sets = {name: ([], [], []) for name in names}
+    for path, frame, drawings in drawn_defects(held):
+        for name, (good, defect, kinds) in sets.items():
+            good.append(prepare_frame(apply_nuisance(name, frame, 0, path.name), config, path,
                                       registration=registration).array)
-            for kind in range(len(GENERIC_KINDS)):
-                for draw in range(DRAWS):
-                    drawn, _ = draw_generic(np.random.default_rng([7, index, kind, draw]), frame, kind)
-                    changed = nuisance.apply(name, drawn, 0, f"{path.name}-{kind}-{draw}")
-                    defect.append(prepare_frame(changed, config, path, registration=registration).array)
-                    kinds.append(kind)
-        sets[name] = (np.stack(good), np.stack(defect), np.array(kinds))
-    return sets
+            for kind, draw, drawn, _ in drawings:
+                changed = apply_nuisance(name, drawn, 0, f"{path.name}-{kind}-{draw}")
+                defect.append(prepare_frame(changed, config, path, registration=registration).array)
+                kinds.append(kind)
+    return {name: (np.stack(good), np.stack(defect), np.array(kinds)) for name, (good, defect, kinds) in sets.items()}
 
 
 def measure_nuisances(bundle, sets: dict) -> dict:

@@ -139,9 +139,10 @@ class Inferencer:
         # Decoding PNGs dominates; OpenCV, ISA-L and numpy release the GIL, so threads decode in
         # parallel. With `processes` (the daemon) worker processes do (`decode_workers`), the
         # threads kept for frames changed on the way (`change_for`) and frames given as arrays.
-        self._pool = ThreadPoolExecutor(max_workers=threads or default_threads(), thread_name_prefix="inspector-decode")
+        threads = threads or default_threads()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inspector-decode")
         self._settings = (self.pipeline.preprocess, self.part_length, self.registration)  # `prepared_item`'s
-        self._workers = DecodeWorkers(self._settings, threads or default_threads(), DECODING) if processes else None
+        self._workers = DecodeWorkers(self._settings, threads, DECODING) if processes else None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .cv_setup import cv2
+from .settings import MAX_ZOOM_TOLERANCE
 
 # Frames are matched on copies this many pixels on the longer side, and a half-size copy first.
 WORKING_SIZE = 96
@@ -73,8 +74,6 @@ LIGHT_DEGREE = 2
 LIGHT_KEEP = 0.75
 LIGHT_DARKEST = 0.02
 LIGHT_LIMIT = 4.0
-# The largest zoom a bundle may ask to search (the settings allow the same).
-MAX_ZOOM = 0.3
 
 
 @dataclass(frozen=True)
@@ -122,8 +121,8 @@ class Registration:
             raise ValueError("registration light must be a table of intensities the reference's size, "
                              "not negative and not all black")
         zoom = float(data.get("max_zoom", 0.0))
-        if not 0.0 <= zoom <= MAX_ZOOM:
-            raise ValueError(f"registration max_zoom must be between 0 and {MAX_ZOOM}; got {zoom}")
+        if not 0.0 <= zoom <= MAX_ZOOM_TOLERANCE:
+            raise ValueError(f"registration max_zoom must be between 0 and {MAX_ZOOM_TOLERANCE}; got {zoom}")
         return cls(reference, float(data["max_shift"]), float(data["max_angle"]), zoom, light)
 
 

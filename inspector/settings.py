@@ -21,6 +21,8 @@ from .validation import check_choice, check_range, settings_to_dict
 
 NORMALIZATIONS = ("unit", "standardize")
 POSES = ("none", "axis", "register")
+# The largest zoom_tolerance (a share): a bundle's registration is checked against it too.
+MAX_ZOOM_TOLERANCE = 0.3
 ERROR_KINDS = ("squared", "absolute", "ssim", "distance")
 REDUCERS = ("mean", "max", "topk_mean", "smoothed_max")
 # Threshold policies and the ThresholdConfig key holding each one's parameter.
@@ -84,7 +86,7 @@ class PreprocessConfig:
                 raise ConfigError(f"'{where}.{key}' must be a multiple of 4; got {getattr(self, key)}")
         check_range(f"{where}.crop_margin", self.crop_margin, 1.0, 3.0)
         check_range(f"{where}.size_tolerance", self.size_tolerance, 0.0, 0.9)
-        check_range(f"{where}.zoom_tolerance", self.zoom_tolerance, 0.0, 0.3)
+        check_range(f"{where}.zoom_tolerance", self.zoom_tolerance, 0.0, MAX_ZOOM_TOLERANCE)
         check_range(f"{where}.mm_per_pixel", self.mm_per_pixel, 0.0, 100.0)
 
     @property

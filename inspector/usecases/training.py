@@ -17,7 +17,6 @@ import numpy as np
 from .. import models, nuisance
 from ..bundle import META_FILE, Bundle, images_fingerprint, library_versions, now_iso, save_bundle
 from ..calibration import choose_threshold, needs_defects, score_statistics, threshold_info
-from ..cv_setup import cv2
 from ..errors import ConfigError, ImageError, TrainingError
 from ..formats import list_images
 from ..preprocess import prepare, prepare_frame, read_frame
@@ -129,15 +128,17 @@ def fit_registration(paths: list[Path], pipeline: Pipeline) -> tuple[Pipeline, R
     (`inspector.registration.measure`). Unreadable images are left out here (and listed when
     they are loaded)."""
 
+    keep_light = pipeline.preprocess.flatten_light
+
     def read(path: Path):
-        """The frame's (height, width), its working copy and its copy as photographed at the
-        same size: frames are not kept, only copies."""
+        """The frame's (height, width), its working copy and (to keep the light) its copy as
+        photographed at the same size: frames are not kept, only copies."""
         try:
             frame = read_frame(path)
         except ImageError:
             return None
         shape = working_shape(frame.shape[:2])
-        return frame.shape[:2], working_copy(frame, shape), light_copy(frame, shape)
+        return frame.shape[:2], working_copy(frame, shape), light_copy(frame, shape) if keep_light else None
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         found = [r for r in pool.map(read, paths) if r is not None]
@@ -149,11 +150,10 @@ def fit_registration(paths: list[Path], pipeline: Pipeline) -> tuple[Pipeline, R
     shorter = max(SIDE_MULTIPLE, round(longer * aspect / SIDE_MULTIPLE) * SIDE_MULTIPLE)
     crop_width, crop_height = (longer, shorter) if width >= height else (shorter, longer)
     shape = working_shape((round(height), round(width)))
-    config = pipeline.preprocess
     works = [conform(copy, shape) for _, copy, _ in found]
-    registration = dataclasses.replace(measure(works), max_zoom=config.zoom_tolerance)
-    if config.flatten_light:
-        lights = [cv2.resize(c, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) for _, _, c in found]
+    registration = dataclasses.replace(measure(works), max_zoom=pipeline.preprocess.zoom_tolerance)
+    if keep_light:
+        lights = [light_copy(c, shape) for _, _, c in found]
         registration = dataclasses.replace(registration, light=light_of(lights, works, registration))
     return pipeline.replace("preprocess", crop_width=crop_width, crop_height=crop_height), registration
 

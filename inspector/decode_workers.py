@@ -152,7 +152,13 @@ class DecodeWorkers:
             data = source[1] if isinstance(source, tuple) else None
             try:
                 with self._budget.hold(declared_pixels(data) if data is not None else None):
-                    connection.send((source, keep_frame))
+                    try:
+                        connection.send((source, keep_frame))
+                    except OSError:
+                        # Ended before it was handed the file (its end not yet seen by
+                        # `is_alive`, another thread having reaped it): a new one takes it.
+                        process, connection = self._restart(process, connection)
+                        connection.send((source, keep_frame))
                     answer = connection.recv()
             except (EOFError, OSError) as exc:
                 pending.future.set_exception(DecodeWorkerDied(

@@ -64,8 +64,15 @@ def test_a_dead_worker_is_replaced(tiny_bundle, tmp_path):
     with Inferencer(bundle, threads=2, contain_failures=True, processes=True) as inferencer:
         first = judged(inferencer, given)
         # Killed while a batch is in their hands: that batch fails (the daemon then judges its
-        # files one by one), the next is judged by new workers.
-        loading = inferencer.load(given * 4, keep_maps=True)
+        # files one by one), the next is judged by new workers. The batch opens with two large
+        # frames (tens of milliseconds to decode): the workers are killed once both are handed
+        # over, while they decode them (a worker killed before it is handed a file is simply
+        # started again for it).
+        large = [write_png(tmp_path / f"large{i}.png", seed=40 + i, size=4000) for i in range(2)]
+        loading = inferencer.load([(path, path.read_bytes()) for path in large] + given * 4, keep_maps=True)
+        wait_for(lambda: all(p.future.running() for p in loading.futures[:2]), 30, "the large frames handed over",
+                 interval=0.001)
+        time.sleep(0.03)  # sent (a few ms), not yet decoded and prepared (70 ms or more)
         killed = kill_workers()
         with pytest.raises(DecodeWorkerDied):
             inferencer.score(loading)

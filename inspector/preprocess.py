@@ -16,7 +16,7 @@ import numpy as np
 from .cv_setup import cv2
 from .errors import ImageError
 from .formats import check_finite, decode_frame, read_bytes, to_unit
-from .registration import Registration, even_light, frame_matrix
+from .registration import Registration, even_light, fill_unseen, frame_matrix, seen_share
 from .settings import PreprocessConfig
 
 
@@ -295,8 +295,11 @@ def align_part(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLi
 def register_frame(gray: np.ndarray, config: PreprocessConfig, registration: Registration | None,
                    path: str | os.PathLike | None = None, original: np.ndarray | None = None) -> Prepared:
     """The frame registered to the training images' reference (`inspector.registration`; none:
-    the frame as it is) and resized to crop_width x crop_height, its light evened out when the
-    registration keeps the good images' light, normalised over the whole input.
+    the frame as it is) and resized to crop_width x crop_height, normalised over the whole input.
+    When the registration keeps the good images' light, the input's light is evened out against
+    it, and what the camera did not see (the input's edge when it is nearer than in training, or a
+    frame registered a few pixels over) is
+    the good images' light there, not the frame's edge pixels repeated.
 
     Nothing about the part is checked: a part missing or out of place is for the model to judge.
     Only a blank frame (the light off, the lens covered) cannot be judged.
@@ -313,7 +316,8 @@ def register_frame(gray: np.ndarray, config: PreprocessConfig, registration: Reg
     array = cv2.warpAffine(shrunk, on_shrunk, (width, height), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
     if registration is not None and registration.light is not None:
-        array = even_light(array, registration.light)
+        array = fill_unseen(even_light(array, registration.light), registration.light,
+                            seen_share(on_shrunk, shrunk.shape[:2], (width, height)))
     return Prepared(_intensities(array, config, None), gray.shape[:2],
                     *_preview(*_shrunk(gray if original is None else original), matrix), matrix=matrix)
 

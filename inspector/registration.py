@@ -26,7 +26,9 @@ ratio to that light, fitted on coarse cells, the quarter that fit worst left out
 where the good images are nearly black not used), so light falling off towards the corners or
 from one side evens out, and a hot spot in part (a surface of that degree cannot follow a spot
 a fifth of the frame wide). A defect smaller than a quarter of the frame is left out of the fit
-and stays; a larger one is partly taken for light.
+and stays; a larger one is partly taken for light. What the camera did not see (the input's edge,
+when the camera is nearer than in training or the part lies near the frame's edge) is filled with
+that light (`fill_unseen`).
 """
 
 from __future__ import annotations
@@ -353,3 +355,26 @@ def even_light(array: np.ndarray, light: np.ndarray) -> np.ndarray:
     limit = np.log(LIGHT_LIMIT)
     field = np.exp(np.clip(_surface_terms(*array.shape[:2]) @ coef, -limit, limit)).reshape(array.shape[:2])
     return (array / field).astype(np.float32)
+
+
+def seen_share(matrix: np.ndarray, shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray | None:
+    """For an input of `size` (width, height) that the 2x3 `matrix` maps a frame of `shape`
+    (height, width) to: how much of each input pixel the frame covers (1 inside, 0 beyond its
+    edge), or None when the frame covers the whole input."""
+    inverse = cv2.invertAffineTransform(np.asarray(matrix, np.float64))
+    corners = np.array([[0, 0], [size[0] - 1, 0], [size[0] - 1, size[1] - 1], [0, size[1] - 1]], np.float64)
+    points = corners @ inverse[:, :2].T + inverse[:, 2]
+    if points.min() >= 0 and (points[:, 0] <= shape[1] - 1).all() and (points[:, 1] <= shape[0] - 1).all():
+        return None
+    return cv2.warpAffine(np.ones(shape, np.float32), np.asarray(matrix, np.float64), size, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
+def fill_unseen(array: np.ndarray, light: np.ndarray, seen: np.ndarray | None) -> np.ndarray:
+    """An evened input whose pixels the camera did not see (`seen` below 1, see `seen_share`)
+    take the good images' `light` there instead: an edge the camera missed is neither a defect
+    nor the frame's last pixels repeated, which the model would judge as one."""
+    if seen is None:
+        return array
+    shown = cv2.resize(light, (array.shape[1], array.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return (seen * array + (1.0 - seen) * shown).astype(np.float32)

@@ -176,6 +176,41 @@ def test_a_zoom_search_does_not_hide_a_part_out_of_its_place(boards):
     assert change.max() > 0.4  # the part drawn where it is not, the board where it was
 
 
+def test_the_input_beyond_the_frame_is_marked_unseen():
+    size = (64, 48)  # the input's (width, height)
+    whole = np.diag([64 / WIDTH, 48 / HEIGHT])
+    assert registration.seen_share(np.c_[whole, [0, 0]], (HEIGHT, WIDTH), size) is None
+    # The frame 3 input pixels to the right: the input's first three columns lie beyond its edge.
+    seen = registration.seen_share(np.c_[whole, [3, 0]], (HEIGHT, WIDTH), size)
+    assert (seen[:, :3] == 0).all() and (seen[:, 3:] == 1).all()
+    # The frame shrunk about the input's centre (a nearer camera registered back): a rim unseen.
+    nearer = cv2.getRotationMatrix2D((31.5, 23.5), 0.0, 1 / 1.1) @ np.vstack([np.c_[whole, [0, 0]], [0, 0, 1]])
+    seen = registration.seen_share(nearer, (HEIGHT, WIDTH), size)
+    assert (seen[:2].max() < 1 and seen[-2:].max() < 1 and seen[:, :2].max() < 1 and seen[:, -2:].max() < 1
+            and (seen[5:-5, 5:-5] == 1).all())
+
+
+def test_what_a_nearer_camera_does_not_see_is_the_good_images_light(tmp_path, monkeypatch):
+    """Boards with a dark line just inside the top edge: a nearer camera pushes the line to the
+    frame's edge and loses the light ground above it. Registered back, the input's top rows are
+    the good images' light ground, not the line repeated."""
+    rng = np.random.default_rng(23)
+
+    def lined(frame):
+        cv2.line(frame, (0, 4), (WIDTH - 1, 4), 0.2, 2)
+        return frame
+
+    paths = write(tmp_path / "good", [lined(part_on_board(rng)) for _ in range(16)])
+    images = load_images(paths, with_preprocess(flatten_light=True, zoom_tolerance=0.1))
+    clean = lined(part_on_board(rng))
+    near = zoomed(clean, 1.09)
+    plain_top = prepared(images, clean)[0]
+    off = np.abs(prepared(images, near)[0] - plain_top).mean()
+    monkeypatch.setattr("inspector.preprocess.fill_unseen", lambda array, light, seen: array)
+    repeated = np.abs(prepared(images, near)[0] - plain_top).mean()
+    assert off < 0.1 and off < repeated / 4, (off, repeated)
+
+
 def test_the_registration_keeps_its_light_and_zoom_and_older_bundles_load(boards):
     kept = boards[True].registration
     again = registration.Registration.from_dict(kept.to_dict())
@@ -204,11 +239,11 @@ def test_a_good_board_under_uneven_light_scores_as_it_did_and_zoomed_far_less_th
         plain_score, dim, dim_blotched, near = (r.score for r in inferencer.judge(paths))
     assert dim == pytest.approx(plain_score, rel=0.25, abs=0.25)
     assert dim_blotched > 2 * max(plain_score, dim)
-    # The zoom found, the inside matches; what the nearer camera no longer sees at the input's
-    # edge still scores (the edge is filled by repeating its pixels), so only far less than
-    # without the search.
+    # The zoom found, the inside matches and what the nearer camera no longer sees at the
+    # input's edge is the good images' light: as in plain light, far less than unsearched.
     unsearched = dataclasses.replace(bundle, training={**bundle.training, "registration": {
         **bundle.training["registration"], "max_zoom": 0.0}})
     with Inferencer(unsearched) as inferencer:
         (near_unsearched,) = (r.score for r in inferencer.judge(paths[3:]))
-    assert near < 0.7 * near_unsearched, (near, near_unsearched)
+    assert near == pytest.approx(plain_score, rel=0.25, abs=0.25) and near < 0.7 * near_unsearched, (
+        near, plain_score, near_unsearched)

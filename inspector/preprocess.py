@@ -298,8 +298,8 @@ def register_frame(gray: np.ndarray, config: PreprocessConfig, registration: Reg
     the frame as it is) and resized to crop_width x crop_height, normalised over the whole input.
     When the registration keeps the good images' light, the input's light is evened out against
     it, and what the camera did not see (the input's edge when it is nearer than in training, or a
-    frame registered a few pixels over) is
-    the good images' light there, not the frame's edge pixels repeated.
+    frame registered a few pixels over) is the good images' light there, not the frame's edge
+    pixels repeated.
 
     Nothing about the part is checked: a part missing or out of place is for the model to judge.
     Only a blank frame (the light off, the lens covered) cannot be judged.

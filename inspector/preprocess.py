@@ -297,9 +297,9 @@ def register_frame(gray: np.ndarray, config: PreprocessConfig, registration: Reg
     """The frame registered to the training images' reference (`inspector.registration`; none:
     the frame as it is) and resized to crop_width x crop_height, normalised over the whole input.
     When the registration keeps the good images' light, the input's light is evened out against
-    it, and what the camera did not see (the input's edge when it is nearer than in training, or a
-    frame registered a few pixels over) is the good images' light there, not the frame's edge
-    pixels repeated.
+    it, and (`fill`, bundles trained since) what the camera did not see (the input's edge when it
+    is nearer than in training, or a frame registered a few pixels over) is the good images' light
+    there, not the frame's edge pixels repeated.
 
     Nothing about the part is checked: a part missing or out of place is for the model to judge.
     Only a blank frame (the light off, the lens covered) cannot be judged.
@@ -316,8 +316,9 @@ def register_frame(gray: np.ndarray, config: PreprocessConfig, registration: Reg
     array = cv2.warpAffine(shrunk, on_shrunk, (width, height), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
     if registration is not None and registration.light is not None:
-        array = fill_unseen(even_light(array, registration.light), registration.light,
-                            seen_share(on_shrunk, shrunk.shape[:2], (width, height)))
+        array = even_light(array, registration.light)
+        if registration.fill:
+            array = fill_unseen(array, registration.light, seen_share(on_shrunk, shrunk.shape[:2], (width, height)))
     return Prepared(_intensities(array, config, None), gray.shape[:2],
                     *_preview(*_shrunk(gray if original is None else original), matrix), matrix=matrix)
 

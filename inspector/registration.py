@@ -19,7 +19,10 @@ the camera's distance is searched beyond it, within the pipeline's `zoom_toleran
 scene a few percent nearer or farther is the same scene. The zoom is searched about the centre,
 at the best shift and turn; in a fixed scene at no shift.
 
-With `flatten_light` the registration also keeps the good images' light: the mean of their
+With `flatten_light` a part that moves about the frame is matched on flattened working copies
+(`flat`: the logarithm of the copy less its broad blur, so that light falling across the frame
+does not pull the match away from the part; a scene that stands still registers as well without,
+and held-out transistors scored a little lower with), and the registration keeps the good images' light: the mean of their
 copies shrunk to the working size, their intensities as photographed, registered (`light`). A
 frame's input is divided by a smooth field (a second-degree surface in the logarithm of its
 ratio to that light, fitted on coarse cells, the quarter that fit worst left out, and cells
@@ -66,6 +69,11 @@ ANGLE_MARGIN = 5.0
 FREE_TURN = 60.0
 # Zoom is searched in steps of this share, then once more around the best in steps a quarter as large.
 ZOOM_STEP = 0.02
+# A flattened working copy is its logarithm less a blur this share of its longer side wide
+# (broad against a part's edges, narrow against the light's fall across the frame), with
+# intensities floored at FLAT_DARKEST first (the logarithm of a black pixel is its noise).
+FLAT_BLUR = 1 / 8
+FLAT_DARKEST = 0.01
 # The light is fitted on this many cells each way, as a surface of this degree, on the cells that
 # fit best (this share of them; the others may hold a defect or a part that moved). Cells where
 # the good images' light is below LIGHT_DARKEST are left out (on a black ground the ratio is the
@@ -84,13 +92,17 @@ class Registration:
     shifts up to `max_shift` working pixels each way, turns up to `max_angle` degrees each way
     (180: all round), zoom up to `max_zoom` (a share) nearer or farther. No shift and no turn: a
     fixed scene (`fixed`), searched over zoom only, if at all. `light`: the good images' light
-    (see the module), or None."""
+    (see the module), or None. `flat`: the working copies (the reference's too) are flattened.
+    `fill`: what the camera did not see is filled with the light (bundles saved before it repeat
+    the frame's edge, as their models learned)."""
 
     reference: np.ndarray
     max_shift: float = 0.0
     max_angle: float = 0.0
     max_zoom: float = 0.0
     light: np.ndarray | None = None
+    flat: bool = False
+    fill: bool = False
 
     @property
     def fixed(self) -> bool:
@@ -110,7 +122,8 @@ class Registration:
 
     def to_dict(self) -> dict[str, Any]:
         data = {"reference": np.round(self.reference, 3).tolist(), "max_shift": float(self.max_shift),
-                "max_angle": float(self.max_angle), "max_zoom": float(self.max_zoom), "motion": self.motion}
+                "max_angle": float(self.max_angle), "max_zoom": float(self.max_zoom), "flat": self.flat,
+                "fill": self.fill, "motion": self.motion}
         if self.light is not None:
             data["light"] = np.round(self.light, 4).tolist()
         return data
@@ -125,7 +138,13 @@ class Registration:
         zoom = float(data.get("max_zoom", 0.0))
         if not 0.0 <= zoom <= MAX_ZOOM_TOLERANCE:
             raise ValueError(f"registration max_zoom must be between 0 and {MAX_ZOOM_TOLERANCE}; got {zoom}")
-        return cls(reference, float(data["max_shift"]), float(data["max_angle"]), zoom, light)
+        flat, fill = data.get("flat", False), data.get("fill", False)
+        for name, value in (("flat", flat), ("fill", fill)):
+            if not isinstance(value, bool):
+                raise ValueError(f"registration {name} must be true or false; got {value!r}")
+        if fill and light is None:
+            raise ValueError("registration fill needs the good images' light")
+        return cls(reference, float(data["max_shift"]), float(data["max_angle"]), zoom, light, flat, fill)
 
 
 def _table(value: Any, name: str) -> np.ndarray:
@@ -142,9 +161,14 @@ def working_shape(shape: tuple[int, int], size: int = WORKING_SIZE) -> tuple[int
     return max(8, round(height * factor)), max(8, round(width * factor))
 
 
-def working_copy(gray: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A frame shrunk to `shape` (height, width), blurred a little and standardised (mean 0, std 1)."""
-    return _standardised(cv2.GaussianBlur(light_copy(gray, shape), (0, 0), 1.0))
+def working_copy(gray: np.ndarray, shape: tuple[int, int], flat: bool = False) -> np.ndarray:
+    """A frame shrunk to `shape` (height, width), blurred a little and standardised (mean 0, std 1);
+    `flat`: its logarithm less a broad blur of it first (see FLAT_BLUR), which takes out the light."""
+    copy = light_copy(gray, shape)
+    if flat:
+        copy = np.log(np.maximum(copy, FLAT_DARKEST))
+        copy = copy - cv2.GaussianBlur(copy, (0, 0), max(shape) * FLAT_BLUR)
+    return _standardised(cv2.GaussianBlur(copy, (0, 0), 1.0))
 
 
 def light_copy(gray: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -257,8 +281,10 @@ def _motion(matrix: np.ndarray, shape: tuple[int, int]) -> tuple[float, float]:
     return float(np.hypot(*(matrix[:, :2] @ centre + matrix[:, 2] - centre))), abs(_angle_of(matrix))
 
 
-def measure(copies: Sequence[np.ndarray]) -> Registration:
-    """The reference and the search the training images' working copies call for (see the module)."""
+def measure(copies: Sequence[np.ndarray], flat_copies: Sequence[np.ndarray] | None = None) -> Registration:
+    """The reference and the search the training images' working copies call for (see the module).
+    With `flat_copies` (the same images' flattened working copies) a part that moves about the
+    frame is matched on those (`flat`); a scene that stands still is matched on `copies` alone."""
     copies = [np.asarray(c, np.float32) for c in copies]
     shape = copies[0].shape
     still = _standardised(np.mean(copies, axis=0))
@@ -276,6 +302,9 @@ def measure(copies: Sequence[np.ndarray]) -> Registration:
         return Registration(reference, min(reach, float(shifts.max()) * SHIFT_SLACK + SHIFT_MARGIN), 0.0)
     # The part moves about the frame: the reference is the image most like the plain mean, then
     # twice the mean of all of them registered to it.
+    flat = flat_copies is not None
+    if flat:
+        copies = [np.asarray(c, np.float32) for c in flat_copies]
     reach = BUILD_SHIFT * max(shape)
     reference = copies[int(np.argmax(at_rest))]
     for _ in range(2):
@@ -287,7 +316,7 @@ def measure(copies: Sequence[np.ndarray]) -> Registration:
     turn = float(np.percentile(turns, 90))
     max_angle = 0.0 if turn <= STILL_ANGLE else (180.0 if turns.max() > FREE_TURN
                                                  else min(180.0, float(turns.max()) + ANGLE_MARGIN))
-    return Registration(reference, max_shift, max_angle)
+    return Registration(reference, max_shift, max_angle, flat=flat)
 
 
 def _standardised(image: np.ndarray) -> np.ndarray:
@@ -308,7 +337,7 @@ def frame_matrix(gray: np.ndarray, registration: Registration | None, shape: tup
         return to_input[:2]
     ref_h, ref_w = registration.reference.shape
     work_scale = np.diag([ref_w / width, ref_h / height, 1.0])
-    found, _ = match(working_copy(gray, (ref_h, ref_w)), registration.reference,
+    found, _ = match(working_copy(gray, (ref_h, ref_w), registration.flat), registration.reference,
                      registration.max_shift, registration.max_angle, registration.max_zoom)
     ref_to_input = np.diag([shape[1] / ref_w, shape[0] / ref_h, 1.0])
     return (ref_to_input @ np.vstack([found, [0, 0, 1]]) @ work_scale)[:2]
@@ -376,5 +405,8 @@ def fill_unseen(array: np.ndarray, light: np.ndarray, seen: np.ndarray | None) -
     nor the frame's last pixels repeated, which the model would judge as one."""
     if seen is None:
         return array
-    shown = cv2.resize(light, (array.shape[1], array.shape[0]), interpolation=cv2.INTER_LINEAR)
+    # The light scaled as `frame_matrix` scales the reference to the input (pixel 0 on pixel 0).
+    height, width = array.shape[:2]
+    scale = np.array([[width / light.shape[1], 0, 0], [0, height / light.shape[0], 0]])
+    shown = cv2.warpAffine(light, scale, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return (seen * array + (1.0 - seen) * shown).astype(np.float32)

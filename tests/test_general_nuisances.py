@@ -11,8 +11,8 @@ from inspector import nuisance, registration
 from inspector.cv_setup import cv2
 from inspector.inference import Inferencer
 from inspector.models.pipeline_files import pipeline_from_dict
-from inspector.preprocess import prepare_frame
-from inspector.usecases.training import load_images, train_bundle
+from inspector.preprocess import prepare_frame, read_frame
+from inspector.usecases.training import fit_registration, load_images, train_bundle
 from inspector.bundle import load_bundle
 
 from test_general import HEIGHT, WIDTH, board, draw_part, moving_part, part_on_board, plain, PART_PLACE, tiny, working, write
@@ -176,6 +176,42 @@ def test_a_zoom_search_does_not_hide_a_part_out_of_its_place(boards):
     assert change.max() > 0.4  # the part drawn where it is not, the board where it was
 
 
+def test_a_part_lying_anywhere_is_registered_under_uneven_light_where_it_is_in_plain_light():
+    """Matched on flattened working copies, light across the frame does not pull the match."""
+    rng = np.random.default_rng(24)
+    frames = [moving_part(rng) for _ in range(16)]
+    shape = registration.working_shape(frames[0].shape)
+    frame = draw_part(plain(rng), (60.0, 50.0), 20.0)
+    xs = np.mgrid[0:HEIGHT, 0:WIDTH][1].astype(np.float32)
+    lit = [frame * (1 - 0.6 * xs / WIDTH), falloff(frame), nuisance.apply("light-gradient", frame, 0, "frame.png")]
+    centre = np.array([31.5, 23.5, 1.0])  # the input's centre, in the frame
+    moved = {}
+    copies = [registration.working_copy(f, shape) for f in frames]
+    for flat in (False, True):
+        searched = registration.measure(copies, [registration.working_copy(f, shape, True) for f in frames]
+                                        if flat else None)
+        assert searched.max_angle == 180 and searched.flat == flat
+
+        def where(gray):
+            return cv2.invertAffineTransform(registration.frame_matrix(gray, searched, (48, 64))) @ centre
+
+        moved[flat] = [float(np.hypot(*(where(dim) - where(frame)))) for dim in lit]
+    assert max(moved[True]) < 0.05 and sum(moved[False]) > 10 * sum(moved[True]), moved
+
+
+def test_training_matches_a_part_lying_anywhere_on_flattened_copies(tmp_path):
+    rng = np.random.default_rng(25)
+    paths = write(tmp_path / "good", [moving_part(rng) for _ in range(12)])
+    _, found = fit_registration(paths, with_preprocess(flatten_light=True, zoom_tolerance=0.1))
+    frames = [read_frame(path) for path in paths]
+    shape = found.reference.shape
+    expected = registration.measure([registration.working_copy(f, shape) for f in frames],
+                                    [registration.working_copy(f, shape, True) for f in frames])
+    assert found.flat and expected.flat and np.allclose(found.reference, expected.reference, atol=1e-5)
+    _, plain_light = fit_registration(paths, with_preprocess(flatten_light=False))
+    assert not plain_light.flat and not plain_light.fill
+
+
 def test_the_input_beyond_the_frame_is_marked_unseen():
     size = (64, 48)  # the input's (width, height)
     whole = np.diag([64 / WIDTH, 48 / HEIGHT])
@@ -191,14 +227,16 @@ def test_the_input_beyond_the_frame_is_marked_unseen():
 
 
 def test_what_a_nearer_camera_does_not_see_is_the_good_images_light(tmp_path, monkeypatch):
-    """Boards with a dark line just inside the top edge: a nearer camera pushes the line to the
-    frame's edge and loses the light ground above it. Registered back, the input's top rows are
-    the good images' light ground, not the line repeated."""
+    """Boards with a dark line just inside the top edge, lit brighter at the top left: a nearer
+    camera pushes the line to the frame's edge and loses the ground above it. Registered back,
+    the input's top rows are the good images' ground there, not the line repeated (nor the light
+    of another corner)."""
     rng = np.random.default_rng(23)
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
 
     def lined(frame):
         cv2.line(frame, (0, 4), (WIDTH - 1, 4), 0.2, 2)
-        return frame
+        return frame * (1 - 0.25 * (xs / WIDTH + ys / HEIGHT))
 
     paths = write(tmp_path / "good", [lined(part_on_board(rng)) for _ in range(16)])
     images = load_images(paths, with_preprocess(flatten_light=True, zoom_tolerance=0.1))
@@ -206,18 +244,36 @@ def test_what_a_nearer_camera_does_not_see_is_the_good_images_light(tmp_path, mo
     near = zoomed(clean, 1.09)
     plain_top = prepared(images, clean)[0]
     off = np.abs(prepared(images, near)[0] - plain_top).mean()
+    light = images.registration.light
+    for other in (light[:, ::-1], light[::-1]):  # the light of the other side: the wrong ground
+        turned = dataclasses.replace(images, registration=dataclasses.replace(images.registration, light=other.copy()))
+        wrong = np.abs(prepared(turned, near)[0] - plain_top).mean()
+        assert wrong > 2 * off, (off, wrong)
+    # A bundle saved before the fill repeats the frame's edge, as its model learned.
+    saved = {k: v for k, v in images.registration.to_dict().items() if k != "fill"}
+    assert images.registration.fill and not registration.Registration.from_dict(saved).fill
+    repeated = prepared(dataclasses.replace(images, registration=dataclasses.replace(images.registration, fill=False)),
+                        near)
     monkeypatch.setattr("inspector.preprocess.fill_unseen", lambda array, light, seen: array)
-    repeated = np.abs(prepared(images, near)[0] - plain_top).mean()
-    assert off < 0.1 and off < repeated / 4, (off, repeated)
+    assert np.array_equal(repeated, prepared(images, near))
+    assert off < 0.1 and off < np.abs(repeated[0] - plain_top).mean() / 4, (off, repeated[0].mean())
 
 
 def test_the_registration_keeps_its_light_and_zoom_and_older_bundles_load(boards):
     kept = boards[True].registration
+    # A scene that stands still is matched on its plain working copies, the light kept or not.
+    assert not kept.flat and not boards[False].registration.flat
+    kept = dataclasses.replace(kept, flat=True)
     again = registration.Registration.from_dict(kept.to_dict())
-    assert again.max_zoom == kept.max_zoom and np.allclose(again.light, kept.light, atol=1e-4)
-    older = {k: v for k, v in kept.to_dict().items() if k not in ("light", "max_zoom")}
+    assert again.max_zoom == kept.max_zoom and again.flat and np.allclose(again.light, kept.light, atol=1e-4)
+    older = {k: v for k, v in kept.to_dict().items() if k not in ("light", "max_zoom", "flat", "fill")}
     loaded = registration.Registration.from_dict(older)
-    assert loaded.light is None and loaded.max_zoom == 0.0
+    assert loaded.light is None and loaded.max_zoom == 0.0 and not loaded.flat
+    for key in ("flat", "fill"):
+        with pytest.raises(ValueError, match=key):
+            registration.Registration.from_dict({**kept.to_dict(), key: "yes"})
+    with pytest.raises(ValueError, match="fill needs"):
+        registration.Registration.from_dict({**older, "fill": True})
     shape = kept.reference.shape
     for light in (np.ones((10, 10)), -np.ones(shape), np.zeros(shape), np.full(shape, np.nan)):
         with pytest.raises(ValueError, match="light"):

@@ -22,8 +22,9 @@ at the best shift and turn; in a fixed scene at no shift.
 With `flatten_light` a part that moves about the frame is matched on flattened working copies
 (`flat`: the logarithm of the copy less its broad blur, so that light falling across the frame
 does not pull the match away from the part; a scene that stands still registers as well without,
-and held-out transistors scored a little lower with), and the registration keeps the good images' light: the mean of their
-copies shrunk to the working size, their intensities as photographed, registered (`light`). A
+and held-out transistors scored a little lower with), and the registration keeps the good
+images' light: the mean of their copies shrunk to the working size, their intensities as
+photographed, registered (`light`). A
 frame's input is divided by a smooth field (a second-degree surface in the logarithm of its
 ratio to that light, fitted on coarse cells, the quarter that fit worst left out, and cells
 where the good images are nearly black not used), so light falling off towards the corners or
@@ -164,10 +165,14 @@ def working_shape(shape: tuple[int, int], size: int = WORKING_SIZE) -> tuple[int
 def working_copy(gray: np.ndarray, shape: tuple[int, int], flat: bool = False) -> np.ndarray:
     """A frame shrunk to `shape` (height, width), blurred a little and standardised (mean 0, std 1);
     `flat`: its logarithm less a broad blur of it first (see FLAT_BLUR), which takes out the light."""
-    copy = light_copy(gray, shape)
+    return working_of(light_copy(gray, shape), flat)
+
+
+def working_of(copy: np.ndarray, flat: bool = False) -> np.ndarray:
+    """`working_copy` of a frame whose `light_copy` is `copy` (training keeps both)."""
     if flat:
         copy = np.log(np.maximum(copy, FLAT_DARKEST))
-        copy = copy - cv2.GaussianBlur(copy, (0, 0), max(shape) * FLAT_BLUR)
+        copy = copy - cv2.GaussianBlur(copy, (0, 0), max(copy.shape) * FLAT_BLUR)
     return _standardised(cv2.GaussianBlur(copy, (0, 0), 1.0))
 
 

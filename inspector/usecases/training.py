@@ -20,7 +20,7 @@ from ..calibration import choose_threshold, needs_defects, score_statistics, thr
 from ..errors import ConfigError, ImageError, TrainingError
 from ..formats import list_images
 from ..preprocess import prepare, prepare_frame, read_frame
-from ..registration import Registration, conform, light_copy, light_of, measure, working_copy, working_shape
+from ..registration import Registration, conform, light_copy, light_of, measure, working_of, working_shape
 from ..scoring import heat_scale
 from ..settings import Pipeline
 from .folders import folder_images
@@ -131,32 +131,29 @@ def fit_registration(paths: list[Path], pipeline: Pipeline) -> tuple[Pipeline, R
     keep_light = pipeline.preprocess.flatten_light
 
     def read(path: Path):
-        """The frame's (height, width), its working copy and (to keep the light) its flattened
-        working copy and its copy as photographed at the same size: frames are not kept, only copies."""
+        """The frame's (height, width) and its copy as photographed at the working size, which
+        its working copies are made from: frames are not kept, only copies."""
         try:
             frame = read_frame(path)
         except ImageError:
             return None
-        shape = working_shape(frame.shape[:2])
-        if not keep_light:
-            return frame.shape[:2], working_copy(frame, shape), None, None
-        return frame.shape[:2], working_copy(frame, shape), working_copy(frame, shape, flat=True), light_copy(frame, shape)
+        return frame.shape[:2], light_copy(frame, working_shape(frame.shape[:2]))
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         found = [r for r in pool.map(read, paths) if r is not None]
     if len(found) < MIN_IMAGES:
         raise TrainingError(f"need at least {MIN_IMAGES} readable good images to train, found {len(found)}")
-    height, width = (float(np.median([shape[k] for shape, *_ in found])) for k in (0, 1))
+    height, width = (float(np.median([shape[k] for shape, _ in found])) for k in (0, 1))
     longer = pipeline.preprocess.size // SIDE_MULTIPLE * SIDE_MULTIPLE
     aspect = min(height, width) / max(height, width)
     shorter = max(SIDE_MULTIPLE, round(longer * aspect / SIDE_MULTIPLE) * SIDE_MULTIPLE)
     crop_width, crop_height = (longer, shorter) if width >= height else (shorter, longer)
     shape = working_shape((round(height), round(width)))
-    works = [conform(copy, shape) for _, copy, _, _ in found]
-    flats = [conform(copy, shape) for _, _, copy, _ in found] if keep_light else None
+    works = [conform(working_of(copy), shape) for _, copy in found]
+    flats = [conform(working_of(copy, flat=True), shape) for _, copy in found] if keep_light else None
     registration = dataclasses.replace(measure(works, flats), max_zoom=pipeline.preprocess.zoom_tolerance)
     if keep_light:
-        lights = [light_copy(c, shape) for *_, c in found]
+        lights = [light_copy(copy, shape) for _, copy in found]
         registration = dataclasses.replace(registration, light=light_of(lights, flats if registration.flat else works,
                                                                          registration), fill=True)
     return pipeline.replace("preprocess", crop_width=crop_width, crop_height=crop_height), registration

@@ -296,7 +296,7 @@ def _validate(meta: dict[str, Any], meta_path: Path) -> None:
             Registration.from_dict(training["registration"])
         except (KeyError, TypeError, ValueError) as exc:
             fail("training.registration", f"an object with a reference image, max_shift and max_angle, "
-                 f"and optionally max_zoom, the good images' light, flat and fill ({exc})")
+                 f"and optionally max_zoom, the good images' light, flat, fill and local_light ({exc})")
     versions = section("versions")
     for key, value in versions.items():
         if not isinstance(value, str):

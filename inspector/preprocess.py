@@ -316,7 +316,7 @@ def register_frame(gray: np.ndarray, config: PreprocessConfig, registration: Reg
     array = cv2.warpAffine(shrunk, on_shrunk, (width, height), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
     if registration is not None and registration.light is not None:
-        array = even_light(array, registration.light)
+        array = even_light(array, registration.light, registration.local_light)
         if registration.fill:
             array = fill_unseen(array, registration.light, seen_share(on_shrunk, shrunk.shape[:2], (width, height)))
     return Prepared(_intensities(array, config, None), gray.shape[:2],

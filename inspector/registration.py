@@ -28,9 +28,13 @@ photographed, registered (`light`). A
 frame's input is divided by a smooth field (a second-degree surface in the logarithm of its
 ratio to that light, fitted on coarse cells, the quarter that fit worst left out, and cells
 where the good images are nearly black not used), so light falling off towards the corners or
-from one side evens out, and a hot spot in part (a surface of that degree cannot follow a spot
-a fifth of the frame wide). A defect smaller than a quarter of the frame is left out of the fit
-and stays; a larger one is partly taken for light. What the camera did not see (the input's edge,
+from one side evens out. A surface of that degree cannot follow a hot spot a fifth of the frame
+wide: with `local_light` (training sets it for a part that moves about the frame, as `flat`;
+held-out transistors, a scene that stands still, scored a little lower with it) what the surface
+leaves is evened out too, as the median of its misfit over the 5x5 cells around each cell
+(cells off by more than a factor of 1.6, no light's doing, left out). A defect smaller than a quarter of the frame is left out of the surface, and one covering
+fewer than half of those 5x5 cells, or darker or brighter than that factor, out of the local
+light; a larger, fainter one is partly taken for light. What the camera did not see (the input's edge,
 when the camera is nearer than in training or the part lies near the frame's edge) is filled with
 that light (`fill_unseen`).
 """
@@ -85,6 +89,12 @@ LIGHT_DEGREE = 2
 LIGHT_KEEP = 0.75
 LIGHT_DARKEST = 0.02
 LIGHT_LIMIT = 4.0
+# With `local_light` the field also follows light a few cells across, which the surface cannot (a
+# hot spot): the surface's misfit, median-filtered over LIGHT_LOCAL x LIGHT_LOCAL cells so that a
+# defect covering fewer than about half of them is not taken for light, then smoothed.
+LIGHT_LOCAL = 5
+LIGHT_LOCAL_BLUR = 0.7
+LIGHT_LOCAL_MOST = float(np.log(1.6))
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,8 @@ class Registration:
     fixed scene (`fixed`), searched over zoom only, if at all. `light`: the good images' light
     (see the module), or None. `flat`: the working copies (the reference's too) are flattened.
     `fill`: what the camera did not see is filled with the light (bundles saved before it repeat
-    the frame's edge, as their models learned)."""
+    the frame's edge, as their models learned). `local_light`: the light is evened out locally
+    too, a hot spot included (bundles saved before it even out a smooth surface only)."""
 
     reference: np.ndarray
     max_shift: float = 0.0
@@ -104,6 +115,7 @@ class Registration:
     light: np.ndarray | None = None
     flat: bool = False
     fill: bool = False
+    local_light: bool = False
 
     @property
     def fixed(self) -> bool:
@@ -124,7 +136,7 @@ class Registration:
     def to_dict(self) -> dict[str, Any]:
         data = {"reference": np.round(self.reference, 3).tolist(), "max_shift": float(self.max_shift),
                 "max_angle": float(self.max_angle), "max_zoom": float(self.max_zoom), "flat": self.flat,
-                "fill": self.fill, "motion": self.motion}
+                "fill": self.fill, "local_light": self.local_light, "motion": self.motion}
         if self.light is not None:
             data["light"] = np.round(self.light, 4).tolist()
         return data
@@ -139,13 +151,13 @@ class Registration:
         zoom = float(data.get("max_zoom", 0.0))
         if not 0.0 <= zoom <= MAX_ZOOM_TOLERANCE:
             raise ValueError(f"registration max_zoom must be between 0 and {MAX_ZOOM_TOLERANCE}; got {zoom}")
-        flat, fill = data.get("flat", False), data.get("fill", False)
-        for name, value in (("flat", flat), ("fill", fill)):
+        flat, fill, local = (data.get(name, False) for name in ("flat", "fill", "local_light"))
+        for name, value in (("flat", flat), ("fill", fill), ("local_light", local)):
             if not isinstance(value, bool):
                 raise ValueError(f"registration {name} must be true or false; got {value!r}")
-        if fill and light is None:
-            raise ValueError("registration fill needs the good images' light")
-        return cls(reference, float(data["max_shift"]), float(data["max_angle"]), zoom, light, flat, fill)
+            if value and name != "flat" and light is None:
+                raise ValueError(f"registration {name} needs the good images' light")
+        return cls(reference, float(data["max_shift"]), float(data["max_angle"]), zoom, light, flat, fill, local)
 
 
 def _table(value: Any, name: str) -> np.ndarray:
@@ -369,11 +381,11 @@ def _surface_terms(height: int, width: int) -> np.ndarray:
     return terms
 
 
-def even_light(array: np.ndarray, light: np.ndarray) -> np.ndarray:
+def even_light(array: np.ndarray, light: np.ndarray, local: bool = False) -> np.ndarray:
     """A registered input (its intensities as photographed) divided by its light relative to the
     good images' `light` (see the module): the field is fitted on LIGHT_CELLS x LIGHT_CELLS cells
     of the log ratio, three times, each time on the LIGHT_KEEP share of the usable cells that
-    fitted best."""
+    fitted best; `local`: with the surface's misfit, median-filtered, added (see LIGHT_LOCAL)."""
     small = cv2.resize(array, (light.shape[1], light.shape[0]), interpolation=cv2.INTER_AREA)
     ratio = np.log(np.maximum(small, 1e-3)) - np.log(np.maximum(light, 1e-3))
     cells = cv2.resize(ratio, (LIGHT_CELLS, LIGHT_CELLS), interpolation=cv2.INTER_AREA).ravel().astype(np.float64)
@@ -386,9 +398,28 @@ def even_light(array: np.ndarray, light: np.ndarray) -> np.ndarray:
         coef = np.linalg.lstsq(terms[use], cells[use], rcond=None)[0]
         misfit = np.abs(cells - terms @ coef)
         use = usable & (misfit <= np.quantile(misfit[usable], LIGHT_KEEP))
+    height, width = array.shape[:2]
+    field = _surface_terms(height, width) @ coef
+    if local:
+        field = field + cv2.resize(_local_light(cells - terms @ coef, usable), (width, height),
+                                   interpolation=cv2.INTER_LINEAR).ravel()
     limit = np.log(LIGHT_LIMIT)
-    field = np.exp(np.clip(_surface_terms(*array.shape[:2]) @ coef, -limit, limit)).reshape(array.shape[:2])
-    return (array / field).astype(np.float32)
+    return (array / np.exp(np.clip(field, -limit, limit)).reshape(height, width)).astype(np.float32)
+
+
+def _local_light(misfit: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """The light the surface missed, on the cells: each cell's median misfit over the LIGHT_LOCAL
+    x LIGHT_LOCAL cells around it, leaving out cells the good images' light does not reach and
+    cells further off than any light (LIGHT_LOCAL_MOST: a part missing or out of place), then
+    smoothed."""
+    cells = np.where(usable & (np.abs(misfit) <= LIGHT_LOCAL_MOST), misfit, np.nan).reshape(LIGHT_CELLS, LIGHT_CELLS)
+    reach = LIGHT_LOCAL // 2
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(cells, reach, mode="edge"), (LIGHT_LOCAL, LIGHT_LOCAL))
+    ordered = np.sort(windows.reshape(LIGHT_CELLS, LIGHT_CELLS, -1), axis=2)  # the cells left out last
+    counted = np.isfinite(ordered).sum(axis=2)[..., None]
+    middle = [np.take_along_axis(ordered, np.maximum(at, 0), 2)[..., 0] for at in ((counted - 1) // 2, counted // 2)]
+    median = np.where(counted[..., 0] > 0, (middle[0] + middle[1]) / 2, 0.0)
+    return cv2.GaussianBlur(median.astype(np.float32), (0, 0), LIGHT_LOCAL_BLUR, borderType=cv2.BORDER_REFLECT)
 
 
 def seen_share(matrix: np.ndarray, shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray | None:

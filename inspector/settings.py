@@ -60,8 +60,8 @@ class PreprocessConfig:
     # flatten_light: even out light falling off towards the corners, from one side or a hot spot.
     # pose = "axis": the frame is divided by its background's light before the part is found and
     # measured; pose = "register": the input by its light relative to the good images' (a smooth
-    # surface fitted to their ratio, which takes a hot spot out only in part;
-    # `inspector.registration`). pose = "axis" only: check_view
+    # surface fitted to their ratio, and for a part that moves what it leaves a few cells across,
+    # a hot spot; `inspector.registration`). pose = "axis" only: check_view
     # refuses a part touching the frame's edge or a second part in the frame; size_tolerance
     # refuses a part whose length differs by more than this share from the parts trained on (0:
     # no check).

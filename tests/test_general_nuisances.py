@@ -108,6 +108,46 @@ def test_a_large_defect_is_left_out_of_the_fitted_light():
     assert ground.std() < 0.02 * ground.mean()
 
 
+def hot_spot(shape, centre, sigma: float, gain: float) -> np.ndarray:
+    """A lamp's hot spot: 1 + `gain` at `centre` (shares of width, height), falling off as a
+    Gaussian `sigma` of the width across."""
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    r2 = (xs / shape[1] - centre[0]) ** 2 + (ys / shape[1] - centre[1] * shape[0] / shape[1]) ** 2
+    return 1 + gain * np.exp(-r2 / (2 * sigma**2))
+
+
+def test_a_hot_spot_is_evened_out_locally_and_a_dark_patch_beside_it_kept():
+    """A surface cannot follow a spot a sixth of the frame wide; the local light does, while a
+    dark patch (a part missing) stays as dark as it is."""
+    light = np.full((72, 96), 0.6, np.float32)
+    scene = np.full((48, 64), 0.6, np.float32)
+    scene[18:32, 40:56] *= 0.3
+    ground = np.ones(scene.shape, bool)
+    ground[16:34, 38:58] = False
+    spotted = scene * hot_spot(scene.shape, (0.3, 0.35), 0.15, 0.35)
+
+    def unevenness(out):
+        return float(np.abs(out[ground] / np.median(out[ground]) - 1).mean())
+
+    surface, local = registration.even_light(spotted, light), registration.even_light(spotted, light, local=True)
+    assert unevenness(local) < 0.5 * unevenness(surface) and unevenness(local) < 0.02
+    for out in (surface, local):
+        assert out[20:30, 42:54].mean() / np.median(out[ground]) == pytest.approx(0.3, abs=0.02)
+    # Plain light: the local light changes nothing worth the name.
+    assert np.abs(registration.even_light(scene, light, local=True) - scene)[ground].max() < 0.01
+
+
+def test_a_board_under_a_hot_spot_is_prepared_nearly_as_in_plain_light(boards):
+    """The local light (which training keeps for a part that moves, below) against the surface only."""
+    surface = boards[True]
+    images = dataclasses.replace(surface, registration=dataclasses.replace(surface.registration, local_light=True))
+    clean = part_on_board(np.random.default_rng(26))
+    spotted = np.clip(clean * hot_spot(clean.shape, (0.6, 0.45), 0.15, 0.35), 0, 1)
+    off = {name: float(np.abs(prepared(kept, spotted) - prepared(kept, clean))[INSIDE].mean())
+           for name, kept in (("local", images), ("surface", surface))}
+    assert off["local"] < 0.5 * off["surface"], off
+
+
 def test_light_over_a_black_ground_is_left_as_it_is():
     """Where the good images are nearly black there is no light to measure."""
     light = np.full((72, 96), 0.005, np.float32)
@@ -208,8 +248,9 @@ def test_training_matches_a_part_lying_anywhere_on_flattened_copies(tmp_path):
     expected = registration.measure([registration.working_copy(f, shape) for f in frames],
                                     [registration.working_copy(f, shape, True) for f in frames])
     assert found.flat and expected.flat and np.allclose(found.reference, expected.reference, atol=1e-5)
+    assert found.local_light  # a part on a plain ground: its light evened out locally too
     _, plain_light = fit_registration(paths, with_preprocess(flatten_light=False))
-    assert not plain_light.flat and not plain_light.fill
+    assert not plain_light.flat and not plain_light.fill and not plain_light.local_light
 
 
 def test_the_input_beyond_the_frame_is_marked_unseen():
@@ -263,17 +304,20 @@ def test_the_registration_keeps_its_light_and_zoom_and_older_bundles_load(boards
     kept = boards[True].registration
     # A scene that stands still is matched on its plain working copies, the light kept or not.
     assert not kept.flat and not boards[False].registration.flat
-    kept = dataclasses.replace(kept, flat=True)
+    assert not kept.local_light  # nor its light evened out locally
+    kept = dataclasses.replace(kept, flat=True, local_light=True)
     again = registration.Registration.from_dict(kept.to_dict())
     assert again.max_zoom == kept.max_zoom and again.flat and np.allclose(again.light, kept.light, atol=1e-4)
-    older = {k: v for k, v in kept.to_dict().items() if k not in ("light", "max_zoom", "flat", "fill")}
+    assert again.local_light
+    older = {k: v for k, v in kept.to_dict().items() if k not in ("light", "max_zoom", "flat", "fill", "local_light")}
     loaded = registration.Registration.from_dict(older)
-    assert loaded.light is None and loaded.max_zoom == 0.0 and not loaded.flat
-    for key in ("flat", "fill"):
+    assert loaded.light is None and loaded.max_zoom == 0.0 and not loaded.flat and not loaded.local_light
+    for key in ("flat", "fill", "local_light"):
         with pytest.raises(ValueError, match=key):
             registration.Registration.from_dict({**kept.to_dict(), key: "yes"})
-    with pytest.raises(ValueError, match="fill needs"):
-        registration.Registration.from_dict({**older, "fill": True})
+    for key in ("fill", "local_light"):
+        with pytest.raises(ValueError, match=f"{key} needs"):
+            registration.Registration.from_dict({**older, key: True})
     shape = kept.reference.shape
     for light in (np.ones((10, 10)), -np.ones(shape), np.zeros(shape), np.full(shape, np.nan)):
         with pytest.raises(ValueError, match="light"):

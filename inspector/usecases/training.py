@@ -155,7 +155,8 @@ def fit_registration(paths: list[Path], pipeline: Pipeline) -> tuple[Pipeline, R
     if keep_light:
         lights = [light_copy(copy, shape) for _, copy in found]
         registration = dataclasses.replace(registration, light=light_of(lights, flats if registration.flat else works,
-                                                                         registration), fill=True)
+                                                                         registration), fill=True,
+                                           local_light=registration.flat)
     return pipeline.replace("preprocess", crop_width=crop_width, crop_height=crop_height), registration
 
 

@@ -32,11 +32,13 @@ from one side evens out. A surface of that degree cannot follow a hot spot a fif
 wide: with `local_light` (training sets it for a part that moves about the frame, as `flat`;
 held-out transistors, a scene that stands still, scored a little lower with it) what the surface
 leaves is evened out too, as the median of its misfit over the 5x5 cells around each cell
-(cells off by more than a factor of 1.6, no light's doing, left out). A defect smaller than a quarter of the frame is left out of the surface, and one covering
-fewer than half of those 5x5 cells, or darker or brighter than that factor, out of the local
-light; a larger, fainter one is partly taken for light. What the camera did not see (the input's edge,
-when the camera is nearer than in training or the part lies near the frame's edge) is filled with
-that light (`fill_unseen`).
+(cells off by more than a factor of 1.6, no light's doing, left out; a hot spot brighter than
+that has its centre evened by its flanks only). A defect smaller than a quarter of the frame is
+left out of the surface, and one darker or brighter than that factor, or amid the frame and
+covering fewer than half of those 5x5 cells, out of the local light; a fainter one at the
+frame's edge (where the edge cells count several times) or a larger one is partly taken for
+light. What the camera did not see (the input's edge, when the camera is nearer than in
+training or the part lies near the frame's edge) is filled with that light (`fill_unseen`).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ LIGHT_DARKEST = 0.02
 LIGHT_LIMIT = 4.0
 # With `local_light` the field also follows light a few cells across, which the surface cannot (a
 # hot spot): the surface's misfit, median-filtered over LIGHT_LOCAL x LIGHT_LOCAL cells so that a
-# defect covering fewer than about half of them is not taken for light, then smoothed.
+# defect covering fewer than about half of them (amid the frame) is not taken for light, then smoothed.
 LIGHT_LOCAL = 5
 LIGHT_LOCAL_BLUR = 0.7
 LIGHT_LOCAL_MOST = float(np.log(1.6))

@@ -137,6 +137,19 @@ def test_a_hot_spot_is_evened_out_locally_and_a_dark_patch_beside_it_kept():
     assert np.abs(registration.even_light(scene, light, local=True) - scene)[ground].max() < 0.01
 
 
+def test_a_faint_defect_amid_the_frame_is_not_taken_for_light():
+    """A patch 1.4 times as bright (under the factor the local light leaves out) over 2x2 of the
+    16x16 cells: the median over 5x5 cells leaves it as bright as it is (a mean, or 3x3 cells,
+    would take part of it for light)."""
+    light = np.full((72, 96), 0.6, np.float32)
+    scene = np.full((48, 64), 0.5, np.float32)
+    scene[21:27, 28:36] *= 1.4
+    out = registration.even_light(scene, light, local=True)
+    ground = np.ones(scene.shape, bool)
+    ground[19:29, 26:38] = False
+    assert out[22:26, 29:35].mean() / np.median(out[ground]) == pytest.approx(1.4, abs=0.005)
+
+
 def test_a_board_under_a_hot_spot_is_prepared_nearly_as_in_plain_light(boards):
     """The local light (which training keeps for a part that moves, below) against the surface only."""
     surface = boards[True]

@@ -35,10 +35,12 @@ leaves is evened out too, as the median of its misfit over the 5x5 cells around 
 (cells off by more than a factor of 1.6, no light's doing, left out; a hot spot brighter than
 that has its centre evened by its flanks only). A defect smaller than a quarter of the frame is
 left out of the surface, and one darker or brighter than that factor, or amid the frame and
-covering fewer than half of those 5x5 cells, out of the local light; a fainter one at the
-frame's edge (where the edge cells count several times) or a larger one is partly taken for
-light. What the camera did not see (the input's edge, when the camera is nearer than in
-training or the part lies near the frame's edge) is filled with that light (`fill_unseen`).
+covering fewer than half of those 5x5 cells, out of the local light; a larger one, or a
+fainter one at the frame's edge where the edge cells fill the window several times over (2x2
+cells in a corner), is partly taken for light: counting the edge cells once instead evened a
+hot spot near the edge less well. What the camera did not see (the input's edge, when the
+camera is nearer than in training or the part lies near the frame's edge) is filled with that
+light (`fill_unseen`).
 """
 
 from __future__ import annotations

@@ -137,17 +137,21 @@ def test_a_hot_spot_is_evened_out_locally_and_a_dark_patch_beside_it_kept():
     assert np.abs(registration.even_light(scene, light, local=True) - scene)[ground].max() < 0.01
 
 
-def test_a_faint_defect_amid_the_frame_is_not_taken_for_light():
+@pytest.mark.parametrize("rows, cols", [((21, 27), (28, 36)), ((42, 48), (28, 36))],
+                         ids=["amid the frame", "at its edge, away from a corner"])
+def test_a_faint_defect_is_not_taken_for_light(rows, cols):
     """A patch 1.4 times as bright (under the factor the local light leaves out) over 2x2 of the
-    16x16 cells: the median over 5x5 cells leaves it as bright as it is (a mean, or 3x3 cells,
-    would take part of it for light)."""
+    16x16 cells: the median over the 5x5 cells around each cell leaves it as bright as it is (a
+    mean, or 3x3 cells, would take part of it for light). In the frame's corner, where the edge
+    cells fill the window several times over, it is not kept (see the registration module)."""
     light = np.full((72, 96), 0.6, np.float32)
     scene = np.full((48, 64), 0.5, np.float32)
-    scene[21:27, 28:36] *= 1.4
+    scene[rows[0]:rows[1], cols[0]:cols[1]] *= 1.4
     out = registration.even_light(scene, light, local=True)
     ground = np.ones(scene.shape, bool)
-    ground[19:29, 26:38] = False
-    assert out[22:26, 29:35].mean() / np.median(out[ground]) == pytest.approx(1.4, abs=0.005)
+    ground[max(rows[0] - 2, 0):rows[1] + 2, max(cols[0] - 2, 0):cols[1] + 2] = False
+    inner = out[rows[0] + 1:rows[1] - 1, cols[0] + 1:cols[1] - 1]
+    assert inner.mean() / np.median(out[ground]) == pytest.approx(1.4, abs=0.005)
 
 
 def test_a_board_under_a_hot_spot_is_prepared_nearly_as_in_plain_light(boards):
@@ -166,6 +170,18 @@ def test_light_over_a_black_ground_is_left_as_it_is():
     light = np.full((72, 96), 0.005, np.float32)
     frame = np.random.default_rng(21).uniform(0, 0.01, (48, 64)).astype(np.float32)
     assert np.array_equal(registration.even_light(frame, light), frame)
+
+
+def test_the_local_light_takes_nothing_from_where_the_good_images_are_black():
+    """A black band beside a lit ground: its pixels brighter than the good images' there (the
+    sensor's noise, within the factor the local light allows) are no light, and stay as they are."""
+    light = np.full((72, 96), 0.6, np.float32)
+    light[:, :24] = 0.01
+    frame = np.full((48, 64), 0.6, np.float32)
+    frame[:, :16] = 0.015
+    out = registration.even_light(frame, light, local=True)
+    assert np.abs(out[:, :12] / 0.015 - 1).max() < 0.02
+    assert np.abs(out[:, 20:] / 0.6 - 1).max() < 0.01
 
 
 def zoomed(frame: np.ndarray, factor: float) -> np.ndarray:

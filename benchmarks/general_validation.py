@@ -89,12 +89,14 @@ VARIANTS = {
     # of its own (TRAINING_KEYS): with general.toml (removal_share = 0.3) "no removals" does.
     "structure removed 0.3": ({"removal_share": 0.3}, {}),
     "no removals": ({"removal_share": 0.0}, {}),
+    "compiled training": ({"compile_training": True}, {}),
+    "two autoencoders": ({"members": 2, "compile_training": True}, {}),
 }
 # Settings that change how the autoencoder is trained: a variant setting one gets its own. (Not
 # nuisance_copies: the copies are made once per seed, before the variants.)
 TRAINING_KEYS = {"removal_share", "defect_share", "nuisance_share", "min_steps", "epochs",
                  "batch_size", "learning_rate", "learning_rate_decay", "filters", "layout", "head_filters",
-                 "ssim_weight", "worst_error_weight", "worst_error_share"}
+                 "ssim_weight", "worst_error_weight", "worst_error_share", "members", "compile_training"}
 # Score reductions tried on every variant's maps (AUROC only: the threshold is the variant's own).
 SMOOTHING = (0.75, 1.5, 3.0)
 

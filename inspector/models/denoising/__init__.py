@@ -41,6 +41,13 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # paired 32/64/128 and scored better on the validation defects (docs/results/2026-12-quality.md).
     layout: str = "paired"
     head_filters: int = 8
+    # Autoencoders of this shape trained side by side from different starting weights on the
+    # same batches, the restoration their mean: what one of them gets wrong by the luck of its
+    # start the others rarely share, so good parts restore closer (each costs a training and a
+    # forward pass).
+    members: int = 1
+    # Training steps compiled by XLA: the same arithmetic in another order, faster on a CPU.
+    compile_training: bool = False
     # "cosine": the learning rate falls along a cosine to 5% of `learning_rate` by the last epoch.
     learning_rate_decay: str = "constant"
     # At least this many training steps (batches): a small training set runs more epochs than
@@ -85,6 +92,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_filters(f"{where}.filters", self.filters, 4)
         check_choice(f"{where}.layout", self.layout, LAYOUTS)
         check_range(f"{where}.head_filters", self.head_filters, 1, 512)
+        check_range(f"{where}.members", self.members, 1, 8)
         check_choice(f"{where}.learning_rate_decay", self.learning_rate_decay, LEARNING_RATE_DECAYS)
         check_range(f"{where}.min_steps", self.min_steps, 0, 1_000_000)
         check_range(f"{where}.defect_share", self.defect_share, 0.0, 1.0)

@@ -46,8 +46,23 @@ MIN_HELD_OUT = 4
 
 
 def autoencoder(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.Model":
-    """Image (H, W, 1) -> its reconstruction, sigmoid output; `settings.layout` says how."""
+    """Image (H, W, 1) -> its reconstruction, sigmoid output; `settings.layout` says how. With
+    `settings.members` above 1, the mean of that many such autoencoders (`members`)."""
     check_sides("denoising_autoencoder", shape, len(settings.filters))
+    if settings.members == 1:
+        return _one_autoencoder(settings, shape, "autoencoder")
+    inputs = keras.Input(shape=(*shape, 1))
+    restored = [_one_autoencoder(settings, shape, f"member_{k}")(inputs) for k in range(settings.members)]
+    return keras.Model(inputs, keras.layers.Average(name="mean_restoration")(restored), name="autoencoder")
+
+
+def members(ae: "keras.Model") -> list["keras.Model"]:
+    """The autoencoders whose mean `ae` is (itself when it is a single one)."""
+    inner = [layer for layer in ae.layers if isinstance(layer, keras.Model)]
+    return inner or [ae]
+
+
+def _one_autoencoder(settings: DenoisingSettings, shape: tuple[int, int], name: str) -> "keras.Model":
     height, width = shape
     layers = keras.layers
     inputs = keras.Input(shape=(height, width, 1))
@@ -70,7 +85,7 @@ def autoencoder(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.M
             x = layers.Conv2DTranspose(count, 3, strides=2, padding="same", activation="relu")(x)
             x = layers.Conv2D(count, 3, padding="same", activation="relu")(x)
     outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
-    return keras.Model(inputs, outputs, name="autoencoder")
+    return keras.Model(inputs, outputs, name=name)
 
 
 def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memory: np.ndarray | None,
@@ -187,10 +202,13 @@ def train_autoencoder(
     planned = epochs * settings.steps_per_epoch(len(arrays))  # the loop below runs full batches only
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(settings, planned))
 
-    @tf.function(reduce_retracing=True)
+    trained = members(ae)
+
+    # Each member's own loss, summed: the members share no weights, so each learns as if alone.
+    @tf.function(reduce_retracing=True, jit_compile=settings.compile_training)
     def step(shown, target):
         with tf.GradientTape() as tape:
-            loss = training_loss(ae(shown, training=True), target, settings)
+            loss = tf.add_n([training_loss(member(shown, training=True), target, settings) for member in trained])
         optimizer.apply_gradients(zip(tape.gradient(loss, ae.trainable_variables), ae.trainable_variables))
         return loss
 
@@ -207,7 +225,7 @@ def train_autoencoder(
                 target.append(image)
                 defect = rng.random() < settings.defect_share
                 shown.append(add_defect(rng, image, arrays, whole_frame, settings.removal_share) if defect else image)
-            total += float(step(np.stack(shown)[..., None], np.stack(target)[..., None]))
+            total += float(step(np.stack(shown)[..., None], np.stack(target)[..., None])) / len(trained)
             steps += 1
         losses.append(total / max(steps, 1))
         if on_epoch is not None:

@@ -42,9 +42,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     layout: str = "paired"
     head_filters: int = 8
     # Autoencoders of this shape trained side by side from different starting weights on the
-    # same batches, the restoration their mean: what one of them gets wrong by the luck of its
-    # start the others rarely share, so good parts restore closer (each costs a training and a
-    # forward pass).
+    # same batches, each on its own loss, the restoration their mean (each costs a training and
+    # a forward pass). Tried at 2 on drawn defects and not taken for the shipped pipelines
+    # (docs/results/2026-12-general.md, 2026-12-pixel-quality.md).
     members: int = 1
     # Training steps compiled by XLA: the same arithmetic in another order, faster on a CPU.
     compile_training: bool = False

@@ -43,10 +43,10 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     head_filters: int = 8
     # Autoencoders of this shape trained side by side from different starting weights on the
     # same batches, each on its own loss, the restoration their mean (each costs a training and
-    # a forward pass). Tried at 2 on drawn defects and not taken for the shipped pipelines
-    # (docs/results/2026-12-general.md, 2026-12-pixel-quality.md).
+    # a forward pass). 1 in every shipped pipeline.
     members: int = 1
-    # Training steps compiled by XLA: the same arithmetic in another order, faster on a CPU.
+    # Training steps compiled by XLA: faster on a CPU; a compiled training repeats itself, and
+    # follows the plain one closely but not bit for bit (operations fused and reordered).
     compile_training: bool = False
     # "cosine": the learning rate falls along a cosine to 5% of `learning_rate` by the last epoch.
     learning_rate_decay: str = "constant"

@@ -191,7 +191,7 @@ def train_autoencoder(
 ) -> tuple["keras.Model", list[float]]:
     """Train the autoencoder to restore `arrays` (N, H, W) and their nuisance copies `variants`
     (N, K, H, W) from copies with synthetic defects (anywhere with `whole_frame`); returns it and
-    its loss per epoch."""
+    its loss per epoch (with several `members`, the mean of the members' own losses)."""
     import tensorflow as tf
 
     seeded(seed)

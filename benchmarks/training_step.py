@@ -1,5 +1,5 @@
 """What a training step of a pipeline's denoising autoencoder costs: plain, compiled by XLA
-(`compile_training`), and with two members compiled. Random frames of the pipeline's input size
+(`compile_training`), and with two members compiled: the step `inspector train` runs. Random frames of the pipeline's input size
 (the arithmetic does not depend on what the pixels show); the median of several repeats, each
 the mean of `--steps` steps after a warm-up.
 
@@ -16,32 +16,20 @@ import time
 
 import numpy as np
 
-from inspector.models.denoising.fit import autoencoder, members, training_loss
+from inspector.models.denoising.fit import autoencoder, training_step
 from inspector.models.pipeline_files import resolve_pipeline
 from inspector.tf_setup import keras
 
 
 def step_ms(settings, shape: tuple[int, int], steps: int, repeats: int) -> list[float]:
-    import tensorflow as tf
-
-    ae = autoencoder(settings, shape)
-    trained = members(ae)
-    optimizer = keras.optimizers.Adam(settings.learning_rate)
-
-    @tf.function(jit_compile=settings.compile_training)
-    def step(x):
-        with tf.GradientTape() as tape:
-            loss = tf.add_n([training_loss(member(x, training=True), x, settings) for member in trained])
-        optimizer.apply_gradients(zip(tape.gradient(loss, ae.trainable_variables), ae.trainable_variables))
-        return loss
-
+    step = training_step(autoencoder(settings, shape), settings, keras.optimizers.Adam(settings.learning_rate))
     x = np.random.default_rng(0).random((settings.batch_size, *shape, 1)).astype(np.float32)
-    float(step(x))  # traced (and compiled) once
+    float(step(x, x))  # traced (and compiled) once
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         for _ in range(steps):
-            float(step(x))
+            float(step(x, x))
         times.append((time.perf_counter() - started) / steps * 1000)
     return times
 

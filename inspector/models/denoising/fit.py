@@ -180,6 +180,24 @@ def training_loss(restored, target, settings: DenoisingSettings):
     return loss
 
 
+def training_step(ae: "keras.Model", settings: DenoisingSettings, optimizer):
+    """One step of `optimizer` on a batch (shown, target), compiled by XLA with
+    `settings.compile_training`; returns the loss, summed over the members."""
+    import tensorflow as tf
+
+    trained = members(ae)
+
+    # Each member's own loss, summed: the members share no weights, so each learns as if alone.
+    @tf.function(reduce_retracing=True, jit_compile=settings.compile_training)
+    def step(shown, target):
+        with tf.GradientTape() as tape:
+            loss = tf.add_n([training_loss(member(shown, training=True), target, settings) for member in trained])
+        optimizer.apply_gradients(zip(tape.gradient(loss, ae.trainable_variables), ae.trainable_variables))
+        return loss
+
+    return step
+
+
 def train_autoencoder(
     arrays: np.ndarray,
     variants: np.ndarray | None,
@@ -192,8 +210,6 @@ def train_autoencoder(
     """Train the autoencoder to restore `arrays` (N, H, W) and their nuisance copies `variants`
     (N, K, H, W) from copies with synthetic defects (anywhere with `whole_frame`); returns it and
     its loss per epoch (with several `members`, the mean of the members' own losses)."""
-    import tensorflow as tf
-
     seeded(seed)
     rng = np.random.default_rng(seed)
     ae = autoencoder(settings, arrays.shape[1:])
@@ -202,16 +218,8 @@ def train_autoencoder(
     planned = epochs * settings.steps_per_epoch(len(arrays))  # the loop below runs full batches only
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(settings, planned))
 
-    trained = members(ae)
-
-    # Each member's own loss, summed: the members share no weights, so each learns as if alone.
-    @tf.function(reduce_retracing=True, jit_compile=settings.compile_training)
-    def step(shown, target):
-        with tf.GradientTape() as tape:
-            loss = tf.add_n([training_loss(member(shown, training=True), target, settings) for member in trained])
-        optimizer.apply_gradients(zip(tape.gradient(loss, ae.trainable_variables), ae.trainable_variables))
-        return loss
-
+    step = training_step(ae, settings, optimizer)
+    count = len(members(ae))
     losses = []
     for epoch in range(epochs):
         total, steps = 0.0, 0
@@ -225,7 +233,7 @@ def train_autoencoder(
                 target.append(image)
                 defect = rng.random() < settings.defect_share
                 shown.append(add_defect(rng, image, arrays, whole_frame, settings.removal_share) if defect else image)
-            total += float(step(np.stack(shown)[..., None], np.stack(target)[..., None])) / len(trained)
+            total += float(step(np.stack(shown)[..., None], np.stack(target)[..., None])) / count
             steps += 1
         losses.append(total / max(steps, 1))
         if on_epoch is not None:

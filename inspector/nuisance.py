@@ -146,9 +146,15 @@ NUISANCES: dict[str, Callable[[Frame, np.random.Generator], Frame]] = {
 }
 
 
-def augment(frame: Frame, rng: np.random.Generator) -> Frame:
-    """One or two nuisances picked at random, as training sees them."""
-    names = rng.choice(list(NUISANCES), size=int(rng.integers(1, 3)), replace=False)
+# The nuisances that leave the part where it is: copies under them teach nothing about a part's
+# place, so a pipeline that judges a part out of place as a defect can train on them.
+IN_PLACE = ("light-radial", "light-gradient", "light-spot", "defocus", "noise", "jpeg", "resolution", "dust")
+
+
+def augment(frame: Frame, rng: np.random.Generator, names: tuple[str, ...] = ()) -> Frame:
+    """One or two nuisances picked at random from `names` (every one when empty), as training sees them."""
+    pool = list(names) or list(NUISANCES)
+    names = rng.choice(pool, size=min(int(rng.integers(1, 3)), len(pool)), replace=False)
     for name in names:
         frame = NUISANCES[str(name)](frame, rng).astype(np.float32)
     return frame

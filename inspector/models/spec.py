@@ -114,6 +114,10 @@ class ModelSpec:
         """How many nuisance copies of each good image `fit` wants (0: none)."""
         return int(getattr(settings, "nuisance_copies", 0))
 
+    def nuisance_names(self, settings: Any) -> tuple[str, ...]:
+        """The nuisances those copies are drawn from (empty: any)."""
+        return tuple(getattr(settings, "nuisances", ()))
+
     def benchmark_model(self, arrays: np.ndarray, pipeline: Pipeline):
         """A model as costly to run as a trained one, made quickly from `arrays`, to time scoring."""
         return self._training().benchmark_model(arrays, pipeline)

@@ -79,7 +79,7 @@ def load_images(
     """Preprocess image files (in parallel); unreadable files are listed, not fatal.
 
     With `copies` (default: as many as the pipeline's architecture asks for), each image is
-    also preprocessed under that many random line nuisances
+    also preprocessed under that many random line nuisances, of those the settings name
     (`inspector.nuisance.augment`, fixed by `seed` and the image's place); a copy that can no
     longer be judged (the part pushed out of view, say) is replaced by the image itself.
     """
@@ -88,8 +88,10 @@ def load_images(
     if pipeline.preprocess.pose == "register":
         pipeline, registration = fit_registration(paths, pipeline)
     config = pipeline.preprocess
+    spec = models.get(pipeline.model.architecture)
     if copies is None:
-        copies = models.get(pipeline.model.architecture).nuisance_copies(pipeline.model.settings)
+        copies = spec.nuisance_copies(pipeline.model.settings)
+    names = spec.nuisance_names(pipeline.model.settings)
 
     def load(index: int):
         path = paths[index]
@@ -100,7 +102,7 @@ def load_images(
             rng = np.random.default_rng([seed, index])
             for _ in range(copies):
                 try:
-                    variants.append(prepare(nuisance.augment(frame, rng), config, path, registration=registration))
+                    variants.append(prepare(nuisance.augment(frame, rng, names), config, path, registration=registration))
                 except ImageError:
                     variants.append(prepared.array)
             return prepared, variants

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...nuisance import NUISANCES
 from ...validation import check_choice, check_range
 from ..components.autoencoder import AutoencoderSettings, check_filters, held_out_count
 from ..components.patch_memory import PatchMemorySettings
@@ -60,8 +61,10 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # cut or missing: there the frame's grey opening or closing), so the autoencoder learns to
     # give a missing stretch back (0: none, and no random number drawn for it).
     removal_share: float = 0.0
-    # Nuisance copies made of each good image before training (0: no nuisances).
+    # Nuisance copies made of each good image before training (0: no nuisances), each under one or
+    # two of `nuisances` (names from inspector.nuisance; empty: any of them).
     nuisance_copies: int = 5
+    nuisances: tuple[str, ...] = ()
     # Weight of the structural (SSIM) term beside the squared error in the training loss.
     ssim_weight: float = 1.0
     # Weight of a third term: the mean of each image's worst `worst_error_share` of its squared
@@ -99,6 +102,8 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.nuisance_share", self.nuisance_share, 0.0, 1.0)
         check_range(f"{where}.removal_share", self.removal_share, 0.0, 1.0)
         check_range(f"{where}.nuisance_copies", self.nuisance_copies, 0, 50)
+        for name in self.nuisances:
+            check_choice(f"{where}.nuisances", name, tuple(NUISANCES))
         check_range(f"{where}.ssim_weight", self.ssim_weight, 0.0, 100.0)
         check_range(f"{where}.worst_error_weight", self.worst_error_weight, 0.0, 100.0)
         check_range(f"{where}.worst_error_share", self.worst_error_share, 1e-4, 1.0)

@@ -93,7 +93,8 @@ VARIANTS = {
     "two autoencoders": ({"members": 2, "compile_training": True}, {}),
 }
 # Settings that change how the autoencoder is trained: a variant setting one gets its own. (Not
-# nuisance_copies: the copies are made once per seed, before the variants.)
+# nuisance_copies or nuisances: the copies are made once per seed, before the variants, as the
+# pipeline says; a variant changing them would not change its copies. Give --pipeline instead.)
 TRAINING_KEYS = {"removal_share", "defect_share", "nuisance_share", "min_steps", "epochs",
                  "batch_size", "learning_rate", "learning_rate_decay", "filters", "layout", "head_filters",
                  "ssim_weight", "worst_error_weight", "worst_error_share", "members", "compile_training"}

@@ -110,8 +110,10 @@ def jpeg(frame: Frame, rng: np.random.Generator) -> Frame:
 
 
 def resolution(frame: Frame, rng: np.random.Generator) -> Frame:
-    """Another camera with a lower resolution: 512x512."""
-    return cv2.resize(frame, (512, 512), interpolation=cv2.INTER_AREA)
+    """Another camera with a lower resolution: 512 pixels on the longer side, the aspect kept."""
+    h, w = frame.shape
+    scale = 512 / max(h, w)
+    return cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def dust(frame: Frame, rng: np.random.Generator) -> Frame:

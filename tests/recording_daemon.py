@@ -5,7 +5,7 @@ Usage: python recording_daemon.py INBOX BUNDLE DB OUT RECORD [--kill-at-first-de
 With --kill-at-first-delivery the process SIGKILLs itself when the output is first handed
 verdicts: after their commit, before any output has them. With --kill-at-prepare N it does so
 when the N-th batch is prepared: its pictures written, its verdicts not committed (the batches
-before it delivered, and marked so, first). With
+before it delivered, and marked so, first; if they are not within 60 s it exits with 3 instead). With
 --kill-at-first-move, when the first committed verdicts are handed to the archive: committed, no
 file moved out of the inbox.
 """
@@ -37,8 +37,15 @@ class Recording(Output):
             # batch's (pictures written, not committed), not the outbox's own between a delivery
             # and its mark, where a verdict is handed on again after a restart by design.
             deadline = time.monotonic() + 60
-            while self.owed() and time.monotonic() < deadline:
-                time.sleep(0.02)
+            try:
+                while self.owed():
+                    if time.monotonic() > deadline:
+                        sys.stderr.write("recording_daemon: the earlier batches were never marked delivered\n")
+                        os._exit(3)
+                    time.sleep(0.02)
+            except Exception as exc:  # the outbox unreadable: say so, rather than kill in another gap
+                sys.stderr.write(f"recording_daemon: the outbox could not be read: {exc}\n")
+                os._exit(4)
             os.kill(os.getpid(), signal.SIGKILL)
 
     def deliver(self, verdicts) -> None:

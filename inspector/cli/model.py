@@ -325,7 +325,7 @@ def score(model_dir, paths, heatmaps, batch, as_json):
 @click.option("--nuisance", type=click.Choice(list(NUISANCES)),
               help="Apply a line nuisance to every image first: uneven light (light-radial, light-gradient, "
                    "light-spot), the part moved and turned (position), zoom +-8%, defocus, sensor noise, JPEG "
-                   "quality 80-90, a 512x512 camera (resolution), dust on the background.")
+                   "quality 80-90, a camera of 512 pixels on its longer side (resolution), dust on the background.")
 @click.option("--jitter-seed", type=int, default=0, show_default=True,
               help="Seed of the exposure jitter and of the nuisance (with each file's name).")
 @click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...errors import ConfigError
 from ...nuisance import NUISANCES
 from ...validation import check_choice, check_range
 from ..components.autoencoder import AutoencoderSettings, check_filters, held_out_count
@@ -104,6 +105,8 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.nuisance_copies", self.nuisance_copies, 0, 50)
         for name in self.nuisances:
             check_choice(f"{where}.nuisances", name, tuple(NUISANCES))
+        if len(set(self.nuisances)) != len(self.nuisances):
+            raise ConfigError(f"'{where}.nuisances' names a nuisance twice: {list(self.nuisances)}")
         check_range(f"{where}.ssim_weight", self.ssim_weight, 0.0, 100.0)
         check_range(f"{where}.worst_error_weight", self.worst_error_weight, 0.0, 100.0)
         check_range(f"{where}.worst_error_share", self.worst_error_share, 1e-4, 1.0)

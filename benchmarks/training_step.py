@@ -1,7 +1,7 @@
 """What a training step of a pipeline's denoising autoencoder costs: plain, compiled by XLA
-(`compile_training`), and with two members compiled: the step `inspector train` runs. Random frames of the pipeline's input size
-(the arithmetic does not depend on what the pixels show); the median of several repeats, each
-the mean of `--steps` steps after a warm-up.
+(`compile_training`), and with two members compiled: the step `inspector train` runs. Random
+frames of the pipeline's input size (the arithmetic does not depend on what the pixels show);
+the median of several repeats, each the mean of `--steps` steps after a warm-up.
 
 Usage (from the repository root):
     PYTHONPATH=. python benchmarks/training_step.py [--pipeline general] [--shape 128 128] [--repeats 5]

@@ -148,11 +148,6 @@ NUISANCES: dict[str, Callable[[Frame, np.random.Generator], Frame]] = {
 }
 
 
-# The nuisances that leave the part where it is: copies under them teach nothing about a part's
-# place, so a pipeline that judges a part out of place as a defect can train on them.
-IN_PLACE = ("light-radial", "light-gradient", "light-spot", "defocus", "noise", "jpeg", "resolution", "dust")
-
-
 def augment(frame: Frame, rng: np.random.Generator, names: tuple[str, ...] = ()) -> Frame:
     """One or two nuisances picked at random from `names` (every one when empty), as training sees them."""
     pool = list(names) or list(NUISANCES)

@@ -5,7 +5,7 @@ ever being shown a part moved or zoomed as good."""
 import numpy as np
 import pytest
 
-from inspector import nuisance
+from inspector import nuisance, nuisance_names
 from inspector.cv_setup import cv2
 from inspector.errors import ConfigError
 from inspector.formats import list_images
@@ -61,9 +61,9 @@ def test_a_name_given_twice_is_a_clear_error():
 
 
 def test_the_named_nuisances_survive_a_saved_pipeline():
-    pipeline = screw_with(nuisance_copies=2, nuisances=list(nuisance.IN_PLACE))
+    pipeline = screw_with(nuisance_copies=2, nuisances=list(nuisance_names.IN_PLACE))
     again = pipeline_from_dict(pipeline.to_dict(), source="saved")
-    assert again.model.settings.nuisances == nuisance.IN_PLACE
+    assert again.model.settings.nuisances == nuisance_names.IN_PLACE
 
 
 def part_place(frame: np.ndarray) -> np.ndarray:
@@ -76,11 +76,16 @@ def part_place(frame: np.ndarray) -> np.ndarray:
     return np.array([centres[k][0] / w, centres[k][1] / h, x / w, y / h, (x + bw) / w, (y + bh) / h, bw / bh / 10])
 
 
-@pytest.mark.parametrize("name", nuisance.IN_PLACE)
+@pytest.mark.parametrize("name", nuisance_names.IN_PLACE)
 def test_the_nuisances_in_place_leave_a_part_where_it_is_on_a_frame_that_is_not_square(name):
-    assert not {"position", "zoom"} & set(nuisance.IN_PLACE)
+    assert not {"position", "zoom"} & set(nuisance_names.IN_PLACE)
     frame = np.full((600, 800), 0.8, np.float32)
     cv2.rectangle(frame, (250, 200), (420, 330), 0.15, -1)  # a dark part off the frame's centre
     for seed in range(3):
         changed = nuisance.apply(name, frame, seed, "part.png")
         assert np.abs(part_place(changed) - part_place(frame)).max() < 0.003, (name, seed)
+
+
+def test_the_names_a_pipeline_may_give_are_the_nuisances_there_are():
+    assert nuisance_names.NAMES == tuple(nuisance.NUISANCES)
+    assert set(nuisance_names.IN_PLACE) < set(nuisance_names.NAMES)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import ConfigError
-from ...nuisance import NUISANCES
+from ...nuisance_names import NAMES as NUISANCE_NAMES
 from ...validation import check_choice, check_range
 from ..components.autoencoder import AutoencoderSettings, check_filters, held_out_count
 from ..components.patch_memory import PatchMemorySettings
@@ -104,7 +104,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.removal_share", self.removal_share, 0.0, 1.0)
         check_range(f"{where}.nuisance_copies", self.nuisance_copies, 0, 50)
         for name in self.nuisances:
-            check_choice(f"{where}.nuisances", name, tuple(NUISANCES))
+            check_choice(f"{where}.nuisances", name, NUISANCE_NAMES)
         if len(set(self.nuisances)) != len(self.nuisances):
             raise ConfigError(f"'{where}.nuisances' names a nuisance twice: {list(self.nuisances)}")
         check_range(f"{where}.ssim_weight", self.ssim_weight, 0.0, 100.0)

@@ -40,18 +40,10 @@ def test_bursts_of_hups_then_terms_neither_freeze_nor_lose_a_file(tiny_bundle, t
              str(db), "--out", str(out), "--settle", "0.1"], stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: b"watching" in log_path.read_bytes(), 60, "daemon start-up")
-        for burst in range(3):
-            write_png(inbox / f"before_{burst}.png", seed=burst)
-            os.kill(daemon.pid, signal.SIGHUP)
-            time.sleep(0.3)  # the reload is under way when the storm comes
-            send(daemon.pid, signal.SIGHUP, 200)
-            wait_for(lambda: len(rows(db, "status = 'done'")) == burst + 1, 60,
-                     f"the file of burst {burst + 1} judged after 200 SIGHUPs")
-        write_png(inbox / "after.png", seed=99)
-        wait_for(lambda: len(rows(db, "status = 'done'")) == 4, 60, "a file judged after the storms")
-        # A storm longer than the stop takes: its tail arrives while the process exits.
-        send(daemon.pid, signal.SIGTERM, 300, apart=0.005)
+        storms(daemon, inbox, db)
         code = daemon.wait(timeout=60)
+    except AssertionError as exc:  # what the daemon said, to see why it fell behind
+        raise AssertionError(f"{exc}\n--- the daemon's log ---\n{log_path.read_text(errors='replace')[-6000:]}") from None
     finally:
         if daemon.poll() is None:
             daemon.kill()
@@ -61,6 +53,21 @@ def test_bursts_of_hups_then_terms_neither_freeze_nor_lose_a_file(tiny_bundle, t
     assert "stopped; " in text, text
     assert sorted(r["source_name"] for r in rows(db)) == ["after.png", "before_0.png", "before_1.png", "before_2.png"]
     assert not any(inbox.iterdir())
+
+
+def storms(daemon, inbox, db) -> None:
+    """Three bursts of SIGHUPs, each after a file, a file after them, then a burst of SIGTERMs."""
+    for burst in range(3):
+        write_png(inbox / f"before_{burst}.png", seed=burst)
+        os.kill(daemon.pid, signal.SIGHUP)
+        time.sleep(0.3)  # the reload is under way when the storm comes
+        send(daemon.pid, signal.SIGHUP, 200)
+        wait_for(lambda: len(rows(db, "status = 'done'")) == burst + 1, 60,
+                 f"the file of burst {burst + 1} judged after 200 SIGHUPs")
+    write_png(inbox / "after.png", seed=99)
+    wait_for(lambda: len(rows(db, "status = 'done'")) == 4, 60, "a file judged after the storms")
+    # A storm longer than the stop takes: its tail arrives while the process exits.
+    send(daemon.pid, signal.SIGTERM, 300, apart=0.005)
 
 
 def returns_when_reentered(handler) -> bool:

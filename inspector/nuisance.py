@@ -3,7 +3,8 @@ anywhere in the frame, zoom, defocus, sensor noise, JPEG, a lower resolution, du
 
 `inspector evaluate --nuisance NAME` applies one to every test image (the generator fixed by a
 seed and the file name); training applies random ones to copies of the good images, so the
-model learns that these changes are not defects.
+model learns that these changes are not defects. Their names, and which of them move the part,
+are in `inspector.nuisance_names` (read by settings without loading OpenCV).
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ NAMES = (
     "dust",
 )
 
+# The nuisances that move the part in the photo (and not its mask, for pixel figures).
+MOVING = ("position", "zoom")
+
 # The nuisances that leave the part where it is: copies under them teach nothing about a part's
 # place, so a pipeline that judges a part out of place as a defect can train on them.
-IN_PLACE = ("light-radial", "light-gradient", "light-spot", "defocus", "noise", "jpeg", "resolution", "dust")
+IN_PLACE = tuple(name for name in NAMES if name not in MOVING)

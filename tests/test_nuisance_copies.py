@@ -88,4 +88,5 @@ def test_the_nuisances_in_place_leave_a_part_where_it_is_on_a_frame_that_is_not_
 
 def test_the_names_a_pipeline_may_give_are_the_nuisances_there_are():
     assert nuisance_names.NAMES == tuple(nuisance.NUISANCES)
-    assert set(nuisance_names.IN_PLACE) < set(nuisance_names.NAMES)
+    assert set(nuisance_names.MOVING) < set(nuisance_names.NAMES)
+    assert set(nuisance_names.IN_PLACE) == set(nuisance_names.NAMES) - set(nuisance_names.MOVING)

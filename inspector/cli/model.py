@@ -12,7 +12,7 @@ import click
 
 from ..logs import PROGRESS
 from ..models.pipeline_files import pipeline_names
-from ..nuisance import NUISANCES
+from ..nuisance_names import NAMES as NUISANCE_NAMES
 from ..review import MIN_REVIEWS
 from ..settings import POLICIES
 from .common import (
@@ -322,7 +322,7 @@ def score(model_dir, paths, heatmaps, batch, as_json):
               help="Write roc.png, histogram.png, scores.csv and metrics.json into this folder.")
 @click.option("--exposure-jitter", is_flag=True,
               help="Change every image's lighting at random (gain 0.85-1.15, offset -15..15 grey levels).")
-@click.option("--nuisance", type=click.Choice(list(NUISANCES)),
+@click.option("--nuisance", type=click.Choice(list(NUISANCE_NAMES)),
               help="Apply a line nuisance to every image first: uneven light (light-radial, light-gradient, "
                    "light-spot), the part moved and turned (position), zoom +-8%, defocus, sensor noise, JPEG "
                    "quality 80-90, a camera of 512 pixels on its longer side (resolution), dust on the background.")

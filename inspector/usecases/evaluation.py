@@ -20,6 +20,7 @@ from ..calibration import Confusion, average_precision, bootstrap_auc_interval, 
 from ..inference import Result
 from ..plots import roc_plot, score_histogram
 from ..errors import ConfigError
+from ..nuisance_names import MOVING
 from ..preprocess import Exposure
 from .progress import Progress, Warn, no_progress, no_warnings
 
@@ -101,9 +102,9 @@ def evaluate_folders(model_dir: Path, good: Path, defect: Path, report: Path | N
 
     if exposure and nuisance:
         raise ConfigError("give --exposure-jitter or --nuisance, not both")
-    from .pixel_evaluation import MOVING_NUISANCES, pixel_figures, read_kinds
+    from .pixel_evaluation import pixel_figures, read_kinds
 
-    if masks is not None and nuisance in MOVING_NUISANCES:
+    if masks is not None and nuisance in MOVING:
         raise ConfigError(f"--masks cannot be used with the nuisance {nuisance}: it moves the part, not its mask")
     kind_of = read_kinds(kinds) if kinds is not None else None
     good_paths, defect_paths = folder_images(good, "good"), folder_images(defect, "defect")

@@ -19,9 +19,6 @@ from ..pixel_metrics import pixel_quality
 from ..scoring import hot_contours, score_map
 from ..settings import ScoringConfig
 
-# Nuisances that move the part in the photo but not its mask: pixel figures under them would
-# measure the move, not the map.
-MOVING_NUISANCES = ("position", "zoom")
 OUTSIDE = np.float32(np.finfo(np.float32).min)  # a pixel the model did not look at: never hot
 MASK_COLOUR = (0, 200, 0)  # the ground truth in green beside the magenta hot regions
 

@@ -63,7 +63,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # give a missing stretch back (0: none, and no random number drawn for it).
     removal_share: float = 0.0
     # Nuisance copies made of each good image before training (0: no nuisances), each under one or
-    # two of `nuisances` (names from inspector.nuisance; empty: any of them).
+    # two of `nuisances` (names from inspector.nuisance_names.NAMES; empty: any of them).
     nuisance_copies: int = 5
     nuisances: tuple[str, ...] = ()
     # Weight of the structural (SSIM) term beside the squared error in the training loss.

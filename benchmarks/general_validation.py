@@ -1,6 +1,6 @@
 """Choosing `general`'s settings on training images only: held-out good frames against copies of
 them with generic drawn defects (`validation_defects.draw_generic`: a thin structure cut, a piece
-shifted, a spot, a region moved), each with its own mask.
+shifted, a spot, a region moved, a thin structure shortened), each with its own mask.
 
 A fixed fifth of the good folder is held out (the same split for every seed); the pipeline is
 trained on the rest as `inspector train` would be. The autoencoder is trained once per seed

@@ -80,12 +80,17 @@ def draw(rng: np.random.Generator, image: np.ndarray, kind: int) -> np.ndarray:
 # Generic defects, for a part of any shape: drawn on whole frames (any size) before they are
 # prepared, each with its own mask. Sizes are shares of the frame's shorter side, so they mean
 # the same at any resolution. None of them needs to know what the part is.
-GENERIC_KINDS = ("thin structure cut", "piece shifted", "spot", "region moved")
+GENERIC_KINDS = ("thin structure cut", "piece shifted", "spot", "region moved", "thin structure shortened")
 
 # A thin structure is at most this wide (share of the shorter side: 26 pixels of 512) ...
 THIN_WIDTH = 0.05
 # ... and stands out from its surroundings by at least this (the top 3% of the top-hat).
 THIN_QUANTILE = 0.97
+# A structure shortened is at least this long (share of the shorter side: 77 pixels of 512) ...
+LONG_STRUCTURE = 0.15
+# ... and taken away beyond its end by this share of its length too, where a lead's tip goes on
+# darker than the top-hat sees.
+BEYOND_END = 0.3
 
 
 def thin_structures(frame: np.ndarray) -> np.ndarray:
@@ -111,6 +116,37 @@ def _structured_point(rng: np.random.Generator, frame: np.ndarray, margin: int) 
     return i % frame.shape[1], i // frame.shape[1]
 
 
+def _shortened(rng: np.random.Generator, thin: np.ndarray, side: int) -> np.ndarray:
+    """Where a long thin structure is taken away from a point along it to one of its ends (drawn
+    at random) and a little beyond: a lead cut short, the rest of it gone. A mask (H, W) uint8."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(thin.astype(np.uint8))
+    extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
+    long = np.flatnonzero(extent >= LONG_STRUCTURE * side) + 1
+    # Without a long structure, the longest there is.
+    label = int(rng.choice(long)) if len(long) else int(np.argmax(extent)) + 1
+    ys, xs = np.nonzero(labels == label)
+    points = np.stack([xs, ys], 1).astype(np.float32)
+    centre = points.mean(0)
+    _, vectors = np.linalg.eigh(np.cov((points - centre).T))
+    along = (points - centre) @ vectors[:, -1]  # the position along the structure's main axis
+    if rng.random() < 0.5:
+        along = -along
+    low, high = along.min(), along.max()
+    cut = low + rng.uniform(0.3, 0.7) * (high - low)
+    gone = along >= cut
+    mask = np.zeros(thin.shape, np.uint8)
+    mask[ys[gone], xs[gone]] = 1
+    # On past the end: from the removed stretch's middle through its end, as wide as the structure.
+    middle, end = points[gone].mean(0), points[gone][np.argmax(along[gone])]
+    direction = (end - middle) / max(float(np.linalg.norm(end - middle)), 1.0)
+    beyond = end + direction * BEYOND_END * (high - low)
+    # The top-hat sees a lead's bright middle: the mask is widened by the structure's own width.
+    width = max(3, int(round(len(along) / max(high - low, 1.0))))
+    cv2.line(mask, (int(end[0]), int(end[1])), (int(beyond[0]), int(beyond[1])), 1, width)
+    grow = width | 1
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+
+
 def draw_generic(rng: np.random.Generator, frame: np.ndarray, kind: int) -> tuple[np.ndarray, np.ndarray]:
     """A frame (H, W) in [0, 1] with one defect of `GENERIC_KINDS[kind]`, and its mask (H, W) bool:
     - thin structure cut: a stretch of a thin bright structure painted over by its surroundings
@@ -118,13 +154,18 @@ def draw_generic(rng: np.random.Generator, frame: np.ndarray, kind: int) -> tupl
     - piece shifted: a small piece of the frame on structure moved a little, as a part bent;
     - spot: a small blotch darker or brighter than what it lies on, as a dent, burn or chip;
     - region moved: a larger piece (a tenth to a fifth of the frame) moved a little, as a
-      component out of its place."""
+      component out of its place;
+    - thin structure shortened: a long thin structure taken away from a point along it to its
+      end and a little beyond, painted over by its surroundings, as a lead cut short."""
     frame = frame.astype(np.float32)
     h, w = frame.shape
     side = min(h, w)
     mask = np.zeros((h, w), np.uint8)
     out = frame.copy()
-    if kind == 0:
+    if kind == 4:
+        mask = _shortened(rng, thin_structures(frame), side)
+        out = cv2.inpaint((frame * 255).astype(np.uint8), mask, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255
+    elif kind == 0:
         thin = thin_structures(frame)
         ys, xs = np.nonzero(thin)
         # Pieces of a thin structure, each a connected stretch of it within a window.

@@ -1,0 +1,42 @@
+"""A bundle for a setting that changes only what is built on the autoencoder (the maps, the
+patch memory, the scoring), made on the autoencoder of an earlier bundle instead of training
+one again: the same good images, the memory, per-pixel statistics and threshold calibrated
+afresh with the new pipeline's settings, as `inspector train` would. Two bundles compared so
+differ by the setting alone, free of training noise (as `general_validation.py
+--autoencoder-from` does on the validation). Given the earlier bundle's own pipeline, it
+re-builds that bundle's calibration to the bit.
+
+Usage (from the repository root):
+    PYTHONPATH=. python benchmarks/on_same_autoencoder.py GOOD_DIR EARLIER_BUNDLE PIPELINE OUT [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from inspector.bundle import load_bundle
+from inspector.formats import list_images
+from inspector.models.denoising import fit as denoising_fit
+from inspector.models.pipeline_files import resolve_pipeline
+from inspector.usecases.training import load_images, train_bundle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("good", type=Path)
+    parser.add_argument("earlier", type=Path, help="a bundle whose autoencoder is kept")
+    parser.add_argument("pipeline", help="a shipped pipeline's name or a pipeline file")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seed", type=int, default=0, help="the earlier bundle's seed (the held-out split)")
+    args = parser.parse_args()
+    autoencoder = load_bundle(args.earlier).model.get_layer("autoencoder")
+    denoising_fit.train_autoencoder = lambda *a, **k: (autoencoder, [0.0])
+    loaded = load_images(list_images(args.good), resolve_pipeline(args.pipeline), seed=args.seed)
+    _, summary = train_bundle(loaded, args.out, loaded.pipeline, seed=args.seed)
+    print(json.dumps({k: summary[k] for k in ("model_dir", "threshold", "held_out")}))
+
+
+if __name__ == "__main__":
+    main()

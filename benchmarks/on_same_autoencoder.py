@@ -4,10 +4,11 @@ one again: the same good images, the memory, per-pixel statistics and threshold 
 afresh with the new pipeline's settings, as `inspector train` would. Two bundles compared so
 differ by the setting alone, free of training noise (as `general_validation.py
 --autoencoder-from` does on the validation). Given the earlier bundle's own pipeline, it
-re-builds that bundle's calibration to the bit.
+re-builds that bundle's calibration and threshold to the bit. The earlier bundle's seed is kept
+(its held-out split); a pipeline that trains or prepares differently is refused.
 
 Usage (from the repository root):
-    PYTHONPATH=. python benchmarks/on_same_autoencoder.py GOOD_DIR EARLIER_BUNDLE PIPELINE OUT [--seed 0]
+    PYTHONPATH=. python benchmarks/on_same_autoencoder.py GOOD_DIR EARLIER_BUNDLE PIPELINE OUT
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from general_validation import TRAINING_KEYS
 
 from inspector.bundle import load_bundle
 from inspector.formats import list_images
@@ -29,12 +32,22 @@ def main() -> None:
     parser.add_argument("earlier", type=Path, help="a bundle whose autoencoder is kept")
     parser.add_argument("pipeline", help="a shipped pipeline's name or a pipeline file")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--seed", type=int, default=0, help="the earlier bundle's seed (the held-out split)")
     args = parser.parse_args()
-    autoencoder = load_bundle(args.earlier).model.get_layer("autoencoder")
+    earlier = load_bundle(args.earlier)
+    seed = int(earlier.training["seed"])  # the held-out split the autoencoder did not learn from
+    pipeline = resolve_pipeline(args.pipeline)
+    changed = sorted(key for key in TRAINING_KEYS
+                     if getattr(pipeline.model.settings, key, None) != getattr(earlier.pipeline.model.settings, key, None))
+    if changed:
+        raise SystemExit(f"{args.pipeline} trains the autoencoder differently ({', '.join(changed)}): train it instead")
+    loaded = load_images(list_images(args.good), pipeline, seed=seed)
+    if loaded.pipeline.preprocess != earlier.pipeline.preprocess:
+        raise SystemExit(f"{args.pipeline} prepares the images differently from {args.earlier}: train it instead")
+    autoencoder = earlier.model.get_layer("autoencoder")
     denoising_fit.train_autoencoder = lambda *a, **k: (autoencoder, [0.0])
-    loaded = load_images(list_images(args.good), resolve_pipeline(args.pipeline), seed=args.seed)
-    _, summary = train_bundle(loaded, args.out, loaded.pipeline, seed=args.seed)
+    record = {"folder": str(args.good.resolve()), "autoencoder_from": {"bundle": str(args.earlier.resolve()),
+                                                                  "fingerprint": earlier.fingerprint}}
+    _, summary = train_bundle(loaded, args.out, loaded.pipeline, seed=seed, record=record)
     print(json.dumps({k: summary[k] for k in ("model_dir", "threshold", "held_out")}))
 
 

@@ -121,6 +121,8 @@ def _shortened(rng: np.random.Generator, thin: np.ndarray, side: int) -> np.ndar
     at random) and a little beyond: a lead cut short, the rest of it gone. A mask (H, W) uint8."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(thin.astype(np.uint8))
     extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
+    if not len(extent) or extent.max() < 3:
+        raise ValueError("no thin structure three pixels long or more to shorten in this frame")
     long = np.flatnonzero(extent >= LONG_STRUCTURE * side) + 1
     # Without a long structure, the longest there is.
     label = int(rng.choice(long)) if len(long) else int(np.argmax(extent)) + 1
@@ -136,13 +138,15 @@ def _shortened(rng: np.random.Generator, thin: np.ndarray, side: int) -> np.ndar
     gone = along >= cut
     mask = np.zeros(thin.shape, np.uint8)
     mask[ys[gone], xs[gone]] = 1
-    # On past the end: from the removed stretch's middle through its end, as wide as the structure.
-    middle, end = points[gone].mean(0), points[gone][np.argmax(along[gone])]
+    # On past the end, as wide as the structure: from the removed stretch's middle through the
+    # middle of its last tenth (both on its centre line, so a bent lead goes on as its tip points).
+    middle = points[gone].mean(0)
+    end = points[along >= high - 0.1 * (high - cut)].mean(0)
     direction = (end - middle) / max(float(np.linalg.norm(end - middle)), 1.0)
     beyond = end + direction * BEYOND_END * (high - low)
     # The top-hat sees a lead's bright middle: the mask is widened by the structure's own width.
     width = max(3, int(round(len(along) / max(high - low, 1.0))))
-    cv2.line(mask, (int(end[0]), int(end[1])), (int(beyond[0]), int(beyond[1])), 1, width)
+    cv2.line(mask, tuple(int(round(v)) for v in end), tuple(int(round(v)) for v in beyond), 1, width)
     grow = width | 1
     return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
 
@@ -168,6 +172,8 @@ def draw_generic(rng: np.random.Generator, frame: np.ndarray, kind: int) -> tupl
     elif kind == 0:
         thin = thin_structures(frame)
         ys, xs = np.nonzero(thin)
+        if not len(ys):
+            raise ValueError("no thin structure to cut in this frame")
         # Pieces of a thin structure, each a connected stretch of it within a window.
         for _ in range(20):
             i = int(rng.integers(len(ys)))

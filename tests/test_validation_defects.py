@@ -77,7 +77,17 @@ def test_a_structure_shortened_loses_a_lead_from_a_point_to_its_end(seed):
     if kept[0] <= 3:  # cut towards the lead's free end: its darker tip goes too
         tip = np.s_[222:235, changed[0] - 3:changed[0] + 4]
         assert mask[tip].mean() > 0.9 and np.abs(drawn[tip] - frame[tip]).mean() > 0.08
+        # ... and what goes on past the end follows the lead, not off to one side.
+        _, past = np.nonzero(mask[237:])
+        assert len(past) and np.abs(past - changed[0]).max() <= 12
     # The mask covers what was taken away, and no other lead.
     gone = (frame > 0.7) & (drawn < 0.7)
     assert mask[gone].mean() > 0.95
     assert not mask[:, [x for x in centres if x != changed[0]]].any()
+
+
+def test_a_frame_without_thin_structure_is_refused_with_a_reason():
+    flat = np.full((128, 128), 0.5, np.float32)
+    for kind in ("thin structure cut", "thin structure shortened"):
+        with pytest.raises(ValueError, match="no thin structure"):
+            draw_generic(np.random.default_rng(0), flat, GENERIC_KINDS.index(kind))

@@ -35,9 +35,15 @@ def main() -> None:
     args = parser.parse_args()
     earlier = load_bundle(args.earlier)
     seed = int(earlier.training["seed"])  # the held-out split the autoencoder did not learn from
+    if earlier.training.get("folder") not in (None, str(args.good.resolve())):
+        raise SystemExit(f"{args.earlier} was trained on {earlier.training['folder']}, not {args.good}")
     pipeline = resolve_pipeline(args.pipeline)
-    changed = sorted(key for key in TRAINING_KEYS
+    # What trains the autoencoder, the copies it learns from, and the held-out split it did not.
+    keys = TRAINING_KEYS | {"nuisances", "nuisance_copies", "nuisance_share"}
+    changed = sorted(key for key in keys
                      if getattr(pipeline.model.settings, key, None) != getattr(earlier.pipeline.model.settings, key, None))
+    changed += [key for key in ("architecture", "holdout_fraction")
+                if getattr(pipeline.model, key) != getattr(earlier.pipeline.model, key)]
     if changed:
         raise SystemExit(f"{args.pipeline} trains the autoencoder differently ({', '.join(changed)}): train it instead")
     loaded = load_images(list_images(args.good), pipeline, seed=seed)

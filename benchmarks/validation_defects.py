@@ -116,10 +116,15 @@ def _structured_point(rng: np.random.Generator, frame: np.ndarray, margin: int) 
     return i % frame.shape[1], i // frame.shape[1]
 
 
+def _painted_over(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`frame` with `mask` painted over by its surroundings (cv2.inpaint, Telea, radius 5)."""
+    return cv2.inpaint((frame * 255).astype(np.uint8), mask, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255
+
+
 def _shortened(rng: np.random.Generator, thin: np.ndarray, side: int) -> np.ndarray:
     """Where a long thin structure is taken away from a point along it to one of its ends (drawn
     at random) and a little beyond: a lead cut short, the rest of it gone. A mask (H, W) uint8."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(thin.astype(np.uint8))
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(thin.astype(np.uint8))
     extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
     if not len(extent) or extent.max() < 3:
         raise ValueError("no thin structure three pixels long or more to shorten in this frame")
@@ -168,7 +173,7 @@ def draw_generic(rng: np.random.Generator, frame: np.ndarray, kind: int) -> tupl
     out = frame.copy()
     if kind == 4:
         mask = _shortened(rng, thin_structures(frame), side)
-        out = cv2.inpaint((frame * 255).astype(np.uint8), mask, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255
+        out = _painted_over(frame, mask)
     elif kind == 0:
         thin = thin_structures(frame)
         ys, xs = np.nonzero(thin)
@@ -186,7 +191,7 @@ def draw_generic(rng: np.random.Generator, frame: np.ndarray, kind: int) -> tupl
             if max(np.ptp(py), np.ptp(px)) >= 1.5 * half:  # a stretch across the window, not a speck
                 break
         mask = cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8))
-        out = cv2.inpaint((frame * 255).astype(np.uint8), mask, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255
+        out = _painted_over(frame, mask)
     elif kind in (1, 3):
         radius = rng.uniform(0.03, 0.06) if kind == 1 else rng.uniform(0.1, 0.2)
         reach = rng.uniform(0.015, 0.04) if kind == 1 else rng.uniform(0.03, 0.06)

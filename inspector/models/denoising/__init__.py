@@ -62,6 +62,10 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # cut or missing: there the frame's grey opening or closing), so the autoencoder learns to
     # give a missing stretch back (0: none, and no random number drawn for it).
     removal_share: float = 0.0
+    # Share of those removals that take the structure from a point to one of its ends instead of
+    # a stretch (a lead cut short: the rest of it gone), so the autoencoder learns to give back a
+    # structure's end, not only a gap between two ends (0: none, and no random number drawn for it).
+    removal_to_end: float = 0.0
     # Nuisance copies made of each good image before training (0: no nuisances), each under one or
     # two of `nuisances` (names from inspector.nuisance_names.NAMES; empty: any of them).
     nuisance_copies: int = 5
@@ -102,6 +106,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.defect_share", self.defect_share, 0.0, 1.0)
         check_range(f"{where}.nuisance_share", self.nuisance_share, 0.0, 1.0)
         check_range(f"{where}.removal_share", self.removal_share, 0.0, 1.0)
+        check_range(f"{where}.removal_to_end", self.removal_to_end, 0.0, 1.0)
         check_range(f"{where}.nuisance_copies", self.nuisance_copies, 0, 50)
         for name in self.nuisances:
             check_choice(f"{where}.nuisances", name, NUISANCE_NAMES)

@@ -60,12 +60,36 @@ def _far_shift(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.roll(image, (dy, dx), axis=(0, 1))
 
 
-def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.ndarray) -> np.ndarray | None:
+# A structure taken away to its end is at most this share of the frame: a larger one is no thin structure.
+TO_END_LARGEST = 0.06
+
+
+def _to_end_mask(rng: np.random.Generator, change: np.ndarray, point: tuple[int, int]) -> np.ndarray | None:
+    """The thin structure through `point` (its pixels changed by at least a quarter as much as
+    `point`, connected to it) from `point` to one of its ends along its main axis (drawn at
+    random), two pixels wider all round; None when it is larger than TO_END_LARGEST of the frame."""
+    structure = (change >= 0.25 * change[point]).astype(np.uint8)
+    _, labels = cv2.connectedComponents(structure, connectivity=8)
+    ys, xs = np.nonzero(labels == labels[point])
+    side = rng.choice([-1.0, 1.0])
+    if len(ys) > TO_END_LARGEST * change.size:
+        return None
+    coords = np.stack([ys, xs], 1).astype(np.float64)
+    axis = np.linalg.eigh(np.cov(coords.T) + 1e-9 * np.eye(2))[1][:, -1] if len(ys) > 2 else np.array([1.0, 0.0])
+    along = (coords - np.array(point, np.float64)) @ axis
+    mask = np.zeros(change.shape, np.uint8)
+    mask[ys[side * along >= 0], xs[side * along >= 0]] = 1
+    return cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
+
+
+def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.ndarray,
+                       to_end_share: float = 0.0) -> np.ndarray | None:
     """The image with a stretch of thin structure taken away, or None when it has none in
     `region`: a grey opening (bright structure) or closing (dark) by a disc a twentieth to a
     tenth of the frame across takes it all away; an ellipse of that (a seventeenth to a fifth of
     the frame across, cut to `region`), centred where it changed the image most, replaces the
-    image there. What a lead or a wire cut or missing leaves."""
+    image there. What a lead or a wire cut or missing leaves. `to_end_share` of them take the
+    structure away from that point to one of its ends instead (`_to_end_mask`): a lead cut short."""
     side = max(3, int(min(image.shape) * rng.uniform(0.05, 0.1))) | 1
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     operation = cv2.MORPH_OPEN if rng.random() < 0.5 else cv2.MORPH_CLOSE
@@ -77,10 +101,15 @@ def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.n
     if not len(ys):
         return None
     i = int(rng.integers(len(ys)))
-    h, w = image.shape
-    mask = np.zeros(image.shape, np.uint8)
-    axes = (max(2, int(w * rng.uniform(0.03, 0.1))), max(2, int(h * rng.uniform(0.03, 0.1))))
-    cv2.ellipse(mask, (int(xs[i]), int(ys[i])), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    # Drawn only when the share is set: without it the stretches' random numbers are the same.
+    to_end = _to_end_mask(rng, change, (int(ys[i]), int(xs[i]))) if to_end_share and rng.random() < to_end_share else None
+    if to_end is not None:
+        mask = to_end.astype(np.uint8)
+    else:
+        h, w = image.shape
+        mask = np.zeros(image.shape, np.uint8)
+        axes = (max(2, int(w * rng.uniform(0.03, 0.1))), max(2, int(h * rng.uniform(0.03, 0.1))))
+        cv2.ellipse(mask, (int(xs[i]), int(ys[i])), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
     mask[~region] = 0  # like every other drawn defect: a part cut out is changed on the part only
     mask = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
     return (image * (1 - mask) + removed * mask).astype(np.float32)
@@ -108,11 +137,12 @@ LARGE_SHARE = 0.2
 
 
 def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray,
-               whole_frame: bool = False, removal_share: float = 0.0) -> np.ndarray:
+               whole_frame: bool = False, removal_share: float = 0.0, to_end_share: float = 0.0) -> np.ndarray:
     """`image` (H, W) in [0, 1] with one synthetic defect; `others`: good images to borrow from.
     `whole_frame`: no part was segmented (a registered frame), so a defect may go anywhere, and
     some are large: a region filled with what lies elsewhere in the frame. `removal_share`: the
-    share of defects that take a stretch of thin structure away (`_structure_removed`)."""
+    share of defects that take a stretch of thin structure away (`_structure_removed`), and
+    `to_end_share` of those the structure from a point to its end."""
     if whole_frame and rng.random() < LARGE_SHARE:
         mask = cv2.GaussianBlur(_large_mask(rng, image.shape).astype(np.float32), (0, 0), 1.5)
         return (image * (1 - mask) + _far_shift(rng, image) * mask).astype(np.float32)
@@ -121,7 +151,7 @@ def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray,
         return image
     # Drawn only when the share is set: without removals the other defects' random numbers are the same.
     if removal_share and rng.random() < removal_share:
-        removed = _structure_removed(rng, image, region)
+        removed = _structure_removed(rng, image, region, to_end_share)
         if removed is not None:
             return removed
     mask = _scratch_mask(rng, region) if rng.random() < 0.25 else _blob_mask(rng, region)

@@ -232,7 +232,8 @@ def train_autoencoder(
                     image = variants[i, int(rng.integers(copies))]
                 target.append(image)
                 defect = rng.random() < settings.defect_share
-                shown.append(add_defect(rng, image, arrays, whole_frame, settings.removal_share) if defect else image)
+                shown.append(add_defect(rng, image, arrays, whole_frame, settings.removal_share,
+                                         settings.removal_to_end) if defect else image)
             total += float(step(np.stack(shown)[..., None], np.stack(target)[..., None])) / count
             steps += 1
         losses.append(total / max(steps, 1))

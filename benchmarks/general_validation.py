@@ -82,6 +82,8 @@ VARIANTS = {
                                                   "error_sigma": 3.0}, {}),
     "memory weight 2": ({"memory_weight": 2.0}, {}),
     "memory weight 4": ({"memory_weight": 4.0}, {}),
+    "robust spread": ({"robust_spread": True}, {}),
+    "robust spread, memory weight 2": ({"robust_spread": True, "memory_weight": 2.0}, {}),
     "no appearance": ({"appearance_error": False}, {}),
     "no appearance, memory weight 2": ({"appearance_error": False, "memory_weight": 2.0}, {}),
     "no appearance, memory weight 4": ({"appearance_error": False, "memory_weight": 4.0}, {}),

@@ -13,6 +13,7 @@ from inspector import models
 from inspector.bundle import load_bundle
 from inspector.cv_setup import cv2
 from inspector.models.components.autoencoder_fit import split_holdout
+from inspector.models.components.patch_memory_fit import pixel_statistics
 from inspector.models.components.running import forward, score_arrays
 from inspector.models.denoising.defects import (LARGE_SHARE, TO_END_LARGEST, _structure_removed, _to_end_mask, add_defect,
                                                 part_outline)
@@ -242,6 +243,18 @@ def test_a_structure_too_large_to_be_thin_is_not_taken_to_its_end():
     rows = np.flatnonzero(mask[:, 50])
     assert rows[0] <= 50 <= rows[-1] and (rows[0] < 12 or rows[-1] > 87)  # from the point to one end
     assert not (rows[0] < 12 and rows[-1] > 87)  # not both
+
+
+def test_robust_statistics_do_not_forgive_a_place_for_a_few_unusual_good_images():
+    maps = np.zeros((20, 32, 32), np.float32)
+    maps += np.random.default_rng(0).normal(0, 0.1, maps.shape).astype(np.float32)
+    maps[:2, 12:20, 12:20] = 10.0  # two good images unusual at one place
+    mean, spread = pixel_statistics(maps)
+    centre, robust = pixel_statistics(maps, robust=True)
+    assert mean[16, 16] > 0.9 and abs(centre[16, 16]) < 0.2
+    assert spread[16, 16] > 5 * robust[16, 16]
+    # Elsewhere: the good images' own spread (0.1 here) plus the floor, its average.
+    assert 0.15 < float(np.median(robust)) < 0.25
 
 
 def test_the_bundle_loads_safely_and_scores_as_trained(autoencoder_alone, images):

@@ -30,11 +30,17 @@ def memory_layer(images: np.ndarray, settings, level: float | None = None) -> Pa
     return layer
 
 
-def pixel_statistics(good_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pixel_statistics(good_maps: np.ndarray, robust: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel mean and spread of error maps of good images a model did not learn from; the
     spread is smoothed and floored by its average, so a pixel that happened to vary little
-    among these few images does not turn every small error there into an alarm."""
+    among these few images does not turn every small error there into an alarm. `robust`: the
+    median and 1.4826 times the median absolute deviation instead, so a place where a few good
+    images are unusual (a lead bent one way) is not forgiven for every image."""
     good_maps = np.asarray(good_maps, np.float32)
+    if robust:
+        centre = np.median(good_maps, axis=0)
+        spread = 1.4826 * np.median(np.abs(good_maps - centre), axis=0)
+        return centre, cv2.GaussianBlur(spread, (0, 0), 2.0) + float(spread.mean()) + 1e-12
     spread = good_maps.std(axis=0)
     return good_maps.mean(axis=0), cv2.GaussianBlur(spread, (0, 0), 2.0) + float(spread.mean()) + 1e-12
 

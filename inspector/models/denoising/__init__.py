@@ -91,6 +91,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # The second opinion's map counts this many times as much as each of the other maps in the
     # sum (every map is first put in units of its typical score on good parts).
     memory_weight: float = 1.0
+    # Each map's per-pixel statistics from the median and median absolute deviation of good
+    # images' maps instead of their mean and standard deviation (false: mean and deviation).
+    robust_spread: bool = False
     # The second opinion's settings (neighbours, search_radius, patch_size: see patch_memory).
     patch_size: int = 6
 

@@ -308,7 +308,7 @@ def _cross_fitted(model, branches, raw: list[np.ndarray], images: np.ndarray, fo
 
     def learn(select: np.ndarray) -> None:
         for (layer, unit, weight), maps in zip(branches, raw):
-            set_statistics(layer, *pixel_statistics(maps[select]))
+            set_statistics(layer, *pixel_statistics(maps[select], pipeline.model.settings.robust_spread))
             unit.unit.assign(1.0)
             normalised = _branch_output(layer, maps[select], images[select])
             typical = max(float(normalised.reshape(len(normalised), -1).max(axis=1).mean()), 1e-6)

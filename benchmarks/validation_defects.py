@@ -121,9 +121,10 @@ def _painted_over(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return cv2.inpaint((frame * 255).astype(np.uint8), mask, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255
 
 
-def _shortened(rng: np.random.Generator, thin: np.ndarray, side: int) -> np.ndarray:
+def _shortened(rng: np.random.Generator, thin: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """Where a long thin structure is taken away from a point along it to one of its ends (drawn
-    at random) and a little beyond: a lead cut short, the rest of it gone. A mask (H, W) uint8."""
+    at random) and a little beyond: a lead cut short, the rest of it gone. Masks (H, W) uint8 of
+    what goes, and of the whole structure with the part beyond its end (both widened alike)."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(thin.astype(np.uint8))
     extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
     if not len(extent) or extent.max() < 3:
@@ -143,6 +144,7 @@ def _shortened(rng: np.random.Generator, thin: np.ndarray, side: int) -> np.ndar
     gone = along >= cut
     mask = np.zeros(thin.shape, np.uint8)
     mask[ys[gone], xs[gone]] = 1
+    whole = (labels == label).astype(np.uint8)
     # On past the end, as wide as the structure: from the removed stretch's middle through the
     # middle of its last tenth (both on its centre line, so a bent lead goes on as its tip points).
     middle = points[gone].mean(0)
@@ -151,9 +153,10 @@ def _shortened(rng: np.random.Generator, thin: np.ndarray, side: int) -> np.ndar
     beyond = end + direction * BEYOND_END * (high - low)
     # The top-hat sees a lead's bright middle: the mask is widened by the structure's own width.
     width = max(3, int(round(len(along) / max(high - low, 1.0))))
-    cv2.line(mask, tuple(int(round(v)) for v in end), tuple(int(round(v)) for v in beyond), 1, width)
-    grow = width | 1
-    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    for drawn in (mask, whole):
+        cv2.line(drawn, tuple(int(round(v)) for v in end), tuple(int(round(v)) for v in beyond), 1, width)
+    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width | 1, width | 1))
+    return cv2.dilate(mask, grow), cv2.dilate(whole, grow)
 
 
 def draw_generic(rng: np.random.Generator, frame: np.ndarray, kind: int) -> tuple[np.ndarray, np.ndarray]:
@@ -172,8 +175,10 @@ def draw_generic(rng: np.random.Generator, frame: np.ndarray, kind: int) -> tupl
     mask = np.zeros((h, w), np.uint8)
     out = frame.copy()
     if kind == 4:
-        mask = _shortened(rng, thin_structures(frame), side)
-        out = _painted_over(frame, mask)
+        mask, whole = _shortened(rng, thin_structures(frame), side)
+        # The whole structure is painted over and what goes is taken from that: painted over
+        # alone, what is kept of the structure would run on into it, a lead fading, not cut.
+        out = np.where(mask > 0, _painted_over(frame, whole), frame)
     elif kind == 0:
         thin = thin_structures(frame)
         ys, xs = np.nonzero(thin)

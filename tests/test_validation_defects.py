@@ -74,6 +74,9 @@ def test_a_structure_shortened_loses_a_lead_from_a_point_to_its_end(seed):
     assert len(kept) and np.ptp(kept) + 1 == len(kept)
     assert kept[0] <= 3 or kept[-1] >= len(column) - 4
     assert 0.25 * len(column) <= len(kept) <= 0.75 * len(column)
+    # The lead ends at the cut: next to it is board, not the lead fading out into it.
+    near = column[kept[-1] + 2:kept[-1] + 12] if kept[0] <= 3 else column[kept[0] - 11:kept[0] - 1]
+    assert np.abs(near - 0.45).max() < 0.12
     if kept[0] <= 3:  # cut towards the lead's free end: its darker tip goes too
         tip = np.s_[222:235, changed[0] - 3:changed[0] + 4]
         assert mask[tip].mean() > 0.9 and np.abs(drawn[tip] - frame[tip]).mean() > 0.08

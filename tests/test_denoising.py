@@ -13,10 +13,8 @@ from inspector import models
 from inspector.bundle import load_bundle
 from inspector.cv_setup import cv2
 from inspector.models.components.autoencoder_fit import split_holdout
-from inspector.models.components.patch_memory_fit import pixel_statistics
 from inspector.models.components.running import forward, score_arrays
-from inspector.models.denoising.defects import (LARGE_SHARE, TO_END_LARGEST, _structure_removed, _to_end_mask, add_defect,
-                                                part_outline)
+from inspector.models.denoising.defects import LARGE_SHARE, _structure_removed, add_defect, part_outline
 from inspector.models.denoising.fit import build as build_model, learning_rate, training_loss, worst_local_error
 from inspector.models.denoising.layers import StructureError, blur_matrix, gaussian_line
 from inspector.models.pipeline_files import pipeline_from_dict, resolve_pipeline
@@ -209,52 +207,6 @@ def test_a_removal_takes_a_stretch_of_a_thin_lead_away():
         np.testing.assert_array_equal(out, expected)
         through += 1
     assert through >= 3
-
-
-def test_a_removal_to_the_end_leaves_the_lead_cut_short():
-    frame = np.full((128, 128), 0.4, np.float32)
-    frame[20:110, 62:65] = 0.9  # a lead three pixels wide on a plain board
-    whole = np.ones(frame.shape, bool)
-    cuts = {"top kept": 0, "bottom kept": 0}
-    for seed in range(20):
-        out = _structure_removed(np.random.default_rng(seed), frame, whole, to_end_share=1.0)
-        if out is None:
-            continue  # a closing: nothing bright to take away
-        bright = out[20:110, 62:65].mean(axis=1) > 0.85
-        gone = out[20:110, 62:65].mean(axis=1) < 0.5
-        assert gone.sum() >= 3, seed
-        # What is left of the lead is one stretch from one of its ends; the other end is gone.
-        kept = np.flatnonzero(bright)
-        assert len(kept) and kept[-1] - kept[0] + 1 == len(kept), seed
-        assert (kept[0] == 0 and gone[-1]) or (kept[-1] == 89 and gone[0]), seed
-        cuts["top kept" if kept[0] == 0 else "bottom kept"] += 1
-        assert np.abs(out[:, :55] - 0.4).max() < 0.01 and np.abs(out[:, 72:] - 0.4).max() < 0.01, seed
-    assert cuts["top kept"] >= 2 and cuts["bottom kept"] >= 2, cuts
-
-
-def test_a_structure_too_large_to_be_thin_is_not_taken_to_its_end():
-    change = np.zeros((100, 100), np.float32)
-    side = int(np.ceil(np.sqrt(TO_END_LARGEST * change.size))) + 2
-    change[10:10 + side, 10:10 + side] = 1.0
-    assert _to_end_mask(np.random.default_rng(0), change, (20, 20)) is None
-    change[:] = 0
-    change[10:90, 50] = 1.0
-    mask = _to_end_mask(np.random.default_rng(0), change, (50, 50))
-    rows = np.flatnonzero(mask[:, 50])
-    assert rows[0] <= 50 <= rows[-1] and (rows[0] < 12 or rows[-1] > 87)  # from the point to one end
-    assert not (rows[0] < 12 and rows[-1] > 87)  # not both
-
-
-def test_robust_statistics_do_not_forgive_a_place_for_a_few_unusual_good_images():
-    maps = np.zeros((20, 32, 32), np.float32)
-    maps += np.random.default_rng(0).normal(0, 0.1, maps.shape).astype(np.float32)
-    maps[:2, 12:20, 12:20] = 10.0  # two good images unusual at one place
-    mean, spread = pixel_statistics(maps)
-    centre, robust = pixel_statistics(maps, robust=True)
-    assert mean[16, 16] > 0.9 and abs(centre[16, 16]) < 0.2
-    assert spread[16, 16] > 5 * robust[16, 16]
-    # Elsewhere: the good images' own spread (0.1 here) plus the floor, its average.
-    assert 0.15 < float(np.median(robust)) < 0.25
 
 
 def test_the_bundle_loads_safely_and_scores_as_trained(autoencoder_alone, images):

@@ -110,6 +110,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.nuisance_share", self.nuisance_share, 0.0, 1.0)
         check_range(f"{where}.removal_share", self.removal_share, 0.0, 1.0)
         check_range(f"{where}.removal_to_end", self.removal_to_end, 0.0, 1.0)
+        if self.removal_to_end and not self.removal_share:
+            raise ConfigError(f"'{where}.removal_to_end' takes a share of the removals, and "
+                              f"'{where}.removal_share' is 0: set removal_share too, or removal_to_end to 0")
         check_range(f"{where}.nuisance_copies", self.nuisance_copies, 0, 50)
         for name in self.nuisances:
             check_choice(f"{where}.nuisances", name, NUISANCE_NAMES)

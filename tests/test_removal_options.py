@@ -1,0 +1,145 @@
+"""Two options of the denoising autoencoder, off in every shipped pipeline: synthetic removals
+taken to a structure's end (`removal_to_end`: a lead cut short), and per-pixel statistics from
+the median and median absolute deviation of good maps (`robust_spread`). Off, they draw no
+random number and change nothing; on, they reach the training and the calibration."""
+
+import numpy as np
+import pytest
+
+from inspector.errors import ConfigError
+from inspector.models.components.patch_memory_fit import pixel_statistics
+from inspector.models.denoising import fit as denoising_fit
+from inspector.models.denoising.defects import LARGE_SHARE, TO_END_LARGEST, _structure_removed, _to_end_mask, add_defect
+from inspector.models.pipeline_files import pipeline_from_dict, resolve_pipeline
+from inspector.usecases.training import load_folder, train_bundle
+from conftest import SAMPLE
+
+
+class Recorded:
+    """A random generator that records which of its methods were called, in order."""
+
+    def __init__(self, seed: int):
+        self.rng, self.calls = np.random.default_rng(seed), []
+
+    def __getattr__(self, name):
+        method = getattr(self.rng, name)
+
+        def recorded(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return recorded
+
+
+def lead_frame() -> np.ndarray:
+    frame = np.full((128, 128), 0.4, np.float32)
+    frame[20:110, 62:65] = 0.9  # a lead three pixels wide on a plain board
+    return frame
+
+
+def test_off_the_removal_draws_what_a_stretch_always_drew():
+    whole = np.ones((128, 128), bool)
+    for seed in range(6):
+        off, share_off = Recorded(seed), Recorded(seed)
+        _structure_removed(off, lead_frame(), whole)
+        _structure_removed(share_off, lead_frame(), whole, to_end_share=0.0)
+        if len(off.calls) == 2:
+            continue  # a closing: nothing to remove, no point drawn
+        # The disc's size, opening or closing, the point, the ellipse's two axes and its angle.
+        assert off.calls == share_off.calls == ["uniform", "random", "integers", "uniform", "uniform", "uniform"]
+        on = Recorded(seed)
+        _structure_removed(on, lead_frame(), whole, to_end_share=0.5)
+        assert on.calls[:4] == ["uniform", "random", "integers", "random"]  # one more: to the end or not
+
+
+def test_a_removal_to_the_end_leaves_the_lead_cut_short():
+    frame = lead_frame()
+    whole = np.ones(frame.shape, bool)
+    cuts = {"top kept": 0, "bottom kept": 0}
+    for seed in range(20):
+        out = _structure_removed(np.random.default_rng(seed), frame, whole, to_end_share=1.0)
+        if out is None:
+            continue  # a closing: nothing bright to take away
+        bright = out[20:110, 62:65].mean(axis=1) > 0.85
+        gone = out[20:110, 62:65].mean(axis=1) < 0.5
+        assert gone.sum() >= 3, seed
+        # What is left of the lead is one stretch from one of its ends; the other end is gone.
+        kept = np.flatnonzero(bright)
+        assert len(kept) and kept[-1] - kept[0] + 1 == len(kept), seed
+        assert (kept[0] == 0 and gone[-1]) or (kept[-1] == 89 and gone[0]), seed
+        cuts["top kept" if kept[0] == 0 else "bottom kept"] += 1
+        assert np.abs(out[:, :55] - 0.4).max() < 0.01 and np.abs(out[:, 72:] - 0.4).max() < 0.01, seed
+    assert cuts["top kept"] >= 2 and cuts["bottom kept"] >= 2, cuts
+
+
+def test_a_structure_too_large_to_be_thin_is_not_taken_to_its_end():
+    change = np.zeros((100, 100), np.float32)
+    side = int(np.ceil(np.sqrt(TO_END_LARGEST * change.size))) + 2
+    change[10:10 + side, 10:10 + side] = 1.0
+    assert _to_end_mask(np.random.default_rng(0), change, (20, 20)) is None
+    change[:] = 0
+    change[10:90, 50] = 1.0
+    mask = _to_end_mask(np.random.default_rng(0), change, (50, 50))
+    rows = np.flatnonzero(mask[:, 50])
+    assert rows[0] <= 50 <= rows[-1] and (rows[0] < 12 or rows[-1] > 87)  # from the point to one end
+    assert not (rows[0] < 12 and rows[-1] > 87)  # not both
+
+
+def test_robust_statistics_do_not_forgive_a_place_for_a_few_unusual_good_images():
+    maps = np.zeros((20, 32, 32), np.float32)
+    maps += np.random.default_rng(0).normal(0, 0.1, maps.shape).astype(np.float32)
+    maps[:2, 12:20, 12:20] = 10.0  # two good images unusual at one place
+    mean, spread = pixel_statistics(maps)
+    centre, robust = pixel_statistics(maps, robust=True)
+    assert mean[16, 16] > 0.9 and abs(centre[16, 16]) < 0.2
+    assert spread[16, 16] > 5 * robust[16, 16]
+    # Elsewhere: the good images' own spread (0.1 here) plus the floor, its average.
+    assert 0.15 < float(np.median(robust)) < 0.25
+
+
+def test_add_defect_hands_the_share_to_the_removal():
+    frame, whole = lead_frame(), np.ones((128, 128), bool)
+    through = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        large, _ = rng.random() < LARGE_SHARE, rng.random()
+        expected = _structure_removed(rng, frame, whole, to_end_share=1.0)
+        if large or expected is None:
+            continue
+        np.testing.assert_array_equal(add_defect(np.random.default_rng(seed), frame, frame[None], True, 1.0, 1.0),
+                                      expected)
+        through += 1
+    assert through >= 3
+
+
+def test_to_the_end_without_removals_is_refused():
+    data = resolve_pipeline("general").to_dict()
+    data["model"].update(removal_share=0.0, removal_to_end=0.5)
+    with pytest.raises(ConfigError, match="removal_to_end.*removal_share"):
+        pipeline_from_dict(data, source="to the end without removals")
+    data["model"].update(removal_share=0.3, removal_to_end=1.5)
+    with pytest.raises(ConfigError, match="removal_to_end"):
+        pipeline_from_dict(data, source="out of range")
+
+
+def test_both_options_reach_the_training_and_the_calibration(tmp_path, monkeypatch):
+    data = resolve_pipeline("screw").to_dict()
+    data["model"].update(filters=[8, 8, 8, 8], epochs=1, nuisance_copies=0, batch_size=8, min_steps=0,
+                         defect_share=1.0, removal_share=1.0, removal_to_end=0.7, robust_spread=True)
+    pipeline = pipeline_from_dict(data, source="both options on")
+    defects, statistics = [], []
+    add_defect, spread = denoising_fit.add_defect, denoising_fit.pixel_statistics
+
+    def recorded_defect(*args):
+        defects.append(args[4:])
+        return add_defect(*args)
+
+    def recorded_statistics(maps, robust=False):
+        statistics.append(robust)
+        return spread(maps, robust)
+
+    monkeypatch.setattr(denoising_fit, "add_defect", recorded_defect)
+    monkeypatch.setattr(denoising_fit, "pixel_statistics", recorded_statistics)
+    train_bundle(load_folder(SAMPLE / "train" / "good", pipeline, seed=0), tmp_path / "b", pipeline, seed=0)
+    assert defects and set(defects) == {(1.0, 0.7)}
+    assert statistics and set(statistics) == {True}

@@ -40,9 +40,9 @@ def pixel_statistics(good_maps: np.ndarray, robust: bool = False) -> tuple[np.nd
     if robust:
         centre = np.median(good_maps, axis=0)
         spread = 1.4826 * np.median(np.abs(good_maps - centre), axis=0)
-        return centre, cv2.GaussianBlur(spread, (0, 0), 2.0) + float(spread.mean()) + 1e-12
-    spread = good_maps.std(axis=0)
-    return good_maps.mean(axis=0), cv2.GaussianBlur(spread, (0, 0), 2.0) + float(spread.mean()) + 1e-12
+    else:
+        centre, spread = good_maps.mean(axis=0), good_maps.std(axis=0)
+    return centre, cv2.GaussianBlur(spread, (0, 0), 2.0) + float(spread.mean()) + 1e-12
 
 
 def set_statistics(layer, mean: np.ndarray, scale: np.ndarray) -> None:

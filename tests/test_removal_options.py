@@ -1,7 +1,8 @@
-"""Two options of the denoising autoencoder, off in every shipped pipeline: synthetic removals
-taken to a structure's end (`removal_to_end`: a lead cut short), and per-pixel statistics from
-the median and median absolute deviation of good maps (`robust_spread`). Off, they draw no
-random number and change nothing; on, they reach the training and the calibration."""
+"""Options of the denoising autoencoder, off in every shipped pipeline: synthetic removals
+taken to a structure's end (`removal_to_end`: a lead cut short; `removal_to_end_long`: a long
+structure from part way along it), and per-pixel statistics from the median and median absolute
+deviation of good maps (`robust_spread`). Off, they draw no random number and change nothing;
+on, they reach the training and the calibration."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from inspector.errors import ConfigError
 from inspector.models.components.patch_memory_fit import pixel_statistics
 from inspector.models.denoising import fit as denoising_fit
-from inspector.models.denoising.defects import LARGE_SHARE, TO_END_LARGEST, _structure_removed, _to_end_mask, add_defect
+from inspector.models.denoising.defects import (LARGE_SHARE, TO_END_LARGEST, _long_to_end_mask, _structure_removed,
+                                               _to_end_mask, add_defect)
 from inspector.models.pipeline_files import pipeline_from_dict, resolve_pipeline
 from inspector.usecases.training import load_folder, train_bundle
 from conftest import SAMPLE
@@ -72,6 +74,39 @@ def test_a_removal_to_the_end_leaves_the_lead_cut_short():
     assert cuts["top kept"] >= 2 and cuts["bottom kept"] >= 2, cuts
 
 
+def test_a_long_removal_cuts_the_lead_part_way_and_leaves_short_structure():
+    frame = lead_frame()
+    for y, x in ((30, 20), (90, 100), (60, 30)):
+        frame[y:y + 3, x:x + 3] = 0.9  # bright dots: thin, not long
+    whole = np.ones(frame.shape, bool)
+    kept_lengths, removed = [], 0
+    for seed in range(20):
+        out = _structure_removed(np.random.default_rng(seed), frame, whole, 1.0, long_only=True)
+        if out is None:
+            continue  # a closing: nothing dark to take away
+        removed += 1
+        bright = out[20:110, 62:65].mean(axis=1) > 0.85
+        kept = np.flatnonzero(bright)
+        # One stretch from one end of the lead, cut 30-70% along it (less the mask's two pixels).
+        assert len(kept) and kept[-1] - kept[0] + 1 == len(kept) and (kept[0] == 0 or kept[-1] == 89), seed
+        kept_lengths.append(len(kept))
+        for y, x in ((30, 20), (90, 100), (60, 30)):
+            assert out[y + 1, x + 1] > 0.85, (seed, y, x)
+    assert removed >= 5 and min(kept_lengths) >= 0.3 * 90 - 3 and max(kept_lengths) <= 0.7 * 90 + 1, kept_lengths
+
+
+def test_without_a_long_structure_the_long_removal_gives_way():
+    change = np.zeros((128, 128), np.float32)
+    for y, x in ((30, 20), (90, 100), (60, 30)):
+        change[y:y + 3, x:x + 3] = 0.5
+    assert _long_to_end_mask(np.random.default_rng(0), change, 9) is None
+    change[20:110, 62:65] = 0.5
+    mask = _long_to_end_mask(np.random.default_rng(0), change, 9)
+    assert mask is not None and mask[:, 63].any() and not mask[30:33, 20:23].any()
+    change[:] = 0.5 * (np.arange(128) % 2)[None, :]  # lines everywhere: one structure, not thin
+    assert _long_to_end_mask(np.random.default_rng(0), change, 9) is None
+
+
 def test_a_structure_too_large_to_be_thin_is_not_taken_to_its_end():
     change = np.zeros((100, 100), np.float32)
     side = int(np.ceil(np.sqrt(TO_END_LARGEST * change.size))) + 2
@@ -120,12 +155,16 @@ def test_to_the_end_without_removals_is_refused():
     data["model"].update(removal_share=0.3, removal_to_end=1.5)
     with pytest.raises(ConfigError, match="removal_to_end"):
         pipeline_from_dict(data, source="out of range")
+    data["model"].update(removal_to_end=0.0, removal_to_end_long=True)
+    with pytest.raises(ConfigError, match="removal_to_end_long.*removal_to_end"):
+        pipeline_from_dict(data, source="long without to the end")
 
 
 def test_both_options_reach_the_training_and_the_calibration(tmp_path, monkeypatch):
     data = resolve_pipeline("screw").to_dict()
     data["model"].update(filters=[8, 8, 8, 8], epochs=1, nuisance_copies=0, batch_size=8, min_steps=0,
-                         defect_share=1.0, removal_share=1.0, removal_to_end=0.7, robust_spread=True)
+                         defect_share=1.0, removal_share=1.0, removal_to_end=0.7, removal_to_end_long=True,
+                         robust_spread=True)
     pipeline = pipeline_from_dict(data, source="both options on")
     defects, statistics = [], []
     add_defect, spread = denoising_fit.add_defect, denoising_fit.pixel_statistics
@@ -141,5 +180,5 @@ def test_both_options_reach_the_training_and_the_calibration(tmp_path, monkeypat
     monkeypatch.setattr(denoising_fit, "add_defect", recorded_defect)
     monkeypatch.setattr(denoising_fit, "pixel_statistics", recorded_statistics)
     train_bundle(load_folder(SAMPLE / "train" / "good", pipeline, seed=0), tmp_path / "b", pipeline, seed=0)
-    assert defects and set(defects) == {(1.0, 0.7)}
+    assert defects and set(defects) == {(1.0, 0.7, True)}
     assert statistics and set(statistics) == {True}

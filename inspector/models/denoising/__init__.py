@@ -66,6 +66,10 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # a stretch (a lead cut short: the rest of it gone), so the autoencoder learns to give back a
     # structure's end, not only a gap between two ends (0: none, and no random number drawn for it).
     removal_to_end: float = 0.0
+    # Those removals to the end take a long thin structure (a fifth of the frame or so: a lead, a
+    # wire) from part way along it, instead of the structure through the point changed most,
+    # which is seldom a lead on a board full of other structure.
+    removal_to_end_long: bool = False
     # Nuisance copies made of each good image before training (0: no nuisances), each under one or
     # two of `nuisances` (names from inspector.nuisance_names.NAMES; empty: any of them).
     nuisance_copies: int = 5
@@ -113,6 +117,10 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         if self.removal_to_end and not self.removal_share:
             raise ConfigError(f"'{where}.removal_to_end' takes a share of the removals, and "
                               f"'{where}.removal_share' is 0: set removal_share too, or removal_to_end to 0")
+        if self.removal_to_end_long and not self.removal_to_end:
+            raise ConfigError(f"'{where}.removal_to_end_long' says which structure the removals to the end take, "
+                              f"and '{where}.removal_to_end' is 0: set removal_to_end too, or removal_to_end_long "
+                              f"to false")
         check_range(f"{where}.nuisance_copies", self.nuisance_copies, 0, 50)
         for name in self.nuisances:
             check_choice(f"{where}.nuisances", name, NUISANCE_NAMES)

@@ -82,14 +82,48 @@ def _to_end_mask(rng: np.random.Generator, change: np.ndarray, point: tuple[int,
     return cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
 
 
+# A long structure is at least this share of the frame's shorter side from end to end.
+LONG_STRUCTURE = 0.15
+
+
+def _long_to_end_mask(rng: np.random.Generator, change: np.ndarray, side: int) -> np.ndarray | None:
+    """A long thin structure (the pixels the opening or closing changed by at least half of its
+    strongest hundredth, joined over gaps a third of the disc `side` wide, at least LONG_STRUCTURE
+    of the frame from end to end) taken away from a point 30-70% along its main axis to one of
+    its ends (drawn at random), two pixels wider all round: a lead cut short, wherever the frame
+    has one. None when the frame has no long structure or only one larger than TO_END_LARGEST."""
+    strong = float(np.quantile(change, 0.99))
+    if strong <= 0.02:
+        return None
+    gap = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, side // 3) | 1, max(3, side // 3) | 1))
+    structure = cv2.morphologyEx((change >= 0.5 * strong).astype(np.uint8), cv2.MORPH_CLOSE, gap)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(structure, connectivity=8)
+    extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
+    small = stats[1:, cv2.CC_STAT_AREA] <= TO_END_LARGEST * change.size
+    long = np.flatnonzero((extent >= LONG_STRUCTURE * min(change.shape)) & small) + 1
+    if not len(long):
+        return None
+    ys, xs = np.nonzero(labels == int(rng.choice(long)))
+    coords = np.stack([ys, xs], 1).astype(np.float64)
+    along = (coords - coords.mean(0)) @ np.linalg.eigh(np.cov(coords.T))[1][:, -1]
+    if rng.random() < 0.5:
+        along = -along
+    gone = along >= along.min() + rng.uniform(0.3, 0.7) * (along.max() - along.min())
+    mask = np.zeros(change.shape, np.uint8)
+    mask[ys[gone], xs[gone]] = 1
+    return cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
+
+
 def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.ndarray,
-                       to_end_share: float = 0.0) -> np.ndarray | None:
+                       to_end_share: float = 0.0, long_only: bool = False) -> np.ndarray | None:
     """The image with a stretch of thin structure taken away, or None when it has none in
     `region`: a grey opening (bright structure) or closing (dark) by a disc a twentieth to a
     tenth of the frame across takes it all away; an ellipse of that (a seventeenth to a fifth of
     the frame across, cut to `region`), centred where it changed the image most, replaces the
     image there. What a lead or a wire cut or missing leaves. `to_end_share` of them take the
-    structure away from that point to one of its ends instead (`_to_end_mask`): a lead cut short."""
+    structure away from that point to one of its ends instead (`_to_end_mask`): a lead cut short;
+    with `long_only`, a long structure anywhere in `region` from part way along it to its end
+    (`_long_to_end_mask`), the stretch as before when the frame has none."""
     side = max(3, int(min(image.shape) * rng.uniform(0.05, 0.1))) | 1
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     operation = cv2.MORPH_OPEN if rng.random() < 0.5 else cv2.MORPH_CLOSE
@@ -102,7 +136,10 @@ def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.n
         return None
     i = int(rng.integers(len(ys)))
     # Drawn only when the share is set: without it the stretches' random numbers are the same.
-    to_end = _to_end_mask(rng, change, (int(ys[i]), int(xs[i]))) if to_end_share and rng.random() < to_end_share else None
+    to_end = None
+    if to_end_share and rng.random() < to_end_share:
+        to_end = (_long_to_end_mask(rng, change, side) if long_only
+                  else _to_end_mask(rng, change, (int(ys[i]), int(xs[i]))))
     if to_end is not None:
         mask = to_end.astype(np.uint8)
     else:
@@ -137,12 +174,14 @@ LARGE_SHARE = 0.2
 
 
 def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray,
-               whole_frame: bool = False, removal_share: float = 0.0, to_end_share: float = 0.0) -> np.ndarray:
+               whole_frame: bool = False, removal_share: float = 0.0, to_end_share: float = 0.0,
+               to_end_long: bool = False) -> np.ndarray:
     """`image` (H, W) in [0, 1] with one synthetic defect; `others`: good images to borrow from.
     `whole_frame`: no part was segmented (a registered frame), so a defect may go anywhere, and
     some are large: a region filled with what lies elsewhere in the frame. `removal_share`: the
     share of defects that take a stretch of thin structure away (`_structure_removed`), and
-    `to_end_share` of those the structure from a point to its end."""
+    `to_end_share` of those the structure from a point to its end (`to_end_long`: a long
+    structure from part way along it)."""
     if whole_frame and rng.random() < LARGE_SHARE:
         mask = cv2.GaussianBlur(_large_mask(rng, image.shape).astype(np.float32), (0, 0), 1.5)
         return (image * (1 - mask) + _far_shift(rng, image) * mask).astype(np.float32)
@@ -151,7 +190,7 @@ def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray,
         return image
     # Drawn only when the share is set: without removals the other defects' random numbers are the same.
     if removal_share and rng.random() < removal_share:
-        removed = _structure_removed(rng, image, region, to_end_share)
+        removed = _structure_removed(rng, image, region, to_end_share, to_end_long)
         if removed is not None:
             return removed
     mask = _scratch_mask(rng, region) if rng.random() < 0.25 else _blob_mask(rng, region)

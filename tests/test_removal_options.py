@@ -95,16 +95,32 @@ def test_a_long_removal_cuts_the_lead_part_way_and_leaves_short_structure():
     assert removed >= 5 and min(kept_lengths) >= 0.3 * 90 - 3 and max(kept_lengths) <= 0.7 * 90 + 1, kept_lengths
 
 
+def test_a_short_lone_lead_with_a_gap_is_found_whole_and_cut_towards_either_end():
+    change = np.zeros((128, 128), np.float32)
+    change[40:80, 62:65] = 0.5  # 40 pixels long: under 1% of the frame
+    change[60, 62:65] = 0.0  # a one-pixel gap between two highlights
+    ends = set()
+    for seed in range(12):
+        mask = _long_to_end_mask(np.random.default_rng(seed), change)
+        rows = np.flatnonzero(mask[:, 63])
+        # From 30-70% along the whole lead (across the gap) to one end, two pixels wider.
+        assert rows[0] <= 40 or rows[-1] >= 79, seed
+        assert not (rows[0] <= 40 and rows[-1] >= 79), seed
+        assert 40 * 0.3 - 3 <= len(rows) - 2 <= 40 * 0.7 + 3, (seed, len(rows))
+        ends.add("top" if rows[0] <= 40 else "bottom")
+    assert ends == {"top", "bottom"}
+
+
 def test_without_a_long_structure_the_long_removal_gives_way():
     change = np.zeros((128, 128), np.float32)
     for y, x in ((30, 20), (90, 100), (60, 30)):
         change[y:y + 3, x:x + 3] = 0.5
-    assert _long_to_end_mask(np.random.default_rng(0), change, 9) is None
+    assert _long_to_end_mask(np.random.default_rng(0), change) is None
     change[20:110, 62:65] = 0.5
-    mask = _long_to_end_mask(np.random.default_rng(0), change, 9)
+    mask = _long_to_end_mask(np.random.default_rng(0), change)
     assert mask is not None and mask[:, 63].any() and not mask[30:33, 20:23].any()
     change[:] = 0.5 * (np.arange(128) % 2)[None, :]  # lines everywhere: one structure, not thin
-    assert _long_to_end_mask(np.random.default_rng(0), change, 9) is None
+    assert _long_to_end_mask(np.random.default_rng(0), change) is None
 
 
 def test_a_structure_too_large_to_be_thin_is_not_taken_to_its_end():
@@ -132,17 +148,19 @@ def test_robust_statistics_do_not_forgive_a_place_for_a_few_unusual_good_images(
     assert 0.15 < float(np.median(robust)) < 0.25
 
 
-def test_add_defect_hands_the_share_to_the_removal():
+@pytest.mark.parametrize("long_only", [False, True])
+def test_add_defect_hands_the_share_to_the_removal(long_only):
     frame, whole = lead_frame(), np.ones((128, 128), bool)
+    frame[40:43, 20:23] = 0.9  # a bright dot: where a removal to the point changed most may go
     through = 0
     for seed in range(12):
         rng = np.random.default_rng(seed)
         large, _ = rng.random() < LARGE_SHARE, rng.random()
-        expected = _structure_removed(rng, frame, whole, to_end_share=1.0)
+        expected = _structure_removed(rng, frame, whole, 1.0, long_only)
         if large or expected is None:
             continue
-        np.testing.assert_array_equal(add_defect(np.random.default_rng(seed), frame, frame[None], True, 1.0, 1.0),
-                                      expected)
+        np.testing.assert_array_equal(
+            add_defect(np.random.default_rng(seed), frame, frame[None], True, 1.0, 1.0, long_only), expected)
         through += 1
     assert through >= 3
 

@@ -66,9 +66,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # a stretch (a lead cut short: the rest of it gone), so the autoencoder learns to give back a
     # structure's end, not only a gap between two ends (0: none, and no random number drawn for it).
     removal_to_end: float = 0.0
-    # Those removals to the end take a long thin structure (a fifth of the frame or so: a lead, a
-    # wire) from part way along it, instead of the structure through the point changed most,
-    # which is seldom a lead on a board full of other structure.
+    # Those removals to the end take a long thin structure (across at least 0.15 of the frame's
+    # shorter side: a lead, a wire) from part way along it, instead of the structure through the
+    # point changed most, which is seldom a lead on a board full of other structure.
     removal_to_end_long: bool = False
     # Nuisance copies made of each good image before training (0: no nuisances), each under one or
     # two of `nuisances` (names from inspector.nuisance_names.NAMES; empty: any of them).

@@ -82,28 +82,34 @@ def _to_end_mask(rng: np.random.Generator, change: np.ndarray, point: tuple[int,
     return cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
 
 
-# A long structure is at least this share of the frame's shorter side from end to end.
+# A long structure spans at least this share of the frame's shorter side (and 8 pixels) ...
 LONG_STRUCTURE = 0.15
+LONG_PIXELS = 8
+# ... counting the pixels changed by at least half of what the most changed tenth changed.
+STRONG_QUANTILE = 0.9
 
 
-def _long_to_end_mask(rng: np.random.Generator, change: np.ndarray, side: int) -> np.ndarray | None:
-    """A long thin structure (the pixels the opening or closing changed by at least half of its
-    strongest hundredth, joined over gaps a third of the disc `side` wide, at least LONG_STRUCTURE
-    of the frame from end to end) taken away from a point 30-70% along its main axis to one of
-    its ends (drawn at random), two pixels wider all round: a lead cut short, wherever the frame
-    has one. None when the frame has no long structure or only one larger than TO_END_LARGEST."""
-    strong = float(np.quantile(change, 0.99))
-    if strong <= 0.02:
+def _long_to_end_mask(rng: np.random.Generator, change: np.ndarray) -> np.ndarray | None:
+    """A long thin structure taken away from a point 30-70% along its main axis to one of its
+    ends (drawn at random), two pixels wider all round: a lead cut short, wherever the frame has a
+    long structure. The structures: the pixels the opening or closing changed strongly (above
+    half the STRONG_QUANTILE of the changed pixels), joined over one-pixel gaps (highlights
+    along a lead), spanning at least LONG_STRUCTURE of the shorter side across their bounding
+    box, at most TO_END_LARGEST of the frame. The axis is a straight line: a bent structure
+    is cut across it. None when there is no such structure."""
+    changed = change[change > 0.02]
+    if not changed.size:
         return None
-    gap = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, side // 3) | 1, max(3, side // 3) | 1))
-    structure = cv2.morphologyEx((change >= 0.5 * strong).astype(np.uint8), cv2.MORPH_CLOSE, gap)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(structure, connectivity=8)
+    level = max(float(np.quantile(change, 0.99)), float(np.quantile(changed, STRONG_QUANTILE)))
+    strong = (change >= 0.5 * level).astype(np.uint8)
+    structure = cv2.morphologyEx(strong, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(structure, connectivity=8)
     extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
     small = stats[1:, cv2.CC_STAT_AREA] <= TO_END_LARGEST * change.size
-    long = np.flatnonzero((extent >= LONG_STRUCTURE * min(change.shape)) & small) + 1
-    if not len(long):
+    candidates = np.flatnonzero((extent >= max(LONG_STRUCTURE * min(change.shape), LONG_PIXELS)) & small) + 1
+    if not len(candidates):
         return None
-    ys, xs = np.nonzero(labels == int(rng.choice(long)))
+    ys, xs = np.nonzero(labels == int(rng.choice(candidates)))
     coords = np.stack([ys, xs], 1).astype(np.float64)
     along = (coords - coords.mean(0)) @ np.linalg.eigh(np.cov(coords.T))[1][:, -1]
     if rng.random() < 0.5:
@@ -123,7 +129,7 @@ def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.n
     image there. What a lead or a wire cut or missing leaves. `to_end_share` of them take the
     structure away from that point to one of its ends instead (`_to_end_mask`): a lead cut short;
     with `long_only`, a long structure anywhere in `region` from part way along it to its end
-    (`_long_to_end_mask`), the stretch as before when the frame has none."""
+    (`_long_to_end_mask`), or the ellipse when the frame has none."""
     side = max(3, int(min(image.shape) * rng.uniform(0.05, 0.1))) | 1
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     operation = cv2.MORPH_OPEN if rng.random() < 0.5 else cv2.MORPH_CLOSE
@@ -138,7 +144,7 @@ def _structure_removed(rng: np.random.Generator, image: np.ndarray, region: np.n
     # Drawn only when the share is set: without it the stretches' random numbers are the same.
     to_end = None
     if to_end_share and rng.random() < to_end_share:
-        to_end = (_long_to_end_mask(rng, change, side) if long_only
+        to_end = (_long_to_end_mask(rng, change) if long_only
                   else _to_end_mask(rng, change, (int(ys[i]), int(xs[i]))))
     if to_end is not None:
         mask = to_end.astype(np.uint8)

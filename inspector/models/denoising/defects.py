@@ -85,15 +85,16 @@ def _to_end_mask(rng: np.random.Generator, change: np.ndarray, point: tuple[int,
 # A long structure spans at least this share of the frame's shorter side (and 8 pixels) ...
 LONG_STRUCTURE = 0.15
 LONG_PIXELS = 8
-# ... counting the pixels changed by at least half of what the most changed tenth changed.
+# ... counting the pixels changed by at least half of the change at the frame's top hundredth or,
+# where less than a hundredth changed at all, at the changed pixels' top tenth.
 STRONG_QUANTILE = 0.9
 
 
 def _long_to_end_mask(rng: np.random.Generator, change: np.ndarray) -> np.ndarray | None:
     """A long thin structure taken away from a point 30-70% along its main axis to one of its
     ends (drawn at random), two pixels wider all round: a lead cut short, wherever the frame has a
-    long structure. The structures: the pixels the opening or closing changed strongly (above
-    half the STRONG_QUANTILE of the changed pixels), joined over one-pixel gaps (highlights
+    long structure. The structures: the pixels the opening or closing changed strongly (see
+    STRONG_QUANTILE), joined over one-pixel gaps (highlights
     along a lead), spanning at least LONG_STRUCTURE of the shorter side across their bounding
     box, at most TO_END_LARGEST of the frame. The axis is a straight line: a bent structure
     is cut across it. None when there is no such structure."""

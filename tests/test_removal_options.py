@@ -1,7 +1,7 @@
 """Options of the denoising autoencoder, off in every shipped pipeline: synthetic removals
 taken to a structure's end (`removal_to_end`: a lead cut short; `removal_to_end_long`: a long
-structure from part way along it), and per-pixel statistics from the median and median absolute
-deviation of good maps (`robust_spread`). Off, they draw no random number and change nothing;
+structure from part way along it), fainter synthetic defects (`defect_min_strength`), and
+per-pixel statistics from the median and median absolute deviation of good maps (`robust_spread`). Off, they draw no random number and change nothing;
 on, they reach the training and the calibration."""
 
 import numpy as np
@@ -165,6 +165,24 @@ def test_add_defect_hands_the_share_to_the_removal(long_only):
     assert through >= 3
 
 
+def test_a_defect_is_blended_in_at_a_strength_from_the_least_to_one():
+    frame = np.full((64, 64), 0.4, np.float32)
+    for least in (0.4, 0.1):
+        drawn = []
+        for seed in range(10):
+            rng = Recorded(seed)
+            uniform = rng.rng.uniform
+
+            def recorded_uniform(low=0.0, high=1.0, size=None):
+                drawn.append((low, high))
+                return uniform(low, high, size)
+
+            rng.uniform = recorded_uniform
+            add_defect(rng, frame, frame[None], True, min_strength=least)
+        # The blend's strength is drawn over [least, 1), not over the default's [0.4, 1).
+        assert (least, 1.0) in drawn and (least == 0.4 or (0.4, 1.0) not in drawn)
+
+
 def test_to_the_end_without_removals_is_refused():
     data = resolve_pipeline("general").to_dict()
     data["model"].update(removal_share=0.0, removal_to_end=0.5)
@@ -182,7 +200,7 @@ def test_both_options_reach_the_training_and_the_calibration(tmp_path, monkeypat
     data = resolve_pipeline("screw").to_dict()
     data["model"].update(filters=[8, 8, 8, 8], epochs=1, nuisance_copies=0, batch_size=8, min_steps=0,
                          defect_share=1.0, removal_share=1.0, removal_to_end=0.7, removal_to_end_long=True,
-                         robust_spread=True)
+                         robust_spread=True, defect_min_strength=0.2)
     pipeline = pipeline_from_dict(data, source="both options on")
     defects, statistics = [], []
     add_defect, spread = denoising_fit.add_defect, denoising_fit.pixel_statistics
@@ -198,5 +216,5 @@ def test_both_options_reach_the_training_and_the_calibration(tmp_path, monkeypat
     monkeypatch.setattr(denoising_fit, "add_defect", recorded_defect)
     monkeypatch.setattr(denoising_fit, "pixel_statistics", recorded_statistics)
     train_bundle(load_folder(SAMPLE / "train" / "good", pipeline, seed=0), tmp_path / "b", pipeline, seed=0)
-    assert defects and set(defects) == {(1.0, 0.7, True)}
+    assert defects and set(defects) == {(1.0, 0.7, True, 0.2)}
     assert statistics and set(statistics) == {True}

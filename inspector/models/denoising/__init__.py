@@ -57,6 +57,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     min_steps: int = 0
     # Share of training copies given a synthetic defect, and given a random line nuisance.
     defect_share: float = 0.6
+    # The weakest a synthetic defect is blended in (its strength drawn from this to 1): lower, the
+    # autoencoder also learns to leave out faint marks (a light scratch, a faint stain).
+    defect_min_strength: float = 0.4
     nuisance_share: float = 0.6
     # Share of the synthetic defects that take a stretch of thin structure away (a lead or wire
     # cut or missing: there the frame's grey opening or closing), so the autoencoder learns to
@@ -111,6 +114,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_choice(f"{where}.learning_rate_decay", self.learning_rate_decay, LEARNING_RATE_DECAYS)
         check_range(f"{where}.min_steps", self.min_steps, 0, 1_000_000)
         check_range(f"{where}.defect_share", self.defect_share, 0.0, 1.0)
+        check_range(f"{where}.defect_min_strength", self.defect_min_strength, 0.05, 1.0)
         check_range(f"{where}.nuisance_share", self.nuisance_share, 0.0, 1.0)
         check_range(f"{where}.removal_share", self.removal_share, 0.0, 1.0)
         check_range(f"{where}.removal_to_end", self.removal_to_end, 0.0, 1.0)

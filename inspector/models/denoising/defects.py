@@ -182,13 +182,14 @@ LARGE_SHARE = 0.2
 
 def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray,
                whole_frame: bool = False, removal_share: float = 0.0, to_end_share: float = 0.0,
-               to_end_long: bool = False) -> np.ndarray:
+               to_end_long: bool = False, min_strength: float = 0.4) -> np.ndarray:
     """`image` (H, W) in [0, 1] with one synthetic defect; `others`: good images to borrow from.
     `whole_frame`: no part was segmented (a registered frame), so a defect may go anywhere, and
     some are large: a region filled with what lies elsewhere in the frame. `removal_share`: the
     share of defects that take a stretch of thin structure away (`_structure_removed`), and
     `to_end_share` of those the structure from a point to its end (`to_end_long`: a long
-    structure from part way along it)."""
+    structure from part way along it). A blob or scratch is blended in at a strength drawn from
+    `min_strength` to 1."""
     if whole_frame and rng.random() < LARGE_SHARE:
         mask = cv2.GaussianBlur(_large_mask(rng, image.shape).astype(np.float32), (0, 0), 1.5)
         return (image * (1 - mask) + _far_shift(rng, image) * mask).astype(np.float32)
@@ -204,5 +205,5 @@ def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray,
     mask = mask.astype(np.float32)
     if rng.random() < 0.5:
         mask = cv2.GaussianBlur(mask, (0, 0), 0.7)  # a soft edge
-    strength = rng.uniform(0.4, 1.0) * mask
+    strength = rng.uniform(min_strength, 1.0) * mask
     return (image * (1 - strength) + _filling(rng, image, others) * strength).astype(np.float32)

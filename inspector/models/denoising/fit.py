@@ -233,7 +233,8 @@ def train_autoencoder(
                 target.append(image)
                 defect = rng.random() < settings.defect_share
                 shown.append(add_defect(rng, image, arrays, whole_frame, settings.removal_share,
-                                         settings.removal_to_end, settings.removal_to_end_long)
+                                         settings.removal_to_end, settings.removal_to_end_long,
+                                         settings.defect_min_strength)
                                  if defect else image)
             total += float(step(np.stack(shown)[..., None], np.stack(target)[..., None])) / count
             steps += 1

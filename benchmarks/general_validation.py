@@ -99,8 +99,8 @@ VARIANTS = {
 # Settings that change how the autoencoder is trained: a variant setting one gets its own. (Not
 # nuisance_copies or nuisances: the copies are made once per seed, before the variants, as the
 # pipeline says; a variant changing them would not change its copies. Give --pipeline instead.)
-TRAINING_KEYS = {"removal_share", "removal_to_end", "removal_to_end_long", "defect_share", "nuisance_share",
-                 "min_steps", "epochs",
+TRAINING_KEYS = {"removal_share", "removal_to_end", "removal_to_end_long", "defect_share", "defect_min_strength",
+                 "nuisance_share", "min_steps", "epochs",
                  "batch_size", "learning_rate", "learning_rate_decay", "filters", "layout", "head_filters",
                  "ssim_weight", "worst_error_weight", "worst_error_share", "members", "compile_training"}
 # Score reductions tried on every variant's maps (AUROC only: the threshold is the variant's own).

@@ -1,8 +1,9 @@
-"""Options of the denoising autoencoder, off in every shipped pipeline: synthetic removals
-taken to a structure's end (`removal_to_end`: a lead cut short; `removal_to_end_long`: a long
-structure from part way along it), fainter synthetic defects (`defect_min_strength`), and
-per-pixel statistics from the median and median absolute deviation of good maps (`robust_spread`). Off, they draw no random number and change nothing;
-on, they reach the training and the calibration."""
+"""Options of the denoising autoencoder, at their defaults in every shipped pipeline: synthetic
+removals taken to a structure's end (`removal_to_end`: a lead cut short; `removal_to_end_long`: a
+long structure from part way along it), the weakest synthetic blob or scratch
+(`defect_min_strength`), and per-pixel statistics from the median and median absolute deviation
+of good maps (`robust_spread`). At their defaults they draw no new random number and change
+nothing; set, they reach the training and the calibration."""
 
 import numpy as np
 import pytest
@@ -194,6 +195,9 @@ def test_to_the_end_without_removals_is_refused():
     data["model"].update(removal_to_end=0.0, removal_to_end_long=True)
     with pytest.raises(ConfigError, match="removal_to_end_long.*removal_to_end"):
         pipeline_from_dict(data, source="long without to the end")
+    data["model"].update(removal_to_end_long=False, defect_min_strength=0.0)
+    with pytest.raises(ConfigError, match="defect_min_strength"):
+        pipeline_from_dict(data, source="no strength at all")
 
 
 def test_both_options_reach_the_training_and_the_calibration(tmp_path, monkeypatch):

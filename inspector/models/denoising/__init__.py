@@ -57,8 +57,8 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     min_steps: int = 0
     # Share of training copies given a synthetic defect, and given a random line nuisance.
     defect_share: float = 0.6
-    # The weakest a synthetic defect is blended in (its strength drawn from this to 1): lower, the
-    # autoencoder also learns to leave out faint marks (a light scratch, a faint stain).
+    # The weakest a synthetic blob or scratch is blended in (its strength drawn from this to 1):
+    # lower, it is meant to teach the autoencoder to leave faint marks out too (a light scratch).
     defect_min_strength: float = 0.4
     nuisance_share: float = 0.6
     # Share of the synthetic defects that take a stretch of thin structure away (a lead or wire

@@ -85,8 +85,8 @@ def _to_end_mask(rng: np.random.Generator, change: np.ndarray, point: tuple[int,
 # A long structure spans at least this share of the frame's shorter side (and 8 pixels) ...
 LONG_STRUCTURE = 0.15
 LONG_PIXELS = 8
-# ... counting the pixels changed by at least half of the change at the frame's top hundredth or,
-# where less than a hundredth changed at all, at the changed pixels' top tenth.
+# ... counting the pixels changed by at least half of the higher of the change at the frame's top
+# hundredth and at the changed pixels' top tenth (which decides when under a tenth of it changed).
 STRONG_QUANTILE = 0.9
 
 

@@ -86,7 +86,8 @@ def _to_end_mask(rng: np.random.Generator, change: np.ndarray, point: tuple[int,
 LONG_STRUCTURE = 0.15
 LONG_PIXELS = 8
 # ... counting the pixels changed by at least half of the higher of the change at the frame's top
-# hundredth and at the changed pixels' top tenth (which decides when under a tenth of it changed).
+# hundredth and at the changed pixels' top tenth (which decides when under a tenth of the frame
+# changed).
 STRONG_QUANTILE = 0.9
 
 
@@ -94,10 +95,10 @@ def _long_to_end_mask(rng: np.random.Generator, change: np.ndarray) -> np.ndarra
     """A long thin structure taken away from a point 30-70% along its main axis to one of its
     ends (drawn at random), two pixels wider all round: a lead cut short, wherever the frame has a
     long structure. The structures: the pixels the opening or closing changed strongly (see
-    STRONG_QUANTILE), joined over one-pixel gaps (highlights
-    along a lead), spanning at least LONG_STRUCTURE of the shorter side across their bounding
-    box, at most TO_END_LARGEST of the frame. The axis is a straight line: a bent structure
-    is cut across it. None when there is no such structure."""
+    STRONG_QUANTILE), joined over one-pixel gaps (highlights along a lead), spanning at least
+    LONG_STRUCTURE of the shorter side across their bounding box, at most TO_END_LARGEST of the
+    frame. The axis is a straight line: a bent structure is cut across it. None when there is
+    no such structure."""
     changed = change[change > 0.02]
     if not changed.size:
         return None

@@ -19,16 +19,18 @@ from conftest import SAMPLE
 
 
 class Recorded:
-    """A random generator that records which of its methods were called, in order."""
+    """A random generator that records which of its methods were called, in order, and with
+    which positional arguments."""
 
     def __init__(self, seed: int):
-        self.rng, self.calls = np.random.default_rng(seed), []
+        self.rng, self.calls, self.arguments = np.random.default_rng(seed), [], []
 
     def __getattr__(self, name):
         method = getattr(self.rng, name)
 
         def recorded(*args, **kwargs):
             self.calls.append(name)
+            self.arguments.append((name, args))
             return method(*args, **kwargs)
 
         return recorded
@@ -172,14 +174,8 @@ def test_a_defect_is_blended_in_at_a_strength_from_the_least_to_one():
         drawn = []
         for seed in range(10):
             rng = Recorded(seed)
-            uniform = rng.rng.uniform
-
-            def recorded_uniform(low=0.0, high=1.0, size=None):
-                drawn.append((low, high))
-                return uniform(low, high, size)
-
-            rng.uniform = recorded_uniform
             add_defect(rng, frame, frame[None], True, min_strength=least)
+            drawn += [args for name, args in rng.arguments if name == "uniform"]
         # The blend's strength is drawn over [least, 1), not over the default's [0.4, 1).
         assert (least, 1.0) in drawn and (least == 0.4 or (0.4, 1.0) not in drawn)
 

@@ -93,6 +93,8 @@ VARIANTS = {
     "no removals": ({"removal_share": 0.0}, {}),
     "removals to the end 0.5": ({"removal_to_end": 0.5}, {}),
     "long removals to the end 0.5": ({"removal_to_end": 0.5, "removal_to_end_long": True}, {}),
+    # Trained after the autoencoder, on the same one: not a training key.
+    "discriminator 1000": ({"discriminator_steps": 1000}, {}),
     "compiled training": ({"compile_training": True}, {}),
     "two autoencoders": ({"members": 2, "compile_training": True}, {}),
 }

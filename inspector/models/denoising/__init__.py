@@ -6,7 +6,9 @@ defocus, noise, JPEG, a lower resolution: the target keeps them). So it learns t
 good part as it was photographed and to leave a defect out. Its squared reconstruction error,
 smoothed, is divided by how large that error usually is at each pixel on good parts the model
 did not learn from, and kept to the part; with `structure_error`, so is 1 - SSIM between the part
-and its reconstruction, and the two maps are added.
+and its reconstruction, and the two maps are added. With `discriminator_steps`, a small
+segmentation network trained afterwards on the input beside its reconstruction adds its map of
+the chance of a defect at each pixel, normalised the same way.
 
 With `second_opinion = "patch_memory"` the patch memory's map (each patch against the closest
 good patches) is added, each map in units of its own typical score on good parts, so both
@@ -94,6 +96,11 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # same way (layers.AppearanceError): for registered frames, where a part missing from its
     # place restores well and shows in no reconstruction error.
     appearance_error: bool = False
+    # Batches of training, after the autoencoder, for a discriminator: a small segmentation network
+    # shown each input beside its reconstruction that learns where the synthetic defects are
+    # (`discriminator`); its map, the chance of a defect at each pixel, is added as one more map
+    # (0: no discriminator).
+    discriminator_steps: int = 0
     second_opinion: str = "patch_memory"
     # The second opinion's map counts this many times as much as each of the other maps in the
     # sum (every map is first put in units of its typical score on good parts).
@@ -134,6 +141,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.worst_error_weight", self.worst_error_weight, 0.0, 100.0)
         check_range(f"{where}.worst_error_share", self.worst_error_share, 1e-4, 1.0)
         check_range(f"{where}.error_sigma", self.error_sigma, 0.1, 20.0)
+        check_range(f"{where}.discriminator_steps", self.discriminator_steps, 0, 1_000_000)
         check_choice(f"{where}.second_opinion", self.second_opinion, SECOND_OPINIONS)
         check_range(f"{where}.memory_weight", self.memory_weight, 0.05, 20.0)
 

@@ -6,10 +6,12 @@ line nuisances, then learn what its error looks like on good parts it did not se
    copies (`nuisance_share`), with a synthetic defect (`defect_share`); the target is the same
    copy without the defect. Loss: squared error + `ssim_weight` x (1 - SSIM) + `worst_error_weight`
    x the mean of each image's worst `worst_error_share` of local squared error (`training_loss`).
-3. The held-out images and their nuisance copies calibrate: the per-pixel statistics of the
-   reconstruction error (and of 1 - SSIM, and of the patch memory's distances, the second
-   opinion, which remembers the training images), each map's typical score, and the threshold's
-   good scores.
+3. With `discriminator_steps`, a discriminator learns, with the autoencoder held fixed, where
+   synthetic defects are from the input beside its reconstruction (`discriminator`).
+4. The held-out images and their nuisance copies calibrate: the per-pixel statistics of the
+   reconstruction error (and of 1 - SSIM, of the discriminator's chances, and of the patch
+   memory's distances, the second opinion, which remembers the training images), each map's
+   typical score, and the threshold's good scores.
    Statistics are cross-fitted: the held-out images fall into `CROSS_FIT_FOLDS` folds (an image
    and its nuisance copies in the same one), each scored with statistics learnt on the other
    folds, so the threshold sees scores as honest as a new part's, from statistics nearly as
@@ -32,7 +34,8 @@ from ..components.running import score_arrays
 from ..spec import Fitted
 from . import DenoisingSettings
 from .defects import add_defect
-from .layers import AppearanceError, PartMap, ReconstructionError, Rescale, StructureError
+from .discriminator import discriminator, train_discriminator
+from .layers import AppearanceError, DefectProbability, PartMap, ReconstructionError, Rescale, StructureError
 
 if TYPE_CHECKING:
     from ...settings import Pipeline
@@ -89,10 +92,11 @@ def _one_autoencoder(settings: DenoisingSettings, shape: tuple[int, int], name: 
 
 
 def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memory: np.ndarray | None,
-             good_mean: np.ndarray | None = None):
+             good_mean: np.ndarray | None = None, judge: "keras.Model | None" = None):
     """The served model: input -> reconstruction error map (+ 1 - SSIM's map with
     `settings.structure_error`, + the distance from `good_mean`, the mean good input, with
-    `settings.appearance_error`, + the patch memory's map if `memory`, the images it remembers, is
+    `settings.appearance_error`, + the chance of a defect at each pixel if `judge`, a
+    discriminator, is given, + the patch memory's map if `memory`, the images it remembers, is
     given). Returns the model and its branches: (layer holding per-pixel statistics, layer
     holding the unit, the map's weight in the sum: `settings.memory_weight` for the memory's, 1
     for the others) for each map added."""
@@ -111,6 +115,11 @@ def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memor
         output = keras.layers.Add(name="with_appearance")([output, appearance([inputs, restored])])
         appearance.good_mean.assign(np.zeros((height, width), np.float32) if good_mean is None else good_mean)
         branches.append((appearance, appearance, 1.0))
+    if judge is not None:
+        chance = judge(keras.layers.Concatenate(name="beside_reconstruction")([inputs, restored]))
+        found = DefectProbability(height, width, settings.error_sigma, level, name="defect_probability")
+        output = keras.layers.Add(name="with_discriminator")([output, found([inputs, chance])])
+        branches.append((found, found, 1.0))
     if memory is not None:
         distances = memory_layer(memory, settings, level)  # kept to the same region as the other maps
         rescale = Rescale(name="memory_unit")
@@ -122,15 +131,17 @@ def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memor
 def build(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.Model":
     """The untrained served model (an empty memory of `neighbours` blank images as second opinion)."""
     memory = np.zeros((settings.neighbours, *shape), np.float32) if settings.second_opinion == "patch_memory" else None
-    return assemble(autoencoder(settings, shape), settings, 0.5, memory)[0]
+    judge = discriminator(shape) if settings.discriminator_steps else None
+    return assemble(autoencoder(settings, shape), settings, 0.5, memory, judge=judge)[0]
 
 
 def benchmark_model(arrays: np.ndarray, pipeline: Pipeline) -> "keras.Model":
     """As costly as a trained model: the memory as large as a training set's (it grows with it)."""
     settings = pipeline.model.settings
     memory = np.concatenate([arrays] * 8) if settings.second_opinion == "patch_memory" else None
+    judge = discriminator(arrays.shape[1:]) if settings.discriminator_steps else None
     return assemble(autoencoder(settings, arrays.shape[1:]), settings, region_level(pipeline, arrays), memory,
-                    arrays.mean(axis=0))[0]
+                    arrays.mean(axis=0), judge)[0]
 
 
 def is_whole_frame(pipeline: Pipeline) -> bool:
@@ -264,9 +275,13 @@ def fit(
     started = time.perf_counter()
     ae, losses = train_autoencoder(arrays[train_idx], None if variants is None else variants[train_idx],
                                    settings, seed, epochs, on_epoch, is_whole_frame(pipeline))
+    judge = None
+    if settings.discriminator_steps:
+        judge, _ = train_discriminator(ae, arrays[train_idx], settings, seed,
+                                       learning_rate(settings, settings.discriminator_steps), is_whole_frame(pipeline))
     memory = arrays[train_idx] if settings.second_opinion == "patch_memory" else None
     model, branches = assemble(ae, settings, region_level(pipeline, arrays[train_idx]), memory,
-                               arrays[train_idx].mean(axis=0))
+                               arrays[train_idx].mean(axis=0), judge)
     # Calibration images: each held-out image as photographed and under its nuisances.
     calibration = [arrays[hold_idx]] + ([] if variants is None else [variants[hold_idx, k]
                                                                     for k in range(variants.shape[1])])
@@ -289,7 +304,8 @@ def fit(
 
 
 def _raw_maps(model, branches, images: np.ndarray) -> list[np.ndarray]:
-    """Each branch's map before any statistics: the smoothed squared error, 1 - SSIM, the distances."""
+    """Each branch's map before any statistics: the smoothed squared error, 1 - SSIM, the
+    distances, the discriminator's chances."""
     import tensorflow as tf
 
     x = images[..., None].astype(np.float32)
@@ -299,7 +315,11 @@ def _raw_maps(model, branches, images: np.ndarray) -> list[np.ndarray]:
         batch = tf.constant(x[i:i + 64])
         restored = ae(batch, training=False)
         for maps, (layer, _, _) in zip(raw, branches):
-            maps.append((layer.raw(batch, restored) if isinstance(layer, PartMap) else layer(batch)).numpy()[..., 0])
+            if isinstance(layer, DefectProbability):  # its second input is the discriminator's chances
+                second = model.get_layer("discriminator")(tf.concat([batch, restored], axis=-1), training=False)
+                maps.append(layer.raw(batch, second).numpy()[..., 0])
+            else:
+                maps.append((layer.raw(batch, restored) if isinstance(layer, PartMap) else layer(batch)).numpy()[..., 0])
     return [np.concatenate(maps) for maps in raw]
 
 

@@ -85,26 +85,31 @@ class PartMap(keras.layers.Layer):
         return {**super().get_config(), "height": self.height, "width": self.width, "part_level": self.part_level}
 
 
-@keras.saving.register_keras_serializable(package="inspector")
-class ReconstructionError(PartMap):
-    """The squared reconstruction error, smoothed (a defect is a blob, not a pixel), as a `PartMap`."""
+class SmoothedMap(PartMap):
+    """A `PartMap` whose raw map is smoothed by a Gaussian of `sigma` pixels (a defect is a blob,
+    not a pixel)."""
 
     def __init__(self, height: int, width: int, sigma: float, part_level: float, **kwargs):
         super().__init__(height, width, part_level, **kwargs)
         self.sigma = float(sigma)
         self.blur = GaussianBlur(self.height, self.width, self.sigma)
 
-    def raw(self, x, reconstruction):
-        import tensorflow as tf
-
-        return self.blur(tf.square(x - reconstruction)[..., 0])[..., None]
-
     def get_config(self):
         return {**super().get_config(), "sigma": self.sigma}
 
 
 @keras.saving.register_keras_serializable(package="inspector")
-class AppearanceError(PartMap):
+class ReconstructionError(SmoothedMap):
+    """The squared reconstruction error, smoothed (a defect is a blob, not a pixel), as a `PartMap`."""
+
+    def raw(self, x, reconstruction):
+        import tensorflow as tf
+
+        return self.blur(tf.square(x - reconstruction)[..., 0])[..., None]
+
+
+@keras.saving.register_keras_serializable(package="inspector")
+class AppearanceError(SmoothedMap):
     """How far the input is from the mean of the good inputs at each pixel (squared, smoothed),
     as a `PartMap`: for registered frames, where each pixel shows the same place of the scene.
 
@@ -113,9 +118,7 @@ class AppearanceError(PartMap):
     than on good parts. This map sees it: the place does not look as it does in good images."""
 
     def __init__(self, height: int, width: int, sigma: float, part_level: float, **kwargs):
-        super().__init__(height, width, part_level, **kwargs)
-        self.sigma = float(sigma)
-        self.blur = GaussianBlur(self.height, self.width, self.sigma)
+        super().__init__(height, width, sigma, part_level, **kwargs)
         self.good_mean = self.add_weight(shape=(self.height, self.width), initializer="zeros", trainable=False,
                                          name="good_mean")
 
@@ -124,8 +127,15 @@ class AppearanceError(PartMap):
 
         return self.blur(tf.square(x[..., 0] - self.good_mean))[..., None]
 
-    def get_config(self):
-        return {**super().get_config(), "sigma": self.sigma}
+
+@keras.saving.register_keras_serializable(package="inspector")
+class DefectProbability(SmoothedMap):
+    """The discriminator's chance that each pixel is a defect (given as the second input, in place
+    of the reconstruction), smoothed, as a `PartMap`: where good parts' chances are high (an edge
+    the discriminator is unsure of), a high chance counts for less."""
+
+    def raw(self, x, probability):
+        return self.blur(probability[..., 0])[..., None]
 
 
 # SSIM's constants for images in [0, 1] (Wang et al. 2004: K1 = 0.01, K2 = 0.03).

@@ -1,0 +1,106 @@
+"""Training the discriminator: a small segmentation network that looks at an input beside the
+autoencoder's reconstruction of it and says, pixel by pixel, whether a defect is there
+(the discriminative half of DRAEM, Zavrtanik et al. 2021). Training code only.
+
+The autoencoder is trained first and then held fixed. Each step draws synthetic defects on good
+images as the autoencoder's training does (`defects.add_defect`); the pixels a defect changed
+are the target, the input the defective image beside its reconstruction. The reconstruction
+error says where the autoencoder disagrees with the input; the discriminator learns which
+disagreements are defects, and what a defect looks like beside the part's own restoration
+(a lead's end where the reconstruction carries it on).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from ...tf_setup import keras
+from .defects import add_defect
+
+if TYPE_CHECKING:
+    from . import DenoisingSettings
+
+# A drawn defect's target: the pixels it changed by more than this (grey levels in [0, 1]).
+CHANGED = 0.02
+# Channels of the network's stages, fine to coarse; each coarser stage halves the resolution.
+STAGES = (16, 32, 64, 64)
+# Focal loss's focusing power: easy pixels (most of the frame, plainly good) count less.
+FOCAL_GAMMA = 2.0
+
+
+def discriminator(shape: tuple[int, int]) -> "keras.Model":
+    """(H, W, 2): an image and its reconstruction -> (H, W, 1), the chance each pixel is a defect.
+    A U-Net: three strided stages down, back up with the finer stage's features beside each."""
+    layers = keras.layers
+    inputs = keras.Input(shape=(*shape, 2))
+    x = layers.Conv2D(STAGES[0], 3, padding="same", activation="relu")(inputs)
+    skips = []
+    for count in STAGES[1:]:
+        skips.append(x)
+        x = layers.Conv2D(count, 3, strides=2, padding="same", activation="relu")(x)
+        x = layers.Conv2D(count, 3, padding="same", activation="relu")(x)
+    for skip in reversed(skips):
+        count = int(skip.shape[-1])
+        x = layers.Conv2DTranspose(count, 3, strides=2, padding="same", activation="relu")(x)
+        x = layers.Concatenate()([x, skip])
+        x = layers.Conv2D(count, 3, padding="same", activation="relu")(x)
+    outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    return keras.Model(inputs, outputs, name="discriminator")
+
+
+def focal_loss(probability, target):
+    """Mean focal loss of per-pixel chances against a 0/1 target (both (B, H, W, 1))."""
+    import tensorflow as tf
+
+    p = tf.clip_by_value(probability, 1e-6, 1.0 - 1e-6)
+    right = tf.where(target > 0.5, p, 1.0 - p)  # the chance given to what is true
+    return tf.reduce_mean(-tf.pow(1.0 - right, FOCAL_GAMMA) * tf.math.log(right))
+
+
+def drawn_batch(rng: np.random.Generator, arrays: np.ndarray, settings: "DenoisingSettings", batch: int,
+                whole_frame: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`batch` training images, a `defect_share` of them with a synthetic defect drawn as the
+    autoencoder's training draws them: (shown, the pixels each defect changed), (B, H, W) each."""
+    shown, targets = [], []
+    for i in rng.integers(len(arrays), size=batch):
+        image = arrays[i]
+        drawn = (add_defect(rng, image, arrays, whole_frame, settings.removal_share, settings.removal_to_end,
+                            settings.removal_to_end_long, settings.defect_min_strength)
+                 if rng.random() < settings.defect_share else image)
+        shown.append(drawn)
+        targets.append(np.abs(drawn - image) > CHANGED)
+    return np.stack(shown).astype(np.float32), np.stack(targets).astype(np.float32)
+
+
+def train_discriminator(ae: "keras.Model", arrays: np.ndarray, settings: "DenoisingSettings", seed: int,
+                        rate, whole_frame: bool = False, on_step: Callable[[int, float], None] | None = None,
+                        ) -> tuple["keras.Model", list[float]]:
+    """Train the discriminator for `settings.discriminator_steps` batches on synthetic defects
+    drawn on `arrays` (N, H, W), with `ae`, already trained, held fixed, by Adam at `rate` (a
+    learning rate or schedule); returns it and the loss of each step."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng([seed, 2])
+    keras.utils.set_random_seed(seed)  # the same starting weights however the autoencoder came
+    net = discriminator(arrays.shape[1:])
+    steps = settings.discriminator_steps
+    optimizer = keras.optimizers.Adam(learning_rate=rate)
+
+    @tf.function(reduce_retracing=True)
+    def step(shown, target):
+        restored = ae(shown, training=False)
+        with tf.GradientTape() as tape:
+            loss = focal_loss(net(tf.concat([shown, restored], axis=-1), training=True), target)
+        optimizer.apply_gradients(zip(tape.gradient(loss, net.trainable_variables), net.trainable_variables))
+        return loss
+
+    batch = settings.batch_for(len(arrays))
+    losses = []
+    for k in range(steps):
+        shown, target = drawn_batch(rng, arrays, settings, batch, whole_frame)
+        losses.append(float(step(tf.constant(shown[..., None]), tf.constant(target[..., None]))))
+        if on_step is not None:
+            on_step(k, losses[-1])
+    return net, losses

@@ -1,0 +1,76 @@
+"""The discriminator (`discriminator_steps`, off in every shipped pipeline): after the autoencoder,
+a small segmentation network learns from the input beside its reconstruction where synthetic
+defects are; its chance map is one more map of the served model, and the bundle loads safely."""
+
+import numpy as np
+import pytest
+
+from inspector.bundle import load_bundle
+from inspector.errors import ConfigError
+from inspector.models.denoising.discriminator import CHANGED, drawn_batch, focal_loss
+from inspector.models.denoising.fit import build as build_model
+from inspector.models.pipeline_files import pipeline_from_dict, resolve_pipeline
+from inspector.usecases.training import load_images, train_bundle
+from test_general import board, part_on_board, tiny, write
+
+
+def with_discriminator(steps: int):
+    data = tiny(epochs=6).to_dict()
+    data["model"].update(discriminator_steps=steps)
+    return pipeline_from_dict(data, source=f"tiny general, discriminator {steps}")
+
+
+def test_the_focal_loss_is_the_formula_and_small_when_right():
+    import tensorflow as tf
+
+    target = tf.constant([[[[1.0]], [[0.0]]]])  # (1, 2, 1, 1): a defect pixel and a good one
+    chance = tf.constant([[[[0.8]], [[0.3]]]])
+    expected = -(0.2 ** 2 * np.log(0.8) + 0.3 ** 2 * np.log(0.7)) / 2
+    assert float(focal_loss(chance, target)) == pytest.approx(expected, rel=1e-5)
+    assert float(focal_loss(target, target)) < 1e-9 < float(focal_loss(1.0 - target, target))
+
+
+def test_the_target_is_the_pixels_a_drawn_defect_changed():
+    rng = np.random.default_rng(0)
+    frames = np.stack([part_on_board(rng) for _ in range(6)])
+    settings = with_discriminator(10).model.settings
+    shown, target = drawn_batch(np.random.default_rng(1), frames, settings, 16, whole_frame=True)
+    assert shown.shape == target.shape == (16, *frames.shape[1:])
+    assert target.any(axis=(1, 2)).sum() >= 4  # a defect_share of 0.6 draws defects on most
+    for image, marked in zip(shown, target):
+        # Each shown image is one of the frames, changed where (and only where) its target says.
+        distance = [np.abs(image - frame)[~marked.astype(bool)].max() for frame in frames]
+        source = frames[int(np.argmin(distance))]
+        assert np.abs(image - source)[~marked.astype(bool)].max() <= CHANGED
+        assert (np.abs(image - source)[marked.astype(bool)] > CHANGED).all()
+
+
+def test_off_no_discriminator_is_built_and_a_negative_count_is_refused():
+    settings = tiny().model.settings
+    assert settings.discriminator_steps == 0 and resolve_pipeline("general").model.settings.discriminator_steps == 0
+    names = {layer.name for layer in build_model(settings, (48, 64)).layers}
+    assert "discriminator" not in names and "defect_probability" not in names
+    data = tiny().to_dict()
+    data["model"].update(discriminator_steps=-1)
+    with pytest.raises(ConfigError, match="discriminator_steps"):
+        pipeline_from_dict(data, source="negative")
+
+
+def test_a_trained_discriminator_is_served_loads_safely_and_finds_a_missing_part(tmp_path):
+    rng = np.random.default_rng(2)
+    pipeline = with_discriminator(120)
+    images = load_images(write(tmp_path / "good", [part_on_board(rng) for _ in range(24)]), pipeline)
+    train_bundle(images, tmp_path / "model", pipeline, seed=0)
+    bundle = load_bundle(tmp_path / "model")  # loads with safe_mode: no Lambda layer
+    model = bundle.model
+    assert {"discriminator", "defect_probability"} <= {layer.name for layer in model.layers}
+    # Statistics were learnt for its map: not the blank ones it is built with.
+    probability = model.get_layer("defect_probability")
+    assert float(probability.unit.numpy()) != 1.0 and float(np.ptp(probability.position_mean.numpy())) > 0
+
+    from inspector.inference import Inferencer
+
+    missing, present = write(tmp_path / "test", [board(rng), part_on_board(rng)])
+    with Inferencer(bundle) as inferencer:
+        gone, there = inferencer.judge([missing, present])
+    assert gone.verdict == "defect" and gone.score > 2 * there.score

@@ -7,8 +7,11 @@ import pytest
 
 from inspector.bundle import load_bundle
 from inspector.errors import ConfigError
-from inspector.models.denoising.discriminator import CHANGED, drawn_batch, focal_loss
-from inspector.models.denoising.fit import build as build_model
+from inspector.models.components.autoencoder_fit import split_holdout
+from inspector.models.components.patch_memory_fit import pixel_statistics
+from inspector.models.denoising import discriminator as judging
+from inspector.models.denoising.discriminator import CHANGED, discriminator, drawn_batch, focal_loss
+from inspector.models.denoising.fit import autoencoder, build as build_model
 from inspector.models.pipeline_files import pipeline_from_dict, resolve_pipeline
 from inspector.usecases.training import load_images, train_bundle
 from test_general import board, part_on_board, tiny, write
@@ -34,7 +37,7 @@ def test_the_target_is_the_pixels_a_drawn_defect_changed():
     rng = np.random.default_rng(0)
     frames = np.stack([part_on_board(rng) for _ in range(6)])
     settings = with_discriminator(10).model.settings
-    shown, target = drawn_batch(np.random.default_rng(1), frames, settings, 16, whole_frame=True)
+    shown, target = drawn_batch(np.random.default_rng(1), frames, None, settings, 16, whole_frame=True)
     assert shown.shape == target.shape == (16, *frames.shape[1:])
     assert target.any(axis=(1, 2)).sum() >= 4  # a defect_share of 0.6 draws defects on most
     for image, marked in zip(shown, target):
@@ -43,6 +46,26 @@ def test_the_target_is_the_pixels_a_drawn_defect_changed():
         source = frames[int(np.argmin(distance))]
         assert np.abs(image - source)[~marked.astype(bool)].max() <= CHANGED
         assert (np.abs(image - source)[marked.astype(bool)] > CHANGED).all()
+
+
+def test_training_minimises_the_focal_loss_and_repeats_with_its_seed(monkeypatch):
+    rng = np.random.default_rng(3)
+    frames = np.stack([part_on_board(rng) for _ in range(8)])[:, :48, :64]
+    settings = with_discriminator(40).model.settings
+    ae = autoencoder(settings, frames.shape[1:])
+    traced = []
+    monkeypatch.setattr(judging, "focal_loss", lambda *a: traced.append(1) or focal_loss(*a))
+    first, losses = judging.train_discriminator(ae, frames, None, settings, seed=4, rate=0.003, whole_frame=True)
+    assert traced and len(losses) == 40
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])  # it learns
+    again, _ = judging.train_discriminator(ae, frames, None, settings, seed=4, rate=0.003, whole_frame=True)
+    for a, b in zip(first.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sides_the_discriminator_cannot_halve_three_times_are_refused():
+    with pytest.raises(ConfigError, match="divisible by 8"):
+        discriminator((44, 64))
 
 
 def test_off_no_discriminator_is_built_and_a_negative_count_is_refused():
@@ -58,15 +81,29 @@ def test_off_no_discriminator_is_built_and_a_negative_count_is_refused():
 
 def test_a_trained_discriminator_is_served_loads_safely_and_finds_a_missing_part(tmp_path):
     rng = np.random.default_rng(2)
-    pipeline = with_discriminator(120)
+    pipeline = with_discriminator(400)
     images = load_images(write(tmp_path / "good", [part_on_board(rng) for _ in range(24)]), pipeline)
     train_bundle(images, tmp_path / "model", pipeline, seed=0)
     bundle = load_bundle(tmp_path / "model")  # loads with safe_mode: no Lambda layer
     model = bundle.model
     assert {"discriminator", "defect_probability"} <= {layer.name for layer in model.layers}
-    # Statistics were learnt for its map: not the blank ones it is built with.
+    # It learnt where drawn defects are: its chances are higher on them than beside them.
+    import tensorflow as tf
+
+    judge, ae = model.get_layer("discriminator"), model.get_layer("autoencoder")
+    shown, target = drawn_batch(np.random.default_rng(9), images.arrays, None,
+                                pipeline.model.settings, 32, whole_frame=True)
+    x = tf.constant(shown[..., None])
+    chance = judge(tf.concat([x, ae(x)], axis=-1)).numpy()[..., 0]
+    assert chance[target > 0].mean() > 2 * chance[target == 0].mean()
+    # Its map's per-pixel statistics are those of its smoothed chances on the held-out good images.
+    _, held = split_holdout(len(images.arrays), pipeline.model.holdout_fraction, 0)
+    good = tf.constant(images.arrays[held][..., None])
     probability = model.get_layer("defect_probability")
-    assert float(probability.unit.numpy()) != 1.0 and float(np.ptp(probability.position_mean.numpy())) > 0
+    raw = probability.raw(good, judge(tf.concat([good, ae(good)], axis=-1))).numpy()[..., 0]
+    mean, scale = pixel_statistics(raw)
+    np.testing.assert_allclose(probability.position_mean.numpy(), mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(probability.position_scale.numpy(), scale, rtol=1e-4, atol=1e-6)
 
     from inspector.inference import Inferencer
 

@@ -2,9 +2,10 @@
 autoencoder's reconstruction of it and says, pixel by pixel, whether a defect is there
 (the discriminative half of DRAEM, Zavrtanik et al. 2021). Training code only.
 
-The autoencoder is trained first and then held fixed. Each step draws synthetic defects on good
-images as the autoencoder's training does (`defects.add_defect`); the pixels a defect changed
-are the target, the input the defective image beside its reconstruction. The reconstruction
+The autoencoder is trained first and then held fixed. Each step draws a batch of training images
+at random (a `nuisance_share` of them as one of their nuisance copies) and synthetic defects on
+a `defect_share` of them with the autoencoder's training's settings (`defects.add_defect`); the
+pixels a defect changed are the target, the input the defective image beside its reconstruction. The reconstruction
 error says where the autoencoder disagrees with the input; the discriminator learns which
 disagreements are defects, and what a defect looks like beside the part's own restoration
 (a lead's end where the reconstruction carries it on).
@@ -17,12 +18,15 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ...tf_setup import keras
+from ..components.autoencoder_fit import check_sides
 from .defects import add_defect
 
 if TYPE_CHECKING:
     from . import DenoisingSettings
 
-# A drawn defect's target: the pixels it changed by more than this (grey levels in [0, 1]).
+# A drawn defect's target: the pixels it changed by more than this (in the model's input's grey
+# levels, whose good images are 0.5 +- 0.15 when standardized). A region moved over plain
+# background is marked only where the background's own noise differs by more.
 CHANGED = 0.02
 # Channels of the network's stages, fine to coarse; each coarser stage halves the resolution.
 STAGES = (16, 32, 64, 64)
@@ -30,9 +34,15 @@ STAGES = (16, 32, 64, 64)
 FOCAL_GAMMA = 2.0
 
 
+def check_shape(shape: tuple[int, int]) -> None:
+    """Each strided stage halves both sides: they must be divisible by 8."""
+    check_sides("the discriminator", shape, len(STAGES) - 1)
+
+
 def discriminator(shape: tuple[int, int]) -> "keras.Model":
     """(H, W, 2): an image and its reconstruction -> (H, W, 1), the chance each pixel is a defect.
     A U-Net: three strided stages down, back up with the finer stage's features beside each."""
+    check_shape(shape)
     layers = keras.layers
     inputs = keras.Input(shape=(*shape, 2))
     x = layers.Conv2D(STAGES[0], 3, padding="same", activation="relu")(inputs)
@@ -59,13 +69,18 @@ def focal_loss(probability, target):
     return tf.reduce_mean(-tf.pow(1.0 - right, FOCAL_GAMMA) * tf.math.log(right))
 
 
-def drawn_batch(rng: np.random.Generator, arrays: np.ndarray, settings: "DenoisingSettings", batch: int,
-                whole_frame: bool) -> tuple[np.ndarray, np.ndarray]:
-    """`batch` training images, a `defect_share` of them with a synthetic defect drawn as the
-    autoencoder's training draws them: (shown, the pixels each defect changed), (B, H, W) each."""
+def drawn_batch(rng: np.random.Generator, arrays: np.ndarray, variants: np.ndarray | None,
+                settings: "DenoisingSettings", batch: int, whole_frame: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`batch` training images drawn at random (`arrays` (N, H, W), or at `nuisance_share` one
+    of their nuisance copies `variants` (N, K, H, W)), a `defect_share` of them with a synthetic
+    defect drawn with the autoencoder's training's settings: (shown, the pixels each defect
+    changed), (B, H, W) each."""
     shown, targets = [], []
+    copies = 0 if variants is None else variants.shape[1]
     for i in rng.integers(len(arrays), size=batch):
         image = arrays[i]
+        if copies and rng.random() < settings.nuisance_share:
+            image = variants[i, int(rng.integers(copies))]
         drawn = (add_defect(rng, image, arrays, whole_frame, settings.removal_share, settings.removal_to_end,
                             settings.removal_to_end_long, settings.defect_min_strength)
                  if rng.random() < settings.defect_share else image)
@@ -74,12 +89,13 @@ def drawn_batch(rng: np.random.Generator, arrays: np.ndarray, settings: "Denoisi
     return np.stack(shown).astype(np.float32), np.stack(targets).astype(np.float32)
 
 
-def train_discriminator(ae: "keras.Model", arrays: np.ndarray, settings: "DenoisingSettings", seed: int,
-                        rate, whole_frame: bool = False, on_step: Callable[[int, float], None] | None = None,
-                        ) -> tuple["keras.Model", list[float]]:
+def train_discriminator(ae: "keras.Model", arrays: np.ndarray, variants: np.ndarray | None,
+                        settings: "DenoisingSettings", seed: int, rate, whole_frame: bool = False,
+                        on_step: Callable[[int, float], None] | None = None) -> tuple["keras.Model", list[float]]:
     """Train the discriminator for `settings.discriminator_steps` batches on synthetic defects
-    drawn on `arrays` (N, H, W), with `ae`, already trained, held fixed, by Adam at `rate` (a
-    learning rate or schedule); returns it and the loss of each step."""
+    drawn on `arrays` (N, H, W) and their nuisance copies `variants` (N, K, H, W), with `ae`,
+    already trained, held fixed, by Adam at `rate` (a learning rate or schedule); returns it and
+    the loss of each step."""
     import tensorflow as tf
 
     rng = np.random.default_rng([seed, 2])
@@ -99,7 +115,7 @@ def train_discriminator(ae: "keras.Model", arrays: np.ndarray, settings: "Denois
     batch = settings.batch_for(len(arrays))
     losses = []
     for k in range(steps):
-        shown, target = drawn_batch(rng, arrays, settings, batch, whole_frame)
+        shown, target = drawn_batch(rng, arrays, variants, settings, batch, whole_frame)
         losses.append(float(step(tf.constant(shown[..., None]), tf.constant(target[..., None]))))
         if on_step is not None:
             on_step(k, losses[-1])

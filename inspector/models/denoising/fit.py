@@ -34,7 +34,7 @@ from ..components.running import score_arrays
 from ..spec import Fitted
 from . import DenoisingSettings
 from .defects import add_defect
-from .discriminator import discriminator, train_discriminator
+from .discriminator import check_shape, discriminator, train_discriminator
 from .layers import AppearanceError, DefectProbability, PartMap, ReconstructionError, Rescale, StructureError
 
 if TYPE_CHECKING:
@@ -272,13 +272,16 @@ def fit(
             f"denoising_autoencoder needs at least {MIN_HELD_OUT} held-out good images to calibrate (each "
             f"scored with per-pixel statistics of the others); {len(arrays)} images with holdout_fraction "
             f"{pipeline.model.holdout_fraction} hold out {len(hold_idx)}: give more images or a larger fraction")
+    if settings.discriminator_steps:  # before the autoencoder's training, not after it
+        check_shape(arrays.shape[1:])
     started = time.perf_counter()
     ae, losses = train_autoencoder(arrays[train_idx], None if variants is None else variants[train_idx],
                                    settings, seed, epochs, on_epoch, is_whole_frame(pipeline))
     judge = None
     if settings.discriminator_steps:
-        judge, _ = train_discriminator(ae, arrays[train_idx], settings, seed,
-                                       learning_rate(settings, settings.discriminator_steps), is_whole_frame(pipeline))
+        judge, _ = train_discriminator(ae, arrays[train_idx], None if variants is None else variants[train_idx],
+                                       settings, seed, learning_rate(settings, settings.discriminator_steps),
+                                       is_whole_frame(pipeline))
     memory = arrays[train_idx] if settings.second_opinion == "patch_memory" else None
     model, branches = assemble(ae, settings, region_level(pipeline, arrays[train_idx]), memory,
                                arrays[train_idx].mean(axis=0), judge)

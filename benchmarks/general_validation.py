@@ -95,6 +95,8 @@ VARIANTS = {
     "long removals to the end 0.5": ({"removal_to_end": 0.5, "removal_to_end_long": True}, {}),
     # Trained after the autoencoder, on the same one: not a training key.
     "discriminator 1000": ({"discriminator_steps": 1000}, {}),
+    "discriminator 3000": ({"discriminator_steps": 3000}, {}),
+    "discriminator 1000, weight 3": ({"discriminator_steps": 1000, "discriminator_weight": 3.0}, {}),
     "compiled training": ({"compile_training": True}, {}),
     "two autoencoders": ({"members": 2, "compile_training": True}, {}),
 }

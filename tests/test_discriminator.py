@@ -17,9 +17,9 @@ from inspector.usecases.training import load_images, train_bundle
 from test_general import board, part_on_board, tiny, write
 
 
-def with_discriminator(steps: int):
+def with_discriminator(steps: int, weight: float = 1.0):
     data = tiny(epochs=6).to_dict()
-    data["model"].update(discriminator_steps=steps)
+    data["model"].update(discriminator_steps=steps, discriminator_weight=weight)
     return pipeline_from_dict(data, source=f"tiny general, discriminator {steps}")
 
 
@@ -77,11 +77,14 @@ def test_off_no_discriminator_is_built_and_a_negative_count_is_refused():
     data["model"].update(discriminator_steps=-1)
     with pytest.raises(ConfigError, match="discriminator_steps"):
         pipeline_from_dict(data, source="negative")
+    data["model"].update(discriminator_steps=10, discriminator_weight=0)
+    with pytest.raises(ConfigError, match="discriminator_weight"):
+        pipeline_from_dict(data, source="no weight")
 
 
 def test_a_trained_discriminator_is_served_loads_safely_and_finds_a_missing_part(tmp_path):
     rng = np.random.default_rng(2)
-    pipeline = with_discriminator(400)
+    pipeline = with_discriminator(400, weight=2.0)
     images = load_images(write(tmp_path / "good", [part_on_board(rng) for _ in range(24)]), pipeline)
     train_bundle(images, tmp_path / "model", pipeline, seed=0)
     bundle = load_bundle(tmp_path / "model")  # loads with safe_mode: no Lambda layer
@@ -104,6 +107,9 @@ def test_a_trained_discriminator_is_served_loads_safely_and_finds_a_missing_part
     mean, scale = pixel_statistics(raw)
     np.testing.assert_allclose(probability.position_mean.numpy(), mean, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(probability.position_scale.numpy(), scale, rtol=1e-4, atol=1e-6)
+    # Its unit is its typical score on those images over its weight: it counts twice as much.
+    typical = ((raw - mean) / scale).reshape(len(raw), -1).max(axis=1).mean()
+    assert float(probability.unit.numpy()) == pytest.approx(typical / 2.0, rel=1e-3)
 
     from inspector.inference import Inferencer
 

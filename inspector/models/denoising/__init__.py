@@ -101,6 +101,8 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # (`discriminator`); its map, the chance of a defect at each pixel, is added as one more map
     # (0: no discriminator).
     discriminator_steps: int = 0
+    # The discriminator's map counts this many times as much as each other map in the sum.
+    discriminator_weight: float = 1.0
     second_opinion: str = "patch_memory"
     # The second opinion's map counts this many times as much as each of the other maps in the
     # sum (every map is first put in units of its typical score on good parts).
@@ -142,6 +144,7 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.worst_error_share", self.worst_error_share, 1e-4, 1.0)
         check_range(f"{where}.error_sigma", self.error_sigma, 0.1, 20.0)
         check_range(f"{where}.discriminator_steps", self.discriminator_steps, 0, 1_000_000)
+        check_range(f"{where}.discriminator_weight", self.discriminator_weight, 0.05, 20.0)
         check_choice(f"{where}.second_opinion", self.second_opinion, SECOND_OPINIONS)
         check_range(f"{where}.memory_weight", self.memory_weight, 0.05, 20.0)
 

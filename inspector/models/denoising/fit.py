@@ -98,8 +98,8 @@ def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memor
     `settings.appearance_error`, + the chance of a defect at each pixel if `judge`, a
     discriminator, is given, + the patch memory's map if `memory`, the images it remembers, is
     given). Returns the model and its branches: (layer holding per-pixel statistics, layer
-    holding the unit, the map's weight in the sum: `settings.memory_weight` for the memory's, 1
-    for the others) for each map added."""
+    holding the unit, the map's weight in the sum: `settings.memory_weight` for the memory's,
+    `settings.discriminator_weight` for the discriminator's, 1 for the others) for each map added."""
     height, width = ae.input_shape[1:3]
     inputs = keras.Input(shape=(height, width, 1))
     restored = ae(inputs)
@@ -119,7 +119,7 @@ def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memor
         chance = judge(keras.layers.Concatenate(name="beside_reconstruction")([inputs, restored]))
         found = DefectProbability(height, width, settings.error_sigma, level, name="defect_probability")
         output = keras.layers.Add(name="with_discriminator")([output, found([inputs, chance])])
-        branches.append((found, found, 1.0))
+        branches.append((found, found, settings.discriminator_weight))
     if memory is not None:
         distances = memory_layer(memory, settings, level)  # kept to the same region as the other maps
         rescale = Rescale(name="memory_unit")

@@ -80,6 +80,13 @@ def test_off_no_discriminator_is_built_and_a_negative_count_is_refused():
     data["model"].update(discriminator_steps=10, discriminator_weight=0)
     with pytest.raises(ConfigError, match="discriminator_weight"):
         pipeline_from_dict(data, source="no weight")
+    data["model"].update(discriminator_weight=1.0, discriminator_filters=[8, 16, 32])
+    with pytest.raises(ConfigError, match="four channel counts"):
+        pipeline_from_dict(data, source="three stages")
+    data["model"].update(discriminator_filters=[8, 16, 32, 24])
+    narrow = pipeline_from_dict(data, source="narrow").model.settings
+    judge = build_model(narrow, (48, 64)).get_layer("discriminator")
+    assert [layer.filters for layer in judge.layers if hasattr(layer, "filters")][:2] == [8, 16]
 
 
 def test_a_trained_discriminator_is_served_loads_safely_and_finds_a_missing_part(tmp_path):

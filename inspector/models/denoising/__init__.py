@@ -101,6 +101,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # (`discriminator`); its map, the chance of a defect at each pixel, is added as one more map
     # (0: no discriminator).
     discriminator_steps: int = 0
+    # Its channels at full resolution and at each of three halvings (the model's cost grows with
+    # their square).
+    discriminator_filters: tuple[int, ...] = (16, 32, 64, 64)
     # The discriminator's map counts this many times as much as each other map in the sum.
     discriminator_weight: float = 1.0
     second_opinion: str = "patch_memory"
@@ -144,6 +147,10 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         check_range(f"{where}.worst_error_share", self.worst_error_share, 1e-4, 1.0)
         check_range(f"{where}.error_sigma", self.error_sigma, 0.1, 20.0)
         check_range(f"{where}.discriminator_steps", self.discriminator_steps, 0, 1_000_000)
+        check_filters(f"{where}.discriminator_filters", self.discriminator_filters, 4)
+        if len(self.discriminator_filters) != 4:
+            raise ConfigError(f"'{where}.discriminator_filters' takes four channel counts (full resolution and "
+                              f"three halvings), got {list(self.discriminator_filters)}")
         check_range(f"{where}.discriminator_weight", self.discriminator_weight, 0.05, 20.0)
         check_choice(f"{where}.second_opinion", self.second_opinion, SECOND_OPINIONS)
         check_range(f"{where}.memory_weight", self.memory_weight, 0.05, 20.0)

@@ -28,26 +28,27 @@ if TYPE_CHECKING:
 # levels, whose good images are 0.5 +- 0.15 when standardized). A region moved over plain
 # background is marked only where the background's own noise differs by more.
 CHANGED = 0.02
-# Channels of the network's stages, fine to coarse; each coarser stage halves the resolution.
-STAGES = (16, 32, 64, 64)
+# The network's stages: the first at full resolution, each further one halving it.
+STAGES = 4
 # Focal loss's focusing power: easy pixels (most of the frame, plainly good) count less.
 FOCAL_GAMMA = 2.0
 
 
 def check_shape(shape: tuple[int, int]) -> None:
     """Each strided stage halves both sides: they must be divisible by 8."""
-    check_sides("the discriminator", shape, len(STAGES) - 1)
+    check_sides("the discriminator", shape, STAGES - 1)
 
 
-def discriminator(shape: tuple[int, int]) -> "keras.Model":
+def discriminator(shape: tuple[int, int], filters: tuple[int, ...] = (16, 32, 64, 64)) -> "keras.Model":
     """(H, W, 2): an image and its reconstruction -> (H, W, 1), the chance each pixel is a defect.
-    A U-Net: three strided stages down, back up with the finer stage's features beside each."""
+    A U-Net of `filters` channels per stage (fine to coarse): three strided stages down, back
+    up with the finer stage's features beside each."""
     check_shape(shape)
     layers = keras.layers
     inputs = keras.Input(shape=(*shape, 2))
-    x = layers.Conv2D(STAGES[0], 3, padding="same", activation="relu")(inputs)
+    x = layers.Conv2D(filters[0], 3, padding="same", activation="relu")(inputs)
     skips = []
-    for count in STAGES[1:]:
+    for count in filters[1:]:
         skips.append(x)
         x = layers.Conv2D(count, 3, strides=2, padding="same", activation="relu")(x)
         x = layers.Conv2D(count, 3, padding="same", activation="relu")(x)
@@ -100,7 +101,7 @@ def train_discriminator(ae: "keras.Model", arrays: np.ndarray, variants: np.ndar
 
     rng = np.random.default_rng([seed, 2])
     keras.utils.set_random_seed(seed)  # the same starting weights however the autoencoder came
-    net = discriminator(arrays.shape[1:])
+    net = discriminator(arrays.shape[1:], settings.discriminator_filters)
     steps = settings.discriminator_steps
     optimizer = keras.optimizers.Adam(learning_rate=rate)
 

@@ -131,7 +131,7 @@ def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memor
 def build(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.Model":
     """The untrained served model (an empty memory of `neighbours` blank images as second opinion)."""
     memory = np.zeros((settings.neighbours, *shape), np.float32) if settings.second_opinion == "patch_memory" else None
-    judge = discriminator(shape) if settings.discriminator_steps else None
+    judge = discriminator(shape, settings.discriminator_filters) if settings.discriminator_steps else None
     return assemble(autoencoder(settings, shape), settings, 0.5, memory, judge=judge)[0]
 
 
@@ -139,7 +139,7 @@ def benchmark_model(arrays: np.ndarray, pipeline: Pipeline) -> "keras.Model":
     """As costly as a trained model: the memory as large as a training set's (it grows with it)."""
     settings = pipeline.model.settings
     memory = np.concatenate([arrays] * 8) if settings.second_opinion == "patch_memory" else None
-    judge = discriminator(arrays.shape[1:]) if settings.discriminator_steps else None
+    judge = discriminator(arrays.shape[1:], settings.discriminator_filters) if settings.discriminator_steps else None
     return assemble(autoencoder(settings, arrays.shape[1:]), settings, region_level(pipeline, arrays), memory,
                     arrays.mean(axis=0), judge)[0]
 

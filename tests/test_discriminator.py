@@ -65,7 +65,7 @@ def test_training_minimises_the_focal_loss_and_repeats_with_its_seed(monkeypatch
 
 def test_sides_the_discriminator_cannot_halve_three_times_are_refused():
     with pytest.raises(ConfigError, match="divisible by 8"):
-        discriminator((44, 64))
+        discriminator((44, 64), (16, 32, 64, 64))
 
 
 def test_off_no_discriminator_is_built_and_a_negative_count_is_refused():

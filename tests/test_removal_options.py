@@ -10,6 +10,7 @@ import pytest
 
 from inspector.errors import ConfigError
 from inspector.models.components.patch_memory_fit import pixel_statistics
+from inspector.models.denoising import defects as drawing
 from inspector.models.denoising import fit as denoising_fit
 from inspector.models.denoising.defects import (LARGE_SHARE, TO_END_LARGEST, _long_to_end_mask, _structure_removed,
                                                _to_end_mask, add_defect)
@@ -203,7 +204,7 @@ def test_both_options_reach_the_training_and_the_calibration(tmp_path, monkeypat
                          robust_spread=True, defect_min_strength=0.2)
     pipeline = pipeline_from_dict(data, source="both options on")
     defects, statistics = [], []
-    add_defect, spread = denoising_fit.add_defect, denoising_fit.pixel_statistics
+    add_defect, spread = drawing.add_defect, denoising_fit.pixel_statistics
 
     def recorded_defect(*args):
         defects.append(args[4:])
@@ -213,7 +214,7 @@ def test_both_options_reach_the_training_and_the_calibration(tmp_path, monkeypat
         statistics.append(robust)
         return spread(maps, robust)
 
-    monkeypatch.setattr(denoising_fit, "add_defect", recorded_defect)
+    monkeypatch.setattr(drawing, "add_defect", recorded_defect)  # training_copy draws through it
     monkeypatch.setattr(denoising_fit, "pixel_statistics", recorded_statistics)
     train_bundle(load_folder(SAMPLE / "train" / "good", pipeline, seed=0), tmp_path / "b", pipeline, seed=0)
     assert defects and set(defects) == {(1.0, 0.7, True, 0.2)}

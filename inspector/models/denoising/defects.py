@@ -9,10 +9,15 @@ away instead (a lead or wire cut or missing). Training code only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ...cv_setup import cv2
 from ...preprocess import dark_region
+
+if TYPE_CHECKING:
+    from . import DenoisingSettings
 
 
 def part_outline(image: np.ndarray) -> np.ndarray:
@@ -208,3 +213,18 @@ def add_defect(rng: np.random.Generator, image: np.ndarray, others: np.ndarray,
         mask = cv2.GaussianBlur(mask, (0, 0), 0.7)  # a soft edge
     strength = rng.uniform(min_strength, 1.0) * mask
     return (image * (1 - strength) + _filling(rng, image, others) * strength).astype(np.float32)
+
+
+def training_copy(rng: np.random.Generator, index: int, arrays: np.ndarray, variants: np.ndarray | None,
+                  settings: "DenoisingSettings", whole_frame: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One training image as the denoising autoencoder's training shows it: `arrays[index]`, or
+    at `settings.nuisance_share` one of its nuisance copies `variants[index]`; a
+    `settings.defect_share` of the time with a synthetic defect. Returns (shown, the image
+    without the defect)."""
+    image = arrays[index]
+    if variants is not None and variants.shape[1] and rng.random() < settings.nuisance_share:
+        image = variants[index, int(rng.integers(variants.shape[1]))]
+    if rng.random() < settings.defect_share:
+        return add_defect(rng, image, arrays, whole_frame, settings.removal_share, settings.removal_to_end,
+                          settings.removal_to_end_long, settings.defect_min_strength), image
+    return image, image

@@ -3,23 +3,22 @@ autoencoder's reconstruction of it and says, pixel by pixel, whether a defect is
 (the discriminative half of DRAEM, Zavrtanik et al. 2021). Training code only.
 
 The autoencoder is trained first and then held fixed. Each step draws a batch of training images
-at random (a `nuisance_share` of them as one of their nuisance copies) and synthetic defects on
-a `defect_share` of them with the autoencoder's training's settings (`defects.add_defect`); the
-pixels a defect changed are the target, the input the defective image beside its reconstruction. The reconstruction
-error says where the autoencoder disagrees with the input; the discriminator learns which
+at random, each shown as the autoencoder's training shows it (`defects.training_copy`: a nuisance
+copy at `nuisance_share`, a synthetic defect at `defect_share`); the pixels a defect changed are
+the target, the input the defective image beside its reconstruction. The reconstruction error says where the autoencoder disagrees with the input; the discriminator learns which
 disagreements are defects, and what a defect looks like beside the part's own restoration
 (a lead's end where the reconstruction carries it on).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...tf_setup import keras
 from ..components.autoencoder_fit import check_sides
-from .defects import add_defect
+from .defects import training_copy
 
 if TYPE_CHECKING:
     from . import DenoisingSettings
@@ -39,7 +38,7 @@ def check_shape(shape: tuple[int, int]) -> None:
     check_sides("the discriminator", shape, STAGES - 1)
 
 
-def discriminator(shape: tuple[int, int], filters: tuple[int, ...] = (16, 32, 64, 64)) -> "keras.Model":
+def discriminator(shape: tuple[int, int], filters: tuple[int, ...]) -> "keras.Model":
     """(H, W, 2): an image and its reconstruction -> (H, W, 1), the chance each pixel is a defect.
     A U-Net of `filters` channels per stage (fine to coarse): three strided stages down, back
     up with the finer stage's features beside each."""
@@ -72,27 +71,20 @@ def focal_loss(probability, target):
 
 def drawn_batch(rng: np.random.Generator, arrays: np.ndarray, variants: np.ndarray | None,
                 settings: "DenoisingSettings", batch: int, whole_frame: bool) -> tuple[np.ndarray, np.ndarray]:
-    """`batch` training images drawn at random (`arrays` (N, H, W), or at `nuisance_share` one
-    of their nuisance copies `variants` (N, K, H, W)), a `defect_share` of them with a synthetic
-    defect drawn with the autoencoder's training's settings: (shown, the pixels each defect
-    changed), (B, H, W) each."""
+    """`batch` training images drawn at random from `arrays` (N, H, W) with their nuisance copies
+    `variants` (N, K, H, W), each shown as the autoencoder's training shows it: (shown, the pixels
+    each defect changed), (B, H, W) each."""
     shown, targets = [], []
-    copies = 0 if variants is None else variants.shape[1]
     for i in rng.integers(len(arrays), size=batch):
-        image = arrays[i]
-        if copies and rng.random() < settings.nuisance_share:
-            image = variants[i, int(rng.integers(copies))]
-        drawn = (add_defect(rng, image, arrays, whole_frame, settings.removal_share, settings.removal_to_end,
-                            settings.removal_to_end_long, settings.defect_min_strength)
-                 if rng.random() < settings.defect_share else image)
+        drawn, image = training_copy(rng, i, arrays, variants, settings, whole_frame)
         shown.append(drawn)
         targets.append(np.abs(drawn - image) > CHANGED)
     return np.stack(shown).astype(np.float32), np.stack(targets).astype(np.float32)
 
 
 def train_discriminator(ae: "keras.Model", arrays: np.ndarray, variants: np.ndarray | None,
-                        settings: "DenoisingSettings", seed: int, rate, whole_frame: bool = False,
-                        on_step: Callable[[int, float], None] | None = None) -> tuple["keras.Model", list[float]]:
+                        settings: "DenoisingSettings", seed: int, rate,
+                        whole_frame: bool = False) -> tuple["keras.Model", list[float]]:
     """Train the discriminator for `settings.discriminator_steps` batches on synthetic defects
     drawn on `arrays` (N, H, W) and their nuisance copies `variants` (N, K, H, W), with `ae`,
     already trained, held fixed, by Adam at `rate` (a learning rate or schedule); returns it and
@@ -102,7 +94,6 @@ def train_discriminator(ae: "keras.Model", arrays: np.ndarray, variants: np.ndar
     rng = np.random.default_rng([seed, 2])
     keras.utils.set_random_seed(seed)  # the same starting weights however the autoencoder came
     net = discriminator(arrays.shape[1:], settings.discriminator_filters)
-    steps = settings.discriminator_steps
     optimizer = keras.optimizers.Adam(learning_rate=rate)
 
     @tf.function(reduce_retracing=True)
@@ -115,9 +106,7 @@ def train_discriminator(ae: "keras.Model", arrays: np.ndarray, variants: np.ndar
 
     batch = settings.batch_for(len(arrays))
     losses = []
-    for k in range(steps):
+    for _ in range(settings.discriminator_steps):
         shown, target = drawn_batch(rng, arrays, variants, settings, batch, whole_frame)
         losses.append(float(step(tf.constant(shown[..., None]), tf.constant(target[..., None]))))
-        if on_step is not None:
-            on_step(k, losses[-1])
     return net, losses

@@ -33,7 +33,7 @@ from ..components.regions import WHOLE_FRAME
 from ..components.running import score_arrays
 from ..spec import Fitted
 from . import DenoisingSettings
-from .defects import add_defect
+from .defects import training_copy
 from .discriminator import check_shape, discriminator, train_discriminator
 from .layers import AppearanceError, DefectProbability, PartMap, ReconstructionError, Rescale, StructureError
 
@@ -131,17 +131,20 @@ def assemble(ae: "keras.Model", settings: DenoisingSettings, level: float, memor
 def build(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.Model":
     """The untrained served model (an empty memory of `neighbours` blank images as second opinion)."""
     memory = np.zeros((settings.neighbours, *shape), np.float32) if settings.second_opinion == "patch_memory" else None
-    judge = discriminator(shape, settings.discriminator_filters) if settings.discriminator_steps else None
-    return assemble(autoencoder(settings, shape), settings, 0.5, memory, judge=judge)[0]
+    return assemble(autoencoder(settings, shape), settings, 0.5, memory, judge=_untrained_judge(settings, shape))[0]
 
 
 def benchmark_model(arrays: np.ndarray, pipeline: Pipeline) -> "keras.Model":
     """As costly as a trained model: the memory as large as a training set's (it grows with it)."""
     settings = pipeline.model.settings
     memory = np.concatenate([arrays] * 8) if settings.second_opinion == "patch_memory" else None
-    judge = discriminator(arrays.shape[1:], settings.discriminator_filters) if settings.discriminator_steps else None
     return assemble(autoencoder(settings, arrays.shape[1:]), settings, region_level(pipeline, arrays), memory,
-                    arrays.mean(axis=0), judge)[0]
+                    arrays.mean(axis=0), _untrained_judge(settings, arrays.shape[1:]))[0]
+
+
+def _untrained_judge(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.Model | None":
+    """The discriminator the settings ask for, untrained (None without `discriminator_steps`)."""
+    return discriminator(shape, settings.discriminator_filters) if settings.discriminator_steps else None
 
 
 def is_whole_frame(pipeline: Pipeline) -> bool:
@@ -224,7 +227,6 @@ def train_autoencoder(
     seeded(seed)
     rng = np.random.default_rng(seed)
     ae = autoencoder(settings, arrays.shape[1:])
-    copies = 0 if variants is None else variants.shape[1]
     batch = settings.batch_for(len(arrays))
     planned = epochs * settings.steps_per_epoch(len(arrays))  # the loop below runs full batches only
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(settings, planned))
@@ -236,17 +238,8 @@ def train_autoencoder(
         total, steps = 0.0, 0
         order = rng.permutation(len(arrays))
         for start in range(0, len(order) - batch + 1, batch):
-            shown, target = [], []
-            for i in order[start:start + batch]:
-                image = arrays[i]
-                if copies and rng.random() < settings.nuisance_share:
-                    image = variants[i, int(rng.integers(copies))]
-                target.append(image)
-                defect = rng.random() < settings.defect_share
-                shown.append(add_defect(rng, image, arrays, whole_frame, settings.removal_share,
-                                         settings.removal_to_end, settings.removal_to_end_long,
-                                         settings.defect_min_strength)
-                                 if defect else image)
+            shown, target = zip(*(training_copy(rng, i, arrays, variants, settings, whole_frame)
+                                  for i in order[start:start + batch]))
             total += float(step(np.stack(shown)[..., None], np.stack(target)[..., None])) / count
             steps += 1
         losses.append(total / max(steps, 1))

@@ -268,13 +268,13 @@ def fit(
     if settings.discriminator_steps:  # before the autoencoder's training, not after it
         check_shape(arrays.shape[1:])
     started = time.perf_counter()
-    ae, losses = train_autoencoder(arrays[train_idx], None if variants is None else variants[train_idx],
-                                   settings, seed, epochs, on_epoch, is_whole_frame(pipeline))
+    trained_variants = None if variants is None else variants[train_idx]
+    ae, losses = train_autoencoder(arrays[train_idx], trained_variants, settings, seed, epochs, on_epoch,
+                                   is_whole_frame(pipeline))
     judge = None
     if settings.discriminator_steps:
-        judge, _ = train_discriminator(ae, arrays[train_idx], None if variants is None else variants[train_idx],
-                                       settings, seed, learning_rate(settings, settings.discriminator_steps),
-                                       is_whole_frame(pipeline))
+        judge, _ = train_discriminator(ae, arrays[train_idx], trained_variants, settings, seed,
+                                       learning_rate(settings, settings.discriminator_steps), is_whole_frame(pipeline))
     memory = arrays[train_idx] if settings.second_opinion == "patch_memory" else None
     model, branches = assemble(ae, settings, region_level(pipeline, arrays[train_idx]), memory,
                                arrays[train_idx].mean(axis=0), judge)

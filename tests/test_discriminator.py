@@ -1,4 +1,4 @@
-"""The discriminator (`discriminator_steps`, off in every shipped pipeline): after the autoencoder,
+"""The discriminator (`discriminator_steps`, off in every shipped pipeline but `screw-discriminator`): after the autoencoder,
 a small segmentation network learns from the input beside its reconstruction where synthetic
 defects are; its chance map is one more map of the served model, and the bundle loads safely."""
 
@@ -68,6 +68,33 @@ def test_sides_the_discriminator_cannot_halve_three_times_are_refused():
         discriminator((44, 64), (16, 32, 64, 64))
 
 
+def test_a_shrunk_discriminator_sees_block_averages_and_answers_at_full_size(tmp_path):
+    judge = discriminator((32, 48), (8, 16, 32, 32), shrink=2)
+    rng = np.random.default_rng(5)
+    x = rng.random((2, 32, 48, 2)).astype(np.float32)
+    # The same 2x2 block averages, different pixels: the same chances, at the input's size.
+    swapped = x.copy()
+    swapped[:, 0::2], swapped[:, 1::2] = x[:, 1::2], x[:, 0::2]
+    chance = judge(x).numpy()
+    assert chance.shape == (2, 32, 48, 1) and not np.allclose(x[..., :1], swapped[..., :1])
+    np.testing.assert_allclose(judge(swapped).numpy(), chance, atol=1e-6)
+    with pytest.raises(ConfigError, match="divisible by 16"):
+        discriminator((40, 48), (8, 16, 32, 32), shrink=2)
+    data = tiny().to_dict()
+    data["model"].update(discriminator_steps=10, discriminator_shrink=3)
+    with pytest.raises(ConfigError, match="discriminator_shrink.*1, 2, 4"):
+        pipeline_from_dict(data, source="odd shrink")
+    # The served model with it saves and loads with safe_mode (standard layers only).
+    import keras
+
+    data["model"].update(discriminator_shrink=2)
+    model = build_model(pipeline_from_dict(data, source="shrink 2").model.settings, (48, 64))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    frames = rng.random((2, 48, 64, 1)).astype(np.float32)
+    np.testing.assert_allclose(loaded(frames).numpy(), model(frames).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_off_no_discriminator_is_built_and_a_negative_count_is_refused():
     settings = tiny().model.settings
     assert settings.discriminator_steps == 0 and resolve_pipeline("general").model.settings.discriminator_steps == 0
@@ -124,3 +151,39 @@ def test_a_trained_discriminator_is_served_loads_safely_and_finds_a_missing_part
     with Inferencer(bundle) as inferencer:
         gone, there = inferencer.judge([missing, present])
     assert gone.verdict == "defect" and gone.score > 2 * there.score
+
+
+def test_a_quick_training_shortens_the_discriminator_and_the_bar_counts_its_passes(tmp_path):
+    settings = with_discriminator(60).model.settings  # 6 epochs planned
+    assert [settings.discriminator_steps_for(e, 24, 0.25) for e in (6, 3, 1, 12)] == [60, 30, 10, 60]
+    assert tiny().model.settings.discriminator_steps_for(6, 24, 0.25) == 0
+    from inspector.usecases.training import train_folder
+
+    bars = []
+
+    class Bar:
+        def __init__(self, length, label, **_):
+            self.length, self.label, self.items = length, label, []
+            bars.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n, item=None):
+            self.items.append(item)
+
+    rng = np.random.default_rng(6)
+    pipeline = with_discriminator(60)
+    paths = write(tmp_path / "good", [part_on_board(rng) for _ in range(24)])
+    bundle, summary = train_folder(paths, tmp_path / "model", pipeline, seed=0, epochs=2, progress=Bar)
+    training = bars[-1]
+    # 2 of 6 epochs: 20 discriminator batches, counted in passes of an epoch's batches.
+    trained = summary["trained_on"]
+    per_pass = pipeline.model.settings.steps_per_epoch(trained)
+    assert training.length == 2 + -(-20 // per_pass) == len(training.items)
+    assert all(item.startswith("loss ") for item in training.items[:2])
+    assert all(item.startswith("discriminator loss ") for item in training.items[2:])
+    assert "discriminator" in {layer.name for layer in load_bundle(tmp_path / "model").model.layers}

@@ -90,6 +90,14 @@ class ModelSpec:
         epochs_for = getattr(settings, "epochs_for", None)
         return epochs_for(images, holdout_fraction) if epochs_for and images else settings.epochs
 
+    def planned_passes(self, settings: Any, override: int | None, images: int, holdout_fraction: float) -> int | None:
+        """What `fit`'s `on_epoch` will count: its epochs, and as many more passes as the
+        settings' training after the epochs takes (`passes_after_epochs`, the discriminator's),
+        or None for an architecture fitted without epochs."""
+        epochs = self.planned_epochs(settings, override, images, holdout_fraction)
+        after = getattr(settings, "passes_after_epochs", None)
+        return epochs + after(epochs, images, holdout_fraction) if epochs is not None and after else epochs
+
     def build(self, settings: Any, shape: tuple[int, int]):
         """An untrained Keras model for images of `shape` (height, width)."""
         return self._training().build(settings, shape)

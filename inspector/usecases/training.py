@@ -264,19 +264,25 @@ def train_folder(paths: list[Path], out: Path, pipeline: Pipeline, seed: int = 0
         images = load_images(paths, pipeline, on_image=lambda: bar.update(1), seed=seed)
     for path, reason in images.skipped:
         warn(f"skipped {path}: {reason}")
-    total = spec.planned_epochs(pipeline.model.settings, epochs, len(images.arrays), pipeline.model.holdout_fraction)
-    planned = spec.planned_epochs(pipeline.model.settings, None, len(images.arrays), pipeline.model.holdout_fraction)
+    settings, fraction = pipeline.model.settings, pipeline.model.holdout_fraction
+    total = spec.planned_epochs(settings, epochs, len(images.arrays), fraction)
+    planned = spec.planned_epochs(settings, None, len(images.arrays), fraction)
     if total is not None and total * SHORT_TRAINING < planned:
         warn(f"training {total} epochs: far fewer than the {planned} epochs pipeline {pipeline.name} runs on "
              f"{len(images.arrays)} images; a model trained that short may pass defects the full training finds")
     if total is None:
         announce(spec.no_epochs_announcement.format(count=len(images.arrays)))
         return train_bundle(images, out, pipeline, seed=seed, record=record)
-    # Epoch n/total, the share done, time left and the last epoch's loss.
-    with progress(total, f"Training {pipeline.model.architecture}", item_show_func=lambda loss: loss,
+    # Epoch n/total, the share done, time left and the last epoch's loss; a discriminator trained
+    # after the epochs counts on in passes of an epoch's batches, its loss named as its own.
+    passes = spec.planned_passes(settings, epochs, len(images.arrays), fraction)
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        bar.update(1, f"{'loss' if epoch < total else 'discriminator loss'} {loss:.5f}")
+
+    with progress(passes, f"Training {pipeline.model.architecture}", item_show_func=lambda loss: loss,
                   show_pos=True) as bar:
-        return train_bundle(images, out, pipeline, seed=seed, epochs=epochs, record=record,
-                            on_epoch=lambda epoch, loss: bar.update(1, f"loss {loss:.5f}"))
+        return train_bundle(images, out, pipeline, seed=seed, epochs=epochs, record=record, on_epoch=on_epoch)
 
 
 def train_new(good_dir: Path, out: Path, pipeline: Pipeline, seed: int = 0, epochs: int | None = None,

@@ -30,6 +30,7 @@ from ..spec import ERROR_MAP, ModelSpec
 SECOND_OPINIONS = ("none", "patch_memory")
 LAYOUTS = ("strided", "paired")
 LEARNING_RATE_DECAYS = ("constant", "cosine")
+DISCRIMINATOR_SHRINKS = (1, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
     # Its channels at full resolution and at each of three halvings (the model's cost grows with
     # their square).
     discriminator_filters: tuple[int, ...] = (16, 32, 64, 64)
+    # The discriminator looks at the input and its reconstruction averaged down this many times on
+    # each side (1, 2 or 4) and its chances are enlarged back: its cost falls with the square.
+    discriminator_shrink: int = 1
     # The discriminator's map counts this many times as much as each other map in the sum.
     discriminator_weight: float = 1.0
     second_opinion: str = "patch_memory"
@@ -151,6 +155,9 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         if len(self.discriminator_filters) != 4:
             raise ConfigError(f"'{where}.discriminator_filters' takes four channel counts (full resolution and "
                               f"three halvings), got {list(self.discriminator_filters)}")
+        if isinstance(self.discriminator_shrink, bool) or self.discriminator_shrink not in DISCRIMINATOR_SHRINKS:
+            raise ConfigError(f"'{where}.discriminator_shrink' must be one of "
+                              f"{', '.join(map(str, DISCRIMINATOR_SHRINKS))}; got {self.discriminator_shrink!r}")
         check_range(f"{where}.discriminator_weight", self.discriminator_weight, 0.05, 20.0)
         check_choice(f"{where}.second_opinion", self.second_opinion, SECOND_OPINIONS)
         check_range(f"{where}.memory_weight", self.memory_weight, 0.05, 20.0)
@@ -168,6 +175,19 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         `epochs`, or as many more as `min_steps` batches take."""
         per_epoch = self.steps_per_epoch(images - held_out_count(images, holdout_fraction))
         return max(self.epochs, -(-self.min_steps // per_epoch))
+
+    def discriminator_steps_for(self, epochs: int, images: int, holdout_fraction: float) -> int:
+        """Batches the discriminator trains after `epochs` epochs of the autoencoder on `images`:
+        `discriminator_steps`, fewer in proportion when the autoencoder runs fewer epochs than
+        planned (a quick training, `--epochs`), at least one; 0 without a discriminator."""
+        planned = self.epochs_for(images, holdout_fraction)
+        return -(-self.discriminator_steps * min(epochs, planned) // planned) if self.discriminator_steps else 0
+
+    def passes_after_epochs(self, epochs: int, images: int, holdout_fraction: float) -> int:
+        """How many epochs' worth of batches (as the autoencoder's training counts them) the
+        discriminator's training runs: what a progress bar adds for it."""
+        per_epoch = self.steps_per_epoch(images - held_out_count(images, holdout_fraction))
+        return -(-self.discriminator_steps_for(epochs, images, holdout_fraction) // per_epoch)
 
 
 SPEC = ModelSpec(

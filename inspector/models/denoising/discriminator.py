@@ -12,7 +12,7 @@ disagreements are defects, and what a defect looks like beside the part's own re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -33,19 +33,22 @@ STAGES = 4
 FOCAL_GAMMA = 2.0
 
 
-def check_shape(shape: tuple[int, int]) -> None:
-    """Each strided stage halves both sides: they must be divisible by 8."""
-    check_sides("the discriminator", shape, STAGES - 1)
+def check_shape(shape: tuple[int, int], shrink: int = 1) -> None:
+    """Each strided stage halves both sides, after the input is shrunk `shrink` times: they must
+    be divisible by 8 times `shrink`."""
+    check_sides("the discriminator", shape, STAGES - 1 + int(np.log2(shrink)))
 
 
-def discriminator(shape: tuple[int, int], filters: tuple[int, ...]) -> "keras.Model":
+def discriminator(shape: tuple[int, int], filters: tuple[int, ...], shrink: int = 1) -> "keras.Model":
     """(H, W, 2): an image and its reconstruction -> (H, W, 1), the chance each pixel is a defect.
     A U-Net of `filters` channels per stage (fine to coarse): three strided stages down, back
-    up with the finer stage's features beside each."""
-    check_shape(shape)
+    up with the finer stage's features beside each. With `shrink` > 1 it works on both averaged
+    down `shrink` times per side, and its chances are enlarged back bilinearly."""
+    check_shape(shape, shrink)
     layers = keras.layers
     inputs = keras.Input(shape=(*shape, 2))
-    x = layers.Conv2D(filters[0], 3, padding="same", activation="relu")(inputs)
+    x = layers.AveragePooling2D(shrink)(inputs) if shrink > 1 else inputs
+    x = layers.Conv2D(filters[0], 3, padding="same", activation="relu")(x)
     skips = []
     for count in filters[1:]:
         skips.append(x)
@@ -57,6 +60,8 @@ def discriminator(shape: tuple[int, int], filters: tuple[int, ...]) -> "keras.Mo
         x = layers.Concatenate()([x, skip])
         x = layers.Conv2D(count, 3, padding="same", activation="relu")(x)
     outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    if shrink > 1:
+        outputs = layers.UpSampling2D(shrink, interpolation="bilinear")(outputs)
     return keras.Model(inputs, outputs, name="discriminator")
 
 
@@ -83,17 +88,19 @@ def drawn_batch(rng: np.random.Generator, arrays: np.ndarray, variants: np.ndarr
 
 
 def train_discriminator(ae: "keras.Model", arrays: np.ndarray, variants: np.ndarray | None,
-                        settings: "DenoisingSettings", seed: int, rate,
-                        whole_frame: bool = False) -> tuple["keras.Model", list[float]]:
-    """Train the discriminator for `settings.discriminator_steps` batches on synthetic defects
-    drawn on `arrays` (N, H, W) and their nuisance copies `variants` (N, K, H, W), with `ae`,
-    already trained, held fixed, by Adam at `rate` (a learning rate or schedule); returns it and
-    the loss of each step."""
+                        settings: "DenoisingSettings", seed: int, rate, whole_frame: bool = False,
+                        steps: int | None = None,
+                        on_pass: "Callable[[int, float], None] | None" = None) -> tuple["keras.Model", list[float]]:
+    """Train the discriminator for `steps` batches (`settings.discriminator_steps` by default)
+    on synthetic defects drawn on `arrays` (N, H, W) and their nuisance copies `variants`
+    (N, K, H, W), with `ae`, already trained, held fixed, by Adam at `rate` (a learning rate or
+    schedule); returns it and the loss of each step. `on_pass(n, mean loss)` after each epoch's
+    worth of batches (as the autoencoder's training counts an epoch on `arrays`) and the last."""
     import tensorflow as tf
 
     rng = np.random.default_rng([seed, 2])
     keras.utils.set_random_seed(seed)  # the same starting weights however the autoencoder came
-    net = discriminator(arrays.shape[1:], settings.discriminator_filters)
+    net = discriminator(arrays.shape[1:], settings.discriminator_filters, settings.discriminator_shrink)
     optimizer = keras.optimizers.Adam(learning_rate=rate)
 
     @tf.function(reduce_retracing=True)
@@ -105,8 +112,12 @@ def train_discriminator(ae: "keras.Model", arrays: np.ndarray, variants: np.ndar
         return loss
 
     batch = settings.batch_for(len(arrays))
+    steps = settings.discriminator_steps if steps is None else steps
+    per_pass = settings.steps_per_epoch(len(arrays))
     losses = []
-    for _ in range(settings.discriminator_steps):
+    for done in range(1, steps + 1):
         shown, target = drawn_batch(rng, arrays, variants, settings, batch, whole_frame)
         losses.append(float(step(tf.constant(shown[..., None]), tf.constant(target[..., None]))))
+        if on_pass is not None and (done % per_pass == 0 or done == steps):
+            on_pass(-(-done // per_pass) - 1, float(np.mean(losses[-(done - 1) % per_pass - 1:])))
     return net, losses

@@ -144,7 +144,8 @@ def benchmark_model(arrays: np.ndarray, pipeline: Pipeline) -> "keras.Model":
 
 def _untrained_judge(settings: DenoisingSettings, shape: tuple[int, int]) -> "keras.Model | None":
     """The discriminator the settings ask for, untrained (None without `discriminator_steps`)."""
-    return discriminator(shape, settings.discriminator_filters) if settings.discriminator_steps else None
+    return (discriminator(shape, settings.discriminator_filters, settings.discriminator_shrink)
+            if settings.discriminator_steps else None)
 
 
 def is_whole_frame(pipeline: Pipeline) -> bool:
@@ -266,15 +267,17 @@ def fit(
             f"scored with per-pixel statistics of the others); {len(arrays)} images with holdout_fraction "
             f"{pipeline.model.holdout_fraction} hold out {len(hold_idx)}: give more images or a larger fraction")
     if settings.discriminator_steps:  # before the autoencoder's training, not after it
-        check_shape(arrays.shape[1:])
+        check_shape(arrays.shape[1:], settings.discriminator_shrink)
     started = time.perf_counter()
     trained_variants = None if variants is None else variants[train_idx]
     ae, losses = train_autoencoder(arrays[train_idx], trained_variants, settings, seed, epochs, on_epoch,
                                    is_whole_frame(pipeline))
     judge = None
-    if settings.discriminator_steps:
+    steps = settings.discriminator_steps_for(epochs, len(arrays), pipeline.model.holdout_fraction)
+    if steps:  # its passes counted on after the epochs: one progress bar for the whole training
+        report = None if on_epoch is None else (lambda done, loss: on_epoch(epochs + done, loss))
         judge, _ = train_discriminator(ae, arrays[train_idx], trained_variants, settings, seed,
-                                       learning_rate(settings, settings.discriminator_steps), is_whole_frame(pipeline))
+                                       learning_rate(settings, steps), is_whole_frame(pipeline), steps, report)
     memory = arrays[train_idx] if settings.second_opinion == "patch_memory" else None
     model, branches = assemble(ae, settings, region_level(pipeline, arrays[train_idx]), memory,
                                arrays[train_idx].mean(axis=0), judge)

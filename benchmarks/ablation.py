@@ -128,9 +128,16 @@ def main() -> None:
             link.symlink_to(paths[i].resolve())
     held = [paths[i] for i in sorted(order[:64])]
 
+    epochs_for = getattr(pipeline.model.settings, "epochs_for", None)  # None: fitted without epochs
+    epochs = epochs_for(len(order) - 64, pipeline.model.holdout_fraction) if epochs_for else 0
+
+    def on_epoch(e: int, loss: float) -> None:  # a discriminator's passes follow the epochs
+        name = f"epoch {e + 1}" if e < epochs else f"discriminator pass {e - epochs + 1}"
+        print(f"{name} loss {loss:.5f}", file=sys.stderr)
+
     started = time.perf_counter()
     _, summary = train_bundle(load_folder(fit_dir, pipeline, seed=args.seed), out / "model", pipeline, seed=args.seed,
-                              on_epoch=lambda e, loss: print(f"epoch {e + 1} loss {loss:.5f}", file=sys.stderr))
+                              on_epoch=on_epoch)
     train_minutes = (time.perf_counter() - started) / 60
     bundle = load_bundle(out / "model")
     with Inferencer(bundle) as inferencer:

@@ -72,13 +72,16 @@ def test_a_shrunk_discriminator_sees_block_averages_and_answers_at_full_size(tmp
     judge = discriminator((32, 48), (8, 16, 32, 32), shrink=2)
     rng = np.random.default_rng(5)
     x = rng.random((2, 32, 48, 2)).astype(np.float32)
-    # The same 2x2 block averages, different pixels: the same chances, at the input's size.
-    swapped = x.copy()
-    swapped[:, 0::2], swapped[:, 1::2] = x[:, 1::2], x[:, 0::2]
+    # Each 2x2 block replaced by its mean: the same chances (not its maximum, not one pixel of it).
+    means = x.reshape(2, 16, 2, 24, 2, 2).mean(axis=(2, 4), keepdims=True)
+    blocks = np.broadcast_to(means, (2, 16, 2, 24, 2, 2)).reshape(x.shape)
     chance = judge(x).numpy()
-    assert chance.shape == (2, 32, 48, 1) and not np.allclose(x[..., :1], swapped[..., :1])
-    np.testing.assert_allclose(judge(swapped).numpy(), chance, atol=1e-6)
-    with pytest.raises(ConfigError, match="divisible by 16"):
+    assert chance.shape == (2, 32, 48, 1)
+    np.testing.assert_allclose(judge(blocks).numpy(), chance, atol=1e-6)
+    # Enlarged back smoothly: within a 2x2 block the chances differ (nearest neighbours would not).
+    inside = chance.reshape(2, 16, 2, 24, 2)
+    assert (inside.max(axis=(2, 4)) - inside.min(axis=(2, 4)) > 1e-6).mean() > 0.5
+    with pytest.raises(ConfigError, match="shrunk 2 times .* divisible by 16"):
         discriminator((40, 48), (8, 16, 32, 32), shrink=2)
     data = tiny().to_dict()
     data["model"].update(discriminator_steps=10, discriminator_shrink=3)
@@ -153,10 +156,27 @@ def test_a_trained_discriminator_is_served_loads_safely_and_finds_a_missing_part
     assert gone.verdict == "defect" and gone.score > 2 * there.score
 
 
+def test_each_pass_reports_the_mean_loss_of_its_own_batches_the_last_one_partial():
+    rng = np.random.default_rng(3)
+    frames = np.stack([part_on_board(rng) for _ in range(8)])[:, :48, :64]
+    data = tiny(epochs=6).to_dict()
+    data["model"].update(batch_size=2, discriminator_steps=7)
+    settings = pipeline_from_dict(data, source="batches of 2").model.settings
+    assert settings.steps_per_epoch(len(frames)) == 4  # a pass: 4 batches of 2
+    reported = []
+    _, losses = judging.train_discriminator(autoencoder(settings, frames.shape[1:]), frames, None, settings, seed=1,
+                                            rate=0.003, whole_frame=True, on_pass=lambda n, loss: reported.append((n, loss)))
+    assert len(losses) == 7  # the settings' steps
+    assert [n for n, _ in reported] == [0, 1]
+    assert reported[0][1] == pytest.approx(np.mean(losses[:4])) and reported[1][1] == pytest.approx(np.mean(losses[4:]))
+
+
 def test_a_quick_training_shortens_the_discriminator_and_the_bar_counts_its_passes(tmp_path):
-    settings = with_discriminator(60).model.settings  # 6 epochs planned
-    assert [settings.discriminator_steps_for(e, 24, 0.25) for e in (6, 3, 1, 12)] == [60, 30, 10, 60]
-    assert tiny().model.settings.discriminator_steps_for(6, 24, 0.25) == 0
+    settings = with_discriminator(60).model.settings  # 6 epochs
+    assert [settings.discriminator_steps_for(e) for e in (6, 3, 1, 12)] == [60, 30, 10, 60]
+    assert with_discriminator(5).model.settings.discriminator_steps_for(1) == 1  # rounded up, at least one
+    assert with_discriminator(7).model.settings.discriminator_steps_for(5) == 6
+    assert tiny().model.settings.discriminator_steps_for(6) == 0
     from inspector.usecases.training import train_folder
 
     bars = []
@@ -176,14 +196,14 @@ def test_a_quick_training_shortens_the_discriminator_and_the_bar_counts_its_pass
             self.items.append(item)
 
     rng = np.random.default_rng(6)
-    pipeline = with_discriminator(60)
+    pipeline = with_discriminator(69)
     paths = write(tmp_path / "good", [part_on_board(rng) for _ in range(24)])
     bundle, summary = train_folder(paths, tmp_path / "model", pipeline, seed=0, epochs=2, progress=Bar)
     training = bars[-1]
-    # 2 of 6 epochs: 20 discriminator batches, counted in passes of an epoch's batches.
-    trained = summary["trained_on"]
-    per_pass = pipeline.model.settings.steps_per_epoch(trained)
-    assert training.length == 2 + -(-20 // per_pass) == len(training.items)
+    # 2 of 6 epochs: 23 discriminator batches (69 * 2 / 6 rounded up), counted in passes of an
+    # epoch's batches, the last one partial.
+    per_pass = pipeline.model.settings.steps_per_epoch(summary["trained_on"])
+    assert 23 % per_pass and training.length == 2 + -(-23 // per_pass) == len(training.items)
     assert all(item.startswith("loss ") for item in training.items[:2])
     assert all(item.startswith("discriminator loss ") for item in training.items[2:])
     assert "discriminator" in {layer.name for layer in load_bundle(tmp_path / "model").model.layers}

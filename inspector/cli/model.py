@@ -29,7 +29,9 @@ log = logging.getLogger("inspector")
               help="Directory to write the model bundle to.")
 @click.option("--pipeline", "-p", default="screw", show_default=True,
               help=f"Pipeline TOML file, or the name of a shipped one ({', '.join(pipeline_names())}).")
-@click.option("--epochs", type=click.IntRange(1), help="Override the pipeline's number of epochs.")
+@click.option("--epochs", type=click.IntRange(1),
+              help="Override the pipeline's number of epochs (fewer also shorten a discriminator's training in "
+                   "proportion).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (split, weights, shuffling).")
 @click.option("--force", is_flag=True, help="Overwrite an existing bundle in --out.")
 @logging_options()

@@ -22,8 +22,10 @@ Each architecture is one package under `inspector/models/` declaring a `ModelSpe
   with `components.running.score_arrays` (the one post-processing). It returns a `Fitted`:
   the Keras model to save, those scores and error maps, a sentence on what they are, counts,
   epochs run, losses, seconds. `training.train_bundle` then picks the threshold and saves the bundle.
-  A `fit` that runs epochs reports each with `on_epoch(epoch, loss)`; a settings class with
-  an `epochs` key gets `inspector train`'s progress bar and `--epochs`.
+  A `fit` that runs epochs reports each with `on_epoch(epoch, loss)` (0, 1, ...), and any
+  training after them in passes numbered on from the epochs' count (the settings'
+  `passes_after_epochs` says how many); a settings class with an `epochs` key gets
+  `inspector train`'s progress bar and `--epochs`.
 - `serving`: the module registering its custom Keras layers (if any) with
   `keras.saving.register_keras_serializable(package="inspector")`. Loading a bundle imports
   every architecture's serving module and nothing else: the daemon and `score` never import

@@ -273,8 +273,8 @@ def train_folder(paths: list[Path], out: Path, pipeline: Pipeline, seed: int = 0
     if total is None:
         announce(spec.no_epochs_announcement.format(count=len(images.arrays)))
         return train_bundle(images, out, pipeline, seed=seed, record=record)
-    # Epoch n/total, the share done, time left and the last epoch's loss; a discriminator trained
-    # after the epochs counts on in passes of an epoch's batches, its loss named as its own.
+    # Passes done of all, the share done, time left and the last pass's loss: the epochs, then a
+    # discriminator's training (if any) in passes of an epoch's batches, its loss named as its own.
     passes = spec.planned_passes(settings, epochs, len(images.arrays), fraction)
 
     def on_epoch(epoch: int, loss: float) -> None:

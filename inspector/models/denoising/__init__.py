@@ -176,18 +176,17 @@ class DenoisingSettings(AutoencoderSettings, PatchMemorySettings):
         per_epoch = self.steps_per_epoch(images - held_out_count(images, holdout_fraction))
         return max(self.epochs, -(-self.min_steps // per_epoch))
 
-    def discriminator_steps_for(self, epochs: int, images: int, holdout_fraction: float) -> int:
-        """Batches the discriminator trains after `epochs` epochs of the autoencoder on `images`:
-        `discriminator_steps`, fewer in proportion when the autoencoder runs fewer epochs than
-        planned (a quick training, `--epochs`), at least one; 0 without a discriminator."""
-        planned = self.epochs_for(images, holdout_fraction)
-        return -(-self.discriminator_steps * min(epochs, planned) // planned) if self.discriminator_steps else 0
+    def discriminator_steps_for(self, epochs: int) -> int:
+        """Batches the discriminator trains after `epochs` epochs of the autoencoder:
+        `discriminator_steps`, fewer in proportion when the autoencoder runs fewer than the
+        settings' `epochs` (a quick training, `--epochs`), at least one; 0 without a discriminator."""
+        return -(-self.discriminator_steps * min(epochs, self.epochs) // self.epochs) if self.discriminator_steps else 0
 
     def passes_after_epochs(self, epochs: int, images: int, holdout_fraction: float) -> int:
         """How many epochs' worth of batches (as the autoencoder's training counts them) the
         discriminator's training runs: what a progress bar adds for it."""
         per_epoch = self.steps_per_epoch(images - held_out_count(images, holdout_fraction))
-        return -(-self.discriminator_steps_for(epochs, images, holdout_fraction) // per_epoch)
+        return -(-self.discriminator_steps_for(epochs) // per_epoch)
 
 
 SPEC = ModelSpec(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from ...errors import ConfigError
 from ...tf_setup import keras
 from ..components.autoencoder_fit import check_sides
 from .defects import training_copy
@@ -36,7 +37,11 @@ FOCAL_GAMMA = 2.0
 def check_shape(shape: tuple[int, int], shrink: int = 1) -> None:
     """Each strided stage halves both sides, after the input is shrunk `shrink` times: they must
     be divisible by 8 times `shrink`."""
-    check_sides("the discriminator", shape, STAGES - 1 + int(np.log2(shrink)))
+    if shrink == 1:
+        check_sides("the discriminator", shape, STAGES - 1)
+    elif shape[0] % (8 * shrink) or shape[1] % (8 * shrink):
+        raise ConfigError(f"the discriminator shrunk {shrink} times halves the input {STAGES - 1} times more: it "
+                          f"needs sides divisible by {8 * shrink}, got {shape[0]}x{shape[1]}")
 
 
 def discriminator(shape: tuple[int, int], filters: tuple[int, ...], shrink: int = 1) -> "keras.Model":
@@ -119,5 +124,5 @@ def train_discriminator(ae: "keras.Model", arrays: np.ndarray, variants: np.ndar
         shown, target = drawn_batch(rng, arrays, variants, settings, batch, whole_frame)
         losses.append(float(step(tf.constant(shown[..., None]), tf.constant(target[..., None]))))
         if on_pass is not None and (done % per_pass == 0 or done == steps):
-            on_pass(-(-done // per_pass) - 1, float(np.mean(losses[-(done - 1) % per_pass - 1:])))
+            on_pass(-(-done // per_pass) - 1, float(np.mean(losses[-((done - 1) % per_pass + 1):])))
     return net, losses

@@ -273,7 +273,7 @@ def fit(
     ae, losses = train_autoencoder(arrays[train_idx], trained_variants, settings, seed, epochs, on_epoch,
                                    is_whole_frame(pipeline))
     judge = None
-    steps = settings.discriminator_steps_for(epochs, len(arrays), pipeline.model.holdout_fraction)
+    steps = settings.discriminator_steps_for(epochs)
     if steps:  # its passes counted on after the epochs: one progress bar for the whole training
         report = None if on_epoch is None else (lambda done, loss: on_epoch(epochs + done, loss))
         judge, _ = train_discriminator(ae, arrays[train_idx], trained_variants, settings, seed,

@@ -1,4 +1,4 @@
-"""The discriminator (`discriminator_steps`, off in every shipped pipeline but `screw-discriminator`): after the autoencoder,
+"""The discriminator (`discriminator_steps`, off in every shipped pipeline): after the autoencoder,
 a small segmentation network learns from the input beside its reconstruction where synthetic
 defects are; its chance map is one more map of the served model, and the bundle loads safely."""
 

@@ -45,9 +45,7 @@ def train(good_dir, out, pipeline, epochs, seed, force, as_json):
     epochs, or more for a small set (at least 1,800 steps: 900 epochs for 40 screws): about
     6 minutes for 320 screws on two cores. The other 20% (and their nuisance
     copies) calibrate the threshold. screw-ae-memory adds the patch memory as a second opinion;
-    screw-discriminator adds a network trained to find synthetic defects beside the
-    reconstruction (a few more found, about 2.8 times the model's time per image); screw-memory
-    only remembers the images and calibrates by cross-validation (seconds).
+    screw-memory only remembers the images and calibrates by cross-validation (seconds).
     Either way the threshold comes from
     good images the model did not learn from, with the pipeline's threshold policy; the same
     seed and images give the same threshold. Prints the training time.

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from validation_defects import KINDS, draw  # noqa: E402
 
-from inspector import nuisance  # noqa: E402
+from inspector import models, nuisance  # noqa: E402
 from inspector.bundle import load_bundle  # noqa: E402
 from inspector.calibration import bootstrap_auc_interval, roc_auc  # noqa: E402
 from inspector.formats import list_images  # noqa: E402
@@ -128,8 +128,8 @@ def main() -> None:
             link.symlink_to(paths[i].resolve())
     held = [paths[i] for i in sorted(order[:64])]
 
-    epochs_for = getattr(pipeline.model.settings, "epochs_for", None)  # None: fitted without epochs
-    epochs = epochs_for(len(order) - 64, pipeline.model.holdout_fraction) if epochs_for else 0
+    epochs = models.get(pipeline.model.architecture).planned_epochs(  # None: fitted without epochs
+        pipeline.model.settings, None, len(order) - 64, pipeline.model.holdout_fraction) or 0
 
     def on_epoch(e: int, loss: float) -> None:  # a discriminator's passes follow the epochs
         name = f"epoch {e + 1}" if e < epochs else f"discriminator pass {e - epochs + 1}"

@@ -124,5 +124,6 @@ def train_discriminator(ae: "keras.Model", arrays: np.ndarray, variants: np.ndar
         shown, target = drawn_batch(rng, arrays, variants, settings, batch, whole_frame)
         losses.append(float(step(tf.constant(shown[..., None]), tf.constant(target[..., None]))))
         if on_pass is not None and (done % per_pass == 0 or done == steps):
-            on_pass(-(-done // per_pass) - 1, float(np.mean(losses[-((done - 1) % per_pass + 1):])))
+            number = (done - 1) // per_pass  # the pass this batch ends, from 0
+            on_pass(number, float(np.mean(losses[number * per_pass:])))
     return net, losses

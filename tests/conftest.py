@@ -115,6 +115,15 @@ def tiny_bundle(tmp_path_factory, tiny_pipeline_file) -> Path:
 
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that asks for the default model must be marked slow: training it takes minutes,
+    which the README's test command (`-m "not slow"`) leaves out."""
+    unmarked = [item.nodeid for item in items
+                if "default_bundle" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError(f"tests using default_bundle must be marked slow: {', '.join(unmarked)}")
+
+
 @pytest.fixture(scope="session")
 def default_bundle(tmp_path_factory) -> Path:
     """The default pipeline trained once per test run on the 40 sample screws, as `inspector

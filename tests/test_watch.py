@@ -64,35 +64,6 @@ def test_good_images_get_verdicts_heatmaps_and_are_archived(daemon):
     assert thread.is_alive()
 
 
-def test_every_defect_verdict_is_stored_with_its_hot_regions(default_bundle, tmp_path):
-    """The sample defects judged by the default model: each defect row holds at least one region,
-    in the photo's pixels."""
-    import json
-
-    inbox, db = tmp_path / "inbox", tmp_path / "db.sqlite"
-    inbox.mkdir()
-    for path in sorted((SAMPLE / "test" / "defect").glob("*.png")):
-        shutil.copy(path, inbox / path.name)
-    store = Store(str(db))
-    watcher = Watcher(inbox, load_bundle(default_bundle), store,
-                      WatchOptions(out=tmp_path / "out", batch=8, settle=0.2))
-    try:
-        watcher.run(install_signals=False, max_idle=2.0)
-    finally:
-        store.close()
-    done = wait_for(lambda: len(rows(db, "status='done'")) == 12 and rows(db, "status='done'"), 60, "12 verdicts")
-    flagged = [row for row in done if row["verdict"] == "defect"]
-    assert flagged
-    for row in done:
-        regions = json.loads(row["regions"]) if row["regions"] else []
-        assert len(regions) >= (row["verdict"] == "defect"), row["source_name"]
-        for region in regions:
-            x, y, w, h = region["box"]
-            assert 0 <= x and 0 <= y and x + w <= row["width"] + 8 and y + h <= row["height"] + 8
-            assert region["area_px"] > 0 and region["peak"] >= region["mean"]
-            assert len(region["outline"]) <= 64
-
-
 def test_each_bad_input_gets_its_documented_outcome_and_the_daemon_stays_up(daemon, tmp_path):
     inbox, out, db, watcher, thread = daemon()
     outside = write_png(tmp_path / "outside.png", seed=99)

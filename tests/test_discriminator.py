@@ -58,7 +58,18 @@ def test_training_minimises_the_focal_loss_and_repeats_with_its_seed(monkeypatch
     monkeypatch.setattr(judging, "focal_loss", lambda *a: traced.append(1) or focal_loss(*a))
     first, losses = judging.train_discriminator(ae, frames, None, settings, seed=4, rate=0.003, whole_frame=True)
     assert traced and len(losses) == 40
-    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])  # it learns
+    # It learns: on one batch of drawn defects its loss is well under that of the same network at
+    # its starting weights (0.12-0.32 of it over twenty seeds). The losses of single training
+    # batches swing too much with the defects each drew to show it.
+    import keras
+    import tensorflow as tf
+
+    shown, target = drawn_batch(np.random.default_rng(9), frames, None, settings, 64, whole_frame=True)
+    x = tf.constant(shown[..., None])
+    pair, truth = tf.concat([x, ae(x)], axis=-1), tf.constant(target[..., None])
+    keras.utils.set_random_seed(4)  # as its training starts it
+    start = discriminator(frames.shape[1:], settings.discriminator_filters, settings.discriminator_shrink)
+    assert float(focal_loss(first(pair), truth)) < 0.6 * float(focal_loss(start(pair), truth))
     again, _ = judging.train_discriminator(ae, frames, None, settings, seed=4, rate=0.003, whole_frame=True)
     for a, b in zip(first.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)

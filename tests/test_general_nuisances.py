@@ -360,13 +360,18 @@ def test_a_good_board_under_uneven_light_scores_as_it_did_and_zoomed_far_less_th
     images = boards[True]
     train_bundle(images, tmp_path / "model", images.pipeline, seed=0)
     bundle = load_bundle(tmp_path / "model")
-    clean = part_on_board(np.random.default_rng(16))
+    goods = [part_on_board(np.random.default_rng(seed)) for seed in range(16, 24)]
+    clean = goods[0]
     blotched = clean.copy()
     cv2.circle(blotched, (20, 80), 5, 0.05, -1)
     paths = write(tmp_path / "test", [clean, falloff(clean), falloff(blotched), zoomed(clean, 1.06)])
     with Inferencer(bundle) as inferencer:
         plain_score, dim, dim_blotched, near = (r.score for r in inferencer.judge(paths))
-    assert dim == pytest.approx(plain_score, rel=0.25, abs=0.25)
+        good_scores = [r.score for r in inferencer.judge(write(tmp_path / "goods", goods[1:]))]
+    # Good boards in plain light score 2 to 12 on one model, by board and by the training's seed
+    # (and so by processor): the board under uneven light is held to their range, not to its own
+    # plain score.
+    assert dim <= max(good_scores + [plain_score]), (dim, plain_score, good_scores)
     assert dim_blotched > 2 * max(plain_score, dim)
     # The zoom found, the inside matches and what the nearer camera no longer sees at the
     # input's edge is the good images' light: as in plain light, far less than unsearched.
@@ -374,5 +379,5 @@ def test_a_good_board_under_uneven_light_scores_as_it_did_and_zoomed_far_less_th
         **bundle.training["registration"], "max_zoom": 0.0}})
     with Inferencer(unsearched) as inferencer:
         (near_unsearched,) = (r.score for r in inferencer.judge(paths[3:]))
-    assert near == pytest.approx(plain_score, rel=0.25, abs=0.25) and near < 0.7 * near_unsearched, (
-        near, plain_score, near_unsearched)
+    assert near <= max(good_scores + [plain_score]) and near < 0.5 * near_unsearched, (
+        near, plain_score, good_scores, near_unsearched)

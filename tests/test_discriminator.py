@@ -11,7 +11,8 @@ from inspector.errors import ConfigError
 from inspector.models.components.autoencoder_fit import split_holdout
 from inspector.models.components.patch_memory_fit import pixel_statistics
 from inspector.models.denoising import discriminator as judging
-from inspector.models.denoising.discriminator import CHANGED, discriminator, drawn_batch, focal_loss
+from inspector.models.denoising.discriminator import (CHANGED, discriminator, drawn_batch, focal_loss,
+                                                       starting_discriminator)
 from inspector.models.denoising.fit import autoencoder, build as build_model
 from inspector.models.pipeline_files import pipeline_from_dict, resolve_pipeline
 from inspector.usecases.training import load_images, train_bundle
@@ -61,14 +62,12 @@ def test_training_minimises_the_focal_loss_and_repeats_with_its_seed(monkeypatch
     # It learns: on one batch of drawn defects its loss is well under that of the same network at
     # its starting weights (0.12-0.32 of it over twenty seeds). The losses of single training
     # batches swing too much with the defects each drew to show it.
-    import keras
     import tensorflow as tf
 
     shown, target = drawn_batch(np.random.default_rng(9), frames, None, settings, 64, whole_frame=True)
     x = tf.constant(shown[..., None])
     pair, truth = tf.concat([x, ae(x)], axis=-1), tf.constant(target[..., None])
-    keras.utils.set_random_seed(4)  # as its training starts it
-    start = discriminator(frames.shape[1:], settings.discriminator_filters, settings.discriminator_shrink)
+    start = starting_discriminator(frames.shape[1:], settings, 4)
     assert float(focal_loss(first(pair), truth)) < 0.6 * float(focal_loss(start(pair), truth))
     again, _ = judging.train_discriminator(ae, frames, None, settings, seed=4, rate=0.003, whole_frame=True)
     for a, b in zip(first.get_weights(), again.get_weights()):
@@ -143,7 +142,6 @@ def test_a_trained_discriminator_is_served_loads_safely_and_finds_a_missing_part
     # same network at its starting weights. (So short a training leaves the ranking anywhere from
     # 0.59 to 0.88 by seed, about 0.5 untrained, and where a seed falls depends on the processor's
     # rounding: a fixed bar would pass on one host and fail on another.)
-    import keras
     import tensorflow as tf
 
     judge, ae = model.get_layer("discriminator"), model.get_layer("autoencoder")
@@ -151,8 +149,7 @@ def test_a_trained_discriminator_is_served_loads_safely_and_finds_a_missing_part
     shown, target = drawn_batch(np.random.default_rng(9), images.arrays, None, settings, 64, whole_frame=True)
     x = tf.constant(shown[..., None])
     pair = tf.concat([x, ae(x)], axis=-1)
-    keras.utils.set_random_seed(0)  # as its training starts it
-    start = discriminator(images.arrays.shape[1:], settings.discriminator_filters, settings.discriminator_shrink)
+    start = starting_discriminator(images.arrays.shape[1:], settings, 0)
 
     def ranking(net):
         chance = net(pair).numpy()[..., 0]

@@ -70,6 +70,13 @@ def discriminator(shape: tuple[int, int], filters: tuple[int, ...], shrink: int 
     return keras.Model(inputs, outputs, name="discriminator")
 
 
+def starting_discriminator(shape: tuple[int, int], settings: "DenoisingSettings", seed: int) -> "keras.Model":
+    """The discriminator as its training with `seed` starts it: the same weights however the
+    autoencoder before it came."""
+    keras.utils.set_random_seed(seed)
+    return discriminator(shape, settings.discriminator_filters, settings.discriminator_shrink)
+
+
 def focal_loss(probability, target):
     """Mean focal loss of per-pixel chances against a 0/1 target (both (B, H, W, 1))."""
     import tensorflow as tf
@@ -104,8 +111,7 @@ def train_discriminator(ae: "keras.Model", arrays: np.ndarray, variants: np.ndar
     import tensorflow as tf
 
     rng = np.random.default_rng([seed, 2])
-    keras.utils.set_random_seed(seed)  # the same starting weights however the autoencoder came
-    net = discriminator(arrays.shape[1:], settings.discriminator_filters, settings.discriminator_shrink)
+    net = starting_discriminator(arrays.shape[1:], settings, seed)
     optimizer = keras.optimizers.Adam(learning_rate=rate)
 
     @tf.function(reduce_retracing=True)

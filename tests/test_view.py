@@ -84,6 +84,41 @@ def test_uneven_light_does_not_move_the_crop_once_flattened(frame):
         assert np.abs(lit - plain).mean() < 0.05 and np.corrcoef(lit.ravel(), plain.ravel())[0, 1] > 0.95, name
 
 
+def near_the_bottom_under_vignetting(frame: np.ndarray, corner: float = 0.35) -> tuple[np.ndarray, np.ndarray]:
+    """The sample screw in a frame twice its size with the screw's end an eighth of the frame
+    from the bottom edge: as photographed, and with light falling off to `corner` of the
+    centre's in the corners (steeper than the line nuisance's 0.55-0.75)."""
+    h, w = frame.shape
+    big = cv2.copyMakeBorder(frame, h, 0, w // 2, w // 2, cv2.BORDER_REPLICATE)
+    ys, xs = np.mgrid[0:2 * h, 0:2 * w].astype(np.float32)
+    r2 = ((xs / (2 * w - 1) - 0.5) ** 2 + (ys / (2 * h - 1) - 0.5) ** 2) / 0.5
+    return big, np.clip(big * (1 - (1 - corner) * r2), 0, 1).astype(np.float32)
+
+
+def test_a_screw_near_a_dark_corner_is_found_where_it_lies(frame):
+    from inspector.preprocess import LIGHT_LEVEL, _part_blob, background_light, shrink
+
+    plain, vignetted = near_the_bottom_under_vignetting(frame)
+    # Under the light the part's intensities are measured against, the dark corners join the screw:
+    small = shrink(vignetted, 0.5)
+    with pytest.raises(ImageError, match="touches the frame's edge"):
+        _part_blob(np.clip(small / background_light(small) * LIGHT_LEVEL, 0, 1), True, None)
+    # the second look, under the light followed into the corners, finds it where it lies.
+    expected, found = locate_part(plain, CHECKED).pose, locate_part(vignetted, CHECKED).pose
+    assert np.hypot(*np.subtract(found.centre, expected.centre)) < 3  # of a screw 230 pixels long
+    assert abs(found.angle - expected.angle) < 1 and abs(found.length / expected.length - 1) < 0.03
+
+
+def test_a_screw_cut_by_the_edge_under_the_same_light_is_still_not_in_view(frame):
+    plain, _ = near_the_bottom_under_vignetting(frame)
+    h, w = plain.shape
+    cut = np.roll(plain, h // 6, axis=0)  # the screw's end rolled past the bottom edge
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((xs / (w - 1) - 0.5) ** 2 + (ys / (h - 1) - 0.5) ** 2) / 0.5
+    with pytest.raises(ImageError, match="part not in view: it touches the frame's edge"):
+        prepare(np.clip(cut * (1 - 0.65 * r2), 0, 1).astype(np.float32), CHECKED)
+
+
 def painted_line_frame(frame: np.ndarray):
     """The sample screw at the line camera's 1024 px, with a bright pit painted on its shank:
     the frame and the pit's place (x, y)."""

@@ -354,8 +354,7 @@ def evaluate(model_dir, good, defect, report, exposure_jitter, nuisance, jitter_
       inspector evaluate models/screw --good test/good --defect test/defect --report report/
       inspector evaluate models/screw --good g/ --defect d/ --exposure-jitter --json
       inspector evaluate models/screw --good g/ --defect d/ --nuisance light-radial
-      inspector evaluate models/screw --good test/good --defect test/defect \
-          --masks ground_truth/defect --kinds defect_kinds.csv
+      inspector evaluate models/screw --good g/ --defect d/ --masks masks/ --kinds kinds.csv
     """
 
     from ..usecases.evaluation import evaluate_folders

@@ -1,7 +1,7 @@
 """How many good frames the screw pipeline cannot judge ("part not in view", "no part found")
 as photographed, under each line nuisance, and under vignetting steeper than the nuisance's:
 counted for the full search (`locate_part`) and for its first look alone (the part segmented
-under `background_light`, without the second look under `even_light`). No model is needed.
+under `background_light`, without the second look under `corner_light`). No model is needed.
 Prints JSON.
 
     PYTHONPATH=. python benchmarks/part_in_view.py ../shared/data/mvtec_screw/train/good --seeds 0 1 2
@@ -17,8 +17,8 @@ from inspector import nuisance
 from inspector.errors import ImageError
 from inspector.formats import list_images
 from inspector.models.pipeline_files import resolve_pipeline
-from inspector.preprocess import (LIGHT_LEVEL, POSE_WORKING_SIZE, _part_blob, background_light, locate_part,
-                                  read_frame, shrink)
+from inspector.lighting import background_light
+from inspector.preprocess import LIGHT_LEVEL, POSE_WORKING_SIZE, _part_blob, locate_part, read_frame, shrink
 
 # Light falling off to this share of the centre's in the corners: the line nuisance draws
 # 0.55-0.75; below that, steeper than it.

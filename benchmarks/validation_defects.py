@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from inspector.cv_setup import cv2
-from inspector.preprocess import dark_region
+from inspector.lighting import dark_region
 
 KINDS = ("pit", "scratch", "worn thread", "broken tip", "chip", "stain")
 

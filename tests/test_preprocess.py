@@ -170,7 +170,7 @@ def test_a_crop_cut_from_the_region_under_it_is_the_crop_cut_from_the_whole_fram
 
 @pytest.mark.parametrize("shape", [(256, 256), (192, 256), (201, 255), (257, 257)])
 def test_the_light_blurred_on_a_smaller_copy_is_the_full_size_blur_for_any_frame_size(shape):
-    from inspector.preprocess import LIGHT_KERNEL_SHARE, background_light
+    from inspector.lighting import LIGHT_KERNEL_SHARE, background_light
 
     h, w = shape
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)

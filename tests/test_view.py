@@ -96,7 +96,8 @@ def near_the_bottom_under_vignetting(frame: np.ndarray, corner: float = 0.35) ->
 
 
 def test_a_screw_near_a_dark_corner_is_found_where_it_lies(frame):
-    from inspector.preprocess import LIGHT_LEVEL, _part_blob, background_light, shrink
+    from inspector.lighting import background_light
+    from inspector.preprocess import LIGHT_LEVEL, _part_blob, shrink
 
     plain, vignetted = near_the_bottom_under_vignetting(frame)
     # Under the light the part's intensities are measured against, the dark corners join the screw:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...cv_setup import cv2
-from ...preprocess import otsu_split
+from ...lighting import otsu_split
 from .patch_memory_layer import PatchMemory
 
 

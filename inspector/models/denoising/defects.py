@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...cv_setup import cv2
-from ...preprocess import dark_region
+from ...lighting import dark_region
 
 if TYPE_CHECKING:
     from . import DenoisingSettings

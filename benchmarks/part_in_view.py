@@ -36,18 +36,19 @@ def vignetted(frame: np.ndarray, corner: float, rng: np.random.Generator) -> np.
 
 
 def refusals(frame: np.ndarray, config) -> tuple[str | None, str | None]:
-    """Why the full search and the first look alone refuse `frame` (None: found)."""
+    """Why the full search and the first look alone refuse `frame` (None: found). The first
+    look is the full search's first step: the frame evened by `background_light` when the
+    pipeline flattens the light, as it is otherwise."""
     reasons = []
     scale = min(1.0, POSE_WORKING_SIZE / max(frame.shape))
     small = shrink(frame, scale) if scale < 1 else frame
-    for look in (lambda: locate_part(frame, config),
-                 lambda: _part_blob(np.clip(small / background_light(small) * LIGHT_LEVEL, 0, 1),
-                                    config.check_view, None)):
+    first = np.clip(small / background_light(small) * LIGHT_LEVEL, 0, 1) if config.flatten_light else small
+    for look in (lambda: locate_part(frame, config), lambda: _part_blob(first, config.check_view, None)):
         try:
             look()
             reasons.append(None)
         except ImageError as error:
-            reasons.append(str(error).split(": ", 1)[-1])
+            reasons.append(error.reason)
     return reasons[0], reasons[1]
 
 

@@ -1,6 +1,7 @@
 """The light a part was photographed under, measured from the frame's background, and the part
-told from that background: what the screw pipeline finds a part with (`inspector.preprocess`)
-and the synthetic defects are drawn on.
+told from that background (`otsu_split`, `dark_region`): what the screw pipeline finds a part
+with (`inspector.preprocess`), the synthetic defects are drawn on, and the patch memory sets its
+part's level by.
 
 `background_light` is the light a part's intensities are measured against; `corner_light`
 follows light that falls off steeply into the frame's corners, for a second look at a frame
@@ -96,7 +97,7 @@ def light_surface(small: np.ndarray) -> np.ndarray:
         misfit = np.abs(cells - terms @ coef)
         use = misfit <= np.quantile(misfit, LIGHT_SURFACE_KEEP)
     surface = (_quadratic_terms(height, width) @ coef.astype(np.float32)).reshape(height, width)
-    return np.maximum(surface, 0.05 * float(cells.max()))
+    return np.maximum(surface, max(0.05 * float(cells.max()), 1e-3))
 
 
 @functools.lru_cache(maxsize=8)

@@ -7,7 +7,6 @@ Training, scoring, evaluation and the daemon all call `preprocess` with the pipe
 
 from __future__ import annotations
 
-
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -108,7 +107,9 @@ def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,
                 path: str | os.PathLike | None = None) -> Located:
     """Segment the part (the largest blob darker than the background) and measure its pose
     (`_blob_pose`). Raises `ImageError` when no part can be judged from this frame: none found,
-    one cut by the frame's edge, more than one.
+    one cut by the frame's edge, more than one. With `flatten_light`, a frame refused under
+    `background_light` as not in view is looked at again under `corner_light` (`_second_look`);
+    when that refuses it too, the first look's reason is given.
     """
     scale = min(1.0, POSE_WORKING_SIZE / max(gray.shape))
     small = shrink(gray, scale) if scale < 1 else gray
@@ -116,17 +117,77 @@ def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,
     if config is None or not config.flatten_light:
         return Located(_blob_pose(*_part_blob(small, check_view, path), scale), None, scale, small)
     light = background_light(small)
+    first = np.clip(small / light * LIGHT_LEVEL, 0.0, 1.0)
     try:
-        blob = _part_blob(np.clip(small / light * LIGHT_LEVEL, 0.0, 1.0), check_view, path)
+        blob = _part_blob(first, check_view, path)
     except ImageError as refused:
-        # A second look with the light followed into the corners (`corner_light`): a corner left
-        # dark by steep vignetting can join a part lying near it. Frames found the first time
-        # keep the pose the models were trained with.
-        try:
-            blob = _part_blob(np.clip(small / corner_light(small) * LIGHT_LEVEL, 0.0, 1.0), check_view, path)
-        except ImageError:
+        blob = None
+        if refused.reason.startswith(NOT_IN_VIEW):  # not a blank frame, nor one with no part
+            blob = _second_look(small, first, check_view, path)
+        if blob is None:
             raise refused from None
     return Located(_blob_pose(*blob, scale), light, scale, small)
+
+
+# The refusals a second look may overturn: a dark corner joined to the part, or taken for a second part.
+NOT_IN_VIEW = "part not in view"
+# A second look is taken only when the dark pixels the first look found on the frame's edge
+# change by less than this (on the evened copy, where the background is at LIGHT_LEVEL) over
+# EDGE_REACH pixels along the edge: light falling off changes gently, a part's outline sharply.
+EDGE_STEP = 0.08
+EDGE_REACH = 4
+# And what the second look finds is a part only when its median is below this share of the
+# background's (a light the fit got wrong leaves a broad, faint blob, not a dark part), and when
+# it keeps this many working pixels clear of the edge (a part grazing the edge, its end lit away).
+PART_CONTRAST = 0.75
+EDGE_CLEARANCE = 6
+
+
+def _second_look(small: np.ndarray, first: np.ndarray, check_view: bool, path):
+    """The part's blob found under `corner_light`, for a frame whose first look (`first`, the
+    frame evened by `background_light`) refused it; None when the second look may not be taken
+    or finds no part that can be judged.
+
+    A corner left dark by steep vignetting can join a part lying near it; a part's own pixels on
+    the edge must not be lit away by a light fitted wrongly. So the second look is taken only
+    when every dark stretch of the first look's edge is free of a part's outline (EDGE_STEP),
+    and what it finds must stand out from its background as a part does (PART_CONTRAST) and keep
+    clear of the edge (EDGE_CLEARANCE).
+    Frames found the first time are not looked at again: they keep the pose the models were
+    trained with.
+    """
+    if not _dark_edge_is_light(first):
+        return None
+    second = np.clip(small / corner_light(small) * LIGHT_LEVEL, 0.0, 1.0)
+    try:
+        labels, stats, label = _part_blob(second, check_view, path)
+    except ImageError:
+        return None
+    x, y, w, h = (int(stats[label, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
+                                                  cv2.CC_STAT_HEIGHT))
+    height, width = second.shape
+    if min(x, y, width - x - w, height - y - h) < EDGE_CLEARANCE:
+        return None
+    if float(np.median(second[labels == label])) >= PART_CONTRAST * float(np.median(second[labels == 0])):
+        return None
+    return labels, stats, label
+
+
+def _dark_edge_is_light(evened: np.ndarray) -> bool:
+    """Whether the dark pixels on the frame's edge (Otsu's, as `dark_region` finds them) change
+    gently along it, as light does: no step of EDGE_STEP or more over EDGE_REACH pixels within
+    them or EDGE_REACH pixels beyond them."""
+    blurred = cv2.GaussianBlur(evened.astype(np.float32), (0, 0), 1.0)
+    dark = dark_region(evened, 1.0)
+    ring = np.concatenate([blurred[0, :], blurred[1:, -1], blurred[-1, -2::-1], blurred[-2:0:-1, 0]])
+    on_ring = np.concatenate([dark[0, :], dark[1:, -1], dark[-1, -2::-1], dark[-2:0:-1, 0]])
+    if on_ring.all():
+        return False  # dark all round: no background on the edge to tell light from a part
+    step = np.abs(np.roll(ring, -EDGE_REACH) - ring)  # from each pixel to the one EDGE_REACH further on
+    near = np.zeros_like(on_ring)
+    for shift in range(-2 * EDGE_REACH, EDGE_REACH + 1):  # the steps touching a dark stretch or its margin
+        near |= np.roll(on_ring, shift)
+    return not bool((step[near] >= EDGE_STEP).any())
 
 
 def _part_blob(small: np.ndarray, check_view: bool, path) -> tuple[np.ndarray, np.ndarray, int]:

@@ -84,24 +84,38 @@ def test_uneven_light_does_not_move_the_crop_once_flattened(frame):
         assert np.abs(lit - plain).mean() < 0.05 and np.corrcoef(lit.ravel(), plain.ravel())[0, 1] > 0.95, name
 
 
-def near_the_bottom_under_vignetting(frame: np.ndarray, corner: float = 0.35) -> tuple[np.ndarray, np.ndarray]:
-    """The sample screw in a frame twice its size with the screw's end an eighth of the frame
-    from the bottom edge: as photographed, and with light falling off to `corner` of the
-    centre's in the corners (steeper than the line nuisance's 0.55-0.75)."""
+def falling_off(shape, corner: float, kind: str = "square", centre=(0.5, 0.5)) -> np.ndarray:
+    """Light falling off from `centre` (x, y, shares of the frame) to `corner` of its level in
+    the corners: with the squared distance (`square`, as the line nuisance draws it), as a
+    Gaussian, or as a lens's cos^4 law."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((xs / (w - 1) - centre[0]) ** 2 + (ys / (h - 1) - centre[1]) ** 2) / 0.5
+    if kind == "gaussian":
+        return np.exp(np.log(corner) * r2)
+    if kind == "cos4":
+        return (1 + (corner ** -0.5 - 1) * r2) ** -2
+    return 1 - (1 - corner) * r2
+
+
+def near_the_bottom(frame: np.ndarray) -> np.ndarray:
+    """The sample screw in a frame twice its size, its end an eighth of the frame from the bottom edge."""
     h, w = frame.shape
-    big = cv2.copyMakeBorder(frame, h, 0, w // 2, w // 2, cv2.BORDER_REPLICATE)
-    ys, xs = np.mgrid[0:2 * h, 0:2 * w].astype(np.float32)
-    r2 = ((xs / (2 * w - 1) - 0.5) ** 2 + (ys / (2 * h - 1) - 0.5) ** 2) / 0.5
-    return big, np.clip(big * (1 - (1 - corner) * r2), 0, 1).astype(np.float32)
+    return cv2.copyMakeBorder(frame, h, 0, w // 2, w // 2, cv2.BORDER_REPLICATE)
+
+
+def lit(frame: np.ndarray, light: np.ndarray) -> np.ndarray:
+    return np.clip(frame * light, 0, 1).astype(np.float32)
 
 
 def test_a_screw_near_a_dark_corner_is_found_where_it_lies(frame):
     from inspector.lighting import background_light
-    from inspector.preprocess import LIGHT_LEVEL, _part_blob, shrink
+    from inspector.preprocess import LIGHT_LEVEL, POSE_WORKING_SIZE, _part_blob, shrink
 
-    plain, vignetted = near_the_bottom_under_vignetting(frame)
+    plain = near_the_bottom(frame)
+    vignetted = lit(plain, falling_off(plain.shape, 0.35))  # steeper than the line nuisance's 0.55-0.75
     # Under the light the part's intensities are measured against, the dark corners join the screw:
-    small = shrink(vignetted, 0.5)
+    small = shrink(vignetted, POSE_WORKING_SIZE / max(vignetted.shape))
     with pytest.raises(ImageError, match="touches the frame's edge"):
         _part_blob(np.clip(small / background_light(small) * LIGHT_LEVEL, 0, 1), True, None)
     # the second look, under the light followed into the corners, finds it where it lies.
@@ -110,14 +124,25 @@ def test_a_screw_near_a_dark_corner_is_found_where_it_lies(frame):
     assert abs(found.angle - expected.angle) < 1 and abs(found.length / expected.length - 1) < 0.03
 
 
-def test_a_screw_cut_by_the_edge_under_the_same_light_is_still_not_in_view(frame):
-    plain, _ = near_the_bottom_under_vignetting(frame)
-    h, w = plain.shape
-    cut = np.roll(plain, h // 6, axis=0)  # the screw's end rolled past the bottom edge
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((xs / (w - 1) - 0.5) ** 2 + (ys / (h - 1) - 0.5) ** 2) / 0.5
+@pytest.mark.parametrize("kind, corner, centre", [("square", 0.35, (0.5, 0.5)), ("gaussian", 0.35, (0.6, 0.4)),
+                                                  ("cos4", 0.35, (0.6, 0.4))])
+def test_a_screw_cut_by_the_edge_under_steep_light_is_still_not_in_view(frame, kind, corner, centre):
+    # A light the second look's surface does not fit (a Gaussian fall-off) once lit the cut end
+    # away, and the rest of the screw was judged.
+    h, w = frame.shape
+    big = cv2.copyMakeBorder(frame, h // 2, h // 2, w // 2, w // 2, cv2.BORDER_REPLICATE)
+    cut = np.roll(np.roll(big, 170, 0), -160, 1)  # the screw's end past the bottom edge (the roll's wrap is background)
     with pytest.raises(ImageError, match="part not in view: it touches the frame's edge"):
-        prepare(np.clip(cut * (1 - 0.65 * r2), 0, 1).astype(np.float32), CHECKED)
+        prepare(cut, CHECKED)
+    with pytest.raises(ImageError, match="part not in view: it touches the frame's edge"):
+        prepare(lit(cut, falling_off(cut.shape, corner, kind, centre)), CHECKED)
+
+
+@pytest.mark.parametrize("kind", ["square", "gaussian", "cos4"])
+def test_a_frame_with_no_part_under_steep_light_is_not_taken_for_a_part(frame, kind):
+    blank = (0.75 + np.random.default_rng(2).normal(0, 0.01, (1024, 1024))).astype(np.float32)
+    with pytest.raises(ImageError, match="no part found|part not in view"):
+        prepare(lit(blank, falling_off(blank.shape, 0.55, kind)), CHECKED)
 
 
 def painted_line_frame(frame: np.ndarray):

@@ -17,8 +17,8 @@ from inspector import nuisance
 from inspector.errors import ImageError
 from inspector.formats import list_images
 from inspector.models.pipeline_files import resolve_pipeline
-from inspector.lighting import background_light
-from inspector.preprocess import LIGHT_LEVEL, POSE_WORKING_SIZE, _part_blob, locate_part, read_frame, shrink
+from inspector.lighting import background_light, evened
+from inspector.preprocess import POSE_WORKING_SIZE, _part_blob, locate_part, read_frame, shrink
 
 # Light falling off to this share of the centre's in the corners: the line nuisance draws
 # 0.55-0.75; below that, steeper than it.
@@ -42,7 +42,7 @@ def refusals(frame: np.ndarray, config) -> tuple[str | None, str | None]:
     reasons = []
     scale = min(1.0, POSE_WORKING_SIZE / max(frame.shape))
     small = shrink(frame, scale) if scale < 1 else frame
-    first = np.clip(small / background_light(small) * LIGHT_LEVEL, 0, 1) if config.flatten_light else small
+    first = evened(small, background_light(small)) if config.flatten_light else small
     for look in (lambda: locate_part(frame, config), lambda: _part_blob(first, config.check_view, None)):
         try:
             look()

@@ -40,6 +40,15 @@ def dark_region(image: np.ndarray, blur_sigma: float) -> np.ndarray:
     return otsu_split(image, blur_sigma)[1]
 
 
+# Frames evened out by their light put the background at this level, as a well-lit frame has it.
+LIGHT_LEVEL = 0.8
+
+
+def evened(image: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """`image` divided by its `light`, the background brought to LIGHT_LEVEL, kept to [0, 1]."""
+    return np.clip(image / light * LIGHT_LEVEL, 0.0, 1.0)
+
+
 def background_light(small: np.ndarray) -> np.ndarray:
     """How bright the light falls at each pixel of a (shrunk) frame, from its background: the
     light the part's intensities are measured against.
@@ -82,6 +91,8 @@ def corner_light(small: np.ndarray) -> np.ndarray:
 # each time on this share of the cells that fitted best: the part's cells (darker) drop out.
 LIGHT_SURFACE_CELLS = 16
 LIGHT_SURFACE_KEEP = 0.7
+# Light's broad shape, here and in the registration's evening of light: a surface of this degree.
+SURFACE_DEGREE = 2
 
 
 def light_surface(small: np.ndarray) -> np.ndarray:
@@ -90,23 +101,32 @@ def light_surface(small: np.ndarray) -> np.ndarray:
     height, width = small.shape
     cells = cv2.resize(small.astype(np.float32), (LIGHT_SURFACE_CELLS, LIGHT_SURFACE_CELLS),
                        interpolation=cv2.INTER_AREA).ravel().astype(np.float64)
-    terms = _quadratic_terms(LIGHT_SURFACE_CELLS, LIGHT_SURFACE_CELLS).astype(np.float64)
-    use = np.ones(cells.size, bool)
-    for _ in range(3):
-        coef = np.linalg.lstsq(terms[use], cells[use], rcond=None)[0]
-        misfit = np.abs(cells - terms @ coef)
-        use = misfit <= np.quantile(misfit, LIGHT_SURFACE_KEEP)
-    surface = (_quadratic_terms(height, width) @ coef.astype(np.float32)).reshape(height, width)
+    coef = fit_surface(cells, np.ones(cells.size, bool), LIGHT_SURFACE_CELLS, LIGHT_SURFACE_KEEP)
+    surface = (surface_terms(height, width) @ coef).reshape(height, width).astype(np.float32)
     return np.maximum(surface, max(0.05 * float(cells.max()), 1e-3))
 
 
+def fit_surface(cells: np.ndarray, usable: np.ndarray, side: int, keep: float) -> np.ndarray:
+    """The coefficients (over `surface_terms`) of the surface least-squares fitted to `cells`
+    (side x side, raveled) three times, each time on the `keep` share of the `usable` cells that
+    fitted best: cells far off the light (a part, a defect) drop out."""
+    terms = surface_terms(side, side)
+    use = usable
+    for _ in range(3):
+        coef = np.linalg.lstsq(terms[use], cells[use], rcond=None)[0]
+        misfit = np.abs(cells - terms @ coef)
+        use = usable & (misfit <= np.quantile(misfit[usable], keep))
+    return coef
+
+
 @functools.lru_cache(maxsize=8)
-def _quadratic_terms(height: int, width: int) -> np.ndarray:
-    """(height * width, 6): 1, x, y, x^2, xy, y^2 over [-1, 1] on pixel centres (kept: the
-    frames of a line are all of one size)."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    x, y = ((xs + 0.5) / width * 2 - 1).ravel(), ((ys + 0.5) / height * 2 - 1).ravel()
-    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], 1)
+def surface_terms(height: int, width: int) -> np.ndarray:
+    """(height * width, terms): x^i y^j, i + j <= SURFACE_DEGREE, over [-1, 1] on pixel centres
+    (kept: the frames of a line, and of a bundle, are all of one size)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    x, y = (xs + 0.5) / width * 2 - 1, (ys + 0.5) / height * 2 - 1
+    terms = np.stack([(x**i * y**j).ravel() for i in range(SURFACE_DEGREE + 1)
+                      for j in range(SURFACE_DEGREE + 1 - i)], 1)
     terms.flags.writeable = False
     return terms
 

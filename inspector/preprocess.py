@@ -16,7 +16,7 @@ import numpy as np
 from .cv_setup import cv2
 from .errors import ImageError
 from .formats import check_finite, decode_frame, read_bytes, to_unit
-from .lighting import background_light, corner_light, dark_region
+from .lighting import background_light, corner_light, dark_region, evened
 from .registration import Registration, even_light, fill_unseen, frame_matrix, seen_share
 from .settings import PreprocessConfig
 
@@ -117,7 +117,7 @@ def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,
     if config is None or not config.flatten_light:
         return Located(_blob_pose(*_part_blob(small, check_view, path), scale), None, scale, small)
     light = background_light(small)
-    first = np.clip(small / light * LIGHT_LEVEL, 0.0, 1.0)
+    first = evened(small, light)
     try:
         blob = _part_blob(first, check_view, path)
     except ImageError as refused:
@@ -132,7 +132,7 @@ def locate_part(gray: np.ndarray, config: PreprocessConfig | None = None,
 # The refusals a second look may overturn: a dark corner joined to the part, or taken for a second part.
 NOT_IN_VIEW = "part not in view"
 # A second look is taken only when the dark pixels the first look found on the frame's edge
-# change by less than this (on the evened copy, where the background is at LIGHT_LEVEL) over
+# change by less than this (on the evened copy, the background at `lighting.LIGHT_LEVEL`) over
 # EDGE_REACH pixels along the edge: light falling off changes gently, a part's outline sharply.
 EDGE_STEP = 0.08
 EDGE_REACH = 4
@@ -158,7 +158,7 @@ def _second_look(small: np.ndarray, first: np.ndarray, check_view: bool, path):
     """
     if not _dark_edge_is_light(first):
         return None
-    second = np.clip(small / corner_light(small) * LIGHT_LEVEL, 0.0, 1.0)
+    second = evened(small, corner_light(small))
     try:
         labels, stats, label = _part_blob(second, check_view, path)
     except ImageError:
@@ -234,8 +234,6 @@ def _blob_pose(labels: np.ndarray, stats: np.ndarray, label: int, scale: float) 
                 float(high - low))
 
 
-# Flattened frames put the background at this level, as a well-lit frame has it.
-LIGHT_LEVEL = 0.8
 
 
 def _check_in_view(stats: np.ndarray, label: int, areas: np.ndarray, order: np.ndarray,
@@ -316,7 +314,7 @@ def align_part(gray: np.ndarray, config: PreprocessConfig, path: str | os.PathLi
     else:
         crop = cut(region, 1.0, (x0, y0))
     if located.light is not None:
-        crop = np.clip(crop / cut(located.light, located.scale) * LIGHT_LEVEL, 0.0, 1.0)
+        crop = evened(crop, cut(located.light, located.scale))
     return Prepared(_intensities(crop, config, dark_region(crop, 2.0)), gray.shape[:2],
                     *_preview(*_shrunk(gray if original is None else original), matrix), pose, length, matrix)
 

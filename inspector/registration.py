@@ -45,13 +45,13 @@ light (`fill_unseen`).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from .cv_setup import cv2
+from .lighting import fit_surface, surface_terms
 from .settings import MAX_ZOOM_TOLERANCE
 
 # Frames are matched on copies this many pixels on the longer side, and a half-size copy first.
@@ -83,13 +83,12 @@ ZOOM_STEP = 0.02
 # intensities floored at FLAT_DARKEST first (the logarithm of a black pixel is its noise).
 FLAT_BLUR = 1 / 8
 FLAT_DARKEST = 0.01
-# The light is fitted on this many cells each way, as a surface of this degree, on the cells that
-# fit best (this share of them; the others may hold a defect or a part that moved). Cells where
-# the good images' light is below LIGHT_DARKEST are left out (on a black ground the ratio is the
+# The light is fitted on this many cells each way, as a surface (`inspector.lighting`'s, of
+# SURFACE_DEGREE), on the cells that fit best (this share of them; the others may hold a defect
+# or a part that moved). Cells where the good images' light is below LIGHT_DARKEST are left out (on a black ground the ratio is the
 # sensor's noise); with fewer than a quarter of the cells left the light is not evened. The
 # field is kept within LIGHT_LIMIT times either way.
 LIGHT_CELLS = 16
-LIGHT_DEGREE = 2
 LIGHT_KEEP = 0.75
 LIGHT_DARKEST = 0.02
 LIGHT_LIMIT = 4.0
@@ -373,18 +372,6 @@ def light_of(copies: Sequence[np.ndarray], works: Sequence[np.ndarray], registra
                                    borderMode=cv2.BORDER_REPLICATE) for c, m in zip(copies, maps)], axis=0)
 
 
-@functools.lru_cache(maxsize=8)
-def _surface_terms(height: int, width: int) -> np.ndarray:
-    """(height * width, terms): x^i y^j, i + j <= LIGHT_DEGREE, over [-1, 1] on pixel centres
-    (kept: every frame of a bundle asks for the same ones)."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    x, y = (xs + 0.5) / width * 2 - 1, (ys + 0.5) / height * 2 - 1
-    terms = np.stack([(x**i * y**j).ravel() for i in range(LIGHT_DEGREE + 1)
-                      for j in range(LIGHT_DEGREE + 1 - i)], 1)
-    terms.flags.writeable = False
-    return terms
-
-
 def even_light(array: np.ndarray, light: np.ndarray, local: bool = False) -> np.ndarray:
     """A registered input (its intensities as photographed) divided by its light relative to the
     good images' `light` (see the module): the field is fitted on LIGHT_CELLS x LIGHT_CELLS cells
@@ -396,14 +383,10 @@ def even_light(array: np.ndarray, light: np.ndarray, local: bool = False) -> np.
     usable = cv2.resize(light, (LIGHT_CELLS, LIGHT_CELLS), interpolation=cv2.INTER_AREA).ravel() >= LIGHT_DARKEST
     if usable.sum() * 4 < usable.size:
         return array
-    terms = _surface_terms(LIGHT_CELLS, LIGHT_CELLS)
-    use = usable
-    for _ in range(3):
-        coef = np.linalg.lstsq(terms[use], cells[use], rcond=None)[0]
-        misfit = np.abs(cells - terms @ coef)
-        use = usable & (misfit <= np.quantile(misfit[usable], LIGHT_KEEP))
+    coef = fit_surface(cells, usable, LIGHT_CELLS, LIGHT_KEEP)
+    terms = surface_terms(LIGHT_CELLS, LIGHT_CELLS)
     height, width = array.shape[:2]
-    field = _surface_terms(height, width) @ coef
+    field = surface_terms(height, width) @ coef
     if local:
         field = field + cv2.resize(_local_light(cells - terms @ coef, usable), (width, height),
                                    interpolation=cv2.INTER_LINEAR).ravel()

@@ -109,15 +109,15 @@ def lit(frame: np.ndarray, light: np.ndarray) -> np.ndarray:
 
 
 def test_a_screw_near_a_dark_corner_is_found_where_it_lies(frame):
-    from inspector.lighting import background_light
-    from inspector.preprocess import LIGHT_LEVEL, POSE_WORKING_SIZE, _part_blob, shrink
+    from inspector.lighting import background_light, evened
+    from inspector.preprocess import POSE_WORKING_SIZE, _part_blob, shrink
 
     plain = near_the_bottom(frame)
     vignetted = lit(plain, falling_off(plain.shape, 0.35))  # steeper than the line nuisance's 0.55-0.75
     # Under the light the part's intensities are measured against, the dark corners join the screw:
     small = shrink(vignetted, POSE_WORKING_SIZE / max(vignetted.shape))
     with pytest.raises(ImageError, match="touches the frame's edge"):
-        _part_blob(np.clip(small / background_light(small) * LIGHT_LEVEL, 0, 1), True, None)
+        _part_blob(evened(small, background_light(small)), True, None)
     # the second look, under the light followed into the corners, finds it where it lies.
     expected, found = locate_part(plain, CHECKED).pose, locate_part(vignetted, CHECKED).pose
     assert np.hypot(*np.subtract(found.centre, expected.centre)) < 3  # of a screw 230 pixels long
